@@ -1,0 +1,222 @@
+"""The one place that decides who may do what on a dossier (DOMAIN.md, "Who may do what").
+
+``decide(actor, dossier, standing, today)`` turns the caller, their mode, the dossier's state and the caller's standing
+on it (authorized, blocked, médecin traitant…) into a :class:`Decision`. Dossier-level answers are booleans; which
+documents the caller sees is a :class:`Visibility`, which is applied two ways from the same fields: ``allows()`` for
+one document in Python and ``where()`` as a SQL clause, so that searches filter in the database and paging holds.
+
+Choices where DOMAIN.md is silent (also in docs/ACCESS.md):
+- emergency and regulation access are "as if authorized": the habilitation matrix applies and ``MASQUE_PS`` stays
+  hidden; an already-authorized professional keeps access in those modes whatever the objections;
+- regulation mode is valid only for professionals registered as SAMU centre-15 regulators;
+- a document the patient deleted is gone for everyone (the audit keeps its trace);
+- ``INVISIBLE_REPRESENTANTS_LEGAUX`` hides from every legal representative (minor's parents and tutors);
+- the existence check (TD0.2) is answered to any professional who is not blocked and to Assurance Maladie, while
+  the dossier is open.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, false, or_, true
+from sqlalchemy.sql.elements import ColumnElement
+
+from carnet.access.actors import NEVER_ADMITTED, Actor, ActorKind, Mode
+from carnet.access.matrix import Matrix, ProfessionRights
+
+AUTHORIZED_RELATIONS = frozenset({"authorized", "care_team", "treating_gp", "gp_rights"})
+FULL_RIGHTS_RELATIONS = frozenset({"treating_gp", "gp_rights"})
+PATIENT_CLASS = "90"  # documents deposited by the patient
+REIMBURSEMENT_CLASS = "60"  # Assurance Maladie's data
+
+
+@dataclass(frozen=True)
+class DossierFacts:
+    dossier_key: Any
+    status: str  # active | closed
+    birth_date: dt.date
+    objects_break_glass: bool = False
+    objects_regulation: bool = False
+
+
+@dataclass(frozen=True)
+class Standing:
+    """The caller's standing on this dossier, read from its grants and representatives."""
+
+    relation: str = "none"  # none | authorized | care_team | treating_gp | gp_rights | blocked
+    is_owner: bool = False  # a patient actor whose INS is the dossier's
+    representative_kind: str | None = None  # a representative actor recorded on this dossier: minor | protected_adult
+
+
+@dataclass(frozen=True)
+class DocFacts:
+    class_code: str
+    type_code: str
+    author_id: str | None
+    masked: bool = False
+    invisible_patient: bool = False
+    invisible_patient_until: dt.datetime | None = None
+    invisible_representatives: bool = False
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class Visibility:
+    """Which documents of a dossier the caller sees. ``nothing`` wins over every other field."""
+
+    nothing: bool = True
+    rights: ProfessionRights | None = None  # the habilitation matrix applies (professionals without full rights)
+    hide_masked: bool = False
+    author_id: str | None = None  # the author always sees what they wrote
+    hide_invisible_patient: bool = False
+    hide_invisible_representatives: bool = False
+
+    def allows(self, doc: DocFacts, now: dt.datetime) -> bool:
+        if self.nothing or doc.deleted:
+            return False
+        if self.hide_invisible_patient and doc.invisible_patient and not (
+                doc.invisible_patient_until is not None and doc.invisible_patient_until <= now):
+            return False
+        if self.hide_invisible_representatives and doc.invisible_representatives:
+            return False
+        if self.author_id is not None and doc.author_id == self.author_id:
+            return True
+        if self.hide_masked and doc.masked:
+            return False
+        return self.rights is None or self.rights.allows(doc.class_code, doc.type_code)
+
+    def where(self, t: Any, now: dt.datetime) -> ColumnElement[bool]:
+        """The same rule as :meth:`allows`, as a SQL condition on the ``document`` table ``t``."""
+        if self.nothing:
+            return false()
+        conds: list[ColumnElement[bool]] = [t.c.deleted == false()]
+        if self.hide_invisible_patient:
+            conds.append(or_(t.c.invisible_patient == false(), t.c.invisible_patient_until <= now))
+        if self.hide_invisible_representatives:
+            conds.append(t.c.invisible_representatives == false())
+        prof: list[ColumnElement[bool]] = []
+        if self.hide_masked:
+            prof.append(t.c.masked == false())
+        if self.rights is not None:
+            prof.append(_rights_sql(self.rights, t))
+        if prof:
+            clause = and_(*prof)
+            if self.author_id is not None:
+                clause = or_(t.c.author_id == self.author_id, clause)
+            conds.append(clause)
+        return and_(*conds)
+
+
+def _rights_sql(r: ProfessionRights, t: Any) -> ColumnElement[bool]:
+    if not r.access:
+        return false()
+    conds: list[ColumnElement[bool]] = []
+    if r.exclude_types:
+        conds.append(t.c.type_code.not_in(sorted(r.exclude_types)))
+    for prefix in r.exclude_type_prefixes:
+        conds.append(t.c.type_code.not_like(prefix.replace("%", r"\%").replace("_", r"\_") + "%", escape="\\"))
+    if not r.read_all:
+        admitted: list[ColumnElement[bool]] = []
+        if r.classes:
+            admitted.append(t.c.class_code.in_(sorted(r.classes)))
+        for c, ty in sorted(r.class_types):
+            admitted.append(and_(t.c.class_code == c, t.c.type_code == ty))
+        conds.append(or_(*admitted) if admitted else false())
+    return and_(*conds) if conds else true()
+
+
+@dataclass(frozen=True)
+class Decision:
+    check: bool = False  # may learn whether the dossier exists and its status (TD0.2)
+    read: bool = False  # may read the dossier (identity, searches), documents as ``visibility`` says
+    add_classes: str = "none"  # none | all-professional | patient | reimbursement
+    read_history: bool = False
+    manage_access: bool = False
+    close_or_reopen: bool = False
+    visibility: Visibility = field(default_factory=Visibility)
+    basis: str = "none"  # why access is granted: patient, representative, authorized, treating_gp, emergency, ...
+    refusal: str = "Access to this dossier is not allowed."
+
+    def may_add(self, class_code: str) -> bool:
+        if self.add_classes == "all-professional":
+            return class_code not in (PATIENT_CLASS, REIMBURSEMENT_CLASS)
+        if self.add_classes == "patient":
+            return class_code == PATIENT_CLASS
+        if self.add_classes == "reimbursement":
+            return class_code == REIMBURSEMENT_CLASS
+        return False
+
+
+DENY = Decision()
+NEEDS_CONSENT = ("This professional has no authorization on this dossier: record the patient's consent, or use an "
+                 "emergency access mode (break the glass) where the rules allow it.")
+
+
+def age_on(birth: dt.date, today: dt.date) -> int:
+    return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
+
+
+def decide(actor: Actor, dossier: DossierFacts, standing: Standing, today: dt.date, matrix: Matrix,
+           majority_age: int = 18) -> Decision:
+    """Decide what ``actor`` may do on ``dossier``. Fails closed: any kind not named below gets nothing."""
+    if actor.kind in NEVER_ADMITTED:
+        return Decision(refusal="This kind of organisation never has access to shared medical records.")
+    active = dossier.status == "active"
+    if actor.kind is ActorKind.ASSURANCE_MALADIE:
+        if not active:
+            return Decision(refusal="This dossier is closed.")
+        return Decision(check=True, add_classes="reimbursement", basis="assurance_maladie",
+                        refusal="Assurance Maladie feeds the dossier and never reads its content.")
+    if actor.kind is ActorKind.PATIENT:
+        if not standing.is_owner:
+            return DENY
+        return _patient_side(active, "patient", Visibility(nothing=False, hide_invisible_patient=True))
+    if actor.kind is ActorKind.REPRESENTATIVE:
+        kind = standing.representative_kind
+        still = kind == "protected_adult" or (kind == "minor" and age_on(dossier.birth_date, today) < majority_age)
+        if not still:
+            return Decision(refusal="This person is not, or no longer, a legal representative for this dossier.")
+        return _patient_side(active, "representative",
+                             Visibility(nothing=False, hide_invisible_patient=True,
+                                        hide_invisible_representatives=True))
+    if actor.kind is ActorKind.PROFESSIONAL:
+        return _professional(actor, dossier, standing, matrix, active)
+    return DENY
+
+
+def _patient_side(active: bool, basis: str, visibility: Visibility) -> Decision:
+    return Decision(check=True, read=True, add_classes="patient" if active else "none", read_history=True,
+                    manage_access=active, close_or_reopen=True, visibility=visibility, basis=basis)
+
+
+def _professional(actor: Actor, dossier: DossierFacts, standing: Standing, matrix: Matrix, active: bool) -> Decision:
+    rights = matrix.rights(actor.profession)
+    if standing.relation == "blocked":
+        return Decision(refusal="The patient has blocked this professional's access to the dossier.")
+    if not rights.access:
+        return Decision(refusal="This profession has no access to shared medical records in this deployment.")
+    if actor.mode is Mode.REGULATION and not actor.is_regulator:
+        return Decision(refusal="Regulation mode is reserved to SAMU centre-15 regulating doctors.")
+    if not active:
+        return Decision(refusal="This dossier is closed.")
+    basis = standing.relation if standing.relation in AUTHORIZED_RELATIONS else "none"
+    if basis == "none" and actor.mode is Mode.EMERGENCY and not dossier.objects_break_glass:
+        basis = "emergency"
+    if basis == "none" and actor.mode is Mode.REGULATION and not dossier.objects_regulation:
+        basis = "regulation"
+    manage = basis in AUTHORIZED_RELATIONS or (standing.relation == "none" and actor.mode is Mode.NORMAL)
+    if basis == "none":
+        refusal = NEEDS_CONSENT
+        if actor.mode is Mode.EMERGENCY:
+            refusal = "The patient has objected to emergency (break the glass) access to this dossier."
+        elif actor.mode is Mode.REGULATION:
+            refusal = "The patient has objected to access by the SAMU regulation centre."
+        return Decision(check=True, manage_access=manage, refusal=refusal)
+    full = basis in FULL_RIGHTS_RELATIONS
+    visibility = Visibility(nothing=False, rights=None if full else rights, hide_masked=not full,
+                            author_id=actor.id)
+    return Decision(check=True, read=True, add_classes="all-professional", manage_access=manage,
+                    visibility=visibility, basis=basis)

@@ -1,0 +1,88 @@
+"""Operator actions on reference data (the professionals' directory, API clients) and on keys. No dossier content."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from carnet.db.tables import client, document, practitioner
+from carnet.documents.crypto import KeyRing, rewrap
+from carnet.identity.ins import InvalidIdentifier
+from carnet.identity.professionals import national_id, normalize_adeli, normalize_rpps
+from carnet.identity.professions import PROFESSIONS
+
+DEFAULT_SCOPES = {
+    "professional": "system/Patient.crs system/DocumentReference.cruds system/List.rs system/Binary.r "
+                    "system/Consent.c system/Practitioner.rs system/PractitionerRole.rs",
+    "patient_portal": "system/Patient.rs system/DocumentReference.crus system/List.rs system/Binary.r "
+                      "system/Consent.c system/AuditEvent.rs system/Practitioner.rs system/PractitionerRole.rs",
+    "assurance_maladie": "system/Patient.crs system/DocumentReference.c system/Practitioner.rs",
+}
+
+
+def add_practitioner(conn: Connection, *, rpps: str | None, adeli: str | None, family: str, given: str,
+                     profession: str, specialty: str | None = None, organisation_id: str | None = None,
+                     organisation_name: str | None = None, regulator: bool = False) -> str:
+    if bool(rpps) == bool(adeli):
+        raise InvalidIdentifier("rpps", "give exactly one of RPPS or ADELI")
+    nid = national_id("rpps", normalize_rpps(rpps, "rpps")) if rpps else \
+        national_id("adeli", normalize_adeli(adeli or "", "adeli"))
+    if profession not in PROFESSIONS and profession != "SOCIAL":
+        raise InvalidIdentifier("profession", "unknown profession code (TRE_G15)")
+    now = dt.datetime.now(dt.UTC)
+    values: dict[str, Any] = dict(id_kind="rpps" if rpps else "adeli", family=family, given=given,
+                                  profession=profession, specialty=specialty, organisation_id=organisation_id,
+                                  organisation_name=organisation_name, is_regulator=regulator, enabled=True,
+                                  updated_at=now)
+    if conn.execute(select(practitioner.c.national_id).where(practitioner.c.national_id == nid)).first():
+        conn.execute(update(practitioner).where(practitioner.c.national_id == nid).values(**values))
+    else:
+        conn.execute(insert(practitioner).values(national_id=nid, created_at=now, **values))
+    return nid
+
+
+def set_practitioner_enabled(conn: Connection, nid: str, enabled: bool) -> bool:
+    res = conn.execute(update(practitioner).where(practitioner.c.national_id == nid).values(
+        enabled=enabled, updated_at=dt.datetime.now(dt.UTC)))
+    return res.rowcount == 1
+
+
+def add_client(conn: Connection, *, client_id: str, name: str, kind: str, jwks: dict[str, Any],
+               scopes: str | None = None) -> None:
+    if kind not in DEFAULT_SCOPES:
+        raise ValueError("kind must be professional, patient_portal or assurance_maladie")
+    if not isinstance(jwks.get("keys"), list) or not jwks["keys"]:
+        raise ValueError("the JWKS must hold at least one public key")
+    for key in jwks["keys"]:
+        if any(k in key for k in ("d", "p", "q", "k")):
+            raise ValueError("the JWKS must hold public keys only")
+    values = dict(name=name, kind=kind, jwks=json.dumps(jwks), scopes=scopes or DEFAULT_SCOPES[kind], enabled=True)
+    if conn.execute(select(client.c.client_id).where(client.c.client_id == client_id)).first():
+        conn.execute(update(client).where(client.c.client_id == client_id).values(**values))
+    else:
+        conn.execute(insert(client).values(client_id=client_id, created_at=dt.datetime.now(dt.UTC), **values))
+
+
+def set_client_enabled(conn: Connection, client_id: str, enabled: bool) -> bool:
+    return conn.execute(update(client).where(client.c.client_id == client_id).values(enabled=enabled)).rowcount == 1
+
+
+def rewrap_all(conn: Connection, keyring: KeyRing, batch: int = 500) -> int:
+    """Re-wrap every document's data key with the current master key (contents are not re-encrypted).
+    Touches only ``wrapped_key``/``key_id``: no content is decrypted or read."""
+    done = 0
+    while True:
+        rows = conn.execute(select(document.c.dossier_key, document.c.document_id, document.c.wrapped_key,
+                                   document.c.key_id).where(document.c.key_id != keyring.current_id)
+                            .limit(batch)).all()
+        if not rows:
+            return done
+        for r in rows:
+            wrapped, kid = rewrap(keyring, bytes(r.wrapped_key), r.key_id)
+            conn.execute(update(document).where(document.c.dossier_key == r.dossier_key,
+                                                document.c.document_id == r.document_id)
+                         .values(wrapped_key=wrapped, key_id=kid))
+            done += 1

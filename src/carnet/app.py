@@ -1,0 +1,118 @@
+"""The application factory: error handling order, the FHIR route table, OAuth endpoints.
+
+Order of error handling, outermost last: a :class:`~carnet.errors.FhirError` becomes its OperationOutcome; a
+Starlette HTTP error (unknown path 404, wrong method 405) becomes an OperationOutcome with the same status; anything
+else becomes a generic 500 OperationOutcome with no exception text (it could carry health data) and a log line that
+names only the exception type and the request id.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route as StarletteRoute
+
+from carnet import __version__
+from carnet.auth import tokens
+from carnet.auth import web as auth_web
+from carnet.config import Settings
+from carnet.context import Services
+from carnet.errors import FhirError
+from carnet.fhir.http import FhirResponse
+from carnet.fhir.routes import ROUTES, Call, Route, capability_statement
+from carnet.ids import new_id
+
+logger = structlog.get_logger("carnet")
+
+
+def _outcome(status: int, code: str, text: str, headers: dict[str, str] | None = None) -> FhirResponse:
+    return FhirResponse(FhirError(status, code, text).outcome(), status, headers=headers)
+
+
+def _token_key(settings: Settings) -> tokens.ServerKey:
+    from pathlib import Path
+
+    path = Path(settings.token_key_file) if settings.token_key_file else settings.var_dir / "token-key.pem"
+    return tokens.ServerKey.load_or_create(path)
+
+
+def create_app(services: Services | None = None, settings: Settings | None = None) -> FastAPI:
+    settings = settings or (services.settings if services else Settings())
+    services = services or Services.build(settings)
+    server_key = _token_key(settings)
+    app = FastAPI(title="Carnet", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.services = services
+    app.state.server_key = server_key
+
+    @app.exception_handler(FhirError)
+    async def fhir_error(_: Request, exc: FhirError) -> Response:
+        return FhirResponse(exc.outcome(), exc.status, headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
+        text = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Request refused")
+        return _outcome(exc.status_code, code, text, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        rid = request.headers.get("x-request-id") or str(new_id())
+        logger.error("request.failed", error_type=type(exc).__name__, request_id=rid, path=request.url.path)
+        return _outcome(500, "exception", f"Internal error (request {rid})")
+
+    for route in ROUTES:
+        app.router.routes.append(StarletteRoute(route.path, _endpoint(route, services, server_key),
+                                                methods=[route.method]))
+
+    @app.get("/fhir/metadata")
+    async def metadata() -> Response:
+        return FhirResponse(capability_statement(settings.base_url, __version__))
+
+    @app.post("/oauth/token")
+    async def token(request: Request) -> Response:
+        form = await request.form()
+        return auth_web.token_endpoint(services, server_key, {k: str(v) for k, v in form.items()})
+
+    @app.get("/.well-known/smart-configuration")
+    async def smart() -> Response:
+        return JSONResponse(auth_web.smart_configuration(services))
+
+    @app.get("/fhir/.well-known/smart-configuration")
+    async def smart_fhir() -> Response:
+        return JSONResponse(auth_web.smart_configuration(services))
+
+    @app.get("/oauth/jwks")
+    async def jwks() -> Response:
+        return JSONResponse(server_key.public_jwks())
+
+    @app.get("/healthz")
+    async def health() -> Response:
+        return JSONResponse({"status": "ok"})
+
+    return app
+
+
+def _endpoint(route: Route, services: Services, server_key: tokens.ServerKey):  # type: ignore[no-untyped-def]
+    @functools.wraps(route.handler)
+    async def endpoint(request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            actor, scopes = auth_web.actor_from_request(services, server_key, request)
+            if route.scope and not tokens.scope_allows(scopes, route.scope[0], route.scope[1]):
+                raise FhirError(403, "forbidden", "The access token's scopes do not cover this interaction",
+                                headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'})
+            params: dict[str, Any] = dict(request.path_params)
+            response = await route.handler(Call(request, services, actor), **params)
+        except FhirError as exc:
+            response = FhirResponse(exc.outcome(), exc.status, headers=exc.headers)
+        logger.info("request", interaction=route.interaction, resource=route.resource, status=response.status_code,
+                    ms=round((time.perf_counter() - started) * 1000, 1))
+        return response
+    return endpoint

@@ -1,0 +1,138 @@
+"""The audit log: append-only, hash-chained per dossier, written in the same transaction as the action.
+
+Each record's ``hash`` is SHA-256 over the previous record's hash and a canonical JSON form of the record; the head
+of every chain (last ``seq`` and ``hash``) is kept in ``audit_chain`` and locked while appending, so two concurrent
+writers on one dossier are serialised. :func:`verify` recomputes every chain and reports a record altered (its hash no
+longer matches), removed (a gap in ``seq`` or a broken link, or a head ahead of the last record) or reordered.
+Events that concern no dossier (token issuance, directory changes, searches that matched nothing) go to the system
+chain, keyed by the nil UUID.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from carnet.access.actors import Actor
+from carnet.db.tables import audit, audit_chain
+from carnet.ids import new_id
+
+GENESIS = "0" * 64
+
+OUTCOME_SUCCESS = "0"
+OUTCOME_REFUSED = "4"
+OUTCOME_FAILED = "8"
+
+
+def utc(ts: dt.datetime) -> dt.datetime:
+    return ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts.astimezone(dt.UTC)
+
+
+def _ts(ts: dt.datetime) -> str:
+    return utc(ts).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+HASHED_FIELDS = ("dossier_key", "seq", "event_id", "recorded", "action", "event", "outcome", "actor_kind", "actor_id",
+                 "actor_name", "organisation_id", "client_id", "mode", "reason", "entity_type", "entity_id", "detail")
+
+
+def canonical(row: dict[str, Any]) -> bytes:
+    out: dict[str, Any] = {}
+    for name in HASHED_FIELDS:
+        value = row.get(name)
+        if isinstance(value, uuid.UUID):
+            value = str(value)
+        elif isinstance(value, dt.datetime):
+            value = _ts(value)
+        out[name] = value
+    return json.dumps(out, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def chain_hash(prev: str, row: dict[str, Any]) -> str:
+    return hashlib.sha256(prev.encode() + canonical(row)).hexdigest()
+
+
+def _lock_head(conn: Connection, dossier_key: uuid.UUID) -> tuple[int, str]:
+    head = conn.execute(select(audit_chain.c.seq, audit_chain.c.head)
+                        .where(audit_chain.c.dossier_key == dossier_key).with_for_update()).first()
+    if head is None:
+        ins = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        conn.execute(ins(audit_chain).values(dossier_key=dossier_key, seq=0, head=GENESIS)
+                     .on_conflict_do_nothing(index_elements=["dossier_key"]))
+        head = conn.execute(select(audit_chain.c.seq, audit_chain.c.head)
+                            .where(audit_chain.c.dossier_key == dossier_key).with_for_update()).one()
+    return int(head.seq), str(head.head)
+
+
+def record(conn: Connection, *, dossier_key: uuid.UUID, actor: Actor, action: str, event: str, now: dt.datetime,
+           outcome: str = OUTCOME_SUCCESS, entity_type: str | None = None, entity_id: str | None = None,
+           detail: dict[str, Any] | None = None) -> uuid.UUID:
+    """Append one record to ``dossier_key``'s chain, inside the caller's transaction."""
+    seq, prev = _lock_head(conn, dossier_key)
+    row: dict[str, Any] = {
+        "dossier_key": dossier_key, "seq": seq + 1, "event_id": new_id(), "recorded": utc(now), "action": action,
+        "event": event, "outcome": outcome, "actor_kind": actor.kind.value, "actor_id": actor.audit_id,
+        "actor_name": actor.display, "organisation_id": actor.organisation_id, "client_id": actor.client_id,
+        "mode": actor.mode.value, "reason": actor.reason, "entity_type": entity_type, "entity_id": entity_id,
+        "detail": detail or {},
+    }
+    row["prev_hash"] = prev
+    row["hash"] = chain_hash(prev, row)
+    conn.execute(insert(audit).values(**row))
+    conn.execute(update(audit_chain).where(audit_chain.c.dossier_key == dossier_key)
+                 .values(seq=row["seq"], head=row["hash"]))
+    return row["event_id"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    dossier_key: uuid.UUID
+    seq: int | None
+    problem: str  # altered | removed | reordered | head-mismatch
+
+
+def _records(conn: Connection, dossier_key: uuid.UUID) -> Iterator[dict[str, Any]]:
+    result = conn.execution_options(yield_per=1000).execute(
+        select(audit).where(audit.c.dossier_key == dossier_key).order_by(audit.c.seq))
+    for r in result.mappings():
+        yield dict(r)
+
+
+def verify_chain(conn: Connection, dossier_key: uuid.UUID) -> list[Finding]:
+    findings: list[Finding] = []
+    prev, expected_seq = GENESIS, 1
+    for row in _records(conn, dossier_key):
+        seq = int(row["seq"])
+        if seq != expected_seq:
+            findings.append(Finding(dossier_key, seq, "removed" if seq > expected_seq else "reordered"))
+        if row["prev_hash"] != prev:
+            findings.append(Finding(dossier_key, seq, "reordered" if seq == expected_seq else "removed"))
+        if chain_hash(row["prev_hash"], row) != row["hash"]:
+            findings.append(Finding(dossier_key, seq, "altered"))
+        prev, expected_seq = row["hash"], seq + 1
+    head = conn.execute(select(audit_chain).where(audit_chain.c.dossier_key == dossier_key)).first()
+    if head is not None and (int(head.seq) != expected_seq - 1 or head.head != prev):
+        findings.append(Finding(dossier_key, int(head.seq), "removed" if head.seq > expected_seq - 1
+                                else "head-mismatch"))
+    return findings
+
+
+def verify_all(conn: Connection) -> tuple[int, int, list[Finding]]:
+    """Verify every chain; returns (chains, records, findings)."""
+    keys = set(conn.execute(select(audit_chain.c.dossier_key)).scalars())
+    keys |= set(conn.execute(select(audit.c.dossier_key).distinct()).scalars())
+    findings: list[Finding] = []
+    records = 0
+    for key in sorted(keys, key=str):
+        findings.extend(verify_chain(conn, key))
+        records += conn.execute(select(audit_chain.c.seq).where(audit_chain.c.dossier_key == key)).scalar() or 0
+    return len(keys), records, findings

@@ -1,0 +1,150 @@
+"""The OAuth 2.0 token endpoint, SMART discovery, and the bearer check that turns a request into an Actor.
+
+No data access here beyond the reference tables (clients, professionals, the jti replay cache): who is calling is
+decided here; what they may do is decided by :mod:`carnet.access.policy`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from carnet.access.actors import Actor, ActorKind, Mode
+from carnet.auth import tokens
+from carnet.context import Services
+from carnet.db.tables import client, practitioner, token_jti
+from carnet.errors import FhirError
+
+GRANT = "client_credentials"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+def client_record(services: Services, client_id: str) -> tokens.ClientRecord | None:
+    with services.engine.connect() as conn:
+        row = conn.execute(select(client).where(client.c.client_id == client_id)).first()
+        conn.rollback()
+    if row is None:
+        return None
+    return tokens.ClientRecord(client_id=row.client_id, kind=row.kind, jwks=json.loads(row.jwks),
+                               scopes=frozenset(row.scopes.split()), enabled=row.enabled)
+
+
+def _jti_seen(services: Services, client_id: str):  # type: ignore[no-untyped-def]
+    def seen(jti: str, exp: int) -> bool:
+        try:
+            with services.engine.begin() as conn:
+                conn.execute(delete(token_jti).where(token_jti.c.expires_at < int(time.time()) - 600))
+                conn.execute(insert(token_jti).values(jti=f"{client_id}:{jti}"[:200], client_id=client_id,
+                                                      expires_at=exp))
+        except IntegrityError:
+            return True
+        return False
+    return seen
+
+
+def _oauth_error(err: tokens.TokenError) -> JSONResponse:
+    return JSONResponse(err.as_response(), status_code=err.http_status,
+                        headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+def token_endpoint(services: Services, server_key: tokens.ServerKey, form: dict[str, str]) -> JSONResponse:
+    """``POST /oauth/token``: client credentials with ``private_key_jwt`` (RFC 7523, SMART Backend Services)."""
+    settings = services.settings
+    try:
+        if form.get("grant_type") != GRANT:
+            raise tokens.TokenError("unsupported_grant_type", "Only client_credentials is supported")
+        if form.get("client_assertion_type") != ASSERTION_TYPE or not form.get("client_assertion"):
+            raise tokens.TokenError("invalid_request", "A private_key_jwt client assertion is required")
+        assertion = form["client_assertion"]
+        record = client_record(services, tokens.unverified_client_id(assertion))
+        if record is None:
+            raise tokens.TokenError("invalid_client", "Unknown client")
+        claims = tokens.verify_client_assertion(assertion, record, settings.token_endpoint, int(time.time()),
+                                                _jti_seen(services, record.client_id))
+        if claims.professional_id:
+            _professional(services, claims.professional_id, claims.mode, token_time=True)
+        scopes = tokens.negotiate_scopes(form.get("scope") or " ".join(sorted(record.scopes)), record.scopes)
+        if not scopes:
+            raise tokens.TokenError("invalid_scope", "None of the requested scopes is allowed for this client")
+        token, expires_in = tokens.issue_access_token(server_key, claims, scopes, int(time.time()),
+                                                      settings.token_lifetime, issuer=settings.base_url)
+    except tokens.TokenError as err:
+        return _oauth_error(err)
+    return JSONResponse({"access_token": token, "token_type": "Bearer", "expires_in": expires_in,
+                         "scope": " ".join(sorted(scopes))},
+                        headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+def _professional(services: Services, national_id: str, mode: str, token_time: bool = False) -> Any:
+    with services.engine.connect() as conn:
+        row = conn.execute(select(practitioner).where(practitioner.c.national_id == national_id)).first()
+        conn.rollback()
+    if row is None or not row.enabled:
+        if token_time:
+            raise tokens.TokenError("invalid_grant", "This professional is unknown or disabled")
+        raise FhirError(401, "login", "This professional is unknown or disabled",
+                        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    if mode == "regulation" and not row.is_regulator and token_time:
+        raise tokens.TokenError("invalid_grant", "Regulation mode is reserved to SAMU centre-15 regulators")
+    return row
+
+
+def smart_configuration(services: Services) -> dict[str, Any]:
+    base = services.settings.base_url
+    return {
+        "issuer": base,
+        "token_endpoint": services.settings.token_endpoint,
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": sorted(tokens.ASSERTION_ALGORITHMS),
+        "grant_types_supported": [GRANT],
+        "scopes_supported": ["system/*.rs", "system/DocumentReference.cruds", "system/Patient.crs",
+                             "system/List.rs", "system/Binary.r", "system/AuditEvent.rs", "system/Consent.c",
+                             "system/Practitioner.rs", "system/PractitionerRole.rs"],
+        "capabilities": ["client-confidential-asymmetric", "permission-v2"],
+        "jwks_uri": f"{base}/oauth/jwks",
+    }
+
+
+def actor_from_request(services: Services, server_key: tokens.ServerKey, request: Request) -> tuple[Actor, set[str]]:
+    """Verify the bearer token and build the Actor. A disabled client or professional stops working at once:
+    both are checked on every request, not only when the token was issued."""
+    header = request.headers.get("authorization", "")
+    if not header.lower().startswith("bearer "):
+        raise FhirError(401, "login", "A bearer access token is required",
+                        headers={"WWW-Authenticate": 'Bearer realm="carnet"'})
+    try:
+        claims = tokens.verify_access_token(server_key, header[7:].strip(), int(time.time()),
+                                            services.settings.base_url)
+        who = tokens.access_token_actor(claims)
+    except tokens.TokenError:
+        raise FhirError(401, "login", "The access token is invalid or expired",
+                        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+    record = client_record(services, who.client_id)
+    if record is None or not record.enabled:
+        raise FhirError(401, "login", "This client is disabled",
+                        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    scopes = set(str(claims.get("scope", "")).split())
+    mode = Mode(who.mode)
+    if record.kind == "professional":
+        row = _professional(services, who.professional_id or "", who.mode)
+        actor = Actor(kind=ActorKind.PROFESSIONAL, id=row.national_id, display=f"{row.given} {row.family}",
+                      profession=row.profession, organisation_id=who.organisation_id or row.organisation_id,
+                      is_regulator=row.is_regulator, mode=mode, reason=who.reason, client_id=who.client_id)
+    elif record.kind == "patient_portal":
+        if who.representative_id:
+            actor = Actor(kind=ActorKind.REPRESENTATIVE, id=who.representative_id, acting_for=who.patient_ins,
+                          client_id=who.client_id)
+        else:
+            actor = Actor(kind=ActorKind.PATIENT, id=who.patient_ins, client_id=who.client_id)
+    elif record.kind == "assurance_maladie":
+        actor = Actor(kind=ActorKind.ASSURANCE_MALADIE, organisation_id=who.organisation_id,
+                      client_id=who.client_id)
+    else:
+        raise FhirError(401, "login", "This client cannot call the API")
+    return actor, scopes

@@ -1,0 +1,219 @@
+"""The ``carnet`` command (Typer). Commands that touch dossiers act through the same services, policy and audit as
+the API, as an ``operator`` actor (which the policy never lets read content)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+from carnet.config import Settings
+
+app = typer.Typer(help="Carnet, a shared medical record server.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+practitioner_app = typer.Typer(help="The professionals' directory.", no_args_is_help=True)
+client_app = typer.Typer(help="API clients (professionals' software, portals, Assurance Maladie).",
+                         no_args_is_help=True)
+keys_app = typer.Typer(help="Master keys.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(practitioner_app, name="practitioner")
+app.add_typer(client_app, name="client")
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+console = Console()
+
+
+def _services():  # type: ignore[no-untyped-def]
+    from carnet.context import Services
+
+    return Services.build(Settings())
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the Alembic migrations to the configured database."""
+    from carnet.db.migrate import upgrade
+
+    settings = Settings()
+    settings.ensure_var()
+    upgrade(settings.effective_database_url)
+    console.print("[green]database up to date[/green]")
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+    """Serve the API (uvicorn)."""
+    import uvicorn
+
+    uvicorn.run("carnet.asgi:app", host=host, port=port, workers=workers, log_level="warning",
+                access_log=False)
+
+
+@app.command()
+def demo() -> None:
+    """Seed synthetic demo data (idempotent) and print how to use it."""
+    from carnet.demo import seed
+
+    services = _services()
+    info = seed(services)
+    base = services.settings.base_url
+    console.print("[bold]Carnet demo data is ready.[/bold] All identities are synthetic.")
+    table = Table("professional", "national id (IDNPS)")
+    for name, nid in info["professionals"].items():
+        table.add_row(name, nid)
+    console.print(table)
+    table = Table("patient", "INS (demo OID)")
+    for name, ins in info["patients"].items():
+        table.add_row(name, ins)
+    console.print(table)
+    console.print(f"Demo client: [bold]demo-practice[/bold], private key {services.settings.var_dir}/"
+                  "demo-client-key.json")
+    console.print(f"Try: [bold]curl {base}/fhir/metadata[/bold] and "
+                  f"[bold]python examples/walkthrough.py --base {base}[/bold]")
+
+
+@practitioner_app.command("add")
+def practitioner_add(family: str = typer.Option(...), given: str = typer.Option(...),
+                     profession: str = typer.Option(..., help="TRE_G15 code: 10 médecin, 21 pharmacien, ..."),
+                     rpps: str | None = None, adeli: str | None = None, specialty: str | None = None,
+                     organisation_id: str | None = None, organisation_name: str | None = None,
+                     regulator: bool = typer.Option(False, help="SAMU centre-15 regulating doctor")) -> None:
+    """Add or update a professional."""
+    from carnet.admin import add_practitioner
+    from carnet.identity.ins import InvalidIdentifier
+
+    services = _services()
+    try:
+        with services.engine.begin() as conn:
+            nid = add_practitioner(conn, rpps=rpps, adeli=adeli, family=family, given=given, profession=profession,
+                                   specialty=specialty, organisation_id=organisation_id,
+                                   organisation_name=organisation_name, regulator=regulator)
+    except InvalidIdentifier as exc:
+        console.print(f"[red]{exc.field}: {exc.reason}[/red]")
+        raise typer.Exit(2) from None
+    console.print(nid)
+
+
+@practitioner_app.command("list")
+def practitioner_list() -> None:
+    """List the directory."""
+    from carnet.db.tables import practitioner
+
+    services = _services()
+    table = Table("national id", "name", "profession", "specialty", "organisation", "regulator", "enabled")
+    with services.engine.connect() as conn:
+        for r in conn.execute(select(practitioner).order_by(practitioner.c.family)):
+            table.add_row(r.national_id, f"{r.given} {r.family}", r.profession, r.specialty or "",
+                          r.organisation_id or "", "yes" if r.is_regulator else "", "yes" if r.enabled else "NO")
+    console.print(table)
+
+
+@practitioner_app.command("disable")
+def practitioner_disable(national_id: str) -> None:
+    """Disable a professional: their tokens stop working at once."""
+    from carnet.admin import set_practitioner_enabled
+
+    with _services().engine.begin() as conn:
+        if not set_practitioner_enabled(conn, national_id, False):
+            console.print("[red]no such professional[/red]")
+            raise typer.Exit(1)
+    console.print("disabled")
+
+
+@client_app.command("add")
+def client_add(name: str = typer.Option(...), jwks: Path = typer.Option(..., exists=True),
+               client_id: str | None = None,
+               kind: str = typer.Option("professional", help="professional | patient_portal | assurance_maladie"),
+               scopes: str | None = None) -> None:
+    """Register a client with its public JWKS."""
+    import uuid
+
+    from carnet.admin import add_client
+
+    cid = client_id or str(uuid.uuid4())
+    try:
+        with _services().engine.begin() as conn:
+            add_client(conn, client_id=cid, name=name, kind=kind, jwks=json.loads(jwks.read_text()), scopes=scopes)
+    except (ValueError, json.JSONDecodeError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    console.print(cid)
+
+
+@client_app.command("list")
+def client_list() -> None:
+    from carnet.db.tables import client
+
+    table = Table("client id", "name", "kind", "enabled")
+    with _services().engine.connect() as conn:
+        for r in conn.execute(select(client).order_by(client.c.name)):
+            table.add_row(r.client_id, r.name, r.kind, "yes" if r.enabled else "NO")
+    console.print(table)
+
+
+@client_app.command("disable")
+def client_disable(client_id: str) -> None:
+    """Disable a client: its tokens stop working at once."""
+    from carnet.admin import set_client_enabled
+
+    with _services().engine.begin() as conn:
+        if not set_client_enabled(conn, client_id, False):
+            console.print("[red]no such client[/red]")
+            raise typer.Exit(1)
+    console.print("disabled")
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Create a new master key, make it current, and re-wrap every document key with it."""
+    from carnet.admin import rewrap_all
+    from carnet.context import _key_path
+
+    services = _services()
+    if services.settings.master_key:
+        console.print("[red]CARNET_MASTER_KEY is set: rotate in your key store, then re-run with the new spec[/red]")
+        raise typer.Exit(2)
+    kid = services.keyring.add_new_key(_key_path(services.settings))
+    with services.engine.begin() as conn:
+        n = rewrap_all(conn, services.keyring)
+    console.print(f"current key {kid}; {n} document keys re-wrapped")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute every hash chain; exit 1 if any record was altered, removed or reordered."""
+    from carnet.audit.log import verify_all
+
+    with _services().engine.connect() as conn:
+        chains, records, findings = verify_all(conn)
+    for f in findings:
+        console.print(f"[red]{f.problem}[/red] chain {f.dossier_key} at seq {f.seq}")
+    console.print(f"{chains} chains, {records} records, {len(findings)} problems")
+    if findings:
+        raise typer.Exit(1)
+
+
+@app.command()
+def purge() -> None:
+    """Erase the dossiers closed for longer than the retention period (CARNET_RETENTION_YEARS, default 10)."""
+    from carnet.access.actors import Actor, ActorKind
+    from carnet.context import run
+    from carnet.dossier.service import purge_due
+
+    services = _services()
+    keys = run(services, Actor(ActorKind.OPERATOR, id="carnet-purge"), purge_due)
+    console.print(f"{len(keys)} dossiers purged")
+
+
+def main() -> None:  # pragma: no cover
+    sys.exit(app())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

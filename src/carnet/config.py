@@ -1,0 +1,52 @@
+"""One settings object, read from environment variables.
+
+Every setting is documented in ``docs/CONFIGURATION.md``. The embedded default (no variable set) keeps everything in
+``var/`` beside the working directory: a SQLite database, the document files, the master key and the token key.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+@dataclass
+class Settings:
+    var_dir: Path = field(default_factory=lambda: Path(_env("CARNET_VAR_DIR", "var") or "var").resolve())
+    database_url: str | None = field(default_factory=lambda: _env("CARNET_DATABASE_URL"))
+    blob_url: str | None = field(default_factory=lambda: _env("CARNET_BLOB_URL"))
+    master_key: str | None = field(default_factory=lambda: _env("CARNET_MASTER_KEY"))
+    master_key_file: str | None = field(default_factory=lambda: _env("CARNET_MASTER_KEY_FILE"))
+    token_key_file: str | None = field(default_factory=lambda: _env("CARNET_TOKEN_KEY_FILE"))
+    base_url: str = field(default_factory=lambda: (_env("CARNET_BASE_URL", "http://127.0.0.1:8000") or "").rstrip("/"))
+    max_document_bytes: int = field(default_factory=lambda: int(_env("CARNET_MAX_DOCUMENT_BYTES", str(20 * 1024 * 1024))
+                                                                 or 0))
+    retention_years: int = field(default_factory=lambda: int(_env("CARNET_RETENTION_YEARS", "10") or 10))
+    majority_age: int = field(default_factory=lambda: int(_env("CARNET_MAJORITY_AGE", "18") or 18))
+    invisible_patient_days: int = field(default_factory=lambda: int(_env("CARNET_INVISIBLE_PATIENT_DAYS", "30") or 30))
+    habilitation_file: str | None = field(default_factory=lambda: _env("CARNET_HABILITATION_FILE"))
+    token_lifetime: int = field(default_factory=lambda: int(_env("CARNET_TOKEN_LIFETIME", "300") or 300))
+    page_size: int = field(default_factory=lambda: int(_env("CARNET_PAGE_SIZE", "20") or 20))
+    max_page_size: int = 200
+
+    @cached_property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.var_dir / 'carnet.db'}"
+
+    @cached_property
+    def effective_blob_url(self) -> str:
+        return self.blob_url or str(self.var_dir / "blobs")
+
+    @property
+    def token_endpoint(self) -> str:
+        return f"{self.base_url}/oauth/token"
+
+    def ensure_var(self) -> None:
+        self.var_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -1,0 +1,184 @@
+"""The unit of work every request, job and CLI command runs in.
+
+:func:`run` opens one transaction, hands the work a :class:`Context` bound to the caller, and commits. Handlers reach
+dossier data only through services that take this context: the context loads a dossier together with the policy's
+:class:`~carnet.access.policy.Decision` for the caller, and writes the audit record in the same transaction. A refusal
+rolls the transaction back (nothing changes) and is then audited in a transaction of its own, so refused attempts are
+traced too. Blobs written before a failure are removed: a refused document leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import structlog
+from sqlalchemy import Connection, Engine, Row, select
+
+from carnet.access.actors import Actor, ActorKind
+from carnet.access.matrix import Matrix, load_matrix
+from carnet.access.policy import Decision, DossierFacts, Standing, decide
+from carnet.audit import log as audit_log
+from carnet.config import Settings
+from carnet.db.tables import access_grant, dossier, representative
+from carnet.documents.blobstore import BlobStore
+from carnet.documents.crypto import KeyRing
+from carnet.errors import FhirError
+
+T = TypeVar("T")
+logger = structlog.get_logger("carnet")
+
+
+@dataclass
+class Services:
+    """What a process holds for its whole life: settings, the engine, keys, the blob store, the matrix."""
+
+    settings: Settings
+    engine: Engine
+    keyring: KeyRing
+    blobs: BlobStore
+    matrix: Matrix
+    clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
+
+    @classmethod
+    def build(cls, settings: Settings, engine: Engine | None = None) -> Services:
+        from carnet.db.engine import make_engine
+        from carnet.documents.blobstore import blobstore_from_url
+
+        settings.ensure_var()
+        if settings.master_key:
+            keyring = KeyRing.from_spec(settings.master_key)
+        else:
+            keyring = KeyRing.load_or_create(_key_path(settings))
+        return cls(settings=settings, engine=engine or make_engine(settings.effective_database_url),
+                   keyring=keyring, blobs=blobstore_from_url(settings.effective_blob_url),
+                   matrix=load_matrix(settings.habilitation_file))
+
+
+def _key_path(settings: Settings):  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    return Path(settings.master_key_file) if settings.master_key_file else settings.var_dir / "master-key.json"
+
+
+@dataclass
+class Refusal:
+    dossier_key: uuid.UUID
+    action: str
+    event: str
+    entity_type: str | None
+    entity_id: str | None
+    detail: dict[str, Any]
+
+
+class Context:
+    def __init__(self, services: Services, conn: Connection, actor: Actor, now: dt.datetime) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.conn = conn
+        self.actor = actor
+        self.now = now
+        self.refusals: list[Refusal] = []
+        self.new_blobs: list[str] = []
+        self.after_commit_deletes: list[str] = []  # blobs to erase once the transaction has committed
+
+    # --- audit ------------------------------------------------------------------------------------------------
+    def audit(self, dossier_key: uuid.UUID, action: str, event: str, *, entity_type: str | None = None,
+              entity_id: str | None = None, detail: dict[str, Any] | None = None) -> None:
+        audit_log.record(self.conn, dossier_key=dossier_key, actor=self.actor, action=action, event=event,
+                         now=self.now, entity_type=entity_type, entity_id=entity_id, detail=detail)
+
+    def refuse(self, dossier_key: uuid.UUID, action: str, event: str, error: FhirError, *,
+               entity_type: str | None = None, entity_id: str | None = None,
+               detail: dict[str, Any] | None = None) -> FhirError:
+        """Note a refused attempt (audited after the rollback) and return the error to raise."""
+        d = dict(detail or {})
+        d["status"] = error.status
+        self.refusals.append(Refusal(dossier_key, action, event, entity_type, entity_id, d))
+        return error
+
+    # --- the one way to a dossier -----------------------------------------------------------------------------
+    def dossier(self, dossier_key: uuid.UUID, *, lock: bool = False) -> tuple[Row[Any], Decision]:
+        """Load a dossier and the policy's decision for the caller. Raises 404 if there is no such dossier."""
+        q = select(dossier).where(dossier.c.dossier_key == dossier_key)
+        if lock:
+            q = q.with_for_update()
+        row = self.conn.execute(q).first()
+        if row is None:
+            raise FhirError(404, "not-found", "Patient not found")
+        return row, self.decide(row)
+
+    def decide(self, row: Row[Any]) -> Decision:
+        facts = DossierFacts(dossier_key=row.dossier_key, status=row.status, birth_date=row.birth_date,
+                             objects_break_glass=row.objects_break_glass, objects_regulation=row.objects_regulation)
+        return decide(self.actor, facts, self.standing(row), self.now.date(), self.services.matrix,
+                      self.settings.majority_age)
+
+    def standing(self, row: Row[Any]) -> Standing:
+        a = self.actor
+        if a.kind is ActorKind.PATIENT:
+            return Standing(is_owner=a.id is not None and a.id == row.ins)
+        if a.kind is ActorKind.REPRESENTATIVE:
+            rep_id = _uuid_or_none(a.id)
+            if rep_id is None:
+                return Standing()
+            kind = self.conn.execute(select(representative.c.kind).where(
+                representative.c.dossier_key == row.dossier_key, representative.c.representative_id == rep_id,
+                representative.c.ended_at.is_(None))).scalar()
+            return Standing(representative_kind=kind)
+        if a.kind is not ActorKind.PROFESSIONAL or not a.id:
+            return Standing()
+        subjects = [a.id] + ([a.organisation_id] if a.organisation_id else [])
+        grants = self.conn.execute(select(access_grant.c.subject_kind, access_grant.c.relation).where(
+            access_grant.c.dossier_key == row.dossier_key, access_grant.c.subject_id.in_(subjects),
+            access_grant.c.revoked_at.is_(None))).all()
+        mine = {g.relation for g in grants if g.subject_kind == "practitioner"}
+        org = {g.relation for g in grants if g.subject_kind == "organisation"}
+        if "blocked" in mine:
+            return Standing(relation="blocked")
+        if row.treating_gp == a.id:
+            return Standing(relation="treating_gp")
+        if "gp_rights" in mine:
+            return Standing(relation="gp_rights")
+        if "authorized" in mine:
+            return Standing(relation="authorized")
+        if "authorized" in org:
+            return Standing(relation="care_team")
+        return Standing()
+
+
+def _uuid_or_none(value: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def run(services: Services, actor: Actor, work: Callable[[Context], T]) -> T:
+    """Run ``work`` in one transaction bound to ``actor``; see the module docstring for failures."""
+    now = services.clock()
+    ctx: Context | None = None
+    try:
+        with services.engine.begin() as conn:
+            ctx = Context(services, conn, actor, now)
+            result = work(ctx)
+    except BaseException as exc:
+        if ctx is not None:
+            for key in ctx.new_blobs:
+                try:
+                    services.blobs.delete(key)
+                except OSError:
+                    logger.warning("blob.cleanup_failed")
+            if isinstance(exc, FhirError) and ctx.refusals:
+                with services.engine.begin() as conn:
+                    for r in ctx.refusals:
+                        audit_log.record(conn, dossier_key=r.dossier_key, actor=actor, action=r.action,
+                                         event=r.event, now=now, outcome=audit_log.OUTCOME_REFUSED,
+                                         entity_type=r.entity_type, entity_id=r.entity_id, detail=r.detail)
+        raise
+    for key in ctx.after_commit_deletes:
+        services.blobs.delete(key)
+    return result

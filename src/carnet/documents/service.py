@@ -1,0 +1,374 @@
+"""Documents: publish (ITI-65, ITI-105), find (ITI-67), read, retrieve (ITI-68), update status and labels.
+
+Every function takes a :class:`~carnet.context.Context`; the dossier and the caller's decision come from
+``ctx.dossier()``, document visibility is the policy's SQL clause, and the audit record is written in the same
+transaction. A document the caller may not see answers 404, exactly like one that does not exist.
+
+Contents are sealed (AES-256-GCM, a fresh data key per document) and written durably to the blob store *before* the
+metadata is inserted; if the transaction then fails, :func:`carnet.context.run` removes the blob.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+
+from carnet.access.policy import Decision, DocFacts
+from carnet.context import Context
+from carnet.db.tables import document, document_identifier, document_token, resource_locator, submission_set
+from carnet.documents import codes
+from carnet.documents.crypto import IntegrityError, Sealed, open_sealed, seal
+from carnet.documents.metadata import DocMeta, read_metadata
+from carnet.errors import FhirError, Issue, conflict, forbidden, not_found, unprocessable
+from carnet.ids import new_id
+
+
+@dataclass
+class Content:
+    data: bytes
+    content_type: str
+
+
+@dataclass
+class Published:
+    document_id: uuid.UUID
+    version: int
+    last_updated: dt.datetime
+    warnings: list[Issue]
+
+
+def _aad(dossier_key: uuid.UUID, document_id: uuid.UUID) -> bytes:
+    return dossier_key.bytes + document_id.bytes
+
+
+def fhir_instant(ts: dt.datetime) -> str:
+    ts = ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts.astimezone(dt.UTC)
+    return ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def doc_facts(row: Any) -> DocFacts:
+    until = row.invisible_patient_until
+    if until is not None and until.tzinfo is None:
+        until = until.replace(tzinfo=dt.UTC)
+    return DocFacts(class_code=row.class_code, type_code=row.type_code, author_id=row.author_id, masked=row.masked,
+                    invisible_patient=row.invisible_patient, invisible_patient_until=until,
+                    invisible_representatives=row.invisible_representatives, deleted=row.deleted)
+
+
+def require_write(ctx: Context, dossier_key: uuid.UUID, decision: Decision, class_code: str, event: str) -> None:
+    if not decision.may_add(class_code):
+        msg = decision.refusal if not decision.read and decision.add_classes == "none" else \
+            "This caller may not add a document of this class to this dossier."
+        raise ctx.refuse(dossier_key, "C", event, forbidden(msg), detail={"class": class_code})
+
+
+def publish(ctx: Context, dossier_key: uuid.UUID, resource: dict[str, Any], content: Content,
+            event: str, submission_set_id: uuid.UUID | None = None, decision: Decision | None = None,
+            meta: DocMeta | None = None) -> Published:
+    """Store one document (metadata + sealed content). ``resource`` is the validated DocumentReference JSON."""
+    if decision is None:
+        _, decision = ctx.dossier(dossier_key)
+    meta = meta or read_metadata(resource)
+    require_write(ctx, dossier_key, decision, meta.class_code, event)
+    if meta.status != "current":
+        raise unprocessable("A new document must have status current", "DocumentReference.status")
+    if len(content.data) > ctx.settings.max_document_bytes:
+        raise FhirError(413, "too-costly", "The document is larger than this server accepts",
+                        "DocumentReference.content[0].attachment")
+    if content.content_type.split(";")[0].strip().lower() != meta.content_type:
+        raise unprocessable("The content's type differs from attachment.contentType",
+                            "DocumentReference.content[0].attachment.contentType")
+    taken = ctx.conn.execute(select(document_identifier.c.document_id).where(
+        document_identifier.c.master_identifier == meta.master_identifier)).first()
+    if taken is not None:
+        raise conflict("A document with this masterIdentifier already exists", "DocumentReference.masterIdentifier")
+
+    document_id = new_id()
+    now = ctx.now
+    warnings = _check_size_and_hash(resource, content.data)
+    sha256 = hashlib.sha256(content.data).hexdigest()
+    sealed = seal(ctx.services.keyring, content.data, _aad(dossier_key, document_id))
+    blob_key = hashlib.sha256(sealed.ciphertext).hexdigest()
+    ctx.services.blobs.put(blob_key, sealed.ciphertext)  # durable before the metadata commits
+    ctx.new_blobs.append(blob_key)
+
+    for ref in meta.replaces:
+        _supersede(ctx, dossier_key, decision, ref)
+
+    author = ctx.actor.id if ctx.actor.kind.value == "professional" else ctx.actor.audit_id
+    served = _served_resource(ctx, resource, document_id, dossier_key, content, sha256, now, 1)
+    invisible_until = now + dt.timedelta(days=ctx.settings.invisible_patient_days) if meta.invisible_patient \
+        else None
+    ctx.conn.execute(insert(document).values(
+        dossier_key=dossier_key, document_id=document_id, master_identifier=meta.master_identifier,
+        status=meta.status, class_code=meta.class_code, type_system=meta.type_system, type_code=meta.type_code,
+        author_id=author, author_given=meta.author_given, author_family=meta.author_family, masked=meta.masked,
+        invisible_patient=meta.invisible_patient, invisible_patient_until=invisible_until,
+        invisible_representatives=meta.invisible_representatives, deleted=False, creation=meta.creation,
+        date=meta.date or now, period_start=meta.period_start, period_end=meta.period_end,
+        content_type=meta.content_type, format_code=meta.format_code, language=meta.language,
+        size=len(content.data), sha256=sha256, title=meta.title, blob_key=blob_key,
+        wrapped_key=sealed.wrapped_key, key_id=sealed.key_id, submission_set_id=submission_set_id, version=1,
+        last_updated=now, resource=json.dumps(served, ensure_ascii=False, separators=(",", ":"))))
+    ctx.conn.execute(insert(document_identifier).values(master_identifier=meta.master_identifier,
+                                                         dossier_key=dossier_key, document_id=document_id))
+    ctx.conn.execute(insert(resource_locator).values(resource_id=document_id, dossier_key=dossier_key))
+    if meta.tokens:
+        ctx.conn.execute(insert(document_token), [
+            {"dossier_key": dossier_key, "document_id": document_id, "param": p, "system": s, "code": c}
+            for p, s, c in sorted(meta.tokens)])
+    ctx.audit(dossier_key, "C", event, entity_type="DocumentReference", entity_id=str(document_id),
+              detail={"class": meta.class_code, "type": meta.type_code, "size": len(content.data)})
+    return Published(document_id, 1, now, warnings)
+
+
+def _check_size_and_hash(resource: dict[str, Any], data: bytes) -> list[Issue]:
+    """MHD lets the source state size and (SHA-1, R4) hash. Carnet computes both itself and serves its own values;
+    a stated value that differs is reported as a warning rather than refused, as published examples carry
+    placeholder hashes."""
+    att = resource["content"][0]["attachment"]
+    warnings: list[Issue] = []
+    expr = "DocumentReference.content[0].attachment"
+    if att.get("size") is not None and int(att["size"]) != len(data):
+        warnings.append(Issue("value", "attachment.size differs from the content; the actual size is kept",
+                              [expr + ".size"], "warning"))
+    sha1 = base64.b64encode(hashlib.sha1(data, usedforsecurity=False).digest()).decode()
+    if att.get("hash") and att["hash"] != sha1:
+        warnings.append(Issue("value", "attachment.hash differs from the content; the actual hash is kept",
+                              [expr + ".hash"], "warning"))
+    return warnings
+
+
+def _served_resource(ctx: Context, resource: dict[str, Any], document_id: uuid.UUID, dossier_key: uuid.UUID,
+                     content: Content, sha256: str, now: dt.datetime, version: int) -> dict[str, Any]:
+    res = dict(resource)
+    res["id"] = str(document_id)
+    res["meta"] = {**(res.get("meta") or {}), "versionId": str(version), "lastUpdated": fhir_instant(now)}
+    res["subject"] = {"reference": f"Patient/{dossier_key}"}
+    content0 = dict(res["content"][0])
+    att = {k: v for k, v in content0["attachment"].items() if k != "data"}
+    att.update({"contentType": content.content_type, "size": len(content.data),
+                "hash": base64.b64encode(hashlib.sha1(content.data, usedforsecurity=False).digest()).decode(),
+                "url": f"{ctx.settings.base_url}/fhir/Binary/{document_id}"})
+    content0["attachment"] = att
+    res["content"] = [content0] + list(res["content"][1:])
+    if not res.get("date"):
+        res["date"] = fhir_instant(now)
+    return res
+
+
+def _supersede(ctx: Context, dossier_key: uuid.UUID, decision: Decision, ref: str) -> None:
+    """``relatesTo.replaces``: the replaced document becomes ``superseded``. Only its author (or someone with the
+    médecin traitant's rights) may replace it, and only within the same dossier."""
+    target = _locate(ctx, ref.rsplit("/", 1)[-1], dossier_key)
+    if target is None:
+        raise unprocessable("The replaced document does not exist in this dossier",
+                            "DocumentReference.relatesTo.target")
+    if target.status == "entered-in-error":
+        raise conflict("The replaced document was withdrawn", "DocumentReference.relatesTo.target")
+    if target.author_id != ctx.actor.id and decision.basis not in ("treating_gp", "gp_rights"):
+        raise forbidden("Only the author of a document may replace it")
+    _set_status(ctx, target, "superseded")
+
+
+def _locate(ctx: Context, doc_id: str, dossier_key: uuid.UUID) -> Any:
+    try:
+        did = uuid.UUID(doc_id)
+    except ValueError:
+        return None
+    return ctx.conn.execute(select(document).where(document.c.dossier_key == dossier_key,
+                                                   document.c.document_id == did).with_for_update()).first()
+
+
+def _set_status(ctx: Context, row: Any, status: str) -> None:
+    res = json.loads(row.resource)
+    res["status"] = status
+    _rewrite(ctx, row, res, status=status)
+
+
+def _rewrite(ctx: Context, row: Any, res: dict[str, Any], **columns: Any) -> None:
+    version = row.version + 1
+    res["meta"] = {**(res.get("meta") or {}), "versionId": str(version), "lastUpdated": fhir_instant(ctx.now)}
+    ctx.conn.execute(update(document).where(document.c.dossier_key == row.dossier_key,
+                                            document.c.document_id == row.document_id).values(
+        version=version, last_updated=ctx.now, resource=json.dumps(res, ensure_ascii=False, separators=(",", ":")),
+        **columns))
+    ctx.audit(row.dossier_key, "U", "document.update", entity_type="DocumentReference",
+              entity_id=str(row.document_id), detail={k: v for k, v in columns.items() if isinstance(v, str | bool)})
+
+
+def dossier_of(ctx: Context, resource_id: str) -> uuid.UUID:
+    """The dossier a DocumentReference, Binary or List id belongs to (a lookup keyed by the id), or 404."""
+    try:
+        rid = uuid.UUID(resource_id)
+    except ValueError:
+        raise not_found() from None
+    key = ctx.conn.execute(select(resource_locator.c.dossier_key).where(
+        resource_locator.c.resource_id == rid)).scalar()
+    if key is None:
+        raise not_found()
+    return key
+
+
+def visible_document(ctx: Context, resource_id: str, event: str, action: str = "R") -> tuple[Any, Decision]:
+    """A document the caller may see, or 404 (forbidden looks like not found); a refused read is audited."""
+    dossier_key = dossier_of(ctx, resource_id)
+    _, decision = ctx.dossier(dossier_key)
+    did = uuid.UUID(resource_id)
+    row = ctx.conn.execute(select(document).where(document.c.dossier_key == dossier_key,
+                                                  document.c.document_id == did)).first()
+    if row is None or not decision.read or not decision.visibility.allows(doc_facts(row), ctx.now):
+        raise ctx.refuse(dossier_key, action, event, not_found(), entity_type="DocumentReference",
+                         entity_id=resource_id)
+    return row, decision
+
+
+def read(ctx: Context, resource_id: str) -> str:
+    row, _ = visible_document(ctx, resource_id, "document.read")
+    ctx.audit(row.dossier_key, "R", "document.read", entity_type="DocumentReference", entity_id=resource_id)
+    return str(row.resource)
+
+
+def retrieve(ctx: Context, resource_id: str) -> tuple[bytes, str, Any]:
+    """ITI-68: the exact bytes. The SHA-256 is checked on every retrieval; a mismatch is an error, never served."""
+    row, _ = visible_document(ctx, resource_id, "ITI-68")
+    try:
+        ciphertext = ctx.services.blobs.get(row.blob_key)
+        data = open_sealed(ctx.services.keyring, Sealed(ciphertext, bytes(row.wrapped_key), row.key_id),
+                           _aad(row.dossier_key, row.document_id))
+    except (IntegrityError, OSError, LookupError) as exc:
+        raise FhirError(500, "exception", "The stored document failed its integrity check") from exc
+    if hashlib.sha256(data).hexdigest() != row.sha256:
+        raise FhirError(500, "exception", "The stored document failed its integrity check")
+    ctx.audit(row.dossier_key, "R", "ITI-68", entity_type="Binary", entity_id=resource_id)
+    return data, row.content_type, row
+
+
+# --- PATCH (PDSm: status and securityLabel) --------------------------------------------------------------------
+
+def patch(ctx: Context, resource_id: str, status: str | None, labels: list[dict[str, Any]] | None) -> str:
+    """Update ``status`` and/or ``securityLabel``, as PDSm allows (TD3.2 withdraw, TD3.3 mask/unmask)."""
+    from carnet.documents.metadata import confidentiality
+
+    row, decision = visible_document(ctx, resource_id, "document.update", "U")
+    row = _locate(ctx, resource_id, row.dossier_key)
+    is_author = row.author_id == ctx.actor.id
+    patient_side = decision.basis in ("patient", "representative")
+    full = decision.basis in ("treating_gp", "gp_rights")
+    res = json.loads(row.resource)
+    cols: dict[str, Any] = {}
+    if status is not None:
+        if status not in codes.STATUSES:
+            raise unprocessable("status must be current, superseded or entered-in-error", "DocumentReference.status")
+        if not (is_author or full):
+            raise ctx.refuse(row.dossier_key, "U", "document.update",
+                             forbidden("Only the author of a document may change its status"),
+                             entity_type="DocumentReference", entity_id=resource_id)
+        res["status"] = status
+        cols["status"] = status
+    if labels is not None:
+        found = confidentiality(labels)
+        masked = codes.MASQUE_PS in found
+        inv_p = codes.INVISIBLE_PATIENT in found
+        inv_r = codes.INVISIBLE_REPRESENTANTS in found
+        if masked != row.masked and not (patient_side or is_author or full):
+            raise ctx.refuse(row.dossier_key, "U", "document.update",
+                             forbidden("Only the patient, the author or the médecin traitant may mask a document"),
+                             entity_type="DocumentReference", entity_id=resource_id)
+        if inv_p != row.invisible_patient and (patient_side or not (is_author or full)):
+            raise ctx.refuse(row.dossier_key, "U", "document.update",
+                             forbidden("Only the author may change a document's visibility to the patient"),
+                             entity_type="DocumentReference", entity_id=resource_id)
+        if inv_r and not row.invisible_representatives:
+            raise conflict("Once visible to the legal representatives a document cannot be hidden from them again",
+                           "DocumentReference.securityLabel")
+        if inv_r != row.invisible_representatives and not patient_side and not (is_author or full):
+            raise forbidden("This caller may not change this label")
+        res["securityLabel"] = labels
+        cols.update(masked=masked, invisible_patient=inv_p, invisible_representatives=inv_r,
+                    invisible_patient_until=(row.invisible_patient_until if inv_p and row.invisible_patient
+                                             else ctx.now + dt.timedelta(days=ctx.settings.invisible_patient_days)
+                                             if inv_p else None))
+        ctx.conn.execute(delete(document_token).where(document_token.c.dossier_key == row.dossier_key,
+                                                      document_token.c.document_id == row.document_id,
+                                                      document_token.c.param == "security-label"))
+        tokens = {("security-label", c.get("system") or "", c.get("code") or "")
+                  for concept in labels for c in concept.get("coding") or [] if c.get("code")}
+        if not found - {"N"}:
+            tokens.add(("security-label", codes.TRE_A07, "N"))
+        if tokens:
+            ctx.conn.execute(insert(document_token), [
+                {"dossier_key": row.dossier_key, "document_id": row.document_id, "param": p, "system": s, "code": c}
+                for p, s, c in sorted(tokens)])
+    if not cols:
+        raise unprocessable("Only status and securityLabel may be patched", "DocumentReference")
+    _rewrite(ctx, row, res, **cols)
+    return json.dumps(res, ensure_ascii=False, separators=(",", ":"))
+
+
+# --- search (ITI-67) -------------------------------------------------------------------------------------------
+
+@dataclass
+class DocumentQuery:
+    dossier_key: uuid.UUID
+    conditions: list[Any]
+    count: int
+    offset: int
+    sort_desc: bool = True
+
+
+def token_condition(param: str, values: list[tuple[str | None, str]]) -> Any:
+    """OR of (system|code) values for one token parameter, as an EXISTS on ``document_token``."""
+    alts = []
+    for system, code in values:
+        cond = [document_token.c.param == param, document_token.c.code == code]
+        if system is not None:
+            cond.append(document_token.c.system == system)
+        alts.append(and_(*cond))
+    return exists().where(document_token.c.dossier_key == document.c.dossier_key,
+                          document_token.c.document_id == document.c.document_id, or_(*alts))
+
+
+def search(ctx: Context, q: DocumentQuery, event: str = "ITI-67", query_text: str = "") -> tuple[list[str], int]:
+    _, decision = ctx.dossier(q.dossier_key)
+    if not decision.read:
+        raise ctx.refuse(q.dossier_key, "E", event, forbidden(decision.refusal), detail={"query": query_text})
+    where = and_(document.c.dossier_key == q.dossier_key, decision.visibility.where(document, ctx.now),
+                 *q.conditions)
+    order = (document.c.date.desc(), document.c.document_id.desc()) if q.sort_desc else \
+        (document.c.date.asc(), document.c.document_id.asc())
+    rows = ctx.conn.execute(select(document.c.resource).where(where).order_by(*order)
+                            .limit(q.count).offset(q.offset)).scalars().all()
+    if q.offset == 0 and len(rows) < q.count:
+        total = len(rows)
+    else:
+        total = ctx.conn.execute(select(func.count()).select_from(document).where(where)).scalar_one()
+    ctx.audit(q.dossier_key, "E", event, entity_type="Patient", entity_id=str(q.dossier_key),
+              detail={"query": query_text, "returned": len(rows)})
+    return list(rows), total
+
+
+def search_lists(ctx: Context, dossier_key: uuid.UUID, conditions: list[Any], count: int, offset: int,
+                 query_text: str) -> tuple[list[str], int]:
+    """ITI-66: SubmissionSets (and folders) of a dossier. A List is shown only if the caller sees at least one of
+    its documents, so that a SubmissionSet cannot reveal a hidden document's existence."""
+    _, decision = ctx.dossier(dossier_key)
+    if not decision.read:
+        raise ctx.refuse(dossier_key, "E", "ITI-66", forbidden(decision.refusal), detail={"query": query_text})
+    visible = exists().where(document.c.dossier_key == submission_set.c.dossier_key,
+                             document.c.submission_set_id == submission_set.c.list_id,
+                             decision.visibility.where(document, ctx.now))
+    where = and_(submission_set.c.dossier_key == dossier_key, visible, *conditions)
+    rows = ctx.conn.execute(select(submission_set.c.resource).where(where).order_by(submission_set.c.date.desc())
+                            .limit(count).offset(offset)).scalars().all()
+    total = ctx.conn.execute(select(func.count()).select_from(submission_set).where(where)).scalar_one()
+    ctx.audit(dossier_key, "E", "ITI-66", entity_type="Patient", entity_id=str(dossier_key),
+              detail={"query": query_text, "returned": len(rows)})
+    return list(rows), total

@@ -1,0 +1,69 @@
+"""The professionals' directory, exposed read-only as FHIR Practitioner and PractitionerRole.
+
+The directory is reference data (no health data); reading it needs an authenticated client but no dossier right.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select
+
+from carnet.context import Context
+from carnet.db.tables import practitioner
+from carnet.errors import FhirError, not_found
+from carnet.identity.professionals import IDNPS_SYSTEM
+from carnet.identity.professions import PROFESSION_SYSTEM, SPECIALTY_SYSTEM
+
+
+def practitioner_resource(row: Any) -> dict[str, Any]:
+    return {"resourceType": "Practitioner", "id": row.national_id, "active": bool(row.enabled),
+            "identifier": [{"system": IDNPS_SYSTEM, "value": row.national_id,
+                            "type": {"coding": [{"system": "https://hl7.fr/ig/fhir/core/CodeSystem/"
+                                                           "fr-core-cs-v2-0203", "code": "IDNPS"}]}}],
+            "name": [{"family": row.family, "given": row.given.split()}]}
+
+
+def role_resource(row: Any) -> dict[str, Any]:
+    res: dict[str, Any] = {
+        "resourceType": "PractitionerRole", "id": row.national_id, "active": bool(row.enabled),
+        "practitioner": {"reference": f"Practitioner/{row.national_id}"},
+        "code": [{"coding": [{"system": PROFESSION_SYSTEM, "code": row.profession}]}],
+    }
+    if row.specialty:
+        res["specialty"] = [{"coding": [{"system": SPECIALTY_SYSTEM, "code": row.specialty}]}]
+    if row.organisation_id:
+        res["organization"] = {"identifier": {"system": "urn:oid:1.2.250.1.71.4.2.2", "value": row.organisation_id},
+                               "display": row.organisation_name}
+    return res
+
+
+def _dump(res: dict[str, Any]) -> str:
+    return json.dumps(res, ensure_ascii=False, separators=(",", ":"))
+
+
+def read(ctx: Context, national_id: str, rtype: str) -> str:
+    row = ctx.conn.execute(select(practitioner).where(practitioner.c.national_id == national_id)).first()
+    if row is None:
+        raise not_found(rtype)
+    return _dump(practitioner_resource(row) if rtype == "Practitioner" else role_resource(row))
+
+
+def search(ctx: Context, params: list[tuple[str, str]], rtype: str) -> list[str]:
+    q = select(practitioner).order_by(practitioner.c.family).limit(500)
+    for name, value in params:
+        if name in ("_count", "_offset", "_format"):
+            continue
+        if name == "identifier":
+            q = q.where(practitioner.c.national_id == value.split("|")[-1])
+        elif name == "family" and rtype == "Practitioner":
+            q = q.where(practitioner.c.family.ilike(value.replace("%", r"\%") + "%", escape="\\"))
+        elif name == "practitioner" and rtype == "PractitionerRole":
+            q = q.where(practitioner.c.national_id == value.rsplit("/", 1)[-1])
+        elif name == "organization" and rtype == "PractitionerRole":
+            q = q.where(practitioner.c.organisation_id == value.rsplit("/", 1)[-1].split("|")[-1])
+        else:
+            raise FhirError(400, "not-supported", "Unknown search parameter", name)
+    fn = practitioner_resource if rtype == "Practitioner" else role_resource
+    return [_dump(fn(r)) for r in ctx.conn.execute(q)]

@@ -1,0 +1,75 @@
+"""FHIR HTTP helpers: JSON responses, search bundles assembled from stored JSON text, request bodies."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from carnet.errors import FhirError
+from carnet.ids import new_id
+
+FHIR_JSON = "application/fhir+json"
+
+
+class FhirResponse(Response):
+    media_type = FHIR_JSON
+
+    def __init__(self, content: str | dict[str, Any] | bytes, status_code: int = 200,
+                 headers: dict[str, str] | None = None) -> None:
+        if isinstance(content, dict):
+            content = json.dumps(content, ensure_ascii=False, separators=(",", ":"))
+        super().__init__(content=content, status_code=status_code, headers=headers,
+                         media_type="application/fhir+json; charset=utf-8")
+
+
+def searchset(base: str, resource_type: str, resources: list[str], total: int, params: list[tuple[str, str]],
+              count: int, offset: int, include_total: bool = True) -> str:
+    """A searchset Bundle built by splicing the stored JSON of each resource (no re-serialisation)."""
+    def link(rel: str, off: int) -> str:
+        q = [(k, v) for k, v in params if k not in ("_offset", "_count")] + [("_count", str(count))]
+        if off:
+            q.append(("_offset", str(off)))
+        return json.dumps({"relation": rel, "url": f"{base}/{resource_type}?{urlencode(q)}"})
+
+    links = [link("self", offset)]
+    if offset + len(resources) < total:
+        links.append(link("next", offset + count))
+    if offset > 0:
+        links.append(link("previous", max(0, offset - count)))
+    entries = []
+    for text in resources:
+        rid = _id_of(text)
+        entries.append(f'{{"fullUrl":"{base}/{resource_type}/{rid}","resource":{text},"search":{{"mode":"match"}}}}')
+    total_part = f'"total":{total},' if include_total else ""
+    return (f'{{"resourceType":"Bundle","id":"{new_id()}","type":"searchset",{total_part}'
+            f'"link":[{",".join(links)}],"entry":[{",".join(entries)}]}}')
+
+
+def _id_of(text: str) -> str:
+    # Stored resources are written by Carnet with "id" set; parsing is the safe way to read it back.
+    return str(json.loads(text)["id"])
+
+
+async def json_body(request: Request, max_bytes: int) -> dict[str, Any]:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype and ctype not in ("application/fhir+json", "application/json", "application/json-patch+json"):
+        raise FhirError(415, "not-supported", "Send FHIR resources as application/fhir+json")
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > max_bytes:
+        raise FhirError(413, "too-costly", "The request is larger than this server accepts")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise FhirError(413, "too-costly", "The request is larger than this server accepts")
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise FhirError(400, "structure", "The body is not valid JSON") from None
+    if not isinstance(data, dict | list):
+        raise FhirError(400, "structure", "The body must be a JSON object")
+    return data  # type: ignore[return-value]

@@ -1,0 +1,541 @@
+"""The FHIR R4 API at ``/fhir``: a table of routes, each naming the FHIR interaction it implements.
+
+IHE MHD 4.2 Document Recipient (ITI-65, ITI-105) and Document Responder (ITI-66, ITI-67, ITI-68), PDQm Patient
+Demographics Supplier (ITI-78), AuditEvent (BALP) for the access history, Consent for authorizations, and the
+directory's Practitioner/PractitionerRole. The CapabilityStatement is generated from :data:`ROUTES`, so it lists
+exactly what exists. Handlers never decide access: they parse, call a service with the caller's context, and shape
+the answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from carnet.access.actors import Actor, ActorKind
+from carnet.audit import fhir as audit_fhir
+from carnet.context import Context, Services, run
+from carnet.db.tables import dossier as dossier_table
+from carnet.db.tables import practitioner
+from carnet.documents import service as documents
+from carnet.documents.metadata import read_metadata
+from carnet.dossier import service as dossiers
+from carnet.errors import FhirError, invalid, not_found, unprocessable
+from carnet.fhir import directory
+from carnet.fhir.http import FHIR_JSON, FhirResponse, json_body, searchset
+from carnet.fhir.search import document_conditions
+from carnet.fhir.transaction import provide_bundle, resolve_patient
+from carnet.fhir.validate import validate
+from carnet.ids import SYSTEM_CHAIN
+
+Handler = Callable[..., Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Route:
+    resource: str | None  # None: a whole-system interaction
+    interaction: str  # FHIR: read, search-type, create, patch, transaction; or "operation"
+    method: str
+    path: str
+    handler: Handler
+    scope: tuple[str, str] | None  # (resource type, SMART permission letter) checked before the handler
+    search_params: tuple[tuple[str, str], ...] = ()
+    spec: str = ""  # the transaction or section implemented
+
+
+@dataclass
+class Call:
+    request: Request
+    services: Services
+    actor: Actor
+
+    @property
+    def base(self) -> str:
+        return f"{self.services.settings.base_url}/fhir"
+
+    def run(self, work: Callable[[Context], Any]) -> Awaitable[Any]:
+        return run_in_threadpool(run, self.services, self.actor, work)
+
+    def params(self) -> list[tuple[str, str]]:
+        return list(self.request.query_params.multi_items())
+
+    def page(self) -> tuple[int, int]:
+        s = self.services.settings
+        try:
+            count = int(self.request.query_params.get("_count", s.page_size))
+            offset = int(self.request.query_params.get("_offset", 0))
+        except ValueError:
+            raise invalid("_count and _offset must be integers", "_count") from None
+        if count < 0 or offset < 0:
+            raise invalid("_count and _offset must not be negative", "_count")
+        return min(count, s.max_page_size), offset
+
+
+def _created(body: str, location: str, version: int = 1) -> FhirResponse:
+    return FhirResponse(body, 201, headers={"Location": location, "ETag": f'W/"{version}"'})
+
+
+# --- Patient (PDQm ITI-78, TD0.2, creation) ---------------------------------------------------------------------
+
+async def patient_create(call: Call) -> Response:
+    body = await json_body(call.request, 1024 * 1024)
+    validate(body, "Patient")
+    key, served = await call.run(lambda ctx: dossiers.create(ctx, body))
+    return _created(served, f"{call.base}/Patient/{key}/_history/1")
+
+
+async def patient_read(call: Call, id: str) -> Response:
+    key = _uuid(id)
+    return FhirResponse(await call.run(lambda ctx: dossiers.read(ctx, key)))
+
+
+async def patient_search(call: Call) -> Response:
+    params = call.params()
+    count, offset = call.page()
+    known = {"identifier", "family", "given", "birthdate", "gender", "_id", "_count", "_offset", "_format"}
+    for name, _ in params:
+        if name.split(":")[0] not in known:
+            raise FhirError(400, "not-supported", "Unknown search parameter", name)
+    q = dict((k.split(":")[0], v) for k, v in params)
+    exact = any(k.endswith(":exact") for k, _ in params)
+    text = "&".join(sorted(k for k, _ in params))
+    if "identifier" in q:
+        system, _, value = q["identifier"].partition("|")
+        if not value:
+            raise invalid("identifier must be system|value", "identifier")
+        found = await call.run(lambda ctx: dossiers.check_by_ins(ctx, system, value, text))
+    elif "_id" in q:
+        key = _uuid(q["_id"])
+        found = await call.run(lambda ctx: _read_or_empty(ctx, key))
+    else:
+        import datetime as dt
+
+        birth = None
+        if "birthdate" in q:
+            try:
+                birth = dt.date.fromisoformat(q["birthdate"].removeprefix("eq"))
+            except ValueError:
+                raise invalid("birthdate must be a full date", "birthdate") from None
+        found = await call.run(lambda ctx: dossiers.search_demographics(
+            ctx, q.get("family"), q.get("given"), birth, q.get("gender"), exact, offset + count, text))
+    page = found[offset:offset + count]
+    return FhirResponse(searchset(call.base, "Patient", page, len(found), params, count, offset))
+
+
+def _read_or_empty(ctx: Context, key: uuid.UUID) -> list[str]:
+    try:
+        return [dossiers.read(ctx, key)]
+    except FhirError as exc:
+        if exc.status in (403, 404):
+            ctx.refusals.clear()
+            ctx.audit(SYSTEM_CHAIN, "E", "ITI-78", detail={"query": "_id", "returned": 0})
+            return []
+        raise
+
+
+# --- DocumentReference (ITI-67, ITI-105, read, PATCH), Binary (ITI-68), List (ITI-66) ----------------------------
+
+def _patient_key(ctx: Context, call: Call, params: list[tuple[str, str]]) -> uuid.UUID | None:
+    q = {k: v for k, v in params}
+    if "patient" in q or "subject" in q:
+        ref = q.get("patient") or q.get("subject") or ""
+        ref = ref if "/" in ref else f"Patient/{ref}"
+        return resolve_patient(ctx, ref, {}, call.base, "patient")
+    if "patient.identifier" in q:
+        system, _, value = q["patient.identifier"].partition("|")
+        from carnet.identity.ins import InvalidIdentifier, parse_ins_identifier
+
+        try:
+            _, ins = parse_ins_identifier(system, value, "patient.identifier")
+        except InvalidIdentifier as exc:
+            raise unprocessable(exc.reason, "patient.identifier") from exc
+        key = dossiers.lookup(ctx, ins)
+        if key is None:
+            ctx.audit(SYSTEM_CHAIN, "E", "ITI-67", detail={"query": "patient.identifier", "returned": 0})
+        return key
+    raise FhirError(400, "required", "ITI-67 requires patient or patient.identifier", "patient")
+
+
+async def _document_search(call: Call, params: list[tuple[str, str]]) -> Response:
+    count, offset = call.page()
+    conds = document_conditions(params)
+    sort = call.request.query_params.get("_sort", "-date") if params is call.params() else \
+        dict(params).get("_sort", "-date")
+    if sort not in ("-date", "date"):
+        raise FhirError(400, "not-supported", "Only _sort=date and _sort=-date are supported", "_sort")
+    text = "&".join(sorted({k for k, _ in params}))
+
+    def work(ctx: Context) -> tuple[list[str], int]:
+        key = _patient_key(ctx, call, params)
+        if key is None:
+            return [], 0
+        q = documents.DocumentQuery(key, conds, count, offset, sort_desc=sort == "-date")
+        return documents.search(ctx, q, "ITI-67", text)
+
+    rows, total = await call.run(work)
+    return FhirResponse(searchset(call.base, "DocumentReference", rows, total, params, count, offset))
+
+
+async def docref_search(call: Call) -> Response:
+    return await _document_search(call, call.params())
+
+
+async def docref_search_post(call: Call) -> Response:
+    form = await call.request.form()
+    params = [(k, str(v)) for k, v in form.multi_items()] + call.params()
+    return await _document_search(call, params)
+
+
+async def docref_read(call: Call, id: str) -> Response:
+    text = await call.run(lambda ctx: documents.read(ctx, id))
+    version = json.loads(text)["meta"]["versionId"]
+    return FhirResponse(text, headers={"ETag": f'W/"{version}"'})
+
+
+async def docref_create(call: Call) -> Response:
+    """ITI-105 Simplified Publish: a DocumentReference with its content inline (``attachment.data``)."""
+    body = await json_body(call.request, call.services.settings.max_document_bytes * 4 // 3 + 1024 * 1024)
+    validate(body, "DocumentReference")
+    meta = read_metadata(body)
+    att = body["content"][0]["attachment"]
+    if not att.get("data"):
+        raise unprocessable("ITI-105 carries the document in attachment.data",
+                            "DocumentReference.content[0].attachment.data", "required")
+    data = base64.b64decode(att["data"])
+    content = documents.Content(data, att.get("contentType") or "")
+
+    def work(ctx: Context) -> documents.Published:
+        key = resolve_patient(ctx, (body.get("subject") or {}).get("reference"), {}, call.base,
+                              "DocumentReference.subject")
+        return documents.publish(ctx, key, body, content, "ITI-105", meta=meta)
+
+    pub = await call.run(work)
+    text = await call.run(lambda ctx: documents.read(ctx, str(pub.document_id)))
+    return _created(text, f"{call.base}/DocumentReference/{pub.document_id}/_history/1")
+
+
+async def docref_patch(call: Call, id: str) -> Response:
+    """PDSm TD3.2/TD3.3: JSON Patch (or FHIRPath Patch Parameters) of ``status`` and ``securityLabel`` only."""
+    body = await json_body(call.request, 1024 * 1024)
+    status, labels = _patch_ops(body, call)
+    return FhirResponse(await call.run(lambda ctx: documents.patch(ctx, id, status, labels)))
+
+
+def _patch_ops(body: Any, call: Call) -> tuple[str | None, list[dict[str, Any]] | None]:
+    status: str | None = None
+    labels: list[dict[str, Any]] | None = None
+    current_labels: list[dict[str, Any]] | None = None
+    if isinstance(body, dict) and body.get("resourceType") == "Parameters":
+        for op in body.get("parameter") or []:
+            parts = {p.get("name"): p for p in op.get("part") or []}
+            path = (parts.get("path") or {}).get("valueString")
+            value = parts.get("value") or {}
+            if path == "DocumentReference.status":
+                status = value.get("valueCode")
+            elif path == "DocumentReference.securityLabel":
+                labels = [value.get("valueCodeableConcept")]
+            else:
+                raise unprocessable("Only status and securityLabel may be patched", "Parameters.parameter")
+        return status, labels
+    if not isinstance(body, list):
+        raise invalid("PATCH takes a JSON Patch array (application/json-patch+json)")
+    for i, op in enumerate(body):
+        path = str(op.get("path", "")) if isinstance(op, dict) else ""
+        if not isinstance(op, dict) or op.get("op") not in ("replace", "add", "remove", "test"):
+            raise unprocessable("Unsupported JSON Patch operation", f"[{i}].op")
+        if op["op"] == "test":
+            continue
+        if path == "/status":
+            status = op.get("value")
+        elif path == "/securityLabel" and op["op"] != "remove":
+            labels = list(op.get("value") or [])
+        elif path.startswith("/securityLabel/"):
+            current_labels = current_labels if current_labels is not None else ["__current__"]  # type: ignore
+            labels = _apply_label_op(labels, op, i)
+        else:
+            raise unprocessable("Only status and securityLabel may be patched", f"[{i}].path")
+    return status, labels
+
+
+def _apply_label_op(labels: list[dict[str, Any]] | None, op: dict[str, Any], i: int) -> list[dict[str, Any]]:
+    # The PDSm examples replace or add one label (/securityLabel/0, /securityLabel/-); Carnet treats the
+    # document's visibility as the label set the patch leaves, so a replace at an index sets that label.
+    out = list(labels or [])
+    idx = op["path"].rsplit("/", 1)[-1]
+    if op["op"] == "remove":
+        if idx.isdigit() and int(idx) < len(out):
+            out.pop(int(idx))
+        return out
+    value = op.get("value")
+    if not isinstance(value, dict):
+        raise unprocessable("securityLabel value must be a CodeableConcept", f"[{i}].value")
+    if idx == "-" or not idx.isdigit() or int(idx) >= len(out):
+        out.append(value)
+    else:
+        out[int(idx)] = value
+    return out
+
+
+async def binary_read(call: Call, id: str) -> Response:
+    """ITI-68: the exact bytes with their Content-Type; a Binary resource if the client asks for FHIR JSON."""
+    data, ctype, row = await call.run(lambda ctx: documents.retrieve(ctx, id))
+    accept = call.request.headers.get("accept", "")
+    if FHIR_JSON in accept or "application/json" in accept.split(",")[0]:
+        return FhirResponse({"resourceType": "Binary", "id": id, "contentType": ctype,
+                             "data": base64.b64encode(data).decode()})
+    return Response(data, media_type=ctype, headers={"ETag": f'"{row.sha256}"',
+                                                     "Content-Disposition": "inline",
+                                                     "Cache-Control": "no-store"})
+
+
+async def list_search(call: Call) -> Response:
+    params = call.params()
+    count, offset = call.page()
+    known = {"patient", "patient.identifier", "subject", "code", "status", "_count", "_offset", "_format",
+             "designationType", "source.identifier", "sourceId", "identifier", "date"}
+    for name, _ in params:
+        if name.split(":")[0] not in known:
+            raise FhirError(400, "not-supported", "Unknown search parameter", name)
+    from carnet.db.tables import submission_set as ss
+
+    conds: list[Any] = []
+    q = dict(params)
+    if "code" in q:
+        conds.append(ss.c.code.in_([v.split("|")[-1] for v in q["code"].split(",")]))
+    if "status" in q:
+        conds.append(ss.c.status.in_(q["status"].split(",")))
+    text = "&".join(sorted(k for k, _ in params))
+
+    def work(ctx: Context) -> tuple[list[str], int]:
+        key = _patient_key(ctx, call, params)
+        if key is None:
+            return [], 0
+        return documents.search_lists(ctx, key, conds, count, offset, text)
+
+    rows, total = await call.run(work)
+    return FhirResponse(searchset(call.base, "List", rows, total, params, count, offset))
+
+
+# --- Consent (authorizations, blocks, objections, médecin traitant) -----------------------------------------------
+
+async def consent_create(call: Call) -> Response:
+    body = await json_body(call.request, 256 * 1024)
+    validate(body, "Consent")
+    action = _consent_action(body)
+
+    def work(ctx: Context) -> str:
+        key = resolve_patient(ctx, (body.get("patient") or {}).get("reference"), {}, call.base, "Consent.patient")
+        kind, subject, relation, extra = action
+        if kind == "objection":
+            dossiers.set_objections(ctx, key, **extra)
+        elif kind == "treating_gp":
+            dossiers.set_treating_gp(ctx, key, subject)
+        else:
+            dossiers.change_access(ctx, key, kind, subject, relation)
+        return str(key)
+
+    key = await call.run(work)
+    served = {**body, "id": str(uuid.uuid4()), "patient": {"reference": f"Patient/{key}"}}
+    return FhirResponse(served, 201)
+
+
+CONSENT_ROLE = f"{dossiers.CANONICAL}/CodeSystem/access-role"
+
+
+def _consent_action(body: dict[str, Any]) -> tuple[str, str | None, str | None, dict[str, Any]]:
+    """Read a Consent (DOMAIN.md: authorizations, blocks and objections are Consent resources):
+    permit + actor → authorization (role ``authorized``, ``gp_rights`` or ``treating_gp``);
+    deny + actor → block; deny + purpose ETREAT / ``REGULATION`` → objection; ``inactive`` + actor → withdrawal."""
+    prov = body.get("provision") or {}
+    ptype = prov.get("type")
+    actors = prov.get("actor") or []
+    purposes = {c.get("code") for c in prov.get("purpose") or []}
+    if ptype == "deny" and not actors and purposes & {"ETREAT", "REGULATION"}:
+        on = body.get("status") == "active"
+        extra: dict[str, Any] = {"break_glass": on if "ETREAT" in purposes else None,
+                                 "regulation": on if "REGULATION" in purposes else None}
+        return "objection", None, None, extra
+    if len(actors) != 1:
+        raise unprocessable("Consent.provision.actor must name one professional or organisation",
+                            "Consent.provision.actor")
+    ref = (actors[0].get("reference") or {}).get("reference") or ""
+    role = next((c.get("code") for c in (actors[0].get("role") or {}).get("coding") or []), "authorized")
+    if ref.startswith("Practitioner/"):
+        kind, subject = "practitioner", ref.split("/", 1)[1]
+    elif ref.startswith("Organization/"):
+        kind, subject = "organisation", ref.split("/", 1)[1]
+    else:
+        raise unprocessable("actor must reference Practitioner/{national id} or Organization/{id}",
+                            "Consent.provision.actor[0].reference")
+    if body.get("status") == "inactive":
+        return kind, subject, None, {}
+    if ptype == "deny":
+        return kind, subject, "blocked", {}
+    if role == "treating_gp" and kind == "practitioner":
+        return "treating_gp", subject, None, {}
+    if role not in ("authorized", "gp_rights"):
+        raise unprocessable("Unknown access role", "Consent.provision.actor[0].role")
+    return kind, subject, role, {}
+
+
+# --- AuditEvent (BALP), the dossier's access history -------------------------------------------------------------
+
+async def audit_search(call: Call) -> Response:
+    params = call.params()
+    count, offset = call.page()
+    for name, _ in params:
+        if name.split(":")[0] not in ("patient", "entity", "date", "_count", "_offset", "_format"):
+            raise FhirError(400, "not-supported", "Unknown search parameter", name)
+    q = dict(params)
+    if "patient" not in q:
+        raise FhirError(400, "required", "AuditEvent search requires patient", "patient")
+
+    def work(ctx: Context) -> tuple[list[str], int]:
+        ref = q["patient"] if "/" in q["patient"] else f"Patient/{q['patient']}"
+        key = resolve_patient(ctx, ref, {}, call.base, "patient")
+        return audit_fhir.search(ctx, key, count, offset, call.base)
+
+    rows, total = await call.run(work)
+    return FhirResponse(searchset(call.base, "AuditEvent", rows, total, params, count, offset))
+
+
+# --- Practitioner / PractitionerRole (the directory, read-only) ----------------------------------------------------
+
+async def practitioner_read(call: Call, id: str) -> Response:
+    return FhirResponse(await call.run(lambda ctx: directory.read(ctx, id, "Practitioner")))
+
+
+async def practitioner_role_read(call: Call, id: str) -> Response:
+    return FhirResponse(await call.run(lambda ctx: directory.read(ctx, id, "PractitionerRole")))
+
+
+async def practitioner_search(call: Call) -> Response:
+    count, offset = call.page()
+    rows = await call.run(lambda ctx: directory.search(ctx, call.params(), "Practitioner"))
+    return FhirResponse(searchset(call.base, "Practitioner", rows[offset:offset + count], len(rows), call.params(),
+                                  count, offset))
+
+
+async def practitioner_role_search(call: Call) -> Response:
+    count, offset = call.page()
+    rows = await call.run(lambda ctx: directory.search(ctx, call.params(), "PractitionerRole"))
+    return FhirResponse(searchset(call.base, "PractitionerRole", rows[offset:offset + count], len(rows),
+                                  call.params(), count, offset))
+
+
+# --- the system: transaction (ITI-65) ------------------------------------------------------------------------------
+
+async def transaction(call: Call) -> Response:
+    body = await json_body(call.request, call.services.settings.max_document_bytes * 4 // 3 * 10 + 1024 * 1024)
+    if not isinstance(body, dict):
+        raise invalid("A Bundle is expected", "Bundle")
+    result = await call.run(lambda ctx: provide_bundle(ctx, body))
+    return FhirResponse(result, 200)
+
+
+def _uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise not_found() from None
+
+
+DOCREF_PARAMS = (
+    ("patient", "reference"), ("patient.identifier", "token"), ("status", "token"), ("_id", "token"),
+    ("_lastUpdated", "date"), ("author.given", "string"), ("author.family", "string"), ("category", "token"),
+    ("creation", "date"), ("date", "date"), ("event", "token"), ("facility", "token"), ("format", "token"),
+    ("identifier", "token"), ("period", "date"), ("related", "reference"), ("security-label", "token"),
+    ("setting", "token"), ("type", "token"),
+)
+PATIENT_PARAMS = (("identifier", "token"), ("family", "string"), ("given", "string"), ("birthdate", "date"),
+                  ("gender", "token"), ("_id", "token"))
+
+ROUTES: tuple[Route, ...] = (
+    Route(None, "transaction", "POST", "/fhir", transaction, ("DocumentReference", "c"), spec="IHE ITI-65"),
+    Route("Patient", "create", "POST", "/fhir/Patient", patient_create, ("Patient", "c"),
+          spec="dossier creation (DMP TD1.1)"),
+    Route("Patient", "read", "GET", "/fhir/Patient/{id}", patient_read, ("Patient", "r"), spec="IHE ITI-78"),
+    Route("Patient", "search-type", "GET", "/fhir/Patient", patient_search, ("Patient", "s"), PATIENT_PARAMS,
+          spec="IHE ITI-78, DMP TD0.2"),
+    Route("DocumentReference", "search-type", "GET", "/fhir/DocumentReference", docref_search,
+          ("DocumentReference", "s"), DOCREF_PARAMS, spec="IHE ITI-67"),
+    Route("DocumentReference", "search-type", "POST", "/fhir/DocumentReference/_search", docref_search_post,
+          ("DocumentReference", "s"), DOCREF_PARAMS, spec="IHE ITI-67"),
+    Route("DocumentReference", "read", "GET", "/fhir/DocumentReference/{id}", docref_read,
+          ("DocumentReference", "r"), spec="IHE ITI-67"),
+    Route("DocumentReference", "create", "POST", "/fhir/DocumentReference", docref_create,
+          ("DocumentReference", "c"), spec="IHE ITI-105"),
+    Route("DocumentReference", "patch", "PATCH", "/fhir/DocumentReference/{id}", docref_patch,
+          ("DocumentReference", "u"), spec="ANS PDSm TD3.2/TD3.3"),
+    Route("Binary", "read", "GET", "/fhir/Binary/{id}", binary_read, ("Binary", "r"), spec="IHE ITI-68"),
+    Route("List", "search-type", "GET", "/fhir/List", list_search, ("List", "s"),
+          (("patient", "reference"), ("code", "token"), ("status", "token")), spec="IHE ITI-66"),
+    Route("Consent", "create", "POST", "/fhir/Consent", consent_create, ("Consent", "c"),
+          spec="authorizations, blocks, objections"),
+    Route("AuditEvent", "search-type", "GET", "/fhir/AuditEvent", audit_search, ("AuditEvent", "s"),
+          (("patient", "reference"),), spec="IHE BALP"),
+    Route("Practitioner", "read", "GET", "/fhir/Practitioner/{id}", practitioner_read, ("Practitioner", "r")),
+    Route("Practitioner", "search-type", "GET", "/fhir/Practitioner", practitioner_search, ("Practitioner", "s"),
+          (("identifier", "token"), ("family", "string"))),
+    Route("PractitionerRole", "read", "GET", "/fhir/PractitionerRole/{id}", practitioner_role_read,
+          ("PractitionerRole", "r")),
+    Route("PractitionerRole", "search-type", "GET", "/fhir/PractitionerRole", practitioner_role_search,
+          ("PractitionerRole", "s"), (("practitioner", "reference"), ("organization", "reference"))),
+)
+
+
+def capability_statement(settings_base: str, software_version: str) -> dict[str, Any]:
+    """Generated from :data:`ROUTES`: every interaction listed here is one that exists."""
+    resources: dict[str, dict[str, Any]] = {}
+    system_interactions = []
+    for r in ROUTES:
+        if r.resource is None:
+            system_interactions.append({"code": r.interaction})
+            continue
+        res = resources.setdefault(r.resource, {"type": r.resource, "interaction": [], "searchParam": []})
+        if {"code": r.interaction} not in res["interaction"]:
+            res["interaction"].append({"code": r.interaction})
+        for name, ptype in r.search_params:
+            if not any(p["name"] == name for p in res["searchParam"]):
+                res["searchParam"].append({"name": name, "type": ptype})
+    for res in resources.values():
+        if not res["searchParam"]:
+            del res["searchParam"]
+        if res["type"] == "DocumentReference":
+            res["supportedProfile"] = [
+                "https://profiles.ihe.net/ITI/MHD/StructureDefinition/IHE.MHD.Comprehensive.DocumentReference",
+                "https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/pdsm-comprehensive-document-reference"]
+    return {
+        "resourceType": "CapabilityStatement", "status": "active", "date": "2026-11-21", "kind": "instance",
+        "fhirVersion": "4.0.1", "format": ["application/fhir+json", "json"],
+        "software": {"name": "Carnet", "version": software_version},
+        "implementation": {"description": "Carnet shared medical record server", "url": settings_base},
+        "instantiates": [
+            "https://profiles.ihe.net/ITI/MHD/CapabilityStatement/IHE.MHD.DocumentRecipient",
+            "https://profiles.ihe.net/ITI/MHD/CapabilityStatement/IHE.MHD.DocumentResponder",
+            "https://profiles.ihe.net/ITI/PDQm/CapabilityStatement/IHE.PDQm.Supplier",
+        ],
+        "rest": [{"mode": "server", "security": {
+            "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                     "code": "SMART-on-FHIR"}]}],
+            "extension": [{"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                           "extension": [{"url": "token", "valueUri": f"{settings_base}/oauth/token"}]}]},
+            "resource": list(resources.values()), "interaction": system_interactions}],
+    }
+
+
+def practitioner_exists(conn: Any, national_id: str) -> bool:
+    return conn.execute(select(practitioner.c.national_id).where(practitioner.c.national_id == national_id)).first() \
+        is not None
+
+
+__all__ = ["ROUTES", "Call", "Route", "capability_statement", "dossier_table", "ActorKind"]

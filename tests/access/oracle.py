@@ -1,0 +1,233 @@
+"""Independent test oracle for Carnet's access rules.
+
+Written from /work/shared/DOMAIN.md ("Who may do what", confidentiality codes, habilitation matrix, the dossier's
+life) and the project's binding choices where DOMAIN.md is silent -- never from ``carnet.access``. It is deliberately
+plain: one function per kind of actor, straight-line if/else in the order the rules read, no tables shared with the
+implementation, no imports from ``carnet``.
+
+``expected(scenario, action)`` answers "may this actor do this action, on this dossier / document?".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Scenario:
+    actor: str  # "patient" | "representative" | "professional" | "assurance_maladie" | "insurer" | "mutuelle"
+    #             | "employer" | "bank" | "occupational_medicine"
+    profession: str | None  # for "professional": TRE_G15 code "10", "21", "40", "50", "60", "70", "91", or "SOCIAL"
+    is_regulator: bool  # professional registered as a SAMU centre-15 regulating doctor
+    mode: str  # "normal" | "emergency" | "regulation"
+    relation: str  # "none" | "authorized" | "care_team" | "treating_gp" | "gp_rights" | "blocked"; others "none"
+    representative_kind: str | None  # for "representative": "minor" | "protected_adult"
+    patient_age: int  # the dossier owner's age in years
+    dossier_status: str  # "active" | "closed"
+    objects_break_glass: bool
+    objects_regulation: bool
+    # the document (for document-level actions)
+    doc_class: str  # TRE_A03 class code: "10","11","31","42","43","44","45","52","60","90","95"
+    doc_type: str  # LOINC or French code; any type starting with "SOCIAL" is a social-sector document
+    confidentiality: frozenset[str]  # subset of {"MASQUE_PS","INVISIBLE_PATIENT","INVISIBLE_REPRESENTANTS_LEGAUX"}
+    invisible_patient_expired: bool  # the INVISIBLE_PATIENT period (1 month) is over, so the patient sees it
+    actor_is_author: bool
+    deleted_by_patient: bool
+
+
+ACTIONS = ("read_document", "add_document", "check_dossier", "read_history", "manage_access", "close_or_reopen")
+
+# Age at which a minor's legal representatives lose access (DOMAIN.md: Carnet's choice, configurable: 18).
+_AGE_OF_MAJORITY = 18
+
+
+def expected(s: Scenario, action: str) -> bool:
+    """What the rules say: True if the actor may perform ``action`` in scenario ``s``."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}")
+    if s.dossier_status not in ("active", "closed"):
+        raise ValueError(f"unknown dossier_status {s.dossier_status!r}")
+
+    # "Complementary insurers (mutuelles), insurers, employers, banks, occupational medicine: never."
+    if s.actor in ("insurer", "mutuelle", "employer", "bank", "occupational_medicine"):
+        return False
+    if s.actor == "assurance_maladie":
+        return _assurance_maladie(s, action)
+    if s.actor == "patient":
+        return _patient(s, action)
+    if s.actor == "representative":
+        return _representative(s, action)
+    if s.actor == "professional":
+        return _professional(s, action)
+    raise ValueError(f"unknown actor {s.actor!r}")
+
+
+# --- Assurance Maladie ------------------------------------------------------------------------------------------
+
+
+def _assurance_maladie(s: Scenario, action: str) -> bool:
+    # A closed dossier: Assurance Maladie gets nothing, not even the existence check.
+    if s.dossier_status == "closed":
+        return False
+    # It may ask whether a dossier exists, in order to feed it.
+    if action == "check_dossier":
+        return True
+    # It deposits the reimbursement history (class 60, type REMB) and nothing else.
+    if action == "add_document":
+        return s.doc_class == "60"
+    # It never reads content; no access history, no management, no closing.
+    return False
+
+
+# --- Patient and legal representatives --------------------------------------------------------------------------
+
+
+def _patient(s: Scenario, action: str) -> bool:
+    if action == "read_document":
+        # "read everything in the dossier except what is invisible to them" -- and what they deleted from their view.
+        if s.deleted_by_patient:
+            return False
+        if "INVISIBLE_PATIENT" in s.confidentiality and not s.invisible_patient_expired:
+            return False
+        return True  # MASQUE_PS hides from professionals only; the patient still sees it.
+    if action == "add_document":
+        # Their own documents only (class 90), into an active dossier.
+        return s.doc_class == "90" and s.dossier_status == "active"
+    if action == "check_dossier":
+        return True
+    if action == "read_history":
+        return True  # the access history is the patient's, closed dossier included
+    if action == "manage_access":
+        return s.dossier_status == "active"
+    if action == "close_or_reopen":
+        return True  # close an active dossier, reopen a closed one
+    raise ValueError(f"unknown action {action!r}")
+
+
+def _representative_is_active(s: Scenario) -> bool:
+    if s.representative_kind == "protected_adult":
+        return True  # a tutor acts for the protected adult at any age
+    if s.representative_kind == "minor":
+        return s.patient_age < _AGE_OF_MAJORITY  # "When the minor comes of age, the representatives' access ends"
+    raise ValueError(f"unknown representative_kind {s.representative_kind!r}")
+
+
+def _representative(s: Scenario, action: str) -> bool:
+    if not _representative_is_active(s):
+        return False
+    if action == "read_document":
+        # Confidential care: never shown to legal representatives (project choice: both kinds of representative).
+        if "INVISIBLE_REPRESENTANTS_LEGAUX" in s.confidentiality:
+            return False
+    # Otherwise a representative acts exactly as the patient would.
+    return _patient(s, action)
+
+
+# --- Professionals ----------------------------------------------------------------------------------------------
+
+
+def _professional(s: Scenario, action: str) -> bool:
+    if s.mode not in ("normal", "emergency", "regulation"):
+        raise ValueError(f"unknown mode {s.mode!r}")
+    if s.relation not in ("none", "authorized", "care_team", "treating_gp", "gp_rights", "blocked"):
+        raise ValueError(f"unknown relation {s.relation!r}")
+    if s.profession is None:
+        raise ValueError("a professional needs a profession")
+
+    # "Blocked professional: nothing, in any mode."
+    if s.relation == "blocked":
+        return False
+    # "Social-sector staff: no access until a deployment enables it" -- no access at all, existence check included.
+    if s.profession == "SOCIAL":
+        return False
+    # Regulation mode is reserved to SAMU centre-15 regulating doctors.
+    if s.mode == "regulation" and not s.is_regulator:
+        return False
+    # "Closed by the patient, or at death: professionals lose access."
+    if s.dossier_status == "closed":
+        return False
+
+    # Does this professional have access to the dossier?
+    has_access = False
+    if s.relation in ("authorized", "care_team", "treating_gp", "gp_rights"):
+        has_access = True
+    # Break the glass: access without authorization, unless the patient objected to break-glass in advance.
+    if s.mode == "emergency" and not s.objects_break_glass:
+        has_access = True
+    # SAMU regulation: access without authorization, unless the patient objected to this mode (a separate objection).
+    if s.mode == "regulation" and not s.objects_regulation:
+        has_access = True
+
+    if action == "check_dossier":
+        # TD0.2 "does a dossier exist": answered to any professional not blocked, even without access.
+        return True
+    if action == "read_document":
+        if not has_access:
+            return False
+        return _professional_reads_document(s)
+    if action == "add_document":
+        if not has_access:
+            return False
+        # Not the patient's own documents (90), not the reimbursement data (60).
+        return s.doc_class not in ("90", "60")
+    if action == "read_history":
+        return False  # the access history is the patient's
+    if action == "manage_access":
+        if s.relation in ("authorized", "care_team", "treating_gp", "gp_rights"):
+            return True
+        # Relation "none": only in normal mode, declaring the patient's consent given during a visit.
+        # An emergency or regulation path is no ground for managing authorizations.
+        return s.mode == "normal"
+    if action == "close_or_reopen":
+        return False
+    raise ValueError(f"unknown action {action!r}")
+
+
+def _professional_reads_document(s: Scenario) -> bool:
+    """A professional who has access to the dossier: may they read this document?"""
+    # Deleted from the patient's view: gone for professionals too.
+    if s.deleted_by_patient:
+        return False
+    # The author always reads what they wrote (MASQUE_PS included, outside their matrix included).
+    if s.actor_is_author:
+        return True
+    # Médecin traitant, and those the patient granted the same rights: everything, MASQUE_PS included.
+    if s.relation in ("treating_gp", "gp_rights"):
+        return True
+    # MASQUE_PS: hidden from all other professionals.
+    if "MASQUE_PS" in s.confidentiality:
+        return False
+    # INVISIBLE_PATIENT and INVISIBLE_REPRESENTANTS_LEGAUX hide nothing from professionals.
+    return _habilitation_matrix_allows(s.profession, s.doc_class, s.doc_type)
+
+
+def _habilitation_matrix_allows(profession: str | None, doc_class: str, doc_type: str) -> bool:
+    """Carnet's default habilitation matrix (DOMAIN.md), for documents the professional did not author."""
+    # Doctors read every class.
+    if profession == "10":
+        return True
+    # Pharmacists: prescriptions, dispensations, treatments, summaries, lab reports, immunization certificates,
+    # care plans.
+    if profession == "21":
+        if doc_class in ("42", "43", "45", "11", "44"):
+            return True
+        if doc_class == "10" and doc_type == "11502-2":
+            return True
+        if doc_class == "52" and doc_type in ("11369-6", "87273-9"):
+            return True
+        return False
+    # Nurses and midwives: reports, summaries, prescriptions, treatments, care plans.
+    if profession in ("60", "50"):
+        return doc_class in ("10", "11", "42", "45", "44")
+    # Dentists: everything but psychiatric/psychological summaries and social-sector documents.
+    if profession == "40":
+        if doc_type == "68599-0":
+            return False
+        if doc_type.startswith("SOCIAL"):
+            return False
+        return True
+    # Social-sector staff: nothing until a deployment enables it.
+    if profession == "SOCIAL":
+        return False
+    # Every other profession ("70", "91", ...): summaries only (plus what they authored, handled by the caller).
+    return doc_class == "11"
