@@ -305,11 +305,8 @@ CASE_CASES = {
 def test_type_prefix_exclusion_is_case_sensitive(db: Loaded, case: str, request: pytest.FixtureRequest) -> None:
     """``ProfessionRights.allows`` compares type codes case-sensitively (``str.startswith``), as codes are; the SQL
     clause must too. SQLite's LIKE is case-insensitive for ASCII, so on SQLite a dentist's search drops a
-    ``social01`` document that reading it by id allows (found by this test; reported, not fixed here)."""
-    rights, case_differs = CASE_CASES[case]
-    if case_differs and db.engine.dialect.name == "sqlite":
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="known disagreement: Visibility.where uses NOT LIKE, case-insensitive on SQLite"))
+    ``social01`` document that reading it by id allows: the clause compares a substring instead."""
+    rights, _ = CASE_CASES[case]
     vis = Visibility(nothing=False, rights=rights, hide_masked=True, author_id=STRANGER_ID)
     sql = db.selected(vis, db.lowercase_key)
     py = db.allowed(vis, db.lowercase)

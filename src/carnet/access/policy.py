@@ -21,7 +21,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, false, or_, true
+from sqlalchemy import and_, false, func, or_, true
 from sqlalchemy.sql.elements import ColumnElement
 
 from carnet.access.actors import NEVER_ADMITTED, Actor, ActorKind, Mode
@@ -92,6 +92,7 @@ class Visibility:
         """The same rule as :meth:`allows`, as a SQL condition on the ``document`` table ``t``."""
         if self.nothing:
             return false()
+        now = now.astimezone(dt.UTC)  # SQLite keeps no offset: compare UTC with UTC
         conds: list[ColumnElement[bool]] = [t.c.deleted == false()]
         if self.hide_invisible_patient:
             conds.append(or_(t.c.invisible_patient == false(), t.c.invisible_patient_until <= now))
@@ -116,8 +117,8 @@ def _rights_sql(r: ProfessionRights, t: Any) -> ColumnElement[bool]:
     conds: list[ColumnElement[bool]] = []
     if r.exclude_types:
         conds.append(t.c.type_code.not_in(sorted(r.exclude_types)))
-    for prefix in r.exclude_type_prefixes:
-        conds.append(t.c.type_code.not_like(prefix.replace("%", r"\%").replace("_", r"\_") + "%", escape="\\"))
+    for prefix in r.exclude_type_prefixes:  # exact, case-sensitive (LIKE is case-insensitive on SQLite)
+        conds.append(func.substr(t.c.type_code, 1, len(prefix)) != prefix)
     if not r.read_all:
         admitted: list[ColumnElement[bool]] = []
         if r.classes:

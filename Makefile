@@ -1,0 +1,32 @@
+# Carnet — two commands: `make run` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export CARNET_BASE_URL ?= http://$(HOST):$(PORT)
+
+.PHONY: run test install lint serve demo clean
+
+$(BIN)/carnet: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(BIN)/carnet
+
+install: $(BIN)/carnet
+
+run: install
+	$(BIN)/carnet db upgrade
+	$(BIN)/carnet demo
+	@echo "Serving on $(CARNET_BASE_URL) (Ctrl-C to stop)"
+	$(BIN)/carnet serve --host $(HOST) --port $(PORT)
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks examples
+
+test: install lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

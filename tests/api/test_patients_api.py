@@ -1,0 +1,115 @@
+"""Dossiers through the API: creation, TD0.2 check, PDQm search, identity errors, tokens, capability."""
+
+from __future__ import annotations
+
+import time
+
+from carnet.identity.ins import fake_nir_for
+from tests.conftest import INS_SYSTEM, World
+
+
+def test_a_professional_creates_a_dossier_with_consent_and_is_then_authorized(world: World) -> None:
+    ins = fake_nir_for(5_000_000 + world.n % 1_000_000)
+    r = world.client.post("/fhir/Patient", json=world.patient_resource(ins), headers=world.headers("stranger"))
+    assert r.status_code == 201, r.text
+    pid = r.json()["id"]
+    r = world.client.get(f"/fhir/Patient/{pid}", headers=world.headers("stranger"))
+    assert r.status_code == 200
+
+
+def test_creation_without_recorded_consent_is_refused(world: World) -> None:
+    ins = fake_nir_for(6_000_000 + world.n % 1_000_000)
+    r = world.client.post("/fhir/Patient", json=world.patient_resource(ins, consent=False),
+                          headers=world.headers("gp"))
+    assert r.status_code == 422
+    assert r.json()["issue"][0]["expression"] == ["Patient.extension"]
+
+
+def test_a_wrong_nir_key_is_refused_with_422_naming_the_field(world: World) -> None:
+    ins = fake_nir_for(4_000_000)
+    bad = ins[:13] + f"{(int(ins[13:]) % 97) + 1:02d}"
+    r = world.client.post("/fhir/Patient", json=world.patient_resource(bad), headers=world.headers("gp"))
+    assert r.status_code == 422
+    assert r.json()["issue"][0]["expression"][0].startswith("Patient.identifier[0]")
+    assert bad not in r.text
+
+
+def test_a_second_dossier_for_the_same_ins_is_refused(world: World) -> None:
+    r = world.client.post("/fhir/Patient", json=world.patient_resource(world.ins), headers=world.headers("gp"))
+    assert r.status_code == 409
+
+
+def test_the_existence_check_tells_a_professional_what_they_may_do(world: World) -> None:
+    r = world.client.get("/fhir/Patient", params={"identifier": f"{INS_SYSTEM}|{world.ins}"},
+                         headers=world.headers("stranger"))
+    assert r.status_code == 200
+    entry = r.json()["entry"][0]["resource"]
+    access = {e["url"]: e for e in entry["extension"][-1]["extension"]}
+    assert access["canRead"]["valueBoolean"] is False
+    r = world.client.get("/fhir/Patient", params={"identifier": f"{INS_SYSTEM}|{world.ins}"},
+                         headers=world.headers("gp"))
+    access = {e["url"]: e for e in r.json()["entry"][0]["resource"]["extension"][-1]["extension"]}
+    assert access["canRead"]["valueBoolean"] is True
+
+
+def test_a_demographic_search_returns_only_dossiers_the_caller_may_read(world: World) -> None:
+    r = world.client.get("/fhir/Patient", params={"family": "teste", "birthdate": "1980-05-17"},
+                         headers=world.headers("gp"))
+    assert r.status_code == 200
+    ids = {e["resource"]["id"] for e in r.json()["entry"]}
+    assert str(world.dossier) in ids
+    r = world.client.get("/fhir/Patient", params={"family": "teste", "birthdate": "1980-05-17"},
+                         headers=world.headers("stranger"))
+    assert str(world.dossier) not in {e["resource"]["id"] for e in r.json().get("entry", [])}
+
+
+def test_an_insurer_like_client_without_scope_is_refused(world: World) -> None:
+    token = world.token(None, kind="assurance_maladie")
+    r = world.client.get("/fhir/DocumentReference", params={"patient": str(world.dossier)},
+                         headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 403
+
+
+def test_a_request_without_a_token_gets_401(world: World) -> None:
+    r = world.client.get(f"/fhir/Patient/{world.dossier}")
+    assert r.status_code == 401
+    assert r.json()["resourceType"] == "OperationOutcome"
+
+
+def test_a_disabled_professional_stops_working_at_once(world: World) -> None:
+    from carnet import admin
+
+    h = world.headers("doctor")
+    assert world.client.get(f"/fhir/Patient/{world.dossier}", headers=h).status_code == 200
+    with world.services.engine.begin() as conn:
+        admin.set_practitioner_enabled(conn, world.pros["doctor"], False)
+    assert world.client.get(f"/fhir/Patient/{world.dossier}", headers=h).status_code == 401
+
+
+def test_a_replayed_client_assertion_is_refused(world: World) -> None:
+    from carnet.auth.tokens import make_client_assertion
+
+    a = make_client_assertion(world.key, world.client_ids["professional"], "http://testserver/oauth/token",
+                              int(time.time()), professional_id=world.pros["gp"])
+    form = {"grant_type": "client_credentials", "client_assertion": a,
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}
+    assert world.client.post("/oauth/token", data=form).status_code == 200
+    r = world.client.post("/oauth/token", data=form)
+    assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+
+
+def test_the_capability_statement_lists_the_routes_that_exist(world: World) -> None:
+    from carnet.fhir.routes import ROUTES
+
+    cs = world.client.get("/fhir/metadata").json()
+    listed = {(r["type"], i["code"]) for r in cs["rest"][0]["resource"] for i in r["interaction"]}
+    assert listed == {(r.resource, r.interaction) for r in ROUTES if r.resource}
+    smart = world.client.get("/.well-known/smart-configuration").json()
+    assert "private_key_jwt" in smart["token_endpoint_auth_methods_supported"]
+
+
+def test_an_unknown_path_and_a_wrong_method_are_operation_outcomes(world: World) -> None:
+    r = world.client.get("/fhir/Nothing/1")
+    assert r.status_code == 404 and r.json()["resourceType"] == "OperationOutcome"
+    r = world.client.delete(f"/fhir/Patient/{world.dossier}")
+    assert r.status_code == 405 and r.json()["resourceType"] == "OperationOutcome"

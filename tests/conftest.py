@@ -1,0 +1,194 @@
+"""Shared test set-up: the suite runs against SQLite *and* PostgreSQL.
+
+PostgreSQL comes from ``CARNET_TEST_DATABASE_URL`` (default: the server at 127.0.0.1:5432, user postgres); a fresh
+database is created for the session and dropped afterwards. With ``CI=true`` an unreachable PostgreSQL fails the
+run instead of skipping. Personas are built through the real services; tokens through the real OAuth endpoint.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from joserfc.jwk import ECKey
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from carnet import admin
+from carnet.access.actors import Actor, ActorKind
+from carnet.app import create_app
+from carnet.auth.tokens import make_client_assertion
+from carnet.config import Settings
+from carnet.context import Services, run
+from carnet.db.engine import make_engine
+from carnet.db.migrate import upgrade
+from carnet.dossier import service as dossiers
+from carnet.identity.ins import OID_TEST, fake_nir_for
+from carnet.identity.professionals import fake_rpps
+
+PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/postgres"
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+INS_SYSTEM = f"urn:oid:{OID_TEST}"
+BASE = "http://testserver"
+_counter = itertools.count(1)  # each session runs on fresh databases
+
+
+def pg_admin_url() -> str:
+    return os.environ.get("CARNET_TEST_DATABASE_URL", PG_DEFAULT)
+
+
+def pg_available() -> bool:
+    try:
+        eng = create_engine(make_url(pg_admin_url()).set(drivername="postgresql+psycopg"))
+        with eng.connect():
+            pass
+        eng.dispose()
+        return True
+    except Exception:
+        return False
+
+
+def fresh_postgres_database() -> tuple[str, Any]:
+    """Create a uniquely named database; returns its URL and a function that drops it."""
+    admin_url = make_url(pg_admin_url()).set(drivername="postgresql+psycopg")
+    name = f"carnet_test_{uuid.uuid4().hex[:10]}"
+    eng = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with eng.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with eng.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        eng.dispose()
+
+    return admin_url.set(database=name).render_as_string(hide_password=False), drop
+
+
+def require_postgres() -> None:
+    if not pg_available():
+        if os.environ.get("CI") == "true":
+            pytest.fail("PostgreSQL is required when CI=true (CARNET_TEST_DATABASE_URL)")
+        pytest.skip("PostgreSQL is not reachable")
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("sqlite") / "carnet.db"
+        url = f"sqlite:///{path}"
+        upgrade(url)
+        yield url
+        return
+    require_postgres()
+    url, drop = fresh_postgres_database()
+    upgrade(url)
+    yield url
+    drop()
+
+
+@pytest.fixture(scope="session")
+def services(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    var = tmp_path_factory.mktemp("var")
+    os.environ.pop("CARNET_MASTER_KEY", None)
+    settings = Settings(var_dir=var, database_url=database_url, base_url=BASE, max_document_bytes=64 * 1024)
+    svc = Services.build(settings, make_engine(database_url, pool_size=5))
+    yield svc
+    svc.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def app(services: Services):  # type: ignore[no-untyped-def]
+    return create_app(services)
+
+
+@pytest.fixture(scope="session")
+def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    with TestClient(app, base_url=BASE) as c:
+        yield c
+
+
+class World:
+    """Personas on one fresh dossier: built through the real services, tokens through /oauth/token."""
+
+    def __init__(self, services: Services, client: TestClient) -> None:
+        self.services = services
+        self.client = client
+        self.n = next(_counter)
+        self.key = ECKey.generate_key("P-256", auto_kid=True)
+        self.client_ids: dict[str, str] = {}
+        with services.engine.begin() as conn:
+            for kind in ("professional", "patient_portal", "assurance_maladie"):
+                cid = f"test-{kind}-{self.n}"
+                admin.add_client(conn, client_id=cid, name=cid, kind=kind,
+                                 jwks={"keys": [self.key.as_dict(private=False)]})
+                self.client_ids[kind] = cid
+        self.pros: dict[str, str] = {}
+        for role, prof, reg in (("gp", "10", False), ("doctor", "10", False), ("nurse", "60", False),
+                                ("pharmacist", "21", False), ("regulator", "10", True), ("blocked", "10", False),
+                                ("stranger", "10", False), ("physio", "70", False)):
+            self.pros[role] = self.add_pro(prof, reg)
+        self.ins = fake_nir_for(self.n)
+        self.dossier = self.create_dossier(self.ins)
+
+    def add_pro(self, profession: str, regulator: bool = False) -> str:
+        idx = next(_counter)
+        with self.services.engine.begin() as conn:
+            return admin.add_practitioner(conn, rpps=fake_rpps(idx), adeli=None, family=f"Doc{idx}", given="Test",
+                                          profession=profession, organisation_id=f"ORG{self.n}",
+                                          regulator=regulator)
+
+    def patient_resource(self, ins: str, consent: bool = True) -> dict[str, Any]:
+        res: dict[str, Any] = {
+            "resourceType": "Patient", "identifier": [{"system": INS_SYSTEM, "value": ins}],
+            "name": [{"use": "official", "family": "Testé", "given": ["Alix"]}], "birthDate": "1980-05-17",
+            "gender": "female",
+            "extension": [{"url": dossiers.BIRTHPLACE_EXT, "valueAddress": {"extension": [
+                {"url": dossiers.INSEE_EXT, "valueCoding": {"code": "75056"}}]}}]}
+        if consent:
+            res["extension"].append({"url": dossiers.EXT_CREATION_CONSENT, "valueBoolean": True})
+        return res
+
+    def create_dossier(self, ins: str) -> uuid.UUID:
+        gp = Actor(ActorKind.PROFESSIONAL, id=self.pros["gp"], profession="10")
+        key, _ = run(self.services, gp, lambda ctx: dossiers.create(ctx, self.patient_resource(ins)))
+        patient = Actor(ActorKind.PATIENT, id=ins)
+        run(self.services, patient, lambda ctx: dossiers.set_treating_gp(ctx, key, self.pros["gp"]))
+        for role in ("doctor", "nurse", "pharmacist", "physio"):
+            run(self.services, patient, lambda ctx, r=role: dossiers.change_access(  # type: ignore[misc]
+                ctx, key, "practitioner", self.pros[r], "authorized"))
+        run(self.services, patient, lambda ctx: dossiers.change_access(ctx, key, "practitioner",
+                                                                       self.pros["blocked"], "blocked"))
+        return key
+
+    def token(self, role: str | None = None, *, kind: str = "professional", mode: str = "normal",
+              reason: str | None = None, patient_ins: str | None = None, scope: str | None = None) -> str:
+        claims: dict[str, Any] = {}
+        if kind == "professional":
+            claims = {"professional_id": self.pros[role or "gp"], "mode": mode, "reason": reason}
+        elif kind == "patient_portal":
+            claims = {"patient_ins": patient_ins or self.ins}
+        assertion = make_client_assertion(self.key, self.client_ids[kind], f"{BASE}/oauth/token",
+                                          int(time.time()), **claims)
+        form = {"grant_type": "client_credentials",
+                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                "client_assertion": assertion}
+        if scope:
+            form["scope"] = scope
+        r = self.client.post("/oauth/token", data=form)
+        assert r.status_code == 200, r.text
+        return str(r.json()["access_token"])
+
+    def headers(self, role: str | None = "gp", **kw: Any) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(role, **kw)}", "Accept": "application/fhir+json"}
+
+
+@pytest.fixture
+def world(services: Services, client: TestClient) -> World:
+    return World(services, client)
