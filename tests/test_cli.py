@@ -1,0 +1,72 @@
+"""The ``carnet`` command on a real database: demo, directory, audit verification, key rotation."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from carnet.cli import app
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("CARNET_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.delenv("CARNET_DATABASE_URL", raising=False)
+    monkeypatch.delenv("CARNET_MASTER_KEY", raising=False)
+    runner = CliRunner()
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    return tmp_path / "var"
+
+
+def test_the_demo_is_idempotent_and_the_audit_verifies(env: Path) -> None:
+    runner = CliRunner()
+    first = runner.invoke(app, ["demo"])
+    assert first.exit_code == 0, first.output
+    assert runner.invoke(app, ["demo"]).exit_code == 0
+    db = sqlite3.connect(env / "carnet.db")
+    assert db.execute("select count(*) from dossier").fetchone()[0] == 3
+    result = runner.invoke(app, ["audit", "verify"])
+    assert result.exit_code == 0, result.output
+    assert "0 problems" in result.output
+    db.execute("update audit set actor_id = 'forged' where seq = 1")
+    db.commit()
+    result = runner.invoke(app, ["audit", "verify"])
+    assert result.exit_code == 1
+    assert "altered" in result.output
+
+
+def test_the_master_key_file_is_private(env: Path) -> None:
+    CliRunner().invoke(app, ["demo"])
+    assert (env / "master-key.json").stat().st_mode & 0o077 == 0
+
+
+def test_key_rotation_rewraps_every_document_key_and_documents_still_open(env: Path) -> None:
+    runner = CliRunner()
+    runner.invoke(app, ["demo"])
+    result = runner.invoke(app, ["keys", "rotate"])
+    assert result.exit_code == 0, result.output
+    keys = json.loads((env / "master-key.json").read_text())
+    db = sqlite3.connect(env / "carnet.db")
+    kids = {r[0] for r in db.execute("select distinct key_id from document")}
+    assert kids == {keys["current"]}
+    from carnet.access.actors import Actor, ActorKind
+    from carnet.config import Settings
+    from carnet.context import Services, run
+    from carnet.documents import service as documents
+
+    services = Services.build(Settings())
+    doc_id = db.execute("select document_id from document limit 1").fetchone()[0]
+    gp = Actor(ActorKind.PROFESSIONAL, id="810900000018", profession="10")
+    data, _, _ = run(services, gp, lambda ctx: documents.retrieve(ctx, str(__import__("uuid").UUID(doc_id))))
+    assert data
+
+
+def test_a_malformed_rpps_is_refused_by_the_directory(env: Path) -> None:
+    result = CliRunner().invoke(app, ["practitioner", "add", "--family", "X", "--given", "Y", "--profession", "10",
+                                      "--rpps", "10001045368"])
+    assert result.exit_code == 2
+    assert "rpps" in result.output
