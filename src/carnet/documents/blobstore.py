@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
+from carnet.fsutil import fsync_directory
+
 __all__ = ["BlobConflict", "BlobNotFound", "BlobStore", "BlobStoreError", "LocalBlobStore", "blobstore_from_url"]
 
 _KEY = re.compile(r"[0-9a-f-]{4,128}")
@@ -71,14 +73,6 @@ class BlobStore(Protocol):
         ...
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class LocalBlobStore(BlobStore):
     """Blobs as files under ``root``, fanned out as ``root/ab/cd/abcd…`` (mode 0600, directories 0700)."""
 
@@ -105,7 +99,7 @@ class LocalBlobStore(BlobStore):
                 d.mkdir(mode=0o700)
             except FileExistsError:
                 continue  # a concurrent put created it
-            _fsync_dir(d.parent)
+            fsync_directory(d.parent)
 
     def put(self, key: str, data: bytes) -> None:
         final = self.path_for(key)
@@ -125,7 +119,7 @@ class LocalBlobStore(BlobStore):
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-        _fsync_dir(directory)
+        fsync_directory(directory)
 
     def _publish(self, tmp: Path, final: Path, key: str, data: bytes) -> None:
         """Give the fsync'd temp file its final name, without ever clobbering an existing blob."""
@@ -160,7 +154,7 @@ class LocalBlobStore(BlobStore):
             os.unlink(path)
         except (FileNotFoundError, NotADirectoryError):
             return
-        _fsync_dir(path.parent)
+        fsync_directory(path.parent)
 
     def exists(self, key: str) -> bool:
         return self.path_for(key).is_file()

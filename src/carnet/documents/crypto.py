@@ -38,6 +38,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
+from carnet.fsutil import fsync_directory
+
 __all__ = ["IntegrityError", "KeyRing", "Sealed", "open_sealed", "rewrap", "seal"]
 
 KEY_BYTES = 32  # AES-256, for master keys and data keys alike
@@ -88,14 +90,6 @@ def _b64decode_key(kid: str, text: object) -> bytes:
     return _check_key(kid, raw)
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_private_file(path: Path, data: bytes, *, overwrite: bool) -> bool:
     """Atomically write ``data`` to ``path`` with mode 0600: temp file, fsync, rename (or link), fsync the directory.
 
@@ -129,7 +123,7 @@ def _write_private_file(path: Path, data: bytes, *, overwrite: bool) -> bool:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(directory)
+    fsync_directory(directory)
     return True
 
 
