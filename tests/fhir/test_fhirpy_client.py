@@ -1,0 +1,130 @@
+"""Carnet driven by an independent FHIR client library (fhirpy) over real HTTP, on SQLite and PostgreSQL.
+
+A uvicorn server runs in a background thread on a free 127.0.0.1 port, with its own application whose ``base_url``
+is that address, so that the links and locations Carnet writes are ones fhirpy can follow.
+"""
+
+from __future__ import annotations
+
+import base64
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+from fhirpy import SyncFHIRClient
+
+import tests.conftest as conftest
+from carnet.app import create_app
+from carnet.config import Settings
+from carnet.context import Services
+from carnet.db.engine import make_engine
+from tests.conftest import INS_SYSTEM, World
+
+PDF = b"%PDF-1.4\n% sent by fhirpy\n%%EOF\n"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Live:
+    base: str
+    services: Services
+    app: object
+
+
+@pytest.fixture(scope="module")
+def live(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    var: Path = tmp_path_factory.mktemp("fhirpy-var")
+    services = Services.build(Settings(var_dir=var, database_url=database_url, base_url=base),
+                              make_engine(database_url))
+    app = create_app(services)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or not thread.is_alive():
+            server.should_exit = True
+            pytest.fail("the uvicorn server did not start")
+        time.sleep(0.05)
+    yield Live(base, services, app)
+    server.should_exit = True
+    thread.join(timeout=10)
+    services.engine.dispose()
+
+
+@pytest.fixture
+def people(live: Live, monkeypatch: pytest.MonkeyPatch) -> World:
+    # World signs its client assertions for the audience {conftest.BASE}/oauth/token: here, the live server's.
+    monkeypatch.setattr(conftest, "BASE", live.base)
+    return World(live.services, TestClient(live.app, base_url=live.base))  # type: ignore[arg-type]
+
+
+def fhir(people: World, live: Live, role: str = "gp") -> SyncFHIRClient:
+    return SyncFHIRClient(f"{live.base}/fhir", authorization=f"Bearer {people.token(role)}")
+
+
+def docref(people: World, title: str) -> dict[str, object]:
+    return {"resourceType": "DocumentReference", "status": "current",
+            "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{uuid.uuid4()}"},
+            "type": {"coding": [{"system": "http://loinc.org", "code": "11488-4"}]},
+            "subject": {"reference": f"Patient/{people.dossier}"},
+            "content": [{"attachment": {"contentType": "application/pdf", "title": title,
+                                        "data": base64.b64encode(PDF).decode()}}]}
+
+
+def test_fhirpy_finds_the_patient_by_ins(people: World, live: Live) -> None:
+    client = fhir(people, live)
+    found = client.resources("Patient").search(identifier=f"{INS_SYSTEM}|{people.ins}").fetch_all()
+    assert [p.id for p in found] == [str(people.dossier)]
+    assert any(i.get("value") == people.ins for i in found[0]["identifier"])
+
+
+def test_fhirpy_publishes_searches_and_reads_documents(people: World, live: Live) -> None:
+    client = fhir(people, live)
+    created = []
+    for n in range(3):
+        res = client.resource("DocumentReference", **docref(people, f"Compte rendu {n}"))
+        res.save()
+        assert res.id
+        created.append(res.id)
+    found = client.resources("DocumentReference").search(patient=str(people.dossier)).fetch_all()
+    assert {d.id for d in found} == set(created)
+    doc = client.reference("DocumentReference", created[0]).to_resource()
+    assert doc.id == created[0]
+    assert doc["status"] == "current"
+    assert doc["subject"]["reference"] == f"Patient/{people.dossier}"
+    url = doc["content"][0]["attachment"]["url"]
+    assert url == f"{live.base}/fhir/Binary/{created[0]}"
+    r = httpx.get(url, headers={"Authorization": f"Bearer {people.token('gp')}", "Accept": "*/*"})
+    assert r.status_code == 200 and r.content == PDF
+
+
+def test_fhirpy_follows_carnets_next_links_through_every_page(people: World, live: Live) -> None:
+    client = fhir(people, live)
+    created = set()
+    for n in range(5):
+        res = client.resource("DocumentReference", **docref(people, f"Page {n}"))
+        res.save()
+        created.add(res.id)
+    found = client.resources("DocumentReference").search(patient=str(people.dossier)).limit(2).fetch_all()
+    assert sorted(d.id for d in found) == sorted(created)

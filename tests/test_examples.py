@@ -1,0 +1,100 @@
+"""examples/walkthrough.py, run for real: a fresh var directory, ``carnet db upgrade``, ``carnet demo``, a
+``carnet serve`` subprocess on a free port, then the script (twice: it must be idempotent)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from joserfc.jwk import ECKey
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "examples" / "walkthrough.py"
+STEPS = ("1. token (professional): 200 OK", "2. dossier check (ITI-78): 200 OK",
+         "3. provide document bundle (ITI-65): 200 OK", "4. find documents (ITI-67): 200 OK",
+         "5. retrieve document (ITI-68): 200 OK", "6. token (patient portal): 200 OK",
+         "7. access history (AuditEvent): 200 OK", "walkthrough complete")
+
+
+def carnet(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from carnet.cli import app; app()", *args]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def demo_server(tmp_path: Path) -> Iterator[tuple[str, Path, dict[str, str]]]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    var = tmp_path / "var"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARNET_")}
+    env.update(CARNET_VAR_DIR=str(var), CARNET_BASE_URL=base)
+    for cmd in (("db", "upgrade"), ("demo",)):
+        done = subprocess.run(carnet(*cmd), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+    log = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen(carnet("serve", "--port", str(port)), cwd=tmp_path, env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("carnet serve did not start: " + (tmp_path / "server.log").read_text())
+            time.sleep(0.1)
+        yield base, var, env
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+def test_the_walkthrough_runs_every_step_against_a_demo_server_and_can_run_again(
+        demo_server: tuple[str, Path, dict[str, str]], tmp_path: Path) -> None:
+    base, var, env = demo_server
+    for _ in range(2):
+        done = subprocess.run([sys.executable, str(SCRIPT), "--base", base, "--var", str(var)], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        lines = [line.strip() for line in done.stdout.splitlines()]
+        for expected in STEPS:
+            assert any(line.startswith(expected) for line in lines), (expected, done.stdout)
+        assert "entries: 201 Created, 201 Created, 201 Created" in done.stdout
+        assert "identical" in done.stdout
+
+
+def test_the_walkthrough_fails_with_a_non_zero_status_when_no_server_answers(tmp_path: Path) -> None:
+    for name in ("demo-client-key.json", "demo-portal-key.json"):
+        key = ECKey.generate_key("P-256", auto_kid=True)
+        (tmp_path / name).write_text(json.dumps(key.as_dict(private=True)))
+    done = subprocess.run([sys.executable, str(SCRIPT), "--base", f"http://127.0.0.1:{free_port()}",
+                           "--var", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "FAILED: cannot reach" in done.stderr
+
+
+def test_the_walkthrough_says_to_run_carnet_demo_when_the_demo_keys_are_missing(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(SCRIPT), "--var", str(tmp_path / "nowhere")], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1
+    assert "carnet demo" in done.stderr and "Traceback" not in done.stderr
