@@ -1,0 +1,492 @@
+"""Carnet load benchmark: fill PostgreSQL through Carnet's own services, then measure the MHD API over HTTP.
+
+Fill phase (in-process, several processes): every dossier is created with ``dossiers.create`` and every document is
+published with ``documents.publish`` inside ``carnet.context.run``, exactly as the API does: contents are sealed and
+written to the blob store of the var dir, metadata rows and audit hash chains are real.
+
+Measure phase: ``carnet serve`` (uvicorn, ``--workers``) runs as a subprocess on 127.0.0.1 against the same database
+and var dir; ``--concurrency`` asyncio clients (httpx) drive each operation for ``--duration`` seconds:
+
+* ITI-105 Simplified Publish (``POST /fhir/DocumentReference``, one 20 KiB PDF-like document inline),
+* ITI-65 Provide Document Bundle (``POST /fhir``, a transaction with one SubmissionSet, one DocumentReference and
+  one 20 KiB Binary),
+* ITI-67 Find Document References by patient (``GET /fhir/DocumentReference?patient=<id>&_count=20``),
+* ITI-68 Retrieve Document (``GET /fhir/Binary/<id>``).
+
+The load generator runs on the same machine as the server (and PostgreSQL): its CPU use is reported.
+
+    python benchmarks/load.py --dossiers 10000 --documents 100000 --concurrency 16 --duration 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import multiprocessing as mp
+import os
+import platform
+import random
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+BENCH_DB = "carnet_bench"
+DOC_BYTES = 20 * 1024
+INS_OFFSET = 5_000_000  # synthetic NIR indexes used by the benchmark's patients
+PRO_INDEX = 9_000_001  # synthetic RPPS index of the benchmark's professional
+CLIENT_ID = "carnet-bench"
+
+
+# --- data ------------------------------------------------------------------------------------------------------------
+
+def pdf_bytes(tag: str, size: int = DOC_BYTES) -> bytes:
+    """A PDF-like payload of ``size`` bytes: a PDF header, a unique tag, incompressible filler, a trailer."""
+    head = f"%PDF-1.4\n% Carnet benchmark {tag}\n1 0 obj << /Type /Catalog >> endobj\nstream\n".encode()
+    tail = b"\nendstream\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+    return head + os.urandom(size - len(head) - len(tail)) + tail
+
+
+def docref(master: str, *, subject: str | None = None, data: bytes | None = None,
+           url: str | None = None) -> dict[str, Any]:
+    att: dict[str, Any] = {"contentType": "application/pdf", "title": "Compte rendu de consultation",
+                           "language": "fr-FR"}
+    if data is not None:
+        att["data"] = base64.b64encode(data).decode()
+    if url is not None:
+        att["url"] = url
+    res: dict[str, Any] = {"resourceType": "DocumentReference", "status": "current",
+                           "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": master},
+                           "type": {"coding": [{"system": "http://loinc.org", "code": "11488-4"}]},
+                           "content": [{"attachment": att}]}
+    if subject:
+        res["subject"] = {"reference": subject}
+    return res
+
+
+def patient_resource(index: int) -> dict[str, Any]:
+    from carnet.dossier import service as dossiers
+    from carnet.identity.ins import OID_DEMO, fake_nir_for
+
+    rnd = random.Random(index)
+    return {"resourceType": "Patient",
+            "identifier": [{"system": f"urn:oid:{OID_DEMO}", "value": fake_nir_for(INS_OFFSET + index)}],
+            "name": [{"use": "official", "family": f"Bench{index}", "given": [rnd.choice(["Alix", "Camille", "Noé"])]}],
+            "birthDate": f"{rnd.randint(1930, 2005)}-{rnd.randint(1, 12):02d}-{rnd.randint(1, 28):02d}",
+            "gender": rnd.choice(["female", "male"]),
+            "extension": [
+                {"url": dossiers.BIRTHPLACE_EXT, "valueAddress": {"extension": [
+                    {"url": dossiers.INSEE_EXT, "valueCoding": {"code": "75056"}}]}},
+                {"url": dossiers.EXT_CREATION_CONSENT, "valueBoolean": True}]}
+
+
+def iti65_bundle(dossier_key: str, data: bytes) -> dict[str, Any]:
+    list_url, doc_url, bin_url = (f"urn:uuid:{uuid.uuid4()}" for _ in range(3))
+    subject = f"Patient/{dossier_key}"
+    slist = {"resourceType": "List", "status": "current", "mode": "working",
+             "code": {"coding": [{"system": "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes",
+                                  "code": "submissionset"}]},
+             "subject": {"reference": subject}, "date": "2026-01-01T10:00:00Z",
+             "identifier": [{"use": "usual", "system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{uuid.uuid4()}"}],
+             "extension": [{"url": "https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-sourceId",
+                            "valueIdentifier": {"value": "urn:oid:1.2.250.1.999.1"}}],
+             "entry": [{"item": {"reference": doc_url}}]}
+    return {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": list_url, "resource": slist, "request": {"method": "POST", "url": "List"}},
+        {"fullUrl": doc_url, "resource": docref(f"urn:uuid:{uuid.uuid4()}", subject=subject, url=bin_url),
+         "request": {"method": "POST", "url": "DocumentReference"}},
+        {"fullUrl": bin_url, "resource": {"resourceType": "Binary", "contentType": "application/pdf",
+                                          "data": base64.b64encode(data).decode()},
+         "request": {"method": "POST", "url": "Binary"}}]}
+
+
+# --- set-up ----------------------------------------------------------------------------------------------------------
+
+def fresh_database() -> str:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    eng = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with eng.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{BENCH_DB}"'))
+    eng.dispose()
+    return make_url(PG_ADMIN).set(database=BENCH_DB).render_as_string(hide_password=False)
+
+
+def make_services(db_url: str, var_dir: Path, base_url: str, pool_size: int = 2):  # type: ignore[no-untyped-def]
+    from carnet.config import Settings
+    from carnet.context import Services
+    from carnet.db.engine import make_engine
+
+    settings = Settings(var_dir=var_dir, database_url=db_url, base_url=base_url)
+    return Services.build(settings, make_engine(db_url, pool_size=pool_size))
+
+
+def pro_actor():  # type: ignore[no-untyped-def]
+    from carnet.access.actors import Actor, ActorKind
+    from carnet.identity.professionals import fake_rpps
+
+    return Actor(ActorKind.PROFESSIONAL, id="8" + fake_rpps(PRO_INDEX), display="Bench Doctor", profession="10")
+
+
+def ensure_reference_data(services: Any) -> str:
+    from carnet import admin
+    from carnet.identity.professionals import fake_rpps
+
+    with services.engine.begin() as conn:
+        return admin.add_practitioner(conn, rpps=fake_rpps(PRO_INDEX), adeli=None, family="Bench", given="Doctor",
+                                      profession="10", specialty="SM54")
+
+
+# --- fill ------------------------------------------------------------------------------------------------------------
+
+def _fill_worker(db_url: str, var_dir: str, base_url: str, first: int, last: int, start: int, docs_total: int,
+                 dossiers_total: int) -> tuple[int, int, float]:
+    """Create dossiers ``first``..``last`` (absolute indexes) and their documents; ``docs_total`` documents are spread
+    evenly over the ``dossiers_total`` dossiers that begin at index ``start``."""
+    from carnet.context import run
+    from carnet.documents import service as documents
+    from carnet.dossier import service as dossiers
+
+    services = make_services(db_url, Path(var_dir), base_url)
+    actor = pro_actor()
+    made_d = made_p = 0
+    t0 = time.perf_counter()
+    for i in range(first, last):
+        key, _ = run(services, actor, lambda ctx, i=i: dossiers.create(ctx, patient_resource(i)))  # type: ignore[misc]
+        made_d += 1
+        r = i - start
+        n_docs = docs_total * (r + 1) // dossiers_total - docs_total * r // dossiers_total
+        for j in range(n_docs):
+            data = pdf_bytes(f"{i}-{j}")
+            res = docref(f"urn:uuid:{uuid.uuid4()}")
+            run(services, actor, lambda ctx, k=key, r=res, d=data:  # type: ignore[misc]
+                documents.publish(ctx, k, r, documents.Content(d, "application/pdf"), "ITI-105"))
+            made_p += 1
+    services.engine.dispose()
+    return made_d, made_p, time.perf_counter() - t0
+
+
+def fill(db_url: str, var_dir: Path, base_url: str, n_dossiers: int, n_docs: int, procs: int) -> dict[str, Any]:
+    from sqlalchemy import func, select
+
+    from carnet.db.tables import dossier
+
+    services = make_services(db_url, var_dir, base_url)  # creates the master key once, before the workers
+    ensure_reference_data(services)
+    with services.engine.connect() as conn:
+        start = conn.execute(select(func.count()).select_from(dossier)).scalar() or 0
+    services.engine.dispose()
+    bounds = [start + n_dossiers * k // procs for k in range(procs + 1)]
+    jobs = [(db_url, str(var_dir), base_url, bounds[k], bounds[k + 1], start, n_docs, n_dossiers)
+            for k in range(procs)]
+    print(f"fill: {n_dossiers} dossiers, {n_docs} documents of {DOC_BYTES // 1024} KiB, {procs} processes "
+          f"(existing dossiers: {start})", flush=True)
+    t0 = time.perf_counter()
+    if procs == 1:
+        results = [_fill_worker(*jobs[0])]
+    else:
+        with mp.get_context("spawn").Pool(procs) as pool:
+            results = pool.starmap(_fill_worker, jobs)
+    elapsed = time.perf_counter() - t0
+    d = sum(r[0] for r in results)
+    p = sum(r[1] for r in results)
+    out = {"dossiers": d, "documents": p, "seconds": round(elapsed, 1), "processes": procs,
+           "documents_per_s": round(p / elapsed, 1) if elapsed else None}
+    print(f"fill: {d} dossiers and {p} documents in {elapsed:.1f} s ({out['documents_per_s']} documents/s)",
+          flush=True)
+    return out
+
+
+# --- measure ---------------------------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(db_url: str, var_dir: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, CARNET_DATABASE_URL=db_url, CARNET_VAR_DIR=str(var_dir),
+               CARNET_BASE_URL=f"http://127.0.0.1:{port}")
+    env.pop("CARNET_MASTER_KEY", None)
+    log = (var_dir / "server.log").open("ab")  # the per-request log lines, kept out of the terminal
+    proc = subprocess.Popen([sys.executable, "-m", "carnet.cli", "serve", "--host", "127.0.0.1", "--port",
+                             str(port), "--workers", str(workers)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    import httpx
+
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"carnet serve exited with {proc.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/fhir/metadata", timeout=2).status_code == 200:
+                time.sleep(1.0 if workers > 1 else 0.2)  # let every worker finish starting
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    proc.terminate()
+    raise SystemExit("carnet serve did not answer within 60 s")
+
+
+def register_client(services: Any) -> Any:
+    from joserfc.jwk import ECKey
+
+    from carnet import admin
+
+    key = ECKey.generate_key("P-256", auto_kid=True)
+    with services.engine.begin() as conn:
+        admin.add_client(conn, client_id=CLIENT_ID, name="Carnet benchmark", kind="professional",
+                         jwks={"keys": [key.as_dict(private=False)]})
+    return key
+
+
+async def get_token(http: Any, key: Any, base: str, professional_id: str) -> str:
+    from carnet.auth.tokens import make_client_assertion
+
+    assertion = make_client_assertion(key, CLIENT_ID, f"{base}/oauth/token", int(time.time()),
+                                      professional_id=professional_id)
+    r = await http.post(f"{base}/oauth/token", data={
+        "grant_type": "client_credentials",
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": assertion})
+    r.raise_for_status()
+    return str(r.json()["access_token"])
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    idx = min(len(sorted_values) - 1, max(0, int(round(q / 100 * len(sorted_values) + 0.5)) - 1))
+    return sorted_values[idx]
+
+
+async def run_phase(name: str, base: str, key: Any, pro_id: str, concurrency: int, duration: float,
+                    make_request: Any, expect: int) -> dict[str, Any]:
+    import httpx
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as http:
+        tokens = [await get_token(http, key, base, pro_id) for _ in range(concurrency)]
+        latencies: list[float] = []
+        errors: dict[str, int] = {}
+        stop_at = 0.0
+
+        async def client(i: int) -> None:
+            headers = {"Authorization": f"Bearer {tokens[i]}", "Accept": "application/fhir+json"}
+            while time.perf_counter() < stop_at:
+                method, url, kwargs = make_request()
+                h = dict(headers, **kwargs.pop("headers", {}))
+                t = time.perf_counter()
+                try:
+                    r = await http.request(method, f"{base}{url}", headers=h, **kwargs)
+                    code = str(r.status_code)
+                except httpx.HTTPError as exc:
+                    code = type(exc).__name__
+                dt = time.perf_counter() - t
+                if code == str(expect):
+                    latencies.append(dt)
+                else:
+                    errors[code] = errors.get(code, 0) + 1
+                    if errors[code] <= 2:
+                        print(f"  {name}: {code} {getattr(r, 'text', '')[:300] if code.isdigit() else ''}",
+                              flush=True)
+
+        # warm-up: a few requests per client, not recorded
+        stop_at = time.perf_counter() + min(2.0, duration / 5)
+        await asyncio.gather(*(client(i) for i in range(concurrency)))
+        latencies.clear()
+        errors.clear()
+        ru0 = resource.getrusage(resource.RUSAGE_SELF)
+        t0 = time.perf_counter()
+        stop_at = t0 + duration
+        await asyncio.gather(*(client(i) for i in range(concurrency)))
+        elapsed = time.perf_counter() - t0
+        ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    lat = sorted(latencies)
+    gen_cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    out = {"operation": name, "ok": len(lat), "errors": sum(errors.values()), "error_codes": errors,
+           "seconds": round(elapsed, 2), "throughput_per_s": round(len(lat) / elapsed, 1),
+           "p50_ms": round(percentile(lat, 50) * 1000, 1), "p95_ms": round(percentile(lat, 95) * 1000, 1),
+           "p99_ms": round(percentile(lat, 99) * 1000, 1),
+           "mean_ms": round(statistics.fmean(lat) * 1000, 1) if lat else None,
+           "load_generator_cpu_cores": round(gen_cpu / elapsed, 2)}
+    print(f"{name}: {out['throughput_per_s']}/s ok, {out['errors']} errors, p50 {out['p50_ms']} ms, "
+          f"p95 {out['p95_ms']} ms, p99 {out['p99_ms']} ms (generator used {out['load_generator_cpu_cores']} cores)",
+          flush=True)
+    return out
+
+
+def measure(db_url: str, var_dir: Path, workers: int, concurrency: int, duration: float,
+            ops: list[str]) -> list[dict[str, Any]]:
+    from sqlalchemy import select, text
+
+    from carnet.db.tables import document, dossier
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    services = make_services(db_url, var_dir, base)
+    pro_id = ensure_reference_data(services)
+    key = register_client(services)
+    with services.engine.connect() as conn:
+        dossier_ids = [str(r[0]) for r in conn.execute(select(dossier.c.dossier_key))]
+        doc_ids = [str(r[0]) for r in conn.execute(
+            select(document.c.document_id).order_by(text("random()")).limit(50_000))]
+    services.engine.dispose()
+    if not dossier_ids or not doc_ids:
+        raise SystemExit("no data: run the fill phase first")
+    print(f"measure: {len(dossier_ids)} dossiers, sampling {len(doc_ids)} documents; {workers} uvicorn workers, "
+          f"{concurrency} clients, {duration:g} s per phase", flush=True)
+    payload = pdf_bytes("http")  # same bytes for every publish; each gets its own data key and blob
+
+    def iti105() -> tuple[str, str, dict[str, Any]]:
+        body = docref(f"urn:uuid:{uuid.uuid4()}", subject=f"Patient/{random.choice(dossier_ids)}", data=payload)
+        return "POST", "/fhir/DocumentReference", {"content": json.dumps(body),
+                                                   "headers": {"Content-Type": "application/fhir+json"}}
+
+    def iti65() -> tuple[str, str, dict[str, Any]]:
+        body = iti65_bundle(random.choice(dossier_ids), payload)
+        return "POST", "/fhir", {"content": json.dumps(body), "headers": {"Content-Type": "application/fhir+json"}}
+
+    def iti67() -> tuple[str, str, dict[str, Any]]:
+        return "GET", f"/fhir/DocumentReference?patient={random.choice(dossier_ids)}&_count=20", {}
+
+    def iti68() -> tuple[str, str, dict[str, Any]]:
+        return "GET", f"/fhir/Binary/{random.choice(doc_ids)}", {"headers": {"Accept": "application/pdf"}}
+
+    table = {"ITI-105": (iti105, 201), "ITI-65": (iti65, 200), "ITI-67": (iti67, 200), "ITI-68": (iti68, 200)}
+    server = start_server(db_url, var_dir, port, workers)
+    results = []
+    try:
+        for op in ops:
+            make, expect = table[op]
+            results.append(asyncio.run(run_phase(op, base, key, pro_id, concurrency, duration, make, expect)))
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    return results
+
+
+# --- report ----------------------------------------------------------------------------------------------------------
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{kb / 1024 / 1024:.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return {"cpus": os.cpu_count(), "cpu_model": cpu, "memory": mem, "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def pg_version(db_url: str) -> str:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    eng = create_engine(make_url(db_url).set(drivername="postgresql+psycopg"))
+    with eng.connect() as conn:
+        v = str(conn.execute(text("show server_version")).scalar())
+    eng.dispose()
+    return v
+
+
+def markdown(results: list[dict[str, Any]]) -> str:
+    lines = ["| operation | ok/s | errors | p50 ms | p95 ms | p99 ms | generator CPU (cores) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r['operation']} | {r['throughput_per_s']} | {r['errors']} | {r['p50_ms']} | {r['p95_ms']} "
+                     f"| {r['p99_ms']} | {r['load_generator_cpu_cores']} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--database-url", help="PostgreSQL URL (default: recreate the database carnet_bench at "
+                                          "127.0.0.1:5432, user postgres)")
+    p.add_argument("--var-dir", default="/tmp/carnet-bench-var",
+                   help="Carnet var dir (master key, token key, blobs); emptied when the database is recreated")
+    p.add_argument("--dossiers", type=int, default=10_000)
+    p.add_argument("--documents", type=int, default=100_000)
+    p.add_argument("--fill-processes", type=int, default=2)
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--duration", type=float, default=20, help="seconds per measured phase")
+    p.add_argument("--workers", type=int, default=2, help="uvicorn workers")
+    p.add_argument("--ops", default="ITI-105,ITI-65,ITI-67,ITI-68", help="operations to measure, in order")
+    p.add_argument("--fill-only", action="store_true")
+    p.add_argument("--skip-fill", action="store_true", help="measure the data already in the database")
+    p.add_argument("--output", default=str(RESULTS / "latest.json"))
+    a = p.parse_args(argv)
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from carnet.db.migrate import upgrade
+
+    var_dir = Path(a.var_dir).resolve()
+    db_url = a.database_url
+    if db_url is None:
+        db_url = fresh_database() if not a.skip_fill else \
+            PG_ADMIN.rsplit("/", 1)[0] + f"/{BENCH_DB}"
+    if not a.skip_fill and a.database_url is None and var_dir.exists():
+        import shutil
+
+        shutil.rmtree(var_dir)  # a new database: old blobs and master key are useless
+    var_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    upgrade(db_url)
+    report: dict[str, Any] = {"command": " ".join(["python", "benchmarks/load.py", *sys.argv[1:]]),
+                              "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
+                              "postgresql": pg_version(db_url), "concurrency": a.concurrency,
+                              "duration_s": a.duration, "uvicorn_workers": a.workers,
+                              "document_bytes": DOC_BYTES}
+    if not a.skip_fill:
+        report["fill"] = fill(db_url, var_dir, "http://127.0.0.1:8000", a.dossiers, a.documents, a.fill_processes)
+    from sqlalchemy import create_engine, func, select
+
+    from carnet.db.tables import audit, document, dossier
+
+    eng = create_engine(db_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with eng.connect() as conn:
+        report["data_before_measure"] = {
+            "dossiers": conn.execute(select(func.count()).select_from(dossier)).scalar(),
+            "documents": conn.execute(select(func.count()).select_from(document)).scalar(),
+            "audit_records": conn.execute(select(func.count()).select_from(audit)).scalar()}
+    eng.dispose()
+    print(f"data: {report['data_before_measure']}", flush=True)
+    if not a.fill_only:
+        report["results"] = measure(db_url, var_dir, a.workers, a.concurrency, a.duration,
+                                    [o.strip() for o in a.ops.split(",") if o.strip()])
+        print()
+        print(markdown(report["results"]))
+    out = Path(a.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    print(f"\nwritten {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
