@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -78,7 +79,8 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
     @app.post("/oauth/token")
     async def token(request: Request) -> Response:
         form = await request.form()
-        return auth_web.token_endpoint(services, server_key, {k: str(v) for k, v in form.items()})
+        return await run_in_threadpool(auth_web.token_endpoint, services, server_key,
+                                       {k: str(v) for k, v in form.items()})
 
     @app.get("/.well-known/smart-configuration")
     async def smart() -> Response:
@@ -104,12 +106,12 @@ def _endpoint(route: Route, services: Services, server_key: tokens.ServerKey):  
     async def endpoint(request: Request) -> Response:
         started = time.perf_counter()
         try:
-            actor, scopes = auth_web.actor_from_request(services, server_key, request)
+            who, scopes = auth_web.verify_bearer(services, server_key, request)
             if route.scope and not tokens.scope_allows(scopes, route.scope[0], route.scope[1]):
                 raise FhirError(403, "forbidden", "The access token's scopes do not cover this interaction",
                                 headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'})
             params: dict[str, Any] = dict(request.path_params)
-            response = await route.handler(Call(request, services, actor), **params)
+            response = await route.handler(Call(request, services, who), **params)
         except FhirError as exc:
             response = FhirResponse(exc.outcome(), exc.status, headers=exc.headers)
         logger.info("request", interaction=route.interaction, resource=route.resource, status=response.status_code,

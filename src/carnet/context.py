@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import Connection, Engine, Row, select
+from sqlalchemy import Connection, Engine, Row, and_, select
 
 from carnet.access.actors import Actor, ActorKind
 from carnet.access.matrix import Matrix, load_matrix
@@ -102,39 +102,44 @@ class Context:
 
     # --- the one way to a dossier -----------------------------------------------------------------------------
     def dossier(self, dossier_key: uuid.UUID, *, lock: bool = False) -> tuple[Row[Any], Decision]:
-        """Load a dossier and the policy's decision for the caller. Raises 404 if there is no such dossier."""
-        q = select(dossier).where(dossier.c.dossier_key == dossier_key)
+        """Load a dossier and the policy's decision for the caller, in one query (the dossier joined with the
+        caller's grants or representative record, on the dossier key). Raises 404 if there is no such dossier."""
+        a = self.actor
+        q = select(dossier)
+        if a.kind is ActorKind.PROFESSIONAL and a.id:
+            subjects = [a.id] + ([a.organisation_id] if a.organisation_id else [])
+            g = access_grant
+            q = select(dossier, g.c.subject_kind, g.c.relation).select_from(dossier.outerjoin(g, and_(
+                g.c.dossier_key == dossier.c.dossier_key, g.c.subject_id.in_(subjects), g.c.revoked_at.is_(None))))
+        elif a.kind is ActorKind.REPRESENTATIVE and _uuid_or_none(a.id) is not None:
+            r = representative
+            q = select(dossier, r.c.kind.label("rep_kind")).select_from(dossier.outerjoin(r, and_(
+                r.c.dossier_key == dossier.c.dossier_key, r.c.representative_id == _uuid_or_none(a.id),
+                r.c.ended_at.is_(None))))
+        q = q.where(dossier.c.dossier_key == dossier_key)
         if lock:
-            q = q.with_for_update()
-        row = self.conn.execute(q).first()
-        if row is None:
+            q = q.with_for_update(of=dossier)
+        rows = self.conn.execute(q).all()
+        if not rows:
             raise FhirError(404, "not-found", "Patient not found")
-        return row, self.decide(row)
+        return rows[0], self._decide(rows[0], rows)
 
-    def decide(self, row: Row[Any]) -> Decision:
+    def _decide(self, row: Row[Any], rows: list[Any]) -> Decision:
         facts = DossierFacts(dossier_key=row.dossier_key, status=row.status, birth_date=row.birth_date,
                              objects_break_glass=row.objects_break_glass, objects_regulation=row.objects_regulation)
-        return decide(self.actor, facts, self.standing(row), self.now.date(), self.services.matrix,
+        return decide(self.actor, facts, self.standing(row, rows), self.now.date(), self.services.matrix,
                       self.settings.majority_age)
 
-    def standing(self, row: Row[Any]) -> Standing:
+    def standing(self, row: Row[Any], rows: list[Any]) -> Standing:
+        """The caller's standing, from the rows :meth:`dossier` joined (grants, or the representative record)."""
         a = self.actor
         if a.kind is ActorKind.PATIENT:
             return Standing(is_owner=a.id is not None and a.id == row.ins)
         if a.kind is ActorKind.REPRESENTATIVE:
-            rep_id = _uuid_or_none(a.id)
-            if rep_id is None:
-                return Standing()
-            kind = self.conn.execute(select(representative.c.kind).where(
-                representative.c.dossier_key == row.dossier_key, representative.c.representative_id == rep_id,
-                representative.c.ended_at.is_(None))).scalar()
-            return Standing(representative_kind=kind)
+            return Standing(representative_kind=getattr(row, "rep_kind", None))
         if a.kind is not ActorKind.PROFESSIONAL or not a.id:
             return Standing()
-        subjects = [a.id] + ([a.organisation_id] if a.organisation_id else [])
-        grants = self.conn.execute(select(access_grant.c.subject_kind, access_grant.c.relation).where(
-            access_grant.c.dossier_key == row.dossier_key, access_grant.c.subject_id.in_(subjects),
-            access_grant.c.revoked_at.is_(None))).all()
+        grants = [r for r in rows if getattr(r, "relation", None) is not None]
         mine = {g.relation for g in grants if g.subject_kind == "practitioner"}
         org = {g.relation for g in grants if g.subject_kind == "organisation"}
         if "blocked" in mine:
@@ -157,12 +162,15 @@ def _uuid_or_none(value: str | None) -> uuid.UUID | None:
         return None
 
 
-def run(services: Services, actor: Actor, work: Callable[[Context], T]) -> T:
-    """Run ``work`` in one transaction bound to ``actor``; see the module docstring for failures."""
+def run(services: Services, actor: Actor | Callable[[Connection], Actor], work: Callable[[Context], T]) -> T:
+    """Run ``work`` in one transaction bound to ``actor``; see the module docstring for failures. ``actor`` may be a
+    function that resolves the caller inside that same transaction (the API does so from its token's claims)."""
     now = services.clock()
     ctx: Context | None = None
     try:
         with services.engine.begin() as conn:
+            if not isinstance(actor, Actor):
+                actor = actor(conn)
             ctx = Context(services, conn, actor, now)
             result = work(ctx)
     except BaseException as exc:
@@ -175,7 +183,7 @@ def run(services: Services, actor: Actor, work: Callable[[Context], T]) -> T:
             if isinstance(exc, FhirError) and ctx.refusals:
                 with services.engine.begin() as conn:
                     for r in ctx.refusals:
-                        audit_log.record(conn, dossier_key=r.dossier_key, actor=actor, action=r.action,
+                        audit_log.record(conn, dossier_key=r.dossier_key, actor=ctx.actor, action=r.action,
                                          event=r.event, now=now, outcome=audit_log.OUTCOME_REFUSED,
                                          entity_type=r.entity_type, entity_id=r.entity_id, detail=r.detail)
         raise

@@ -10,7 +10,7 @@ import json
 import time
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -111,9 +111,9 @@ def smart_configuration(services: Services) -> dict[str, Any]:
     }
 
 
-def actor_from_request(services: Services, server_key: tokens.ServerKey, request: Request) -> tuple[Actor, set[str]]:
-    """Verify the bearer token and build the Actor. A disabled client or professional stops working at once:
-    both are checked on every request, not only when the token was issued."""
+def verify_bearer(services: Services, server_key: tokens.ServerKey, request: Request
+                  ) -> tuple[tokens.AssertionClaims, set[str]]:
+    """Check the bearer token's signature, issuer and expiry (CPU only, no database)."""
     header = request.headers.get("authorization", "")
     if not header.lower().startswith("bearer "):
         raise FhirError(401, "login", "A bearer access token is required",
@@ -125,26 +125,35 @@ def actor_from_request(services: Services, server_key: tokens.ServerKey, request
     except tokens.TokenError:
         raise FhirError(401, "login", "The access token is invalid or expired",
                         headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
-    record = client_record(services, who.client_id)
-    if record is None or not record.enabled:
+    return who, set(str(claims.get("scope", "")).split())
+
+
+def resolve_actor(conn: Connection, who: tokens.AssertionClaims) -> Actor:
+    """Build the Actor inside the request's own transaction: one query reads the client and the professional, so a
+    disabled client or professional stops working at once (both are checked on every request)."""
+    p = practitioner
+    row = conn.execute(
+        select(client.c.kind, client.c.enabled, p.c.national_id, p.c.given, p.c.family, p.c.profession,
+               p.c.organisation_id, p.c.is_regulator, p.c.enabled.label("pro_enabled"))
+        .select_from(client.outerjoin(p, p.c.national_id == (who.professional_id or "")))
+        .where(client.c.client_id == who.client_id)).first()
+    if row is None or not row.enabled:
         raise FhirError(401, "login", "This client is disabled",
                         headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-    scopes = set(str(claims.get("scope", "")).split())
     mode = Mode(who.mode)
-    if record.kind == "professional":
-        row = _professional(services, who.professional_id or "", who.mode)
-        actor = Actor(kind=ActorKind.PROFESSIONAL, id=row.national_id, display=f"{row.given} {row.family}",
-                      profession=row.profession, organisation_id=who.organisation_id or row.organisation_id,
-                      is_regulator=row.is_regulator, mode=mode, reason=who.reason, client_id=who.client_id)
-    elif record.kind == "patient_portal":
+    if row.kind == "professional":
+        if row.national_id is None or not row.pro_enabled:
+            raise FhirError(401, "login", "This professional is unknown or disabled",
+                            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        return Actor(kind=ActorKind.PROFESSIONAL, id=row.national_id, display=f"{row.given} {row.family}",
+                     profession=row.profession, organisation_id=who.organisation_id or row.organisation_id,
+                     is_regulator=row.is_regulator, mode=mode, reason=who.reason, client_id=who.client_id)
+    if row.kind == "patient_portal":
         if who.representative_id:
-            actor = Actor(kind=ActorKind.REPRESENTATIVE, id=who.representative_id, acting_for=who.patient_ins,
-                          client_id=who.client_id)
-        else:
-            actor = Actor(kind=ActorKind.PATIENT, id=who.patient_ins, client_id=who.client_id)
-    elif record.kind == "assurance_maladie":
-        actor = Actor(kind=ActorKind.ASSURANCE_MALADIE, organisation_id=who.organisation_id,
-                      client_id=who.client_id)
-    else:
-        raise FhirError(401, "login", "This client cannot call the API")
-    return actor, scopes
+            return Actor(kind=ActorKind.REPRESENTATIVE, id=who.representative_id, acting_for=who.patient_ins,
+                         client_id=who.client_id)
+        return Actor(kind=ActorKind.PATIENT, id=who.patient_ins, client_id=who.client_id)
+    if row.kind == "assurance_maladie":
+        return Actor(kind=ActorKind.ASSURANCE_MALADIE, organisation_id=who.organisation_id,
+                     client_id=who.client_id)
+    raise FhirError(401, "login", "This client cannot call the API")

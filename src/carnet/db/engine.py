@@ -41,7 +41,9 @@ def make_engine(url: str, pool_size: int = 20) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
+    # No pre-ping (it costs a round trip per checkout); connections are recycled instead, and a broken one fails
+    # its request with a 500 rather than silently retrying.
+    return create_engine(url, pool_size=pool_size, max_overflow=10, pool_recycle=1800)
 
 
 def is_postgres(engine: Engine) -> bool:

@@ -42,6 +42,7 @@ class Published:
     version: int
     last_updated: dt.datetime
     warnings: list[Issue]
+    resource: str  # the DocumentReference as stored and served
 
 
 def _aad(dossier_key: uuid.UUID, document_id: uuid.UUID) -> bytes:
@@ -103,7 +104,8 @@ def publish(ctx: Context, dossier_key: uuid.UUID, resource: dict[str, Any], cont
         _supersede(ctx, dossier_key, decision, ref)
 
     author = ctx.actor.id if ctx.actor.kind.value == "professional" else ctx.actor.audit_id
-    served = _served_resource(ctx, resource, document_id, dossier_key, content, sha256, now, 1)
+    served = json.dumps(_served_resource(ctx, resource, document_id, dossier_key, content, sha256, now, 1),
+                        ensure_ascii=False, separators=(",", ":"))
     invisible_until = now + dt.timedelta(days=ctx.settings.invisible_patient_days) if meta.invisible_patient \
         else None
     ctx.conn.execute(insert(document).values(
@@ -116,7 +118,7 @@ def publish(ctx: Context, dossier_key: uuid.UUID, resource: dict[str, Any], cont
         content_type=meta.content_type, format_code=meta.format_code, language=meta.language,
         size=len(content.data), sha256=sha256, title=meta.title, blob_key=blob_key,
         wrapped_key=sealed.wrapped_key, key_id=sealed.key_id, submission_set_id=submission_set_id, version=1,
-        last_updated=now, resource=json.dumps(served, ensure_ascii=False, separators=(",", ":"))))
+        last_updated=now, resource=served))
     ctx.conn.execute(insert(document_identifier).values(master_identifier=meta.master_identifier,
                                                          dossier_key=dossier_key, document_id=document_id))
     ctx.conn.execute(insert(resource_locator).values(resource_id=document_id, dossier_key=dossier_key))
@@ -126,7 +128,7 @@ def publish(ctx: Context, dossier_key: uuid.UUID, resource: dict[str, Any], cont
             for p, s, c in sorted(meta.tokens)])
     ctx.audit(dossier_key, "C", event, entity_type="DocumentReference", entity_id=str(document_id),
               detail={"class": meta.class_code, "type": meta.type_code, "size": len(content.data)})
-    return Published(document_id, 1, now, warnings)
+    return Published(document_id, 1, now, warnings, served)
 
 
 def _check_size_and_hash(resource: dict[str, Any], data: bytes) -> list[Issue]:

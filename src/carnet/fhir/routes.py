@@ -21,8 +21,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from carnet.access.actors import Actor, ActorKind
+from carnet.access.actors import ActorKind
 from carnet.audit import fhir as audit_fhir
+from carnet.auth.tokens import AssertionClaims
+from carnet.auth.web import resolve_actor
 from carnet.context import Context, Services, run
 from carnet.db.tables import dossier as dossier_table
 from carnet.db.tables import practitioner
@@ -56,14 +58,15 @@ class Route:
 class Call:
     request: Request
     services: Services
-    actor: Actor
+    claims: AssertionClaims  # who the token says is calling; resolved to an Actor inside each transaction
 
     @property
     def base(self) -> str:
         return f"{self.services.settings.base_url}/fhir"
 
     def run(self, work: Callable[[Context], Any]) -> Awaitable[Any]:
-        return run_in_threadpool(run, self.services, self.actor, work)
+        claims = self.claims
+        return run_in_threadpool(run, self.services, lambda conn: resolve_actor(conn, claims), work)
 
     def params(self) -> list[tuple[str, str]]:
         return list(self.request.query_params.multi_items())
@@ -219,8 +222,7 @@ async def docref_create(call: Call) -> Response:
         return documents.publish(ctx, key, body, content, "ITI-105", meta=meta)
 
     pub = await call.run(work)
-    text = await call.run(lambda ctx: documents.read(ctx, str(pub.document_id)))
-    return _created(text, f"{call.base}/DocumentReference/{pub.document_id}/_history/1")
+    return _created(pub.resource, f"{call.base}/DocumentReference/{pub.document_id}/_history/1")
 
 
 async def docref_patch(call: Call, id: str) -> Response:
