@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -61,15 +61,22 @@ def chain_hash(prev: str, row: dict[str, Any]) -> str:
     return hashlib.sha256(prev.encode() + canonical(row)).hexdigest()
 
 
+# Statements built once: the append runs on every request, and a constant statement skips SQLAlchemy's per-call
+# construction and cache-key work.
+_LOCK_HEAD = (select(audit_chain.c.seq, audit_chain.c.head)
+              .where(audit_chain.c.dossier_key == bindparam("k")).with_for_update())
+_INSERT = insert(audit)
+_MOVE_HEAD = (update(audit_chain).where(audit_chain.c.dossier_key == bindparam("k"))
+              .values(seq=bindparam("new_seq"), head=bindparam("new_head")))
+
+
 def _lock_head(conn: Connection, dossier_key: uuid.UUID) -> tuple[int, str]:
-    head = conn.execute(select(audit_chain.c.seq, audit_chain.c.head)
-                        .where(audit_chain.c.dossier_key == dossier_key).with_for_update()).first()
+    head = conn.execute(_LOCK_HEAD, {"k": dossier_key}).first()
     if head is None:
         ins = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
         conn.execute(ins(audit_chain).values(dossier_key=dossier_key, seq=0, head=GENESIS)
                      .on_conflict_do_nothing(index_elements=["dossier_key"]))
-        head = conn.execute(select(audit_chain.c.seq, audit_chain.c.head)
-                            .where(audit_chain.c.dossier_key == dossier_key).with_for_update()).one()
+        head = conn.execute(_LOCK_HEAD, {"k": dossier_key}).one()
     return int(head.seq), str(head.head)
 
 
@@ -87,9 +94,8 @@ def record(conn: Connection, *, dossier_key: uuid.UUID, actor: Actor, action: st
     }
     row["prev_hash"] = prev
     row["hash"] = chain_hash(prev, row)
-    conn.execute(insert(audit).values(**row))
-    conn.execute(update(audit_chain).where(audit_chain.c.dossier_key == dossier_key)
-                 .values(seq=row["seq"], head=row["hash"]))
+    conn.execute(_INSERT, row)
+    conn.execute(_MOVE_HEAD, {"k": dossier_key, "new_seq": row["seq"], "new_head": row["hash"]})
     return row["event_id"]
 
 

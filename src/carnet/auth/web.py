@@ -111,21 +111,38 @@ def smart_configuration(services: Services) -> dict[str, Any]:
     }
 
 
+_VERIFIED: dict[str, tuple[int, tokens.AssertionClaims, frozenset[str]]] = {}
+_VERIFIED_MAX = 10_000
+
+
 def verify_bearer(services: Services, server_key: tokens.ServerKey, request: Request
-                  ) -> tuple[tokens.AssertionClaims, set[str]]:
-    """Check the bearer token's signature, issuer and expiry (CPU only, no database)."""
+                  ) -> tuple[tokens.AssertionClaims, frozenset[str]]:
+    """Check the bearer token's signature, issuer and expiry (CPU only, no database).
+
+    A token verified once is remembered until it expires (a token never changes, and its expiry is re-checked),
+    which spares a signature check per request. Whether its client and professional are still enabled is not
+    remembered: :func:`resolve_actor` reads that on every request."""
     header = request.headers.get("authorization", "")
     if not header.lower().startswith("bearer "):
         raise FhirError(401, "login", "A bearer access token is required",
                         headers={"WWW-Authenticate": 'Bearer realm="carnet"'})
+    token = header[7:].strip()
+    now = int(time.time())
+    known = _VERIFIED.get(token)
+    if known is not None and known[0] > now:
+        return known[1], known[2]
     try:
-        claims = tokens.verify_access_token(server_key, header[7:].strip(), int(time.time()),
-                                            services.settings.base_url)
+        claims = tokens.verify_access_token(server_key, token, now, services.settings.base_url)
         who = tokens.access_token_actor(claims)
     except tokens.TokenError:
         raise FhirError(401, "login", "The access token is invalid or expired",
                         headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
-    return who, set(str(claims.get("scope", "")).split())
+    scopes = frozenset(str(claims.get("scope", "")).split())
+    if len(_VERIFIED) >= _VERIFIED_MAX:
+        for stale in [t for t, v in _VERIFIED.items() if v[0] <= now] or list(_VERIFIED)[: _VERIFIED_MAX // 2]:
+            _VERIFIED.pop(stale, None)
+    _VERIFIED[token] = (int(claims["exp"]), who, scopes)
+    return who, scopes
 
 
 def resolve_actor(conn: Connection, who: tokens.AssertionClaims) -> Actor:
