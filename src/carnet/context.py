@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import Connection, Engine, Row, and_, select
+from sqlalchemy import Connection, Engine, Row, and_, bindparam, select
 
 from carnet.access.actors import Actor, ActorKind
 from carnet.access.matrix import Matrix, load_matrix
@@ -64,6 +64,23 @@ def _key_path(settings: Settings):  # type: ignore[no-untyped-def]
     return Path(settings.master_key_file) if settings.master_key_file else settings.var_dir / "master-key.json"
 
 
+# The dossier with the caller's standing, in one query joined on the dossier key; built once (hot path).
+_DOSSIER = select(dossier).where(dossier.c.dossier_key == bindparam("k"))
+_DOSSIER_FOR_PROFESSIONAL = (
+    select(dossier, access_grant.c.subject_kind, access_grant.c.relation)
+    .select_from(dossier.outerjoin(access_grant, and_(
+        access_grant.c.dossier_key == dossier.c.dossier_key,
+        access_grant.c.subject_id.in_(bindparam("subjects", expanding=True)),
+        access_grant.c.revoked_at.is_(None))))
+    .where(dossier.c.dossier_key == bindparam("k")))
+_DOSSIER_FOR_REPRESENTATIVE = (
+    select(dossier, representative.c.kind.label("rep_kind"))
+    .select_from(dossier.outerjoin(representative, and_(
+        representative.c.dossier_key == dossier.c.dossier_key,
+        representative.c.representative_id == bindparam("rep"), representative.c.ended_at.is_(None))))
+    .where(dossier.c.dossier_key == bindparam("k")))
+
+
 @dataclass
 class Refusal:
     dossier_key: uuid.UUID
@@ -105,21 +122,18 @@ class Context:
         """Load a dossier and the policy's decision for the caller, in one query (the dossier joined with the
         caller's grants or representative record, on the dossier key). Raises 404 if there is no such dossier."""
         a = self.actor
-        q = select(dossier)
+        rep_id = _uuid_or_none(a.id) if a.kind is ActorKind.REPRESENTATIVE else None
         if a.kind is ActorKind.PROFESSIONAL and a.id:
-            subjects = [a.id] + ([a.organisation_id] if a.organisation_id else [])
-            g = access_grant
-            q = select(dossier, g.c.subject_kind, g.c.relation).select_from(dossier.outerjoin(g, and_(
-                g.c.dossier_key == dossier.c.dossier_key, g.c.subject_id.in_(subjects), g.c.revoked_at.is_(None))))
-        elif a.kind is ActorKind.REPRESENTATIVE and _uuid_or_none(a.id) is not None:
-            r = representative
-            q = select(dossier, r.c.kind.label("rep_kind")).select_from(dossier.outerjoin(r, and_(
-                r.c.dossier_key == dossier.c.dossier_key, r.c.representative_id == _uuid_or_none(a.id),
-                r.c.ended_at.is_(None))))
-        q = q.where(dossier.c.dossier_key == dossier_key)
+            q, params = _DOSSIER_FOR_PROFESSIONAL, {"subjects": [a.id] + ([a.organisation_id] if a.organisation_id
+                                                                            else [])}
+        elif rep_id is not None:
+            q, params = _DOSSIER_FOR_REPRESENTATIVE, {"rep": rep_id}
+        else:
+            q, params = _DOSSIER, {}
         if lock:
             q = q.with_for_update(of=dossier)
-        rows = self.conn.execute(q).all()
+        params["k"] = dossier_key
+        rows = self.conn.execute(q, params).all()
         if not rows:
             raise FhirError(404, "not-found", "Patient not found")
         return rows[0], self._decide(rows[0], rows)

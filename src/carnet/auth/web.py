@@ -10,7 +10,7 @@ import json
 import time
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -145,15 +145,17 @@ def verify_bearer(services: Services, server_key: tokens.ServerKey, request: Req
     return who, scopes
 
 
+_p = practitioner
+_CALLER = (select(client.c.kind, client.c.enabled, _p.c.national_id, _p.c.given, _p.c.family, _p.c.profession,
+                  _p.c.organisation_id, _p.c.is_regulator, _p.c.enabled.label("pro_enabled"))
+           .select_from(client.outerjoin(_p, _p.c.national_id == bindparam("nid")))
+           .where(client.c.client_id == bindparam("cid")))
+
+
 def resolve_actor(conn: Connection, who: tokens.AssertionClaims) -> Actor:
     """Build the Actor inside the request's own transaction: one query reads the client and the professional, so a
     disabled client or professional stops working at once (both are checked on every request)."""
-    p = practitioner
-    row = conn.execute(
-        select(client.c.kind, client.c.enabled, p.c.national_id, p.c.given, p.c.family, p.c.profession,
-               p.c.organisation_id, p.c.is_regulator, p.c.enabled.label("pro_enabled"))
-        .select_from(client.outerjoin(p, p.c.national_id == (who.professional_id or "")))
-        .where(client.c.client_id == who.client_id)).first()
+    row = conn.execute(_CALLER, {"cid": who.client_id, "nid": who.professional_id or ""}).first()
     if row is None or not row.enabled:
         raise FhirError(401, "login", "This client is disabled",
                         headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
