@@ -28,9 +28,16 @@ from carnet.context import Services
 from carnet.errors import FhirError
 from carnet.fhir.http import FhirResponse
 from carnet.fhir.routes import ROUTES, Call, Route, capability_statement
+from carnet.fhir.xml import to_xml, wants_xml
 from carnet.ids import new_id
 
 logger = structlog.get_logger("carnet")
+
+
+def as_xml(response: FhirResponse) -> Response:
+    headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
+    return Response(to_xml(bytes(response.body)), status_code=response.status_code, headers=headers,
+                    media_type="application/fhir+xml; charset=utf-8")
 
 
 def _outcome(status: int, code: str, text: str, headers: dict[str, str] | None = None) -> FhirResponse:
@@ -73,8 +80,9 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
                                                 methods=[route.method]))
 
     @app.get("/fhir/metadata")
-    async def metadata() -> Response:
-        return FhirResponse(capability_statement(settings.base_url, __version__))
+    async def metadata(request: Request) -> Response:
+        response = FhirResponse(capability_statement(settings.base_url, __version__))
+        return as_xml(response) if wants_xml(request) else response
 
     @app.post("/oauth/token")
     async def token(request: Request) -> Response:
@@ -114,6 +122,8 @@ def _endpoint(route: Route, services: Services, server_key: tokens.ServerKey):  
             response = await route.handler(Call(request, services, who), **params)
         except FhirError as exc:
             response = FhirResponse(exc.outcome(), exc.status, headers=exc.headers)
+        if isinstance(response, FhirResponse) and wants_xml(request):
+            response = as_xml(response)
         logger.info("request", interaction=route.interaction, resource=route.resource, status=response.status_code,
                     ms=round((time.perf_counter() - started) * 1000, 1))
         return response

@@ -113,3 +113,26 @@ def test_an_unknown_path_and_a_wrong_method_are_operation_outcomes(world: World)
     assert r.status_code == 404 and r.json()["resourceType"] == "OperationOutcome"
     r = world.client.delete(f"/fhir/Patient/{world.dossier}")
     assert r.status_code == 405 and r.json()["resourceType"] == "OperationOutcome"
+
+
+def test_the_capability_statement_and_resources_are_served_as_xml_on_request(world: World) -> None:
+    r = world.client.get("/fhir/metadata", params={"_format": "xml"})
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("application/fhir+xml")
+    assert r.text.lstrip().startswith("<?xml") and "<CapabilityStatement" in r.text
+    r = world.client.get(f"/fhir/Patient/{world.dossier}",
+                         headers={**world.headers("gp"), "Accept": "application/fhir+xml"})
+    assert r.status_code == 200 and "<Patient" in r.text
+    r = world.client.get("/fhir/Patient/not-a-uuid", headers={**world.headers("gp"), "Accept": "application/fhir+xml"})
+    assert r.status_code == 404 and "<OperationOutcome" in r.text
+
+
+def test_a_patient_sent_as_xml_is_accepted(world: World) -> None:
+    from fhir.resources.R4B.patient import Patient
+
+    ins = fake_nir_for(7_000_000 + world.n)
+    xml = Patient.model_validate(world.patient_resource(ins)).model_dump_xml()
+    r = world.client.post("/fhir/Patient", content=xml,
+                          headers={**world.headers("gp"), "Content-Type": "application/fhir+xml"})
+    assert r.status_code == 201, r.text
+    assert r.json()["identifier"][0]["value"] == ins

@@ -56,7 +56,9 @@ def _id_of(text: str) -> str:
 
 async def json_body(request: Request, max_bytes: int) -> dict[str, Any]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype and ctype not in ("application/fhir+json", "application/json", "application/json-patch+json"):
+    xml = ctype in ("application/fhir+xml", "application/xml", "text/xml")
+    if ctype and not xml and ctype not in ("application/fhir+json", "application/json",
+                                           "application/json-patch+json"):
         raise FhirError(415, "not-supported", "Send FHIR resources as application/fhir+json")
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > max_bytes:
@@ -66,6 +68,10 @@ async def json_body(request: Request, max_bytes: int) -> dict[str, Any]:
         body += chunk
         if len(body) > max_bytes:
             raise FhirError(413, "too-costly", "The request is larger than this server accepts")
+    if xml:
+        from carnet.fhir.xml import from_xml
+
+        return from_xml(body)
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):

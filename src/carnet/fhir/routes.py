@@ -518,7 +518,7 @@ def capability_statement(settings_base: str, software_version: str) -> dict[str,
                 "https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/pdsm-comprehensive-document-reference"]
     return {
         "resourceType": "CapabilityStatement", "status": "active", "date": "2026-11-21", "kind": "instance",
-        "fhirVersion": "4.0.1", "format": ["application/fhir+json", "json"],
+        "fhirVersion": "4.0.1", "format": ["application/fhir+json", "application/fhir+xml", "json", "xml"],
         "software": {"name": "Carnet", "version": software_version},
         "implementation": {"description": "Carnet shared medical record server", "url": settings_base},
         "instantiates": [
