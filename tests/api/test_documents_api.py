@@ -275,3 +275,16 @@ def test_an_unknown_ins_in_a_search_answers_an_empty_bundle(world: World) -> Non
     r = world.client.get("/fhir/DocumentReference", params={
         "patient.identifier": f"{INS_SYSTEM}|{fake_nir_for(7_777_777)}"}, headers=world.headers())
     assert r.status_code == 200 and r.json()["total"] == 0
+
+
+def test_find_document_lists_returns_the_submission_sets_including_implicit_ones(world: World) -> None:
+    doc_id = publish(world)
+    r = world.client.get("/fhir/List", params={"patient": str(world.dossier), "code": "submissionset"},
+                         headers=world.headers())
+    assert r.status_code == 200
+    lists = [e["resource"] for e in r.json()["entry"]]
+    assert any(f"DocumentReference/{doc_id}" == ent["item"]["reference"] for lst in lists for ent in lst["entry"])
+    masked = publish(world, labels=["MASQUE_PS"])
+    r = world.client.get("/fhir/List", params={"patient": str(world.dossier)}, headers=world.headers("doctor"))
+    refs = {ent["item"]["reference"] for e in r.json()["entry"] for ent in e["resource"]["entry"]}
+    assert f"DocumentReference/{masked}" not in refs  # a List never reveals a document hidden from the caller

@@ -35,9 +35,9 @@ from carnet.errors import FhirError, invalid, not_found, unprocessable
 from carnet.fhir import directory
 from carnet.fhir.http import FHIR_JSON, FhirResponse, json_body, searchset
 from carnet.fhir.search import document_conditions
-from carnet.fhir.transaction import provide_bundle, resolve_patient
+from carnet.fhir.transaction import implicit_submission_set, provide_bundle, resolve_patient
 from carnet.fhir.validate import validate
-from carnet.ids import SYSTEM_CHAIN
+from carnet.ids import SYSTEM_CHAIN, new_id
 
 Handler = Callable[..., Awaitable[Response]]
 
@@ -219,7 +219,10 @@ async def docref_create(call: Call) -> Response:
     def work(ctx: Context) -> documents.Published:
         key = resolve_patient(ctx, (body.get("subject") or {}).get("reference"), {}, call.base,
                               "DocumentReference.subject")
-        return documents.publish(ctx, key, body, content, "ITI-105", meta=meta)
+        list_id = new_id()
+        pub = documents.publish(ctx, key, body, content, "ITI-105", submission_set_id=list_id, meta=meta)
+        implicit_submission_set(ctx, key, pub.document_id, list_id)
+        return pub
 
     pub = await call.run(work)
     return _created(pub.resource, f"{call.base}/DocumentReference/{pub.document_id}/_history/1")

@@ -169,13 +169,10 @@ def provide_bundle(ctx: Context, bundle: dict[str, Any]) -> dict[str, Any]:
     source_id = next((x.get("valueIdentifier", {}).get("value") for x in slist.get("extension") or []
                       if x.get("url", "").endswith("ihe-sourceId")), None)
     doc_ids = [v.split("/", 1)[1] for v in ids.values()]
-    ctx.conn.execute(insert(submission_set).values(
-        dossier_key=key, list_id=list_id, code=code, status=slist.get("status") or "current", source_id=source_id,
-        identifiers=[i.get("value") for i in slist.get("identifier") or [] if i.get("value")],
-        date=parse_datetime(slist.get("date"), f"Bundle.entry[{li}].resource.date") or ctx.now,
-        author_id=ctx.actor.audit_id, document_ids=doc_ids, last_updated=ctx.now,
-        resource=json.dumps(served, ensure_ascii=False, separators=(",", ":"))))
-    ctx.conn.execute(insert(resource_locator).values(resource_id=list_id, dossier_key=key))
+    record_submission_set(ctx, key, list_id, served, code=code, source_id=source_id,
+                          identifiers=[i.get("value") for i in slist.get("identifier") or [] if i.get("value")],
+                          date=parse_datetime(slist.get("date"), f"Bundle.entry[{li}].resource.date") or ctx.now,
+                          document_ids=doc_ids)
     responses[li] = {"status": "201 Created", "location": f"List/{list_id}/_history/1"}
     ctx.audit(key, "C", "ITI-65", entity_type="List", entity_id=str(list_id), detail={"documents": len(doc_ids)})
 
@@ -187,6 +184,29 @@ def provide_bundle(ctx: Context, bundle: dict[str, Any]) -> dict[str, Any]:
                                         "issue": [w.to_fhir() for w in warnings]}}
         out_entries.append({"response": resp})
     return {"resourceType": "Bundle", "id": str(new_id()), "type": "transaction-response", "entry": out_entries}
+
+
+def record_submission_set(ctx: Context, key: uuid.UUID, list_id: uuid.UUID, served: dict[str, Any], *, code: str,
+                          source_id: str | None, identifiers: list[str], date: Any,
+                          document_ids: list[str]) -> None:
+    """Store a SubmissionSet (or folder) List, found later by ITI-66, and its id's dossier."""
+    ctx.conn.execute(insert(submission_set).values(
+        dossier_key=key, list_id=list_id, code=code, status=served.get("status") or "current", source_id=source_id,
+        identifiers=identifiers, date=date, author_id=ctx.actor.audit_id, document_ids=document_ids,
+        last_updated=ctx.now, resource=json.dumps(served, ensure_ascii=False, separators=(",", ":"))))
+    ctx.conn.execute(insert(resource_locator).values(resource_id=list_id, dossier_key=key))
+
+
+def implicit_submission_set(ctx: Context, key: uuid.UUID, document_id: uuid.UUID, list_id: uuid.UUID) -> None:
+    """ITI-105 carries no SubmissionSet; the Document Recipient makes one, so that ITI-66 finds the submission."""
+    served = {"resourceType": "List", "id": str(list_id),
+              "meta": {"versionId": "1", "lastUpdated": documents.fhir_instant(ctx.now)},
+              "status": "current", "mode": "working",
+              "code": {"coding": [{"system": MHD_LIST_TYPES, "code": "submissionset"}]},
+              "subject": {"reference": f"Patient/{key}"}, "date": documents.fhir_instant(ctx.now),
+              "entry": [{"item": {"reference": f"DocumentReference/{document_id}"}}]}
+    record_submission_set(ctx, key, list_id, served, code="submissionset", source_id=ctx.actor.client_id,
+                          identifiers=[f"urn:uuid:{list_id}"], date=ctx.now, document_ids=[str(document_id)])
 
 
 def _patch_status(resource: Any, i: int) -> str:
