@@ -103,7 +103,9 @@ def test_the_capability_statement_lists_the_routes_that_exist(world: World) -> N
 
     cs = world.client.get("/fhir/metadata").json()
     listed = {(r["type"], i["code"]) for r in cs["rest"][0]["resource"] for i in r["interaction"]}
-    assert listed == {(r.resource, r.interaction) for r in ROUTES if r.resource}
+    assert listed == {(r.resource, r.interaction) for r in ROUTES if r.resource and r.interaction != "operation"}
+    operations = {(r["type"], o["name"]) for r in cs["rest"][0]["resource"] for o in r.get("operation", [])}
+    assert operations == {(r.resource, r.operation) for r in ROUTES if r.interaction == "operation"}
     smart = world.client.get("/.well-known/smart-configuration").json()
     assert "private_key_jwt" in smart["token_endpoint_auth_methods_supported"]
 
@@ -136,3 +138,53 @@ def test_a_patient_sent_as_xml_is_accepted(world: World) -> None:
                           headers={**world.headers("gp"), "Content-Type": "application/fhir+xml"})
     assert r.status_code == 201, r.text
     assert r.json()["identifier"][0]["value"] == ins
+
+
+CLOSE = {"resourceType": "Parameters", "parameter": [{"name": "reason", "valueCode": "patient"}]}
+
+
+def test_the_patient_closes_and_reopens_the_dossier_through_the_api(world: World) -> None:
+    patient = world.headers(None, kind="patient_portal")
+    r = world.client.post(f"/fhir/Patient/{world.dossier}/$close", headers=patient,
+                          json=CLOSE)
+    assert r.status_code == 200, r.text
+    # to professionals a closed dossier looks absent, as in the existence check
+    assert world.client.get(f"/fhir/Patient/{world.dossier}", headers=world.headers("gp")).status_code == 404
+    r = world.client.post(f"/fhir/Patient/{world.dossier}/$reopen", headers=patient)
+    assert r.status_code == 200, r.text
+    assert world.client.get(f"/fhir/Patient/{world.dossier}", headers=world.headers("gp")).status_code == 200
+
+
+def test_a_professional_cannot_close_a_dossier_through_the_api(world: World) -> None:
+    r = world.client.post(f"/fhir/Patient/{world.dossier}/$close", headers=world.headers("gp"),
+                          json=CLOSE)
+    assert r.status_code == 403
+
+
+def test_an_assurance_maladie_counter_records_an_objection_then_creation_is_refused(world: World) -> None:
+    ins = fake_nir_for(7_500_000 + world.n)
+    r = world.client.post("/fhir/Patient/$object-creation", headers=world.headers(None, kind="assurance_maladie"),
+                          json={"resourceType": "Parameters", "parameter": [
+                              {"name": "identifier", "valueIdentifier": {"system": INS_SYSTEM, "value": ins}}]})
+    assert r.status_code == 201, r.text
+    r = world.client.post("/fhir/Patient", json=world.patient_resource(ins), headers=world.headers("gp"))
+    assert r.status_code == 409
+
+
+def test_a_counter_agent_records_a_guardian_who_then_reads_the_dossier(world: World) -> None:
+    body = {"resourceType": "RelatedPerson", "patient": {"reference": f"Patient/{world.dossier}"},
+            "relationship": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
+                                          "code": "GUARD"}]}],
+            "name": [{"family": "Tuteur", "given": ["Jean"]}]}
+    r = world.client.post("/fhir/RelatedPerson", json=body, headers=world.headers(None, kind="assurance_maladie"))
+    assert r.status_code == 201, r.text
+    rep_id = r.json()["id"]
+    from carnet.access.actors import Actor, ActorKind
+    from carnet.context import run
+    from carnet.dossier import service as dossiers
+
+    guardian = Actor(ActorKind.REPRESENTATIVE, id=rep_id)
+    assert run(world.services, guardian, lambda ctx: dossiers.read(ctx, world.dossier))
+    body["relationship"] = [{"coding": [{"code": "FRND"}]}]
+    r = world.client.post("/fhir/RelatedPerson", json=body, headers=world.headers(None, kind="assurance_maladie"))
+    assert r.status_code == 422

@@ -52,6 +52,7 @@ class Route:
     scope: tuple[str, str] | None  # (resource type, SMART permission letter) checked before the handler
     search_params: tuple[tuple[str, str], ...] = ()
     spec: str = ""  # the transaction or section implemented
+    operation: str | None = None  # for interaction "operation": its name, e.g. "close"
 
 
 @dataclass
@@ -392,6 +393,92 @@ def _consent_action(body: dict[str, Any]) -> tuple[str, str | None, str | None, 
     return kind, subject, role, {}
 
 
+# --- the dossier's life: close, reopen, objection, legal representatives ----------------------------------------
+
+def _parameters(body: Any) -> dict[str, Any]:
+    validate(body, "Parameters")
+    out: dict[str, Any] = {}
+    for p in body.get("parameter") or []:
+        value = next((v for k, v in p.items() if k.startswith("value")), None)
+        out[p.get("name")] = value
+    return out
+
+
+async def patient_close(call: Call, id: str) -> Response:
+    """``$close``: by the patient (reason ``patient``), or at death (reason ``death``, Assurance Maladie)."""
+    import datetime as dt
+
+    key = _uuid(id)
+    params = _parameters(await json_body(call.request, 64 * 1024))
+    reason = params.get("reason") or "patient"
+    if reason not in ("patient", "death"):
+        raise unprocessable("reason must be patient or death", "Parameters.parameter[reason]")
+    death = None
+    if params.get("deathDate"):
+        try:
+            death = dt.date.fromisoformat(str(params["deathDate"]))
+        except ValueError:
+            raise unprocessable("deathDate must be a date", "Parameters.parameter[deathDate]") from None
+    await call.run(lambda ctx: dossiers.close(ctx, key, reason, death))
+    return FhirResponse(await call.run(lambda ctx: dossiers.read(ctx, key)) if reason == "patient" else
+                        {"resourceType": "OperationOutcome", "issue": [
+                            {"severity": "information", "code": "informational", "diagnostics": "Dossier closed"}]})
+
+
+async def patient_reopen(call: Call, id: str) -> Response:
+    key = _uuid(id)
+    await call.run(lambda ctx: dossiers.reopen(ctx, key))
+    return FhirResponse(await call.run(lambda ctx: dossiers.read(ctx, key)))
+
+
+async def patient_objection(call: Call) -> Response:
+    """``$object-creation``: the person objects to the creation of a dossier (before one exists)."""
+    params = _parameters(await json_body(call.request, 64 * 1024))
+    ident = params.get("identifier") or {}
+    if not isinstance(ident, dict) or not ident.get("system") or not ident.get("value"):
+        raise unprocessable("identifier (INS) is required", "Parameters.parameter[identifier]", "required")
+    await call.run(lambda ctx: dossiers.record_objection(ctx, ident["system"], ident["value"]))
+    return FhirResponse({"resourceType": "OperationOutcome", "issue": [
+        {"severity": "information", "code": "informational", "diagnostics": "Objection recorded"}]}, 201)
+
+
+MINOR_ROLES = {"MTH", "FTH", "PRN", "NMTH", "NFTH", "STPPRN"}
+PROTECTED_ROLES = {"GUARD", "POWATT", "HPOWATT"}
+
+
+async def related_person_create(call: Call) -> Response:
+    """A legal representative: a parent of a minor (MTH, FTH, PRN…) or a protected adult's tutor (GUARD…)."""
+    body = await json_body(call.request, 64 * 1024)
+    from fhir.resources.R4B.relatedperson import RelatedPerson
+    from pydantic import ValidationError
+
+    if body.get("resourceType") != "RelatedPerson":
+        raise invalid("Expected resourceType RelatedPerson", "resourceType")
+    try:
+        RelatedPerson.model_validate(body)
+    except ValidationError:
+        raise FhirError(422, "invalid", "Invalid resource", "RelatedPerson") from None
+    codes = {c.get("code") for r in body.get("relationship") or [] for c in r.get("coding") or []}
+    kind = "minor" if codes & MINOR_ROLES else "protected_adult" if codes & PROTECTED_ROLES else None
+    if kind is None:
+        raise unprocessable("relationship must name a parent (MTH, FTH, PRN) or a guardian (GUARD, POWATT)",
+                            "RelatedPerson.relationship")
+    name = (body.get("name") or [{}])[0]
+    if not name.get("family") or not name.get("given"):
+        raise unprocessable("name (family and given) is required", "RelatedPerson.name", "required")
+    relationship = sorted(codes & (MINOR_ROLES | PROTECTED_ROLES))[0]
+
+    def work(ctx: Context) -> tuple[uuid.UUID, uuid.UUID]:
+        key = resolve_patient(ctx, (body.get("patient") or {}).get("reference"), {}, call.base,
+                              "RelatedPerson.patient")
+        return key, dossiers.add_representative(ctx, key, kind, name["family"], " ".join(name["given"]),
+                                                relationship)
+
+    key, rep_id = await call.run(work)
+    served = {**body, "id": str(rep_id), "patient": {"reference": f"Patient/{key}"}}
+    return _created(json.dumps(served, ensure_ascii=False), f"{call.base}/RelatedPerson/{rep_id}")
+
+
 # --- AuditEvent (BALP), the dossier's access history -------------------------------------------------------------
 
 async def audit_search(call: Call) -> Response:
@@ -486,6 +573,14 @@ ROUTES: tuple[Route, ...] = (
           (("patient", "reference"), ("code", "token"), ("status", "token")), spec="IHE ITI-66"),
     Route("Consent", "create", "POST", "/fhir/Consent", consent_create, ("Consent", "c"),
           spec="authorizations, blocks, objections"),
+    Route("Patient", "operation", "POST", "/fhir/Patient/{id}/$close", patient_close, ("Patient", "u"),
+          spec="close the dossier (by the patient, or at death)", operation="close"),
+    Route("Patient", "operation", "POST", "/fhir/Patient/{id}/$reopen", patient_reopen, ("Patient", "u"),
+          spec="reopen within retention", operation="reopen"),
+    Route("Patient", "operation", "POST", "/fhir/Patient/$object-creation", patient_objection, ("Patient", "c"),
+          spec="objection to the creation of a dossier", operation="object-creation"),
+    Route("RelatedPerson", "create", "POST", "/fhir/RelatedPerson", related_person_create,
+          ("RelatedPerson", "c"), spec="legal representatives"),
     Route("AuditEvent", "search-type", "GET", "/fhir/AuditEvent", audit_search, ("AuditEvent", "s"),
           (("patient", "reference"),), spec="IHE BALP"),
     Route("Practitioner", "read", "GET", "/fhir/Practitioner/{id}", practitioner_read, ("Practitioner", "r")),
@@ -507,6 +602,10 @@ def capability_statement(settings_base: str, software_version: str) -> dict[str,
             system_interactions.append({"code": r.interaction})
             continue
         res = resources.setdefault(r.resource, {"type": r.resource, "interaction": [], "searchParam": []})
+        if r.interaction == "operation":
+            res.setdefault("operation", []).append({
+                "name": r.operation, "definition": f"{dossiers.CANONICAL}/OperationDefinition/Patient-{r.operation}"})
+            continue
         if {"code": r.interaction} not in res["interaction"]:
             res["interaction"].append({"code": r.interaction})
         for name, ptype in r.search_params:
