@@ -188,3 +188,13 @@ def test_a_counter_agent_records_a_guardian_who_then_reads_the_dossier(world: Wo
     body["relationship"] = [{"coding": [{"code": "FRND"}]}]
     r = world.client.post("/fhir/RelatedPerson", json=body, headers=world.headers(None, kind="assurance_maladie"))
     assert r.status_code == 422
+
+
+def test_no_identifier_or_name_reaches_the_logs(world: World, capsys) -> None:  # type: ignore[no-untyped-def]
+    world.client.get("/fhir/Patient", params={"identifier": f"{INS_SYSTEM}|{world.ins}"}, headers=world.headers())
+    world.client.post("/fhir/Patient", json=world.patient_resource(world.ins[:13] + "00"), headers=world.headers())
+    world.client.get("/fhir/Patient", params={"family": "Testé"}, headers=world.headers())
+    out = capsys.readouterr()
+    logged = out.out + out.err
+    assert "request" in logged  # the request log line is there...
+    assert world.ins not in logged and world.ins[:13] not in logged and "Testé" not in logged  # ...without identity

@@ -1,0 +1,52 @@
+"""The schema keeps ../shared/SCALE.md's rules, so that it distributes by dossier without a rewrite."""
+
+from __future__ import annotations
+
+from sqlalchemy import ForeignKeyConstraint, UniqueConstraint
+
+from carnet.db.tables import metadata
+
+REFERENCE_TABLES = {"practitioner", "client", "token_jti"}
+LOOKUP_TABLES = {"ins_lookup", "creation_objection", "patient_index", "resource_locator", "document_identifier"}
+DOSSIER_TABLES = set(metadata.tables) - REFERENCE_TABLES - LOOKUP_TABLES
+
+
+def test_every_table_is_classified() -> None:
+    assert DOSSIER_TABLES == {"dossier", "representative", "access_grant", "document", "document_token",
+                              "submission_set", "audit_chain", "audit"}
+
+
+def test_every_dossier_table_carries_a_not_null_dossier_key_in_its_primary_key() -> None:
+    for name in DOSSIER_TABLES:
+        table = metadata.tables[name]
+        assert "dossier_key" in table.c, name
+        assert not table.c.dossier_key.nullable, name
+        assert "dossier_key" in table.primary_key.columns, name
+
+
+def test_every_unique_constraint_and_index_of_a_dossier_table_includes_the_key() -> None:
+    for name in DOSSIER_TABLES:
+        table = metadata.tables[name]
+        for constraint in table.constraints:
+            if isinstance(constraint, UniqueConstraint):
+                assert "dossier_key" in constraint.columns, (name, constraint.name)
+        for index in table.indexes:
+            if index.unique:
+                assert "dossier_key" in index.columns, (name, index.name)
+
+
+def test_foreign_keys_between_dossier_tables_include_the_key_and_reference_tables_never_point_at_them() -> None:
+    for name, table in metadata.tables.items():
+        for fk in (c for c in table.constraints if isinstance(c, ForeignKeyConstraint)):
+            target = fk.referred_table.name
+            if name in DOSSIER_TABLES and target in DOSSIER_TABLES:
+                assert "dossier_key" in [c.name for c in fk.columns], (name, target)
+            if name in REFERENCE_TABLES:
+                assert target not in DOSSIER_TABLES, (name, target)
+
+
+def test_ids_are_not_database_sequences() -> None:
+    for table in metadata.tables.values():
+        for column in table.primary_key.columns:
+            assert column.autoincrement is not True, (table.name, column.name)
+            assert column.server_default is None, (table.name, column.name)
