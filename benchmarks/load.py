@@ -330,8 +330,57 @@ async def run_phase(name: str, base: str, key: Any, pro_id: str, concurrency: in
     return out
 
 
+def _wrk(cmd: list[str]) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "WRK_SUMMARY": cmd[-1]})
+    if proc.returncode != 0:
+        raise SystemExit(f"wrk failed: {proc.stdout[-500:]} {proc.stderr[-500:]}")
+
+
+def run_phase_wrk(name: str, base: str, token: str, concurrency: int, duration: float, method: str,
+                  paths: list[str], body_template: str | None, path: str) -> dict[str, Any]:
+    """The same phase driven by wrk (Debian package ``wrk``) with ``wrk_phase.lua``: one client thread, ``concurrency``
+    connections, the latency percentiles from wrk's own histogram."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths_file = Path(tmp) / "paths.txt"
+        paths_file.write_text("\n".join(paths) + "\n")
+        body_file = "-"
+        if body_template is not None:
+            body_file = str(Path(tmp) / "body.json")
+            Path(body_file).write_text(body_template)
+        out_file = Path(tmp) / "out.json"
+        headers = ["-H", f"Authorization: Bearer {token}", "-H", "Accept: application/fhir+json"]
+        if body_template is not None:
+            headers += ["-H", "Content-Type: application/fhir+json"]
+        script = str(Path(__file__).with_name("wrk_phase.lua"))
+        warm = ["wrk", "-t1", f"-c{concurrency}", "-d2s", *headers, "-s", script, f"{base}{path}", "--",
+                method, str(paths_file), body_file, str(Path(tmp) / "warm.json")]
+        _wrk(warm)
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{int(duration)}s", *headers, "-s", script, f"{base}{path}",
+               "--", method, str(paths_file), body_file, str(out_file)]
+        _wrk(cmd)
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        res = json.loads(out_file.read_text())
+    seconds = res["duration_us"] / 1e6
+    errors = res["status_errors"] + res["connect"] + res["read"] + res["write"] + res["timeout"]
+    ok = res["requests"] - res["status_errors"]
+    gen_cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    out = {"operation": name, "generator": "wrk", "ok": ok, "errors": errors, "error_codes": {
+               k: res[k] for k in ("status_errors", "connect", "read", "write", "timeout") if res[k]},
+           "seconds": round(seconds, 2), "throughput_per_s": round(ok / seconds, 1),
+           "p50_ms": round(res["p50_us"] / 1000, 1), "p95_ms": round(res["p95_us"] / 1000, 1),
+           "p99_ms": round(res["p99_us"] / 1000, 1), "mean_ms": round(res["mean_us"] / 1000, 1),
+           "load_generator_cpu_cores": round(gen_cpu / seconds, 2)}
+    print(f"{name} (wrk): {out['throughput_per_s']}/s ok, {out['errors']} errors, p50 {out['p50_ms']} ms, "
+          f"p95 {out['p95_ms']} ms, p99 {out['p99_ms']} ms (generator used {out['load_generator_cpu_cores']} cores)",
+          flush=True)
+    return out
+
+
 def measure(db_url: str, var_dir: Path, workers: int, concurrency: int, duration: float,
-            ops: list[str]) -> list[dict[str, Any]]:
+            ops: list[str], generator: str = "httpx") -> list[dict[str, Any]]:
     from sqlalchemy import select, text
 
     from carnet.db.tables import document, dossier
@@ -373,6 +422,10 @@ def measure(db_url: str, var_dir: Path, workers: int, concurrency: int, duration
     try:
         for op in ops:
             make, expect = table[op]
+            if generator == "wrk":
+                results.append(wrk_phase(op, base, key, pro_id, concurrency, duration, dossier_ids, doc_ids,
+                                         payload))
+                continue
             results.append(asyncio.run(run_phase(op, base, key, pro_id, concurrency, duration, make, expect)))
     finally:
         server.terminate()
@@ -381,6 +434,31 @@ def measure(db_url: str, var_dir: Path, workers: int, concurrency: int, duration
         except subprocess.TimeoutExpired:
             server.kill()
     return results
+
+
+def wrk_phase(op: str, base: str, key: Any, pro_id: str, concurrency: int, duration: float,
+              dossier_ids: list[str], doc_ids: list[str], payload: bytes) -> dict[str, Any]:
+    import httpx
+
+    async def token() -> str:
+        async with httpx.AsyncClient(timeout=30) as http:
+            return await get_token(http, key, base, pro_id)
+
+    tok = asyncio.run(token())
+    if op == "ITI-67":
+        paths = [f"/fhir/DocumentReference?patient={d}&_count=20" for d in dossier_ids]
+        return run_phase_wrk(op, base, tok, concurrency, duration, "GET", paths, None, "/fhir/DocumentReference")
+    if op == "ITI-68":
+        paths = [f"/fhir/Binary/{d}" for d in doc_ids]
+        return run_phase_wrk(op, base, tok, concurrency, duration, "GET", paths, None, "/fhir/Binary")
+    if op == "ITI-105":
+        body = json.dumps(docref("__MI__", subject="Patient/__PATIENT__", data=payload))
+        return run_phase_wrk(op, base, tok, concurrency, duration, "POST", dossier_ids, body,
+                             "/fhir/DocumentReference")
+    bundle = json.dumps(iti65_bundle("__PATIENT__", payload))
+    first_mi = json.loads(bundle)["entry"][1]["resource"]["masterIdentifier"]["value"]
+    return run_phase_wrk(op, base, tok, concurrency, duration, "POST", dossier_ids,
+                         bundle.replace(first_mi, "__MI__"), "/fhir")
 
 
 # --- report ----------------------------------------------------------------------------------------------------------
@@ -438,6 +516,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=20, help="seconds per measured phase")
     p.add_argument("--workers", type=int, default=2, help="uvicorn workers")
     p.add_argument("--ops", default="ITI-105,ITI-65,ITI-67,ITI-68", help="operations to measure, in order")
+    p.add_argument("--generator", choices=("httpx", "wrk"), default="httpx",
+                   help="load generator: Python httpx clients, or wrk (apt-get install wrk), which leaves more "
+                        "of the machine to the server")
     p.add_argument("--fill-only", action="store_true")
     p.add_argument("--skip-fill", action="store_true", help="measure the data already in the database")
     p.add_argument("--output", default=str(RESULTS / "latest.json"))
@@ -477,8 +558,9 @@ def main(argv: list[str] | None = None) -> int:
     eng.dispose()
     print(f"data: {report['data_before_measure']}", flush=True)
     if not a.fill_only:
+        report["generator"] = a.generator
         report["results"] = measure(db_url, var_dir, a.workers, a.concurrency, a.duration,
-                                    [o.strip() for o in a.ops.split(",") if o.strip()])
+                                    [o.strip() for o in a.ops.split(",") if o.strip()], a.generator)
         print()
         print(markdown(report["results"]))
     out = Path(a.output)
