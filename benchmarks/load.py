@@ -337,7 +337,8 @@ def _wrk(cmd: list[str]) -> None:
 
 
 def run_phase_wrk(name: str, base: str, token: str, concurrency: int, duration: float, method: str,
-                  paths: list[str], body_template: str | None, path: str) -> dict[str, Any]:
+                  paths: list[str], body_template: str | None, path: str,
+                  accept: str = "application/fhir+json") -> dict[str, Any]:
     """The same phase driven by wrk (Debian package ``wrk``) with ``wrk_phase.lua``: one client thread, ``concurrency``
     connections, the latency percentiles from wrk's own histogram."""
     import tempfile
@@ -350,7 +351,7 @@ def run_phase_wrk(name: str, base: str, token: str, concurrency: int, duration: 
             body_file = str(Path(tmp) / "body.json")
             Path(body_file).write_text(body_template)
         out_file = Path(tmp) / "out.json"
-        headers = ["-H", f"Authorization: Bearer {token}", "-H", "Accept: application/fhir+json"]
+        headers = ["-H", f"Authorization: Bearer {token}", "-H", f"Accept: {accept}"]
         if body_template is not None:
             headers += ["-H", "Content-Type: application/fhir+json"]
         script = str(Path(__file__).with_name("wrk_phase.lua"))
@@ -450,7 +451,8 @@ def wrk_phase(op: str, base: str, key: Any, pro_id: str, concurrency: int, durat
         return run_phase_wrk(op, base, tok, concurrency, duration, "GET", paths, None, "/fhir/DocumentReference")
     if op == "ITI-68":
         paths = [f"/fhir/Binary/{d}" for d in doc_ids]
-        return run_phase_wrk(op, base, tok, concurrency, duration, "GET", paths, None, "/fhir/Binary")
+        return run_phase_wrk(op, base, tok, concurrency, duration, "GET", paths, None, "/fhir/Binary",
+                             accept="application/pdf")  # ITI-68: the document's own bytes, as the httpx phase
     if op == "ITI-105":
         body = json.dumps(docref("__MI__", subject="Patient/__PATIENT__", data=payload))
         return run_phase_wrk(op, base, tok, concurrency, duration, "POST", dossier_ids, body,

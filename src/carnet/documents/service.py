@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, update
 
 from carnet.access.policy import Decision, DocFacts
 from carnet.context import Context
@@ -206,14 +206,17 @@ def _rewrite(ctx: Context, row: Any, res: dict[str, Any], **columns: Any) -> Non
               entity_id=str(row.document_id), detail={k: v for k, v in columns.items() if isinstance(v, str | bool)})
 
 
+_LOCATE = select(resource_locator.c.dossier_key).where(resource_locator.c.resource_id == bindparam("rid"))
+_DOCUMENT = select(document).where(document.c.dossier_key == bindparam("k"), document.c.document_id == bindparam("d"))
+
+
 def dossier_of(ctx: Context, resource_id: str) -> uuid.UUID:
     """The dossier a DocumentReference, Binary or List id belongs to (a lookup keyed by the id), or 404."""
     try:
         rid = uuid.UUID(resource_id)
     except ValueError:
         raise not_found() from None
-    key = ctx.conn.execute(select(resource_locator.c.dossier_key).where(
-        resource_locator.c.resource_id == rid)).scalar()
+    key = ctx.conn.execute(_LOCATE, {"rid": rid}).scalar()
     if key is None:
         raise not_found()
     return key
@@ -223,9 +226,7 @@ def visible_document(ctx: Context, resource_id: str, event: str, action: str = "
     """A document the caller may see, or 404 (forbidden looks like not found); a refused read is audited."""
     dossier_key = dossier_of(ctx, resource_id)
     _, decision = ctx.dossier(dossier_key)
-    did = uuid.UUID(resource_id)
-    row = ctx.conn.execute(select(document).where(document.c.dossier_key == dossier_key,
-                                                  document.c.document_id == did)).first()
+    row = ctx.conn.execute(_DOCUMENT, {"k": dossier_key, "d": uuid.UUID(resource_id)}).first()
     if row is None or not decision.read or not decision.visibility.allows(doc_facts(row), ctx.now):
         raise ctx.refuse(dossier_key, action, event, not_found(), entity_type="DocumentReference",
                          entity_id=resource_id)
