@@ -49,7 +49,7 @@ def parse_datetime(value: str | None, expression: str) -> dt.datetime | None:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
         raise unprocessable("Invalid date/time", expression) from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC) if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def _codings(concept: dict[str, Any] | None) -> list[dict[str, Any]]:

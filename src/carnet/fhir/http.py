@@ -36,7 +36,7 @@ def searchset(base: str, resource_type: str, resources: list[str], total: int, p
         return json.dumps({"relation": rel, "url": f"{base}/{resource_type}?{urlencode(q)}"})
 
     links = [link("self", offset)]
-    if offset + len(resources) < total:
+    if count > 0 and offset + len(resources) < total:
         links.append(link("next", offset + count))
     if offset > 0:
         links.append(link("previous", max(0, offset - count)))

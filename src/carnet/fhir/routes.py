@@ -72,11 +72,12 @@ class Call:
     def params(self) -> list[tuple[str, str]]:
         return list(self.request.query_params.multi_items())
 
-    def page(self) -> tuple[int, int]:
+    def page(self, params: list[tuple[str, str]] | None = None) -> tuple[int, int]:
         s = self.services.settings
+        q = dict(params) if params is not None else self.request.query_params
         try:
-            count = int(self.request.query_params.get("_count", s.page_size))
-            offset = int(self.request.query_params.get("_offset", 0))
+            count = int(q.get("_count", s.page_size))
+            offset = int(q.get("_offset", 0))
         except ValueError:
             raise invalid("_count and _offset must be integers", "_count") from None
         if count < 0 or offset < 0:
@@ -170,7 +171,7 @@ def _patient_key(ctx: Context, call: Call, params: list[tuple[str, str]]) -> uui
 
 
 async def _document_search(call: Call, params: list[tuple[str, str]]) -> Response:
-    count, offset = call.page()
+    count, offset = call.page(params)
     conds = document_conditions(params)
     sort = call.request.query_params.get("_sort", "-date") if params is call.params() else \
         dict(params).get("_sort", "-date")

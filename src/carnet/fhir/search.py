@@ -39,6 +39,7 @@ def date_range(value: str, param: str) -> tuple[str, dt.datetime, dt.datetime]:
             start = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
             if start.tzinfo is None:
                 start = start.replace(tzinfo=dt.UTC)
+            start = start.astimezone(dt.UTC)  # SQLite keeps no offset: compare UTC with UTC
             end = start + dt.timedelta(seconds=1)
     except ValueError:
         raise FhirError(400, "invalid", "Invalid date search value", param) from None
@@ -69,6 +70,20 @@ def period_condition(value: str) -> Any:
     return not_(overlap) if prefix == "ne" else overlap
 
 
+def _like_escape(v: str) -> str:
+    return v.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
+
+
+def _given_matches(value: str, exact: bool) -> Any:
+    """Given names are stored space-joined; each one is a value of its own (FHIR string search on HumanName.given):
+    a prefix of any of them matches, or with ``:exact`` any one of them exactly."""
+    col, v = document.c.author_given, _like_escape(value)
+    if exact:
+        return or_(col == value, col.like(v + " %", escape="\\"), col.like("% " + v, escape="\\"),
+                   col.like("% " + v + " %", escape="\\"))
+    return or_(col.ilike(v + "%", escape="\\"), col.ilike("% " + v + "%", escape="\\"))
+
+
 def token_values(raw: str) -> list[tuple[str | None, str]]:
     out = []
     for part in raw.split(","):
@@ -89,19 +104,22 @@ def document_conditions(params: list[tuple[str, str]]) -> list[Any]:
             raise FhirError(400, "not-supported", "Unknown search parameter", name)
         if base in ("patient", "patient.identifier", "subject", "_count", "_sort", "_offset", "_format", "_total"):
             continue
+        if modifier and not ((base in TOKEN_PARAMS | {"status"} and modifier == "not")
+                             or (base in ("author.given", "author.family") and modifier == "exact")):
+            raise FhirError(400, "not-supported", "Unsupported modifier", name)
         if base in TOKEN_PARAMS:
-            if modifier == "not":
-                conds.append(not_(token_condition(base, token_values(value))))
-            elif modifier:
-                raise FhirError(400, "not-supported", "Unsupported modifier", name)
-            else:
-                conds.append(token_condition(base, token_values(value)))
+            values = token_values(value)
+            if base == "related":  # a reference: id, Type/id or an absolute URL all name the same document
+                values = [(s, c.rstrip("/").rsplit("/", 1)[-1]) for s, c in values]
+            cond = token_condition(base, values)
+            conds.append(not_(cond) if modifier == "not" else cond)
         elif base in DATE_PARAMS:
             conds.append(date_condition(DATE_PARAMS[base], value, name))
         elif base == "period":
             conds.append(period_condition(value))
         elif base == "status":
-            conds.append(document.c.status.in_(value.split(",")))
+            cond = document.c.status.in_(value.split(","))
+            conds.append(not_(cond) if modifier == "not" else cond)
         elif base == "_id":
             import uuid
 
@@ -112,9 +130,10 @@ def document_conditions(params: list[tuple[str, str]]) -> list[Any]:
                 except ValueError:
                     continue
             conds.append(document.c.document_id.in_(ids))
-        elif base in ("author.given", "author.family"):
-            col = document.c.author_given if base == "author.given" else document.c.author_family
-            alts = [col == v if modifier == "exact" else col.ilike(v.replace("%", r"\%") + "%", escape="\\")
-                    for v in value.split(",")]
-            conds.append(or_(*alts))
+        elif base == "author.family":
+            col = document.c.author_family
+            conds.append(or_(*[col == v if modifier == "exact" else col.ilike(_like_escape(v) + "%", escape="\\")
+                               for v in value.split(",")]))
+        elif base == "author.given":
+            conds.append(or_(*[_given_matches(v, modifier == "exact") for v in value.split(",")]))
     return conds
