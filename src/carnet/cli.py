@@ -48,11 +48,10 @@ def db_upgrade() -> None:
 
 @app.command()
 def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
-    """Serve the API (uvicorn)."""
-    import uvicorn
+    """Serve the API (uvicorn; several processes share the port with SO_REUSEPORT)."""
+    from carnet.server import serve as run_server
 
-    uvicorn.run("carnet.asgi:app", host=host, port=port, workers=workers, log_level="warning",
-                access_log=False)
+    run_server(host, port, workers)
 
 
 @app.command()
