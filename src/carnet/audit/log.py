@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -41,13 +41,14 @@ def _ts(ts: dt.datetime) -> str:
     return utc(ts).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-HASHED_FIELDS = ("dossier_key", "seq", "event_id", "recorded", "action", "event", "outcome", "actor_kind", "actor_id",
-                 "actor_name", "organisation_id", "client_id", "mode", "reason", "entity_type", "entity_id", "detail")
+BODY_FIELDS = ("dossier_key", "event_id", "recorded", "action", "event", "outcome", "actor_kind", "actor_id",
+               "actor_name", "organisation_id", "client_id", "mode", "reason", "entity_type", "entity_id", "detail")
 
 
 def canonical(row: dict[str, Any]) -> bytes:
+    """The record's content (everything but its place in the chain), as canonical JSON."""
     out: dict[str, Any] = {}
-    for name in HASHED_FIELDS:
+    for name in BODY_FIELDS:
         value = row.get(name)
         if isinstance(value, uuid.UUID):
             value = str(value)
@@ -57,8 +58,18 @@ def canonical(row: dict[str, Any]) -> bytes:
     return json.dumps(out, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def body_hash(row: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical(row)).hexdigest()
+
+
+def link(prev: str, seq: int, body: str) -> str:
+    """A record's hash: SHA-256 of ``prev:seq:body`` — the previous hash, its position, and its content's hash.
+    PostgreSQL computes the same in SQL (see :data:`_APPEND_PG`)."""
+    return hashlib.sha256(f"{prev}:{seq}:{body}".encode()).hexdigest()
+
+
 def chain_hash(prev: str, row: dict[str, Any]) -> str:
-    return hashlib.sha256(prev.encode() + canonical(row)).hexdigest()
+    return link(prev, int(row["seq"]), body_hash(row))
 
 
 # Statements built once: the append runs on every request, and a constant statement skips SQLAlchemy's per-call
@@ -67,7 +78,22 @@ _LOCK_HEAD = (select(audit_chain.c.seq, audit_chain.c.head)
               .where(audit_chain.c.dossier_key == bindparam("k")).with_for_update())
 _INSERT = insert(audit)
 _MOVE_HEAD = (update(audit_chain).where(audit_chain.c.dossier_key == bindparam("k"))
-              .values(seq=bindparam("new_seq"), head=bindparam("new_head")))
+              .values(seq=bindparam("new_seq"), head=bindparam("new_head"), prev=bindparam("old_head")))
+
+# On PostgreSQL the whole append is one statement: move the head (the row lock serialises writers on a dossier; the
+# SET expressions see the old values) and insert the record with the same hash as :func:`link`.
+_APPEND_PG = text("""
+WITH h AS (
+  UPDATE audit_chain SET prev = head, seq = seq + 1,
+         head = encode(sha256(convert_to(head || ':' || (seq + 1)::text || ':' || :body, 'UTF8')), 'hex')
+  WHERE dossier_key = :dossier_key
+  RETURNING seq, prev, head)
+INSERT INTO audit (dossier_key, seq, event_id, recorded, action, event, outcome, actor_kind, actor_id, actor_name,
+                   organisation_id, client_id, mode, reason, entity_type, entity_id, detail, prev_hash, hash)
+SELECT :dossier_key, h.seq, :event_id, :recorded, :action, :event, :outcome, :actor_kind, :actor_id, :actor_name,
+       :organisation_id, :client_id, :mode, :reason, :entity_type, :entity_id, CAST(:detail AS jsonb), h.prev, h.head
+FROM h
+""")
 
 
 def _lock_head(conn: Connection, dossier_key: uuid.UUID) -> tuple[int, str]:
@@ -84,18 +110,27 @@ def record(conn: Connection, *, dossier_key: uuid.UUID, actor: Actor, action: st
            outcome: str = OUTCOME_SUCCESS, entity_type: str | None = None, entity_id: str | None = None,
            detail: dict[str, Any] | None = None) -> uuid.UUID:
     """Append one record to ``dossier_key``'s chain, inside the caller's transaction."""
-    seq, prev = _lock_head(conn, dossier_key)
     row: dict[str, Any] = {
-        "dossier_key": dossier_key, "seq": seq + 1, "event_id": new_id(), "recorded": utc(now), "action": action,
+        "dossier_key": dossier_key, "event_id": new_id(), "recorded": utc(now), "action": action,
         "event": event, "outcome": outcome, "actor_kind": actor.kind.value, "actor_id": actor.audit_id,
         "actor_name": actor.display, "organisation_id": actor.organisation_id, "client_id": actor.client_id,
         "mode": actor.mode.value, "reason": actor.reason, "entity_type": entity_type, "entity_id": entity_id,
         "detail": detail or {},
     }
+    body = body_hash(row)
+    if conn.dialect.name == "postgresql":
+        params = {**row, "body": body, "detail": json.dumps(row["detail"], ensure_ascii=False)}
+        if conn.execute(_APPEND_PG, params).rowcount == 1:
+            return row["event_id"]
+        _lock_head(conn, dossier_key)  # first record of this chain: create its head, then append
+        conn.execute(_APPEND_PG, params)
+        return row["event_id"]
+    seq, prev = _lock_head(conn, dossier_key)
+    row["seq"] = seq + 1
     row["prev_hash"] = prev
-    row["hash"] = chain_hash(prev, row)
+    row["hash"] = link(prev, row["seq"], body)
     conn.execute(_INSERT, row)
-    conn.execute(_MOVE_HEAD, {"k": dossier_key, "new_seq": row["seq"], "new_head": row["hash"]})
+    conn.execute(_MOVE_HEAD, {"k": dossier_key, "new_seq": row["seq"], "new_head": row["hash"], "old_head": prev})
     return row["event_id"]
 
 

@@ -242,6 +242,7 @@ audit_chain = Table(
     Column("dossier_key", Uuid, primary_key=True),
     Column("seq", Integer, nullable=False),
     Column("head", String(64), nullable=False),
+    Column("prev", String(64)),  # the head before the last append (lets PostgreSQL append in one statement)
 )
 
 audit = Table(
