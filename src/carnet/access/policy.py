@@ -140,6 +140,7 @@ class Decision:
     visibility: Visibility = field(default_factory=Visibility)
     basis: str = "none"  # why access is granted: patient, representative, authorized, treating_gp, emergency, ...
     refusal: str = "Access to this dossier is not allowed."
+    refusal_code: str = "denied"  # why not, for code: closed, blocked, consent-needed, objection, never, ...
 
     def may_add(self, class_code: str) -> bool:
         if self.add_classes == "all-professional":
@@ -164,11 +165,12 @@ def decide(actor: Actor, dossier: DossierFacts, standing: Standing, today: dt.da
            majority_age: int = 18) -> Decision:
     """Decide what ``actor`` may do on ``dossier``. Fails closed: any kind not named below gets nothing."""
     if actor.kind in NEVER_ADMITTED:
-        return Decision(refusal="This kind of organisation never has access to shared medical records.")
+        return Decision(refusal="This kind of organisation never has access to shared medical records.",
+                        refusal_code="never")
     active = dossier.status == "active"
     if actor.kind is ActorKind.ASSURANCE_MALADIE:
         if not active:
-            return Decision(refusal="This dossier is closed.")
+            return Decision(refusal="This dossier is closed.", refusal_code="closed")
         return Decision(check=True, add_classes="reimbursement", basis="assurance_maladie",
                         refusal="Assurance Maladie feeds the dossier and never reads its content.")
     if actor.kind is ActorKind.PATIENT:
@@ -179,7 +181,8 @@ def decide(actor: Actor, dossier: DossierFacts, standing: Standing, today: dt.da
         kind = standing.representative_kind
         still = kind == "protected_adult" or (kind == "minor" and age_on(dossier.birth_date, today) < majority_age)
         if not still:
-            return Decision(refusal="This person is not, or no longer, a legal representative for this dossier.")
+            return Decision(refusal="This person is not, or no longer, a legal representative for this dossier.",
+                            refusal_code="not-representative")
         return _patient_side(active, "representative",
                              Visibility(nothing=False, hide_invisible_patient=True,
                                         hide_invisible_representatives=True))
@@ -196,13 +199,16 @@ def _patient_side(active: bool, basis: str, visibility: Visibility) -> Decision:
 def _professional(actor: Actor, dossier: DossierFacts, standing: Standing, matrix: Matrix, active: bool) -> Decision:
     rights = matrix.rights(actor.profession)
     if standing.relation == "blocked":
-        return Decision(refusal="The patient has blocked this professional's access to the dossier.")
+        return Decision(refusal="The patient has blocked this professional's access to the dossier.",
+                        refusal_code="blocked")
     if not rights.access:
-        return Decision(refusal="This profession has no access to shared medical records in this deployment.")
+        return Decision(refusal="This profession has no access to shared medical records in this deployment.",
+                        refusal_code="profession")
     if actor.mode is Mode.REGULATION and not actor.is_regulator:
-        return Decision(refusal="Regulation mode is reserved to SAMU centre-15 regulating doctors.")
+        return Decision(refusal="Regulation mode is reserved to SAMU centre-15 regulating doctors.",
+                        refusal_code="not-regulator")
     if not active:
-        return Decision(refusal="This dossier is closed.")
+        return Decision(refusal="This dossier is closed.", refusal_code="closed")
     basis = standing.relation if standing.relation in AUTHORIZED_RELATIONS else "none"
     if basis == "none" and actor.mode is Mode.EMERGENCY and not dossier.objects_break_glass:
         basis = "emergency"
@@ -210,12 +216,13 @@ def _professional(actor: Actor, dossier: DossierFacts, standing: Standing, matri
         basis = "regulation"
     manage = basis in AUTHORIZED_RELATIONS or (standing.relation == "none" and actor.mode is Mode.NORMAL)
     if basis == "none":
-        refusal = NEEDS_CONSENT
+        refusal, code = NEEDS_CONSENT, "consent-needed"
         if actor.mode is Mode.EMERGENCY:
-            refusal = "The patient has objected to emergency (break the glass) access to this dossier."
+            refusal, code = "The patient has objected to emergency (break the glass) access to this dossier.", \
+                "objection"
         elif actor.mode is Mode.REGULATION:
-            refusal = "The patient has objected to access by the SAMU regulation centre."
-        return Decision(check=True, manage_access=manage, refusal=refusal)
+            refusal, code = "The patient has objected to access by the SAMU regulation centre.", "objection"
+        return Decision(check=True, manage_access=manage, refusal=refusal, refusal_code=code)
     full = basis in FULL_RIGHTS_RELATIONS
     visibility = Visibility(nothing=False, rights=None if full else rights, hide_masked=not full,
                             author_id=actor.id)

@@ -208,8 +208,7 @@ def check_by_ins(ctx: Context, system: str, value: str, query_text: str) -> list
         return []
     row, decision = ctx.dossier(key)
     if not decision.check:
-        if row.status == "closed" and ctx.actor.kind in (ActorKind.PROFESSIONAL, ActorKind.ASSURANCE_MALADIE) \
-                and decision.refusal == "This dossier is closed.":
+        if decision.refusal_code == "closed":  # to those who feed it, a closed dossier looks absent
             ctx.audit(key, "E", "ITI-78", detail={"query": query_text, "returned": 0})
             return []
         raise ctx.refuse(key, "E", "ITI-78", forbidden(decision.refusal), detail={"query": query_text})

@@ -16,18 +16,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from carnet.access.actors import ActorKind
 from carnet.audit import fhir as audit_fhir
 from carnet.auth.tokens import AssertionClaims
 from carnet.auth.web import resolve_actor
 from carnet.context import Context, Services, run
-from carnet.db.tables import dossier as dossier_table
-from carnet.db.tables import practitioner
 from carnet.documents import service as documents
 from carnet.documents.metadata import read_metadata
 from carnet.dossier import service as dossiers
@@ -173,8 +169,7 @@ def _patient_key(ctx: Context, call: Call, params: list[tuple[str, str]]) -> uui
 async def _document_search(call: Call, params: list[tuple[str, str]]) -> Response:
     count, offset = call.page(params)
     conds = document_conditions(params)
-    sort = call.request.query_params.get("_sort", "-date") if params is call.params() else \
-        dict(params).get("_sort", "-date")
+    sort = dict(params).get("_sort", "-date")
     if sort not in ("-date", "date"):
         raise FhirError(400, "not-supported", "Only _sort=date and _sort=-date are supported", "_sort")
     text = "&".join(sorted({k for k, _ in params}))
@@ -638,9 +633,4 @@ def capability_statement(settings_base: str, software_version: str) -> dict[str,
     }
 
 
-def practitioner_exists(conn: Any, national_id: str) -> bool:
-    return conn.execute(select(practitioner.c.national_id).where(practitioner.c.national_id == national_id)).first() \
-        is not None
-
-
-__all__ = ["ROUTES", "Call", "Route", "capability_statement", "dossier_table", "ActorKind"]
+__all__ = ["ROUTES", "Call", "Route", "capability_statement"]
