@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from sqlalchemy import select
 
 from carnet.db.engine import make_engine
 from carnet.db.tables import ins_lookup
+from tests.servers import wait_healthy
 from tests.test_examples import carnet, free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
@@ -32,13 +32,8 @@ DEMO_INS = "100103690200014"
 def start(tmp_path: Path, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     server = subprocess.Popen(carnet("serve", "--port", str(port)), cwd=tmp_path, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            time.sleep(0.1)
+    if wait_healthy(f"http://127.0.0.1:{port}", lambda: server.poll() is None):
+        return server
     server.kill()
     pytest.fail("carnet serve did not start")
 

@@ -8,13 +8,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from joserfc.jwk import ECKey
+
+from tests.servers import wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "walkthrough.py"
@@ -48,16 +48,8 @@ def demo_server(tmp_path: Path) -> Iterator[tuple[str, Path, dict[str, str]]]:
     server = subprocess.Popen(carnet("serve", "--port", str(port)), cwd=tmp_path, env=env, stdout=log,
                               stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("carnet serve did not start: " + (tmp_path / "server.log").read_text())
-            time.sleep(0.1)
+        if not wait_healthy(base, lambda: server.poll() is None):
+            pytest.fail("carnet serve did not start: " + (tmp_path / "server.log").read_text())
         yield base, var, env
     finally:
         server.terminate()

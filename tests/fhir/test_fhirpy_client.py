@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from carnet.config import Settings
 from carnet.context import Services
 from carnet.db.engine import make_engine
 from tests.conftest import INS_SYSTEM, World
+from tests.servers import wait_healthy
 
 PDF = b"%PDF-1.4\n% sent by fhirpy\n%%EOF\n"
 
@@ -55,17 +55,9 @@ def live(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or not thread.is_alive():
-            server.should_exit = True
-            pytest.fail("the uvicorn server did not start")
-        time.sleep(0.05)
+    if not wait_healthy(base, thread.is_alive, 20):
+        server.should_exit = True
+        pytest.fail("the uvicorn server did not start")
     yield Live(base, services, app)
     server.should_exit = True
     thread.join(timeout=10)
