@@ -24,6 +24,7 @@ run: install
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/mypy src
 
 test: install lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider

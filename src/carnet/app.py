@@ -109,7 +109,7 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
     return app
 
 
-def _endpoint(route: Route, services: Services, server_key: tokens.ServerKey):  # type: ignore[no-untyped-def]
+def _endpoint(route: Route, services: Services, server_key: tokens.ServerKey):
     @functools.wraps(route.handler)
     async def endpoint(request: Request) -> Response:
         started = time.perf_counter()

@@ -29,7 +29,7 @@ app.add_typer(audit_app, name="audit")
 console = Console()
 
 
-def _services():  # type: ignore[no-untyped-def]
+def _services():
     from carnet.context import Services
 
     return Services.build(Settings())

@@ -58,7 +58,7 @@ class Services:
                    matrix=load_matrix(settings.habilitation_file))
 
 
-def _key_path(settings: Settings):  # type: ignore[no-untyped-def]
+def _key_path(settings: Settings):
     from pathlib import Path
 
     return Path(settings.master_key_file) if settings.master_key_file else settings.var_dir / "master-key.json"
@@ -122,6 +122,7 @@ class Context:
         """Load a dossier and the policy's decision for the caller, in one query (the dossier joined with the
         caller's grants or representative record, on the dossier key). Raises 404 if there is no such dossier."""
         a = self.actor
+        params: dict[str, Any]
         rep_id = _uuid_or_none(a.id) if a.kind is ActorKind.REPRESENTATIVE else None
         if a.kind is ActorKind.PROFESSIONAL and a.id:
             q, params = _DOSSIER_FOR_PROFESSIONAL, {"subjects": [a.id] + ([a.organisation_id] if a.organisation_id
@@ -136,7 +137,7 @@ class Context:
         rows = self.conn.execute(q, params).all()
         if not rows:
             raise FhirError(404, "not-found", "Patient not found")
-        return rows[0], self._decide(rows[0], rows)
+        return rows[0], self._decide(rows[0], list(rows))
 
     def _decide(self, row: Row[Any], rows: list[Any]) -> Decision:
         facts = DossierFacts(dossier_key=row.dossier_key, status=row.status, birth_date=row.birth_date,

@@ -45,7 +45,7 @@ class Matrix:
         return self.professions.get(profession, self.default)
 
 
-def _rights(entry: dict) -> ProfessionRights:  # type: ignore[type-arg]
+def _rights(entry: dict) -> ProfessionRights:
     unknown = set(entry) - {"label", "access", "read", "classes", "class_types", "exclude_types",
                             "exclude_type_prefixes"}
     if unknown:
@@ -60,7 +60,7 @@ def _rights(entry: dict) -> ProfessionRights:  # type: ignore[type-arg]
     )
 
 
-def parse_matrix(data: dict) -> Matrix:  # type: ignore[type-arg]
+def parse_matrix(data: dict) -> Matrix:
     return Matrix(professions={code: _rights(e) for code, e in data["professions"].items()},
                   default=_rights(data["default"]))
 

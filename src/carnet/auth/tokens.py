@@ -622,7 +622,7 @@ def _read_actor(claims: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_actor_shapes(*, professional_id: str | None, organisation_id: str | None, patient_ins: str | None,
-                        mode: str, reason: str | None, representative_id: str | None) -> None:
+                        mode: str | None, reason: str | None, representative_id: str | None) -> None:
     """Rules that hold for every kind of client."""
     if mode not in MODES:
         raise TokenError("invalid_request", "'extensions.carnet.mode' must be normal, emergency or regulation")
@@ -690,14 +690,14 @@ def _check_purpose_of_use(claims: dict[str, Any], mode: str) -> None:
                                             "set 'extensions.carnet.mode' to emergency or regulation")
 
 
-def _purpose_code(kind: str | None, mode: str) -> str | None:
+def _purpose_code(kind: str | None, mode: str | None) -> str | None:
     if mode in ("emergency", "regulation"):
         return "ETREAT"
     return {"professional": "TREAT", "patient_portal": "PATRQT", "assurance_maladie": "HPAYMT"}.get(kind or "")
 
 
 def _actor_extensions(*, kind: str | None, professional_id: str | None, organisation_id: str | None,
-                      patient_ins: str | None, mode: str, reason: str | None,
+                      patient_ins: str | None, mode: str | None, reason: str | None,
                       representative_id: str | None) -> dict[str, Any]:
     iua: dict[str, Any] = {}
     if professional_id is not None:
@@ -921,7 +921,8 @@ def make_client_assertion(private_jwk: dict[str, Any] | ECKey | RSAKey, client_i
                                         patient_ins=patient_ins, mode=mode, reason=reason,
                                         representative_id=representative_id),
     }
-    claims["extensions"]["carnet"].pop("client_kind", None)  # the server adds the registered kind, not the client
+    extensions: dict[str, Any] = claims["extensions"]  # type: ignore[assignment]
+    extensions["carnet"].pop("client_kind", None)  # the server adds the registered kind, not the client
     header: dict[str, Any] = {"alg": alg, "typ": "JWT"}
     if key.kid:
         header["kid"] = key.kid

@@ -35,7 +35,7 @@ def client_record(services: Services, client_id: str) -> tokens.ClientRecord | N
                                scopes=frozenset(row.scopes.split()), enabled=row.enabled)
 
 
-def _jti_seen(services: Services, client_id: str):  # type: ignore[no-untyped-def]
+def _jti_seen(services: Services, client_id: str):
     def seen(jti: str, exp: int) -> bool:
         try:
             with services.engine.begin() as conn:

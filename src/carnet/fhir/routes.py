@@ -244,7 +244,10 @@ def _patch_ops(body: Any, call: Call) -> tuple[str | None, list[dict[str, Any]] 
             if path == "DocumentReference.status":
                 status = value.get("valueCode")
             elif path == "DocumentReference.securityLabel":
-                labels = [value.get("valueCodeableConcept")]
+                concept = value.get("valueCodeableConcept")
+                if not isinstance(concept, dict):
+                    raise unprocessable("securityLabel needs a valueCodeableConcept", "Parameters.parameter")
+                labels = [concept]
             else:
                 raise unprocessable("Only status and securityLabel may be patched", "Parameters.parameter")
         return status, labels
@@ -342,7 +345,7 @@ async def consent_create(call: Call) -> Response:
         elif kind == "treating_gp":
             dossiers.set_treating_gp(ctx, key, subject)
         else:
-            dossiers.change_access(ctx, key, kind, subject, relation)
+            dossiers.change_access(ctx, key, kind, subject or "", relation)
         return str(key)
 
     key = await call.run(work)

@@ -85,7 +85,7 @@ def _given_matches(value: str, exact: bool) -> Any:
 
 
 def token_values(raw: str) -> list[tuple[str | None, str]]:
-    out = []
+    out: list[tuple[str | None, str]] = []
     for part in raw.split(","):
         if "|" in part:
             system, code = part.split("|", 1)

@@ -40,7 +40,8 @@ def wants_xml(request: Request) -> bool:
 def to_xml(body: bytes | str) -> bytes:
     data = json.loads(body)
     model = get_fhir_model_class(data["resourceType"])
-    return bytes(model.model_validate(data).model_dump_xml())
+    out: bytes | str = model.model_validate(data).model_dump_xml()
+    return out if isinstance(out, bytes) else out.encode()
 
 
 def from_xml(body: bytes) -> dict[str, Any]:
