@@ -288,3 +288,23 @@ def test_find_document_lists_returns_the_submission_sets_including_implicit_ones
     r = world.client.get("/fhir/List", params={"patient": str(world.dossier)}, headers=world.headers("doctor"))
     refs = {ent["item"]["reference"] for e in r.json()["entry"] for ent in e["resource"]["entry"]}
     assert f"DocumentReference/{masked}" not in refs  # a List never reveals a document hidden from the caller
+
+
+def test_search_entries_carry_their_own_ids_even_with_contained_resources(world: World) -> None:
+    res = docref(world)
+    contained = [{"resourceType": "Practitioner", "id": "author-1", "name": [{"family": "Dupont"}]}]
+    res = {"contained": contained, **res, "author": [{"reference": "#author-1"}]}  # contained sent first
+    r = world.client.post("/fhir/DocumentReference", json=res, headers=world.headers())
+    assert r.status_code == 201, r.text
+    doc_id = r.json()["id"]
+    entries = world.client.get("/fhir/DocumentReference", params={"patient": str(world.dossier)},
+                               headers=world.headers()).json()["entry"]
+    by_url = {e["fullUrl"]: e["resource"]["id"] for e in entries}
+    assert by_url[f"http://testserver/fhir/DocumentReference/{doc_id}"] == doc_id
+
+
+def test_the_id_is_read_from_the_head_or_parsed() -> None:
+    from carnet.fhir.http import _id_of
+
+    assert _id_of('{"resourceType":"List","id":"abc","entry":[]}') == "abc"
+    assert _id_of('{"resourceType":"List","contained":[{"id":"inner"}],"id":"outer"}') == "outer"

@@ -150,8 +150,9 @@ def _check_size_and_hash(resource: dict[str, Any], data: bytes) -> list[Issue]:
 
 def _served_resource(ctx: Context, resource: dict[str, Any], document_id: uuid.UUID, dossier_key: uuid.UUID,
                      content: Content, sha256: str, now: dt.datetime, version: int) -> dict[str, Any]:
-    res = dict(resource)
-    res["id"] = str(document_id)
+    # resourceType and id first: searchsets read the id from the head of the stored text
+    res = {"resourceType": "DocumentReference", "id": str(document_id),
+           **{k: v for k, v in resource.items() if k not in ("resourceType", "id")}}
     res["meta"] = {**(res.get("meta") or {}), "versionId": str(version), "lastUpdated": fhir_instant(now)}
     res["subject"] = {"reference": f"Patient/{dossier_key}"}
     content0 = dict(res["content"][0])

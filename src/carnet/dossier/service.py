@@ -91,8 +91,8 @@ def traits(res: dict[str, Any]) -> dict[str, Any]:
 def _served_patient(res: dict[str, Any], key: uuid.UUID, version: int, now: dt.datetime) -> dict[str, Any]:
     from carnet.documents.service import fhir_instant
 
-    out = {k: v for k, v in res.items() if k != "text"}
-    out["id"] = str(key)
+    out = {"resourceType": "Patient", "id": str(key),
+           **{k: v for k, v in res.items() if k not in ("text", "resourceType", "id")}}
     out["meta"] = {**(res.get("meta") or {}), "versionId": str(version), "lastUpdated": fhir_instant(now)}
     out["extension"] = [e for e in res.get("extension") or [] if e.get("url") != EXT_CREATION_CONSENT]
     if not out["extension"]:

@@ -157,8 +157,8 @@ def provide_bundle(ctx: Context, bundle: dict[str, Any]) -> dict[str, Any]:
         if url in by_url:
             responses[by_url[url][0]] = {"status": "200 OK", "location": f"Patient/{key}"}
 
-    served = dict(slist)
-    served["id"] = str(list_id)
+    served = {"resourceType": "List", "id": str(list_id),
+              **{k: v for k, v in slist.items() if k not in ("resourceType", "id")}}
     served["subject"] = {"reference": f"Patient/{key}"}
     served["entry"] = [{**ent, "item": {"reference": ids.get((ent.get("item") or {}).get("reference") or "",
                                                               (ent.get("item") or {}).get("reference"))}}
