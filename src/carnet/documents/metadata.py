@@ -41,6 +41,8 @@ class DocMeta:
 def parse_datetime(value: str | None, expression: str) -> dt.datetime | None:
     if value is None:
         return None
+    if not isinstance(value, str):
+        raise unprocessable("A date/time must be a string", expression)
     try:
         if len(value) == 4:
             return dt.datetime(int(value), 1, 1, tzinfo=dt.UTC)
@@ -96,7 +98,17 @@ def _author_names(res: dict[str, Any]) -> tuple[str | None, str | None]:
 
 
 def read_metadata(res: dict[str, Any]) -> DocMeta:
-    """Derive Carnet's index of a validated DocumentReference. Raises 415 / 422 FhirErrors naming the field."""
+    """Derive Carnet's index of a validated DocumentReference. Raises 415 / 422 FhirErrors naming the field.
+
+    The model check is lenient about JSON types (it coerces some); an element of the wrong shape that slips through
+    is refused here too, never turned into a server error."""
+    try:
+        return _read_metadata(res)
+    except (TypeError, AttributeError, KeyError, IndexError):
+        raise unprocessable("An element has the wrong type or shape", "DocumentReference") from None
+
+
+def _read_metadata(res: dict[str, Any]) -> DocMeta:
     mi = res.get("masterIdentifier") or {}
     if not mi.get("value"):
         raise unprocessable("masterIdentifier is required", "DocumentReference.masterIdentifier", "required")

@@ -10,6 +10,7 @@ the answer.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -210,7 +211,11 @@ async def docref_create(call: Call) -> Response:
     if not att.get("data"):
         raise unprocessable("ITI-105 carries the document in attachment.data",
                             "DocumentReference.content[0].attachment.data", "required")
-    data = base64.b64decode(att["data"])
+    try:
+        data = base64.b64decode(att["data"], validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        raise unprocessable("attachment.data is not valid base64",
+                            "DocumentReference.content[0].attachment.data") from None
     content = documents.Content(data, att.get("contentType") or "")
 
     def work(ctx: Context) -> documents.Published:

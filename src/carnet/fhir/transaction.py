@@ -74,11 +74,29 @@ def _content_of(entry: dict[str, Any], i: int) -> documents.Content:
     return documents.Content(text, "application/fhir+json")
 
 
+def _entries(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bundle's entries, each checked for the shape the rest of this module relies on (400 otherwise)."""
+    entries = bundle.get("entry") or []
+    if not isinstance(entries, list):
+        raise FhirError(400, "structure", "Bundle.entry must be a list", "Bundle.entry")
+    for i, e in enumerate(entries):
+        where = f"Bundle.entry[{i}]"
+        if not isinstance(e, dict):
+            raise FhirError(400, "structure", "An entry must be an object", where)
+        if not isinstance(e.get("request"), dict) or not isinstance(e["request"].get("method"), str):
+            raise FhirError(400, "structure", "An entry needs request.method", where + ".request")
+        if "fullUrl" in e and not isinstance(e["fullUrl"], str):
+            raise FhirError(400, "structure", "fullUrl must be a string", where + ".fullUrl")
+        if not isinstance(e.get("resource"), dict):
+            raise FhirError(400, "structure", "An entry needs a resource", where + ".resource")
+    return entries
+
+
 def provide_bundle(ctx: Context, bundle: dict[str, Any]) -> dict[str, Any]:
     base = f"{ctx.settings.base_url}/fhir"
     if bundle.get("resourceType") != "Bundle" or bundle.get("type") != "transaction":
         raise FhirError(400, "invalid", "ITI-65 expects a Bundle of type transaction", "Bundle.type")
-    entries = bundle.get("entry") or []
+    entries = _entries(bundle)
     by_url: dict[str, tuple[int, dict[str, Any]]] = {}
     patients: dict[str, dict[str, Any]] = {}
     lists, docrefs, patches = [], [], []
@@ -101,7 +119,7 @@ def provide_bundle(ctx: Context, bundle: dict[str, Any]) -> dict[str, Any]:
         elif rtype == "DocumentReference":
             docrefs.append((i, e))
         elif rtype == "Patient":
-            patients[e.get("fullUrl") or ""] = res
+            patients[e.get("fullUrl") or ""] = e["resource"]
     if len(lists) != 1:
         raise unprocessable("Exactly one SubmissionSet List is required", "Bundle.entry", "required")
     if not docrefs:

@@ -35,7 +35,8 @@ def validate(resource: Any, expected: str | tuple[str, ...], base: str | None = 
         raise FhirError(400, "invalid", f"Expected resourceType {' or '.join(expected_types)}",
                         f"{prefix}.resourceType" if base else "resourceType")
     try:
-        _model(rtype).model_validate(resource)
+        # strict: JSON types as R4 defines them (lax mode would coerce false into a url, 0 into a date)
+        _model(rtype).model_validate(resource, strict=True)
     except ValidationError as exc:
         issues = []
         for err in exc.errors()[:20]:
@@ -43,6 +44,6 @@ def validate(resource: Any, expected: str | tuple[str, ...], base: str | None = 
             where = f"{base or rtype}.{path}" if path else (base or rtype)
             issues.append(Issue("invalid", f"Invalid element ({err.get('type', 'value')})", [where]))
         raise FhirError(422, "invalid", "Invalid resource", issues=issues) from None
-    except (ValueError, TypeError):
+    except Exception:  # noqa: BLE001 - some model validators fail with other errors on ill-typed input
         raise FhirError(422, "invalid", "Invalid resource", base or rtype) from None
     return resource

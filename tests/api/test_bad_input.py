@@ -1,0 +1,164 @@
+"""Bad input, generated: whatever a client sends, the answer is a 2xx or a 4xx OperationOutcome (never a 500, never
+exception text), and a refused request leaves nothing behind (no document row, no blob)."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import uuid
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from carnet.db.tables import document
+from tests.conftest import World
+
+VALID: dict[str, Any] = {
+    "resourceType": "DocumentReference", "status": "current",
+    "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": "urn:uuid:00000000-0000-4000-8000-000000000000"},
+    "type": {"coding": [{"system": "http://loinc.org", "code": "11488-4"}]},
+    "category": [{"coding": [{"system": "https://mos.esante.gouv.fr/NOS/TRE_A03-ClasseDocument/FHIR/"
+                                        "TRE-A03-ClasseDocument", "code": "10"}]}],
+    "securityLabel": [{"coding": [{"system": "https://mos.esante.gouv.fr/NOS/TRE_A07-StatusVisibiliteDocument/FHIR/"
+                                             "TRE-A07-StatusVisibiliteDocument", "code": "N"}]}],
+    "date": "2025-01-10T10:00:00Z",
+    "content": [{"attachment": {"contentType": "text/plain", "data": base64.b64encode(b"hello").decode(),
+                                "creation": "2025-01-09T10:00:00Z"}}],
+}
+PATHS = [("status",), ("masterIdentifier",), ("masterIdentifier", "value"), ("type",), ("category",),
+         ("securityLabel",), ("date",), ("content",), ("content", 0, "attachment", "contentType"),
+         ("content", 0, "attachment", "data"), ("content", 0, "attachment", "creation"), ("subject",),
+         ("resourceType",), ("relatesTo",), ("context",)]
+JUNK = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=20), st.lists(st.integers(), max_size=2),
+                 st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2),
+                 st.sampled_from(["superseded", "entered-in-error", "MASQUE_PS", "2025-13-45", "application/zip",
+                                  "!!notbase64!!", "Patient/00000000-0000-0000-0000-000000000000", "1.5", ""]))
+
+
+def _set(res: dict[str, Any], path: tuple[Any, ...], value: Any) -> None:
+    target: Any = res
+    for key in path[:-1]:
+        target = target[key]
+    if value is None and isinstance(target, dict):
+        target.pop(path[-1], None)
+    else:
+        target[path[-1]] = value
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(mutations=st.lists(st.tuples(st.sampled_from(PATHS), JUNK), min_size=1, max_size=3))
+def test_a_mutated_document_is_stored_or_refused_cleanly(world: World,
+                                                           mutations: list[tuple[tuple[Any, ...], Any]]) -> None:
+    res = copy.deepcopy(VALID)
+    res["masterIdentifier"]["value"] = f"urn:uuid:{uuid.uuid4()}"
+    res["subject"] = {"reference": f"Patient/{world.dossier}"}
+    for path, value in mutations:
+        try:
+            _set(res, path, value)
+        except (KeyError, IndexError, TypeError):
+            continue
+    with world.services.engine.connect() as conn:
+        before = conn.execute(select(func.count()).select_from(document)).scalar_one()
+    blobs_before = {p for p in world.services.blobs.root.rglob("*") if p.is_file()}  # type: ignore[attr-defined]
+    r = world.client.post("/fhir/DocumentReference", json=res, headers=world.headers())
+    with world.services.engine.connect() as conn:
+        after = conn.execute(select(func.count()).select_from(document)).scalar_one()
+    blobs_after = {p for p in world.services.blobs.root.rglob("*") if p.is_file()}  # type: ignore[attr-defined]
+    if r.status_code == 201:
+        assert after == before + 1
+        return
+    assert 400 <= r.status_code < 500, r.text
+    body = r.json()
+    assert body["resourceType"] == "OperationOutcome"
+    assert all("Traceback" not in i.get("diagnostics", "") for i in body["issue"])
+    assert after == before
+    assert blobs_after == blobs_before
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(st.binary(max_size=64), st.text(max_size=64).map(str.encode),
+                      st.sampled_from([b"[]", b"{}", b'{"resourceType":"Bundle","type":"transaction"}',
+                                       b'{"resourceType":"Bundle","type":"transaction","entry":[{}]}',
+                                       b'{"resourceType":"Bundle","type":"batch","entry":[]}', b"null", b"1"])))
+def test_garbage_sent_to_the_transaction_endpoint_is_a_4xx_outcome(world: World, body: bytes) -> None:
+    r = world.client.post("/fhir", content=body, headers={**world.headers(), "Content-Type": "application/fhir+json"})
+    assert 400 <= r.status_code < 500, r.text
+    assert r.json()["resourceType"] == "OperationOutcome"
+
+
+PATIENT_PATHS = [("identifier",), ("identifier", 0, "value"), ("identifier", 0, "system"), ("name",),
+                 ("name", 0, "family"), ("name", 0, "given"), ("birthDate",), ("gender",), ("extension",),
+                 ("extension", 0, "valueAddress"), ("extension", 1, "valueBoolean")]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(mutations=st.lists(st.tuples(st.sampled_from(PATIENT_PATHS), JUNK), min_size=1, max_size=3),
+       index=st.integers(min_value=0, max_value=10**6))
+def test_a_mutated_patient_is_created_or_refused_cleanly(world: World, mutations: list[tuple[tuple[Any, ...], Any]],
+                                                         index: int) -> None:
+    from carnet.db.tables import dossier
+    from carnet.identity.ins import fake_nir_for
+
+    res = world.patient_resource(fake_nir_for(20_000_000 + index))
+    for path, value in mutations:
+        try:
+            _set(res, path, value)
+        except (KeyError, IndexError, TypeError):
+            continue
+    with world.services.engine.connect() as conn:
+        before = conn.execute(select(func.count()).select_from(dossier)).scalar_one()
+    r = world.client.post("/fhir/Patient", json=res, headers=world.headers())
+    with world.services.engine.connect() as conn:
+        after = conn.execute(select(func.count()).select_from(dossier)).scalar_one()
+    if r.status_code == 201:
+        assert after == before + 1
+        return
+    assert 400 <= r.status_code < 500, r.text
+    assert r.json()["resourceType"] == "OperationOutcome"
+    assert after == before
+
+
+BUNDLE_PATHS = [("entry",), ("entry", 0), ("entry", 0, "resource"), ("entry", 0, "request", "method"),
+                ("entry", 1, "resource", "content", 0, "attachment", "url"), ("entry", 1, "fullUrl"),
+                ("entry", 2, "resource", "data"), ("entry", 2, "resource", "contentType"), ("entry", 2, "fullUrl"),
+                ("entry", 0, "resource", "subject"), ("entry", 1, "resource", "subject"), ("type",),
+                ("entry", 1, "resource", "relatesTo"), ("entry", 0, "resource", "date")]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(mutations=st.lists(st.tuples(st.sampled_from(BUNDLE_PATHS), JUNK), min_size=1, max_size=3))
+def test_a_mutated_provide_bundle_is_stored_whole_or_not_at_all(world: World,
+                                                                 mutations: list[tuple[tuple[Any, ...], Any]]) -> None:
+    doc = copy.deepcopy(VALID)
+    doc["masterIdentifier"]["value"] = f"urn:uuid:{uuid.uuid4()}"
+    doc["subject"] = {"reference": f"Patient/{world.dossier}"}
+    doc["content"][0]["attachment"] = {"contentType": "text/plain", "url": "urn:uuid:bin-1"}
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:list-1", "request": {"method": "POST", "url": "List"},
+         "resource": {"resourceType": "List", "status": "current", "mode": "working",
+                      "code": {"coding": [{"system": "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes",
+                                           "code": "submissionset"}]},
+                      "subject": {"reference": f"Patient/{world.dossier}"}, "date": "2025-01-10T10:00:00Z",
+                      "entry": [{"item": {"reference": "urn:uuid:doc-1"}}]}},
+        {"fullUrl": "urn:uuid:doc-1", "request": {"method": "POST", "url": "DocumentReference"}, "resource": doc},
+        {"fullUrl": "urn:uuid:bin-1", "request": {"method": "POST", "url": "Binary"},
+         "resource": {"resourceType": "Binary", "contentType": "text/plain",
+                      "data": base64.b64encode(b"hello").decode()}}]}
+    for path, value in mutations:
+        try:
+            _set(bundle, path, value)
+        except (KeyError, IndexError, TypeError):
+            continue
+    with world.services.engine.connect() as conn:
+        before = conn.execute(select(func.count()).select_from(document)).scalar_one()
+    r = world.client.post("/fhir", json=bundle, headers=world.headers())
+    with world.services.engine.connect() as conn:
+        after = conn.execute(select(func.count()).select_from(document)).scalar_one()
+    if r.status_code == 200:
+        assert after == before + 1
+        return
+    assert 400 <= r.status_code < 500, r.text
+    assert r.json()["resourceType"] == "OperationOutcome"
+    assert after == before
