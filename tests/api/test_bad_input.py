@@ -162,3 +162,60 @@ def test_a_mutated_provide_bundle_is_stored_whole_or_not_at_all(world: World,
     assert 400 <= r.status_code < 500, r.text
     assert r.json()["resourceType"] == "OperationOutcome"
     assert after == before
+
+
+CONSENT_PATHS = [("provision",), ("provision", "type"), ("provision", "actor"), ("provision", "actor", 0),
+                 ("provision", "actor", 0, "reference"), ("provision", "actor", 0, "reference", "reference"),
+                 ("provision", "actor", 0, "role"), ("provision", "purpose"), ("patient",), ("patient", "reference"),
+                 ("status",)]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(mutations=st.lists(st.tuples(st.sampled_from(CONSENT_PATHS), JUNK), min_size=1, max_size=3))
+def test_a_mutated_consent_is_recorded_or_refused_cleanly(world: World,
+                                                           mutations: list[tuple[tuple[Any, ...], Any]]) -> None:
+    from carnet.db.tables import access_grant
+
+    doctor = {"reference": f"Practitioner/{world.pros['doctor']}"}
+    consent: dict[str, Any] = {
+        "resourceType": "Consent", "status": "active", "scope": {"coding": [{"code": "patient-privacy"}]},
+        "category": [{"coding": [{"code": "59284-0", "system": "http://loinc.org"}]}],
+        "patient": {"reference": f"Patient/{world.dossier}"},
+        "provision": {"type": "permit", "actor": [{"role": {"coding": [{"code": "authorized"}]},
+                                                   "reference": doctor}]}}
+    for path, value in mutations:
+        try:
+            _set(consent, path, value)
+        except (KeyError, IndexError, TypeError):
+            continue
+    with world.services.engine.connect() as conn:
+        before = conn.execute(select(func.count()).select_from(access_grant)).scalar_one()
+    r = world.client.post("/fhir/Consent", json=consent, headers=world.headers(None, kind="patient_portal"))
+    with world.services.engine.connect() as conn:
+        after = conn.execute(select(func.count()).select_from(access_grant)).scalar_one()
+    if r.status_code == 201:
+        return
+    assert 400 <= r.status_code < 500, r.text
+    assert r.json()["resourceType"] == "OperationOutcome"
+    assert after == before
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.one_of(JUNK, st.lists(st.one_of(JUNK, st.fixed_dictionaries(
+    {"op": st.sampled_from(["replace", "add", "remove", "move", "test", 1]),
+     "path": st.sampled_from(["/status", "/securityLabel", "/securityLabel/0", "/securityLabel/-", "/subject",
+                              "/content", 3]),
+     "value": JUNK})), max_size=3)))
+def test_a_garbled_patch_changes_nothing_unless_accepted(world: World, ops: Any) -> None:
+    from tests.api.test_documents_api import publish
+
+    doc_id = publish(world)
+    before = world.client.get(f"/fhir/DocumentReference/{doc_id}", headers=world.headers()).json()
+    r = world.client.patch(f"/fhir/DocumentReference/{doc_id}", json=ops,
+                           headers={**world.headers(), "Content-Type": "application/json-patch+json"})
+    if r.status_code == 200:
+        return
+    assert 400 <= r.status_code < 500, r.text
+    assert r.json()["resourceType"] == "OperationOutcome"
+    after = world.client.get(f"/fhir/DocumentReference/{doc_id}", headers=world.headers()).json()
+    assert after == before
