@@ -17,7 +17,7 @@ from carnet.identity.professions import PROFESSIONS
 DEFAULT_SCOPES = {
     "professional": "system/Patient.crs system/DocumentReference.cruds system/List.rs system/Binary.r "
                     "system/Consent.c system/Practitioner.rs system/PractitionerRole.rs",
-    "patient_portal": "system/Patient.crus system/RelatedPerson.c system/DocumentReference.crus system/List.rs "
+    "patient_portal": "system/Patient.crus system/RelatedPerson.c system/DocumentReference.cruds system/List.rs "
                       "system/Binary.r system/Consent.c system/AuditEvent.rs system/Practitioner.rs "
                       "system/PractitionerRole.rs",
     "assurance_maladie": "system/Patient.crus system/RelatedPerson.c system/DocumentReference.c "

@@ -288,6 +288,7 @@ def test_find_document_lists_returns_the_submission_sets_including_implicit_ones
     r = world.client.get("/fhir/List", params={"patient": str(world.dossier)}, headers=world.headers("doctor"))
     refs = {ent["item"]["reference"] for e in r.json()["entry"] for ent in e["resource"]["entry"]}
     assert f"DocumentReference/{masked}" not in refs  # a List never reveals a document hidden from the caller
+    assert f"DocumentReference/{doc_id}" in refs
 
 
 def test_search_entries_carry_their_own_ids_even_with_contained_resources(world: World) -> None:
@@ -308,3 +309,48 @@ def test_the_id_is_read_from_the_head_or_parsed() -> None:
 
     assert _id_of('{"resourceType":"List","id":"abc","entry":[]}') == "abc"
     assert _id_of('{"resourceType":"List","contained":[{"id":"inner"}],"id":"outer"}') == "outer"
+
+
+def test_the_patient_deletes_a_document_for_everyone_and_the_trace_stays(world: World) -> None:
+    doc_id = publish(world)
+    r = world.client.delete(f"/fhir/DocumentReference/{doc_id}", headers=world.headers("gp"))
+    assert r.status_code == 403  # professionals withdraw or replace, they never delete
+    patient = world.headers(None, kind="patient_portal")
+    r = world.client.delete(f"/fhir/DocumentReference/{doc_id}", headers=patient)
+    assert r.status_code == 204
+    assert doc_id not in search_ids(world, "gp")
+    assert world.client.get(f"/fhir/Binary/{doc_id}", headers=world.headers("gp")).status_code == 404
+    r = world.client.get(f"/fhir/DocumentReference/{doc_id}", headers=patient)
+    assert r.status_code == 404
+    with world.services.engine.connect() as conn:
+        events = conn.execute(select(audit.c.event, audit.c.outcome).where(
+            audit.c.dossier_key == world.dossier, audit.c.entity_id == doc_id)).all()
+    assert ("document.delete", "0") in [tuple(e) for e in events]
+    assert ("document.delete", "4") in [tuple(e) for e in events]
+
+
+def test_a_submission_set_lists_only_the_documents_the_caller_sees(world: World) -> None:
+    pdf = base64.b64encode(PDF).decode()
+    docs = []
+    for labels in ([], ["MASQUE_PS"]):
+        d = docref(world, labels=labels)
+        d["content"][0]["attachment"] = {"contentType": "application/pdf", "url": f"urn:uuid:bin-{len(docs)}"}
+        docs.append(d)
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:list", "request": {"method": "POST", "url": "List"},
+         "resource": {"resourceType": "List", "status": "current", "mode": "working",
+                      "code": {"coding": [{"system": "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes",
+                                           "code": "submissionset"}]},
+                      "subject": {"reference": f"Patient/{world.dossier}"},
+                      "entry": [{"item": {"reference": "urn:uuid:doc-0"}}, {"item": {"reference": "urn:uuid:doc-1"}}]}},
+        *[{"fullUrl": f"urn:uuid:doc-{i}", "request": {"method": "POST", "url": "DocumentReference"}, "resource": d}
+          for i, d in enumerate(docs)],
+        *[{"fullUrl": f"urn:uuid:bin-{i}", "request": {"method": "POST", "url": "Binary"},
+           "resource": {"resourceType": "Binary", "contentType": "application/pdf", "data": pdf}} for i in range(2)]]}
+    r = world.client.post("/fhir", json=bundle, headers=world.headers())
+    assert r.status_code == 200, r.text
+    shown = {}
+    for role in ("gp", "doctor"):
+        lists = world.client.get("/fhir/List", params={"patient": str(world.dossier)}, headers=world.headers(role))
+        shown[role] = max((len(e["resource"]["entry"]) for e in lists.json()["entry"]), default=0)
+    assert shown == {"gp": 2, "doctor": 1}

@@ -255,6 +255,22 @@ def retrieve(ctx: Context, resource_id: str) -> tuple[bytes, str, Any]:
     return data, row.content_type, row
 
 
+def delete_from_dossier(ctx: Context, resource_id: str) -> None:
+    """The patient (or a legal representative) deletes a document from the dossier (DOMAIN.md: "delete documents
+    from their view"): it is gone for everyone, its content and metadata are kept out of every answer, and the audit
+    keeps the trace. Professionals never delete: an author withdraws (status entered-in-error) or replaces."""
+    row, decision = visible_document(ctx, resource_id, "document.delete", "D")
+    if decision.basis not in ("patient", "representative"):
+        raise ctx.refuse(row.dossier_key, "D", "document.delete",
+                         forbidden("Only the patient or a legal representative deletes a document from the dossier; "
+                                   "its author may withdraw it (status entered-in-error) or replace it"),
+                         entity_type="DocumentReference", entity_id=resource_id)
+    ctx.conn.execute(update(document).where(document.c.dossier_key == row.dossier_key,
+                                            document.c.document_id == row.document_id)
+                     .values(deleted=True, last_updated=ctx.now, version=row.version + 1))
+    ctx.audit(row.dossier_key, "D", "document.delete", entity_type="DocumentReference", entity_id=resource_id)
+
+
 # --- PATCH (PDSm: status and securityLabel) --------------------------------------------------------------------
 
 def patch(ctx: Context, resource_id: str, status: str | None, labels: list[dict[str, Any]] | None) -> str:
@@ -362,7 +378,8 @@ def search(ctx: Context, q: DocumentQuery, event: str = "ITI-67", query_text: st
 def search_lists(ctx: Context, dossier_key: uuid.UUID, conditions: list[Any], count: int, offset: int,
                  query_text: str) -> tuple[list[str], int]:
     """ITI-66: SubmissionSets (and folders) of a dossier. A List is shown only if the caller sees at least one of
-    its documents, so that a SubmissionSet cannot reveal a hidden document's existence."""
+    its documents, and lists only the documents the caller sees, so that a SubmissionSet cannot reveal a hidden
+    document's existence."""
     _, decision = ctx.dossier(dossier_key)
     if not decision.read:
         raise ctx.refuse(dossier_key, "E", "ITI-66", forbidden(decision.refusal), detail={"query": query_text})
@@ -370,9 +387,18 @@ def search_lists(ctx: Context, dossier_key: uuid.UUID, conditions: list[Any], co
                              document.c.submission_set_id == submission_set.c.list_id,
                              decision.visibility.where(document, ctx.now))
     where = and_(submission_set.c.dossier_key == dossier_key, visible, *conditions)
-    rows = ctx.conn.execute(select(submission_set.c.resource).where(where).order_by(submission_set.c.date.desc())
-                            .limit(count).offset(offset)).scalars().all()
+    rows = ctx.conn.execute(select(submission_set.c.resource, submission_set.c.list_id).where(where)
+                            .order_by(submission_set.c.date.desc()).limit(count).offset(offset)).all()
     total = ctx.conn.execute(select(func.count()).select_from(submission_set).where(where)).scalar_one()
+    seen = {str(d) for d in ctx.conn.execute(select(document.c.document_id).where(
+        document.c.dossier_key == dossier_key, document.c.submission_set_id.in_([r.list_id for r in rows]),
+        decision.visibility.where(document, ctx.now))).scalars()}
+    out = []
+    for r in rows:
+        res = json.loads(r.resource)
+        res["entry"] = [e for e in res.get("entry") or []
+                        if str((e.get("item") or {}).get("reference", "")).rsplit("/", 1)[-1] in seen]
+        out.append(json.dumps(res, ensure_ascii=False, separators=(",", ":")))
     ctx.audit(dossier_key, "E", "ITI-66", entity_type="Patient", entity_id=str(dossier_key),
-              detail={"query": query_text, "returned": len(rows)})
-    return list(rows), total
+              detail={"query": query_text, "returned": len(out)})
+    return out, total

@@ -295,6 +295,12 @@ def _apply_label_op(labels: list[dict[str, Any]] | None, op: dict[str, Any], i: 
     return out
 
 
+async def docref_delete(call: Call, id: str) -> Response:
+    """The patient deletes a document from the dossier (the audit keeps the trace)."""
+    await call.run(lambda ctx: documents.delete_from_dossier(ctx, id))
+    return Response(status_code=204)
+
+
 async def binary_read(call: Call, id: str) -> Response:
     """ITI-68: the exact bytes with their Content-Type; a Binary resource if the client asks for FHIR JSON."""
     data, ctype, row = await call.run(lambda ctx: documents.retrieve(ctx, id))
@@ -572,6 +578,8 @@ ROUTES: tuple[Route, ...] = (
           ("DocumentReference", "c"), spec="IHE ITI-105"),
     Route("DocumentReference", "patch", "PATCH", "/fhir/DocumentReference/{id}", docref_patch,
           ("DocumentReference", "u"), spec="ANS PDSm TD3.2/TD3.3"),
+    Route("DocumentReference", "delete", "DELETE", "/fhir/DocumentReference/{id}", docref_delete,
+          ("DocumentReference", "d"), spec="the patient deletes a document from the dossier"),
     Route("Binary", "read", "GET", "/fhir/Binary/{id}", binary_read, ("Binary", "r"), spec="IHE ITI-68"),
     Route("List", "search-type", "GET", "/fhir/List", list_search, ("List", "s"),
           (("patient", "reference"), ("code", "token"), ("status", "token")), spec="IHE ITI-66"),
