@@ -47,6 +47,34 @@ def _set(res: dict[str, Any], path: tuple[Any, ...], value: Any) -> None:
         target[path[-1]] = value
 
 
+def mutate(resource: dict[str, Any], mutations: list[tuple[tuple[Any, ...], Any]]) -> dict[str, Any]:
+    for path, value in mutations:
+        try:
+            _set(resource, path, value)
+        except (KeyError, IndexError, TypeError):
+            continue
+    return resource
+
+
+def _rows(world: World, table: Any) -> int:
+    with world.services.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def post_stored_or_refused(world: World, path: str, body: Any, table: Any, stored: int, **headers: str) -> None:
+    """POST ``body``: either it is stored (``stored`` status, one more row in ``table``) or refused with a 4xx
+    OperationOutcome and ``table`` unchanged."""
+    before = _rows(world, table)
+    r = world.client.post(path, json=body, headers={**world.headers(), **headers})
+    after = _rows(world, table)
+    if r.status_code == stored:
+        assert after == before + 1
+        return
+    assert 400 <= r.status_code < 500, r.text
+    assert r.json()["resourceType"] == "OperationOutcome"
+    assert after == before
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(mutations=st.lists(st.tuples(st.sampled_from(PATHS), JUNK), min_size=1, max_size=3))
 def test_a_mutated_document_is_stored_or_refused_cleanly(world: World,
@@ -54,17 +82,11 @@ def test_a_mutated_document_is_stored_or_refused_cleanly(world: World,
     res = copy.deepcopy(VALID)
     res["masterIdentifier"]["value"] = f"urn:uuid:{uuid.uuid4()}"
     res["subject"] = {"reference": f"Patient/{world.dossier}"}
-    for path, value in mutations:
-        try:
-            _set(res, path, value)
-        except (KeyError, IndexError, TypeError):
-            continue
-    with world.services.engine.connect() as conn:
-        before = conn.execute(select(func.count()).select_from(document)).scalar_one()
+    mutate(res, mutations)
+    before = _rows(world, document)
     blobs_before = {p for p in world.services.blobs.root.rglob("*") if p.is_file()}  # type: ignore[attr-defined]
     r = world.client.post("/fhir/DocumentReference", json=res, headers=world.headers())
-    with world.services.engine.connect() as conn:
-        after = conn.execute(select(func.count()).select_from(document)).scalar_one()
+    after = _rows(world, document)
     blobs_after = {p for p in world.services.blobs.root.rglob("*") if p.is_file()}  # type: ignore[attr-defined]
     if r.status_code == 201:
         assert after == before + 1
@@ -101,23 +123,8 @@ def test_a_mutated_patient_is_created_or_refused_cleanly(world: World, mutations
     from carnet.db.tables import dossier
     from carnet.identity.ins import fake_nir_for
 
-    res = world.patient_resource(fake_nir_for(20_000_000 + index))
-    for path, value in mutations:
-        try:
-            _set(res, path, value)
-        except (KeyError, IndexError, TypeError):
-            continue
-    with world.services.engine.connect() as conn:
-        before = conn.execute(select(func.count()).select_from(dossier)).scalar_one()
-    r = world.client.post("/fhir/Patient", json=res, headers=world.headers())
-    with world.services.engine.connect() as conn:
-        after = conn.execute(select(func.count()).select_from(dossier)).scalar_one()
-    if r.status_code == 201:
-        assert after == before + 1
-        return
-    assert 400 <= r.status_code < 500, r.text
-    assert r.json()["resourceType"] == "OperationOutcome"
-    assert after == before
+    res = mutate(world.patient_resource(fake_nir_for(20_000_000 + index)), mutations)
+    post_stored_or_refused(world, "/fhir/Patient", res, dossier, 201)
 
 
 BUNDLE_PATHS = [("entry",), ("entry", 0), ("entry", 0, "resource"), ("entry", 0, "request", "method"),
@@ -146,22 +153,7 @@ def test_a_mutated_provide_bundle_is_stored_whole_or_not_at_all(world: World,
         {"fullUrl": "urn:uuid:bin-1", "request": {"method": "POST", "url": "Binary"},
          "resource": {"resourceType": "Binary", "contentType": "text/plain",
                       "data": base64.b64encode(b"hello").decode()}}]}
-    for path, value in mutations:
-        try:
-            _set(bundle, path, value)
-        except (KeyError, IndexError, TypeError):
-            continue
-    with world.services.engine.connect() as conn:
-        before = conn.execute(select(func.count()).select_from(document)).scalar_one()
-    r = world.client.post("/fhir", json=bundle, headers=world.headers())
-    with world.services.engine.connect() as conn:
-        after = conn.execute(select(func.count()).select_from(document)).scalar_one()
-    if r.status_code == 200:
-        assert after == before + 1
-        return
-    assert 400 <= r.status_code < 500, r.text
-    assert r.json()["resourceType"] == "OperationOutcome"
-    assert after == before
+    post_stored_or_refused(world, "/fhir", mutate(bundle, mutations), document, 200)
 
 
 CONSENT_PATHS = [("provision",), ("provision", "type"), ("provision", "actor"), ("provision", "actor", 0),
@@ -183,16 +175,10 @@ def test_a_mutated_consent_is_recorded_or_refused_cleanly(world: World,
         "patient": {"reference": f"Patient/{world.dossier}"},
         "provision": {"type": "permit", "actor": [{"role": {"coding": [{"code": "authorized"}]},
                                                    "reference": doctor}]}}
-    for path, value in mutations:
-        try:
-            _set(consent, path, value)
-        except (KeyError, IndexError, TypeError):
-            continue
-    with world.services.engine.connect() as conn:
-        before = conn.execute(select(func.count()).select_from(access_grant)).scalar_one()
+    mutate(consent, mutations)
+    before = _rows(world, access_grant)
     r = world.client.post("/fhir/Consent", json=consent, headers=world.headers(None, kind="patient_portal"))
-    with world.services.engine.connect() as conn:
-        after = conn.execute(select(func.count()).select_from(access_grant)).scalar_one()
+    after = _rows(world, access_grant)
     if r.status_code == 201:
         return
     assert 400 <= r.status_code < 500, r.text
