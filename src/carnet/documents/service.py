@@ -27,6 +27,7 @@ from carnet.documents import codes
 from carnet.documents.crypto import IntegrityError, Sealed, open_sealed, seal
 from carnet.documents.metadata import DocMeta, read_metadata
 from carnet.errors import FhirError, Issue, conflict, forbidden, not_found, unprocessable
+from carnet.fhir.patch import PatchPlan
 from carnet.ids import new_id
 
 
@@ -273,7 +274,7 @@ def delete_from_dossier(ctx: Context, resource_id: str) -> None:
 
 # --- PATCH (PDSm: status and securityLabel) --------------------------------------------------------------------
 
-def patch(ctx: Context, resource_id: str, status: str | None, labels: list[dict[str, Any]] | None) -> str:
+def patch(ctx: Context, resource_id: str, plan: PatchPlan) -> str:
     """Update ``status`` and/or ``securityLabel``, as PDSm allows (TD3.2 withdraw, TD3.3 mask/unmask)."""
     from carnet.documents.metadata import confidentiality
 
@@ -283,6 +284,10 @@ def patch(ctx: Context, resource_id: str, status: str | None, labels: list[dict[
     patient_side = decision.basis in ("patient", "representative")
     full = decision.basis in ("treating_gp", "gp_rights")
     res = json.loads(row.resource)
+    plan.check_tests(res)
+    status = plan.status
+    # a document filed without a label is "N"; a patch's /securityLabel/0 then means that implicit label
+    labels = plan.new_labels(res.get("securityLabel") or [{"coding": [{"system": codes.TRE_A07, "code": "N"}]}])
     cols: dict[str, Any] = {}
     if status is not None:
         if status not in codes.STATUSES:

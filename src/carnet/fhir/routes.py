@@ -31,6 +31,7 @@ from carnet.dossier import service as dossiers
 from carnet.errors import FhirError, invalid, not_found, unprocessable
 from carnet.fhir import directory
 from carnet.fhir.http import FHIR_JSON, FhirResponse, json_body, searchset
+from carnet.fhir.patch import parse as patch_plan
 from carnet.fhir.search import document_conditions
 from carnet.fhir.transaction import implicit_submission_set, provide_bundle, resolve_patient
 from carnet.fhir.validate import validate
@@ -233,66 +234,8 @@ async def docref_create(call: Call) -> Response:
 async def docref_patch(call: Call, id: str) -> Response:
     """PDSm TD3.2/TD3.3: JSON Patch (or FHIRPath Patch Parameters) of ``status`` and ``securityLabel`` only."""
     body = await json_body(call.request, 1024 * 1024)
-    status, labels = _patch_ops(body, call)
-    return FhirResponse(await call.run(lambda ctx: documents.patch(ctx, id, status, labels)))
-
-
-def _patch_ops(body: Any, call: Call) -> tuple[str | None, list[dict[str, Any]] | None]:
-    status: str | None = None
-    labels: list[dict[str, Any]] | None = None
-    current_labels: list[dict[str, Any]] | None = None
-    if isinstance(body, dict) and body.get("resourceType") == "Parameters":
-        for op in body.get("parameter") or []:
-            parts = {p.get("name"): p for p in op.get("part") or []}
-            path = (parts.get("path") or {}).get("valueString")
-            value = parts.get("value") or {}
-            if path == "DocumentReference.status":
-                status = value.get("valueCode")
-            elif path == "DocumentReference.securityLabel":
-                concept = value.get("valueCodeableConcept")
-                if not isinstance(concept, dict):
-                    raise unprocessable("securityLabel needs a valueCodeableConcept", "Parameters.parameter")
-                labels = [concept]
-            else:
-                raise unprocessable("Only status and securityLabel may be patched", "Parameters.parameter")
-        return status, labels
-    if not isinstance(body, list):
-        raise invalid("PATCH takes a JSON Patch array (application/json-patch+json)")
-    for i, op in enumerate(body):
-        path = str(op.get("path", "")) if isinstance(op, dict) else ""
-        if not isinstance(op, dict) or op.get("op") not in ("replace", "add", "remove", "test"):
-            raise unprocessable("Unsupported JSON Patch operation", f"[{i}].op")
-        if op["op"] == "test":
-            continue
-        if path == "/status":
-            status = op.get("value")
-        elif path == "/securityLabel" and op["op"] != "remove":
-            labels = list(op.get("value") or [])
-        elif path.startswith("/securityLabel/"):
-            current_labels = current_labels if current_labels is not None else ["__current__"]  # type: ignore
-            labels = _apply_label_op(labels, op, i)
-        else:
-            raise unprocessable("Only status and securityLabel may be patched", f"[{i}].path")
-    return status, labels
-
-
-def _apply_label_op(labels: list[dict[str, Any]] | None, op: dict[str, Any], i: int) -> list[dict[str, Any]]:
-    # The PDSm examples replace or add one label (/securityLabel/0, /securityLabel/-); Carnet treats the
-    # document's visibility as the label set the patch leaves, so a replace at an index sets that label.
-    out = list(labels or [])
-    idx = op["path"].rsplit("/", 1)[-1]
-    if op["op"] == "remove":
-        if idx.isdigit() and int(idx) < len(out):
-            out.pop(int(idx))
-        return out
-    value = op.get("value")
-    if not isinstance(value, dict):
-        raise unprocessable("securityLabel value must be a CodeableConcept", f"[{i}].value")
-    if idx == "-" or not idx.isdigit() or int(idx) >= len(out):
-        out.append(value)
-    else:
-        out[int(idx)] = value
-    return out
+    plan = patch_plan(body)
+    return FhirResponse(await call.run(lambda ctx: documents.patch(ctx, id, plan)))
 
 
 async def docref_delete(call: Call, id: str) -> Response:

@@ -21,6 +21,7 @@ from carnet.documents import service as documents
 from carnet.documents.metadata import parse_datetime, read_metadata
 from carnet.dossier import service as dossiers
 from carnet.errors import FhirError, Issue, unprocessable
+from carnet.fhir.patch import PatchPlan
 from carnet.fhir.validate import validate
 from carnet.ids import new_id
 
@@ -169,7 +170,7 @@ def provide_bundle(ctx: Context, bundle: dict[str, Any]) -> dict[str, Any]:
         url = (e.get("request") or {}).get("url") or ""
         target = url.split("/", 1)[1] if url.startswith("DocumentReference/") else ""
         status = _patch_status(e.get("resource"), i)
-        documents.patch(ctx, target, status, None)
+        documents.patch(ctx, target, PatchPlan(status=status))
         responses[i] = {"status": "200 OK", "location": f"DocumentReference/{target}"}
     for url in patients:
         if url in by_url:
