@@ -30,6 +30,7 @@ from carnet.fhir.http import FhirResponse
 from carnet.fhir.routes import ROUTES, Call, Route, capability_statement
 from carnet.fhir.xml import to_xml, wants_xml
 from carnet.ids import new_id
+from carnet.logs import configure as configure_logs
 
 logger = structlog.get_logger("carnet")
 
@@ -52,6 +53,7 @@ def _token_key(settings: Settings) -> tokens.ServerKey:
 
 
 def create_app(services: Services | None = None, settings: Settings | None = None) -> FastAPI:
+    configure_logs()
     settings = settings or (services.settings if services else Settings())
     services = services or Services.build(settings)
     server_key = _token_key(settings)
@@ -72,7 +74,8 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         rid = request.headers.get("x-request-id") or str(new_id())
-        logger.error("request.failed", error_type=type(exc).__name__, request_id=rid, path=request.url.path)
+        route = getattr(request.scope.get("route"), "path", None)  # the route template, never the URL
+        logger.error("request.failed", error_type=type(exc).__name__, request_id=rid, route=route)
         return _outcome(500, "exception", f"Internal error (request {rid})")
 
     for route in ROUTES:
