@@ -70,3 +70,15 @@ def test_a_malformed_rpps_is_refused_by_the_directory(env: Path) -> None:
                                       "--rpps", "10001045368"])
     assert result.exit_code == 2
     assert "rpps" in result.output
+
+
+def test_operator_changes_are_traced_in_the_system_chain(env: Path) -> None:
+    runner = CliRunner()
+    runner.invoke(app, ["demo"])
+    assert runner.invoke(app, ["practitioner", "disable", "810900000026"]).exit_code == 0
+    assert runner.invoke(app, ["keys", "rotate"]).exit_code == 0
+    db = sqlite3.connect(env / "carnet.db")
+    events = [r[0] for r in db.execute("select event from audit where dossier_key = ? order by seq",
+                                       ("00000000000000000000000000000000",))]
+    assert "directory.disable" in events and "keys.rotate" in events
+    assert runner.invoke(app, ["audit", "verify"]).exit_code == 0

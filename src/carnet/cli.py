@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -27,6 +28,19 @@ app.add_typer(client_app, name="client")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 console = Console()
+
+
+def _trace(conn: Any, action: str, event: str, entity_type: str, entity_id: str) -> None:
+    """Operators' changes to the directory, the clients and the keys go to the system audit chain."""
+    import datetime as dt
+    import getpass
+
+    from carnet.access.actors import Actor, ActorKind
+    from carnet.audit.log import record
+    from carnet.ids import SYSTEM_CHAIN
+
+    record(conn, dossier_key=SYSTEM_CHAIN, actor=Actor(ActorKind.OPERATOR, id=f"cli:{getpass.getuser()}"),
+           action=action, event=event, now=dt.datetime.now(dt.UTC), entity_type=entity_type, entity_id=entity_id)
 
 
 def _services():
@@ -93,6 +107,7 @@ def practitioner_add(family: str = typer.Option(...), given: str = typer.Option(
             nid = add_practitioner(conn, rpps=rpps, adeli=adeli, family=family, given=given, profession=profession,
                                    specialty=specialty, organisation_id=organisation_id,
                                    organisation_name=organisation_name, regulator=regulator)
+            _trace(conn, "U", "directory.practitioner", "Practitioner", nid)
     except InvalidIdentifier as exc:
         console.print(f"[red]{exc.field}: {exc.reason}[/red]")
         raise typer.Exit(2) from None
@@ -122,6 +137,7 @@ def practitioner_disable(national_id: str) -> None:
         if not set_practitioner_enabled(conn, national_id, False):
             console.print("[red]no such professional[/red]")
             raise typer.Exit(1)
+        _trace(conn, "U", "directory.disable", "Practitioner", national_id)
     console.print("disabled")
 
 
@@ -139,6 +155,7 @@ def client_add(name: str = typer.Option(...), jwks: Path = typer.Option(..., exi
     try:
         with _services().engine.begin() as conn:
             add_client(conn, client_id=cid, name=name, kind=kind, jwks=json.loads(jwks.read_text()), scopes=scopes)
+            _trace(conn, "U", "client.register", "Device", cid)
     except (ValueError, json.JSONDecodeError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
@@ -165,6 +182,7 @@ def client_disable(client_id: str) -> None:
         if not set_client_enabled(conn, client_id, False):
             console.print("[red]no such client[/red]")
             raise typer.Exit(1)
+        _trace(conn, "U", "client.disable", "Device", client_id)
     console.print("disabled")
 
 
@@ -181,6 +199,7 @@ def keys_rotate() -> None:
     kid = services.keyring.add_new_key(_key_path(services.settings))
     with services.engine.begin() as conn:
         n = rewrap_all(conn, services.keyring)
+        _trace(conn, "U", "keys.rotate", "Key", kid)
     console.print(f"current key {kid}; {n} document keys re-wrapped")
 
 
