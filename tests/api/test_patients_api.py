@@ -46,6 +46,7 @@ def test_the_existence_check_tells_a_professional_what_they_may_do(world: World)
     entry = r.json()["entry"][0]["resource"]
     access = {e["url"]: e for e in entry["extension"][-1]["extension"]}
     assert access["canRead"]["valueBoolean"] is False
+    assert "name" not in entry and "birthDate" not in entry  # no traits for a mere existence check
     r = world.client.get("/fhir/Patient", params={"identifier": f"{INS_SYSTEM}|{world.ins}"},
                          headers=world.headers("gp"))
     access = {e["url"]: e for e in r.json()["entry"][0]["resource"]["extension"][-1]["extension"]}

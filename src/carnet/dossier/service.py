@@ -173,8 +173,14 @@ def record_objection(ctx: Context, ins_system: str, ins_value: str) -> None:
 
 
 def with_access(served: str, row: Any, decision: Decision) -> str:
-    """The Patient as served, with the TD0.2 answer: dossier status and what this caller may do."""
+    """The Patient as served, with the TD0.2 answer: dossier status and what this caller may do.
+
+    A caller who may not read the dossier (the existence check only) gets no identity traits back: just the id, the
+    INS they already gave and the answer, so that the check cannot be used to collect names and birth dates."""
     res = json.loads(served)
+    if not decision.read:
+        res = {"resourceType": "Patient", "id": res["id"], "meta": res.get("meta", {}),
+               "identifier": [{"system": row.ins_system, "value": row.ins}]}
     res.setdefault("extension", []).append({"url": EXT_DOSSIER_ACCESS, "extension": [
         {"url": "status", "valueCode": row.status},
         {"url": "access", "valueCode": decision.basis if decision.read else "none"},
