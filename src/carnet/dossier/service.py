@@ -58,6 +58,14 @@ def ins_of(resource: dict[str, Any], expression: str = "Patient.identifier") -> 
     raise unprocessable("An INS identifier (NIR or NIA) is required", expression, "required")
 
 
+def ins_value(system: str, value: str, expression: str) -> str:
+    """The normalised INS of a ``system|value`` search or reference, or a 422 naming ``expression``."""
+    try:
+        return parse_ins_identifier(system, value, expression)[1]
+    except InvalidIdentifier as exc:
+        raise unprocessable(exc.reason, expression) from exc
+
+
 def _birthplace(res: dict[str, Any]) -> str:
     for ext in res.get("extension") or []:
         if ext.get("url") == BIRTHPLACE_EXT:
@@ -204,11 +212,7 @@ def check_by_ins(ctx: Context, system: str, value: str, query_text: str) -> list
     """TD0.2 / PDQm by identifier: does a dossier exist for this INS, and may the caller access it?"""
     from carnet.ids import SYSTEM_CHAIN
 
-    try:
-        _, ins = parse_ins_identifier(system, value, "identifier")
-    except InvalidIdentifier as exc:
-        raise unprocessable(exc.reason, "identifier") from exc
-    key = lookup(ctx, ins)
+    key = lookup(ctx, ins_value(system, value, "identifier"))
     if key is None:
         ctx.audit(SYSTEM_CHAIN, "E", "ITI-78", detail={"query": "identifier", "returned": 0})
         return []

@@ -155,13 +155,7 @@ def _patient_key(ctx: Context, call: Call, params: list[tuple[str, str]]) -> uui
         return resolve_patient(ctx, ref, {}, call.base, "patient")
     if "patient.identifier" in q:
         system, _, value = q["patient.identifier"].partition("|")
-        from carnet.identity.ins import InvalidIdentifier, parse_ins_identifier
-
-        try:
-            _, ins = parse_ins_identifier(system, value, "patient.identifier")
-        except InvalidIdentifier as exc:
-            raise unprocessable(exc.reason, "patient.identifier") from exc
-        key = dossiers.lookup(ctx, ins)
+        key = dossiers.lookup(ctx, dossiers.ins_value(system, value, "patient.identifier"))
         if key is None:
             ctx.audit(SYSTEM_CHAIN, "E", "ITI-67", detail={"query": "patient.identifier", "returned": 0})
         return key

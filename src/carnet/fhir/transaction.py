@@ -42,13 +42,7 @@ def resolve_patient(ctx: Context, ref: str | None, in_bundle: dict[str, dict[str
         return key
     if ref.startswith("Patient?identifier="):
         system, _, value = ref[len("Patient?identifier="):].partition("|")
-        from carnet.identity.ins import InvalidIdentifier, parse_ins_identifier
-
-        try:
-            _, ins = parse_ins_identifier(system, value, expression)
-        except InvalidIdentifier as exc:
-            raise unprocessable(exc.reason, expression) from exc
-        key = dossiers.lookup(ctx, ins)
+        key = dossiers.lookup(ctx, dossiers.ins_value(system, value, expression))
         if key is None:
             raise unprocessable("No dossier exists for this patient", expression, "not-found")
         return key
