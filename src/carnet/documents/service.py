@@ -224,11 +224,14 @@ def dossier_of(ctx: Context, resource_id: str) -> uuid.UUID:
     return key
 
 
-def visible_document(ctx: Context, resource_id: str, event: str, action: str = "R") -> tuple[Any, Decision]:
-    """A document the caller may see, or 404 (forbidden looks like not found); a refused read is audited."""
+def visible_document(ctx: Context, resource_id: str, event: str, action: str = "R",
+                     lock: bool = False) -> tuple[Any, Decision]:
+    """A document the caller may see, or 404 (forbidden looks like not found); a refused read is audited.
+    ``lock`` takes the row for update (a change follows)."""
     dossier_key = dossier_of(ctx, resource_id)
     _, decision = ctx.dossier(dossier_key)
-    row = ctx.conn.execute(_DOCUMENT, {"k": dossier_key, "d": uuid.UUID(resource_id)}).first()
+    query = _DOCUMENT.with_for_update() if lock else _DOCUMENT
+    row = ctx.conn.execute(query, {"k": dossier_key, "d": uuid.UUID(resource_id)}).first()
     if row is None or not decision.read or not decision.visibility.allows(doc_facts(row), ctx.now):
         raise ctx.refuse(dossier_key, action, event, not_found(), entity_type="DocumentReference",
                          entity_id=resource_id)
@@ -260,7 +263,7 @@ def delete_from_dossier(ctx: Context, resource_id: str) -> None:
     """The patient (or a legal representative) deletes a document from the dossier (DOMAIN.md: "delete documents
     from their view"): it is gone for everyone, its content and metadata are kept out of every answer, and the audit
     keeps the trace. Professionals never delete: an author withdraws (status entered-in-error) or replaces."""
-    row, decision = visible_document(ctx, resource_id, "document.delete", "D")
+    row, decision = visible_document(ctx, resource_id, "document.delete", "D", lock=True)
     if decision.basis not in ("patient", "representative"):
         raise ctx.refuse(row.dossier_key, "D", "document.delete",
                          forbidden("Only the patient or a legal representative deletes a document from the dossier; "
@@ -278,8 +281,7 @@ def patch(ctx: Context, resource_id: str, plan: PatchPlan) -> str:
     """Update ``status`` and/or ``securityLabel``, as PDSm allows (TD3.2 withdraw, TD3.3 mask/unmask)."""
     from carnet.documents.metadata import confidentiality
 
-    row, decision = visible_document(ctx, resource_id, "document.update", "U")
-    row = _locate(ctx, resource_id, row.dossier_key)
+    row, decision = visible_document(ctx, resource_id, "document.update", "U", lock=True)
     is_author = row.author_id == ctx.actor.id
     patient_side = decision.basis in ("patient", "representative")
     full = decision.basis in ("treating_gp", "gp_rights")
