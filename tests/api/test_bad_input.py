@@ -56,6 +56,14 @@ def mutate(resource: dict[str, Any], mutations: list[tuple[tuple[Any, ...], Any]
     return resource
 
 
+def fresh_document(world: World) -> dict[str, Any]:
+    """The valid DocumentReference, with its own masterIdentifier, for the world's dossier."""
+    res = copy.deepcopy(VALID)
+    res["masterIdentifier"]["value"] = f"urn:uuid:{uuid.uuid4()}"
+    res["subject"] = {"reference": f"Patient/{world.dossier}"}
+    return res
+
+
 def _rows(world: World, table: Any) -> int:
     with world.services.engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
@@ -79,10 +87,7 @@ def post_stored_or_refused(world: World, path: str, body: Any, table: Any, store
 @given(mutations=st.lists(st.tuples(st.sampled_from(PATHS), JUNK), min_size=1, max_size=3))
 def test_a_mutated_document_is_stored_or_refused_cleanly(world: World,
                                                            mutations: list[tuple[tuple[Any, ...], Any]]) -> None:
-    res = copy.deepcopy(VALID)
-    res["masterIdentifier"]["value"] = f"urn:uuid:{uuid.uuid4()}"
-    res["subject"] = {"reference": f"Patient/{world.dossier}"}
-    mutate(res, mutations)
+    res = mutate(fresh_document(world), mutations)
     before = _rows(world, document)
     blobs_before = {p for p in world.services.blobs.root.rglob("*") if p.is_file()}  # type: ignore[attr-defined]
     r = world.client.post("/fhir/DocumentReference", json=res, headers=world.headers())
@@ -138,9 +143,7 @@ BUNDLE_PATHS = [("entry",), ("entry", 0), ("entry", 0, "resource"), ("entry", 0,
 @given(mutations=st.lists(st.tuples(st.sampled_from(BUNDLE_PATHS), JUNK), min_size=1, max_size=3))
 def test_a_mutated_provide_bundle_is_stored_whole_or_not_at_all(world: World,
                                                                  mutations: list[tuple[tuple[Any, ...], Any]]) -> None:
-    doc = copy.deepcopy(VALID)
-    doc["masterIdentifier"]["value"] = f"urn:uuid:{uuid.uuid4()}"
-    doc["subject"] = {"reference": f"Patient/{world.dossier}"}
+    doc = fresh_document(world)
     doc["content"][0]["attachment"] = {"contentType": "text/plain", "url": "urn:uuid:bin-1"}
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "transaction", "entry": [
         {"fullUrl": "urn:uuid:list-1", "request": {"method": "POST", "url": "List"},
