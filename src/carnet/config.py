@@ -17,6 +17,10 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
+def _int(name: str, default: int) -> int:
+    return int(_env(name, str(default)) or default)
+
+
 @dataclass
 class Settings:
     var_dir: Path = field(default_factory=lambda: Path(_env("CARNET_VAR_DIR", "var") or "var").resolve())
@@ -35,6 +39,24 @@ class Settings:
     token_lifetime: int = field(default_factory=lambda: int(_env("CARNET_TOKEN_LIFETIME", "300") or 300))
     page_size: int = field(default_factory=lambda: int(_env("CARNET_PAGE_SIZE", "20") or 20))
     max_page_size: int = 200
+    # --- people's accounts and the portals (issue 4) ---
+    cookie_secure: bool = field(default_factory=lambda: _env("CARNET_COOKIE_SECURE", "true") != "false")
+    session_idle_minutes: int = field(default_factory=lambda: _int("CARNET_SESSION_IDLE_MINUTES", 30))
+    session_max_hours: int = field(default_factory=lambda: _int("CARNET_SESSION_MAX_HOURS", 12))
+    code_minutes: int = field(default_factory=lambda: _int("CARNET_CODE_MINUTES", 10))  # sign-in and reset codes
+    activation_days: int = field(default_factory=lambda: _int("CARNET_ACTIVATION_DAYS", 90))  # activation codes
+    max_failed_attempts: int = field(default_factory=lambda: _int("CARNET_MAX_FAILED_ATTEMPTS", 5))
+    lockout_minutes: int = field(default_factory=lambda: _int("CARNET_LOCKOUT_MINUTES", 15))
+    access_request_hours: int = field(default_factory=lambda: _int("CARNET_ACCESS_REQUEST_HOURS", 24))
+    refresh_token_days: int = field(default_factory=lambda: _int("CARNET_REFRESH_TOKEN_DAYS", 90))
+    # --- notifications: email over SMTP (files in var/mail when no host is set), SMS through a gateway ---
+    smtp_host: str | None = field(default_factory=lambda: _env("CARNET_SMTP_HOST"))
+    smtp_port: int = field(default_factory=lambda: _int("CARNET_SMTP_PORT", 25))
+    smtp_user: str | None = field(default_factory=lambda: _env("CARNET_SMTP_USER"))
+    smtp_password: str | None = field(default_factory=lambda: _env("CARNET_SMTP_PASSWORD"))
+    smtp_starttls: bool = field(default_factory=lambda: _env("CARNET_SMTP_STARTTLS", "false") == "true")
+    mail_from: str = field(default_factory=lambda: _env("CARNET_MAIL_FROM", "Carnet <no-reply@carnet.invalid>") or "")
+    sms_gateway: str = field(default_factory=lambda: _env("CARNET_SMS_GATEWAY", "file") or "file")
 
     @cached_property
     def effective_database_url(self) -> str:

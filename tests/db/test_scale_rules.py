@@ -8,12 +8,23 @@ from carnet.db.tables import metadata
 
 REFERENCE_TABLES = {"practitioner", "client", "token_jti"}
 LOOKUP_TABLES = {"ins_lookup", "creation_objection", "patient_index", "resource_locator", "document_identifier"}
-DOSSIER_TABLES = set(metadata.tables) - REFERENCE_TABLES - LOOKUP_TABLES
+LOOKUP_TABLES |= {"account_login"}  # a sign-in identifier -> its account
+# People's accounts, their codes, sessions and app grants: a second co-location group, distributed by account (or by
+# the hash of their secret); none holds health data, and none is pointed at by a dossier table.
+ACCOUNT_TABLES = {"account", "account_code", "web_session", "oauth_code", "refresh_token"}
+DOSSIER_TABLES = set(metadata.tables) - REFERENCE_TABLES - LOOKUP_TABLES - ACCOUNT_TABLES
 
 
 def test_every_table_is_classified() -> None:
     assert DOSSIER_TABLES == {"dossier", "representative", "access_grant", "document", "document_token",
-                              "submission_set", "audit_chain", "audit"}
+                              "submission_set", "audit_chain", "audit", "account_dossier", "outbox",
+                              "professional_seen", "task"}
+
+
+def test_account_tables_are_keyed_by_their_account_or_secret() -> None:
+    for name in ACCOUNT_TABLES:
+        keys = set(metadata.tables[name].primary_key.columns.keys())
+        assert keys & {"account_id", "session_hash", "code_hash", "token_hash"}, name
 
 
 def test_every_dossier_table_carries_a_not_null_dossier_key_in_its_primary_key() -> None:
@@ -41,7 +52,7 @@ def test_foreign_keys_between_dossier_tables_include_the_key_and_reference_table
             target = fk.referred_table.name
             if name in DOSSIER_TABLES and target in DOSSIER_TABLES:
                 assert "dossier_key" in [c.name for c in fk.columns], (name, target)
-            if name in REFERENCE_TABLES:
+            if name in REFERENCE_TABLES | ACCOUNT_TABLES:
                 assert target not in DOSSIER_TABLES, (name, target)
 
 

@@ -69,6 +69,7 @@ client = Table(
     Column("scopes", Text, nullable=False),
     Column("enabled", Boolean, nullable=False, default=True),
     Column("created_at", TS, nullable=False),
+    Column("redirect_uris", Text),  # patient_app: the registered redirect URIs, space-separated
 )
 
 token_jti = Table(
@@ -132,6 +133,8 @@ dossier = Table(
     Column("treating_gp", String(12)),  # national id of the médecin traitant
     Column("objects_break_glass", Boolean, nullable=False, default=False),
     Column("objects_regulation", Boolean, nullable=False, default=False),
+    # professionals' access requests: ask (the patient is prompted) | refuse (refused at once, never asked)
+    Column("access_requests", String(8), nullable=False, default="ask", server_default="ask"),
     Column("created_at", TS, nullable=False),
     Column("created_by", String(64), nullable=False),
     Column("creation_channel", String(32), nullable=False),  # professional | counter | patient
@@ -267,4 +270,165 @@ audit = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     Index(None, "dossier_key", "recorded"),
+)
+
+# --- people's accounts (issue 4) ----------------------------------------------------------------------------------
+# An account is a person who signs in: a patient (their own dossier) or a legal representative (the dossiers they act
+# on). Account tables are keyed by ``account_id`` (Citus: a second co-location group, distributed by account_id); the
+# link to dossiers lives in the dossier-keyed ``account_dossier``. None of them holds health data.
+
+account = Table(
+    "account", metadata,
+    Column("account_id", Uuid, primary_key=True),
+    Column("kind", String(16), nullable=False),  # patient | representative
+    Column("login", String(200), nullable=False),  # the identifier typed at sign-in (unique through account_login)
+    Column("display_name", String(300), nullable=False),
+    Column("email", String(320)),
+    Column("phone", String(32)),  # E.164
+    Column("otp_channel", String(8), nullable=False, default="email"),  # email | sms: where sign-in codes go
+    Column("password_hash", Text),  # Argon2id; NULL until activated
+    Column("status", String(16), nullable=False),  # invited | active | disabled
+    Column("failed_attempts", Integer, nullable=False, default=0),
+    Column("locked_until", TS),
+    Column("lang", String(8), nullable=False, default="fr"),
+    Column("created_at", TS, nullable=False),
+    Column("activated_at", TS),
+    Column("password_changed_at", TS),
+    Column("last_sign_in_at", TS),
+)
+
+account_login = Table(
+    "account_login", metadata,  # the sign-in identifier is unique across accounts
+    Column("login", String(200), primary_key=True),
+    Column("account_id", Uuid, nullable=False),
+)
+
+account_code = Table(
+    "account_code", metadata,  # one-time codes: activation, sign-in second factor, password reset
+    Column("account_id", Uuid, primary_key=True),
+    Column("code_id", Uuid, primary_key=True),
+    Column("purpose", String(16), nullable=False),  # activation | sign_in | reset
+    Column("code_hash", String(128), nullable=False),
+    Column("channel", String(8), nullable=False),  # post | email | sms
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    Column("used_at", TS),
+    Column("attempts", Integer, nullable=False, default=0),
+)
+
+web_session = Table(
+    "web_session", metadata,  # portal sessions; the cookie holds a random token, the table its SHA-256
+    Column("session_hash", String(64), primary_key=True),
+    Column("account_id", Uuid, nullable=False),
+    Column("stage", String(16), nullable=False),  # password_ok (awaiting the one-time code) | signed_in
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("last_seen_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    Column("revoked_at", TS),
+    Column("dossier_key", Uuid),  # the dossier this session acts on, once chosen
+    Column("representative_id", Uuid),  # set when acting as a legal representative
+    Index(None, "account_id"),
+)
+
+account_dossier = Table(
+    "account_dossier", metadata,  # which dossiers an account acts on, and as whom
+    Column("dossier_key", Uuid, primary_key=True),
+    Column("account_id", Uuid, primary_key=True),
+    Column("role", String(16), nullable=False),  # owner | representative
+    Column("representative_id", Uuid),  # the representative record, for role representative
+    Column("since", TS, nullable=False),
+    Column("ended_at", TS),
+    Column("last_visit_at", TS),  # "new since your last visit"
+    Column("notify", Json, nullable=False),  # {event group: [channels]}; always-sent events ignore it
+    ForeignKeyConstraint(["dossier_key"], ["dossier.dossier_key"]),
+    Index(None, "account_id"),
+)
+
+# --- SMART on FHIR standalone launch for patient apps (issue 4) ---------------------------------------------------
+
+oauth_code = Table(
+    "oauth_code", metadata,  # authorization codes (RFC 6749 §4.1 with PKCE, RFC 7636): single use, short-lived
+    Column("code_hash", String(64), primary_key=True),
+    Column("client_id", String(64), nullable=False),
+    Column("account_id", Uuid, nullable=False),
+    Column("dossier_key", Uuid, nullable=False),
+    Column("representative_id", Uuid),
+    Column("scopes", Text, nullable=False),
+    Column("redirect_uri", Text, nullable=False),
+    Column("code_challenge", String(128), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    Column("used_at", TS),
+)
+
+refresh_token = Table(
+    "refresh_token", metadata,  # rotated on every use; reuse of a spent token revokes its whole family
+    Column("token_hash", String(64), primary_key=True),
+    Column("family_id", Uuid, nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("account_id", Uuid, nullable=False),
+    Column("dossier_key", Uuid, nullable=False),
+    Column("representative_id", Uuid),
+    Column("scopes", Text, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    Column("used_at", TS),
+    Column("revoked_at", TS),
+    Index(None, "family_id"),
+    Index(None, "account_id"),
+)
+
+# --- notifications, requests to the patient, first accesses (issue 4; dossier tables) ------------------------------
+
+outbox = Table(
+    "outbox", metadata,  # transactional outbox: written in the event's transaction, delivered by `carnet worker`
+    Column("dossier_key", Uuid, primary_key=True),
+    Column("message_id", Uuid, primary_key=True),
+    Column("event", String(32), nullable=False),
+    Column("account_id", Uuid),
+    Column("channel", String(8), nullable=False),  # email | sms | post
+    Column("address", String(320), nullable=False),
+    Column("template", String(64), nullable=False),
+    Column("params", Json, nullable=False),  # never health content: names of people and links only
+    Column("lang", String(8), nullable=False, default="fr"),
+    Column("status", String(16), nullable=False),  # pending | sending | sent | failed | uncertain
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", TS, nullable=False),
+    Column("last_error", String(300)),
+    Column("created_at", TS, nullable=False),
+    Column("sent_at", TS),
+    ForeignKeyConstraint(["dossier_key"], ["dossier.dossier_key"]),
+    Index(None, "status", "next_attempt_at"),
+)
+
+professional_seen = Table(
+    "professional_seen", metadata,  # the first access of each professional to a dossier (notified once)
+    Column("dossier_key", Uuid, primary_key=True),
+    Column("subject_id", String(64), primary_key=True),
+    Column("first_at", TS, nullable=False),
+    ForeignKeyConstraint(["dossier_key"], ["dossier.dossier_key"]),
+)
+
+task = Table(
+    "task", metadata,  # FHIR Task: a professional's access request, a patient's rectification request
+    Column("dossier_key", Uuid, primary_key=True),
+    Column("task_id", Uuid, primary_key=True),
+    Column("kind", String(16), nullable=False),  # access | rectification
+    Column("status", String(16), nullable=False),  # requested | accepted | rejected | completed | cancelled | expired
+    Column("requester_kind", String(32), nullable=False),
+    Column("requester_id", String(64), nullable=False),
+    Column("owner_id", String(64)),  # who must answer: the author, for a rectification
+    Column("focus_type", String(32)),
+    Column("focus_id", String(64)),
+    Column("reason", Text),
+    Column("answer", Text),
+    Column("result_id", String(64)),  # the replacing document, for a rectification
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS),
+    Column("answered_at", TS),
+    Column("answered_by", String(64)),
+    Column("version", Integer, nullable=False, default=1),
+    Column("last_updated", TS, nullable=False),
+    ForeignKeyConstraint(["dossier_key"], ["dossier.dossier_key"]),
 )
