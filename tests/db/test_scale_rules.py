@@ -17,7 +17,7 @@ DOSSIER_TABLES = set(metadata.tables) - REFERENCE_TABLES - LOOKUP_TABLES - ACCOU
 
 def test_every_table_is_classified() -> None:
     assert DOSSIER_TABLES == {"dossier", "representative", "access_grant", "document", "document_token",
-                              "submission_set", "audit_chain", "audit", "account_dossier", "outbox",
+                              "submission_set", "audit_chain", "audit", "account_dossier", "outbox", "contact",
                               "professional_seen", "task"}
 
 

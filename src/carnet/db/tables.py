@@ -328,6 +328,7 @@ web_session = Table(
     Column("revoked_at", TS),
     Column("dossier_key", Uuid),  # the dossier this session acts on, once chosen
     Column("representative_id", Uuid),  # set when acting as a legal representative
+    Column("previous_visit_at", TS),  # the account's previous visit to that dossier: "new since your last visit"
     Index(None, "account_id"),
 )
 
@@ -430,5 +431,20 @@ task = Table(
     Column("answered_by", String(64)),
     Column("version", Integer, nullable=False, default=1),
     Column("last_updated", TS, nullable=False),
+    ForeignKeyConstraint(["dossier_key"], ["dossier.dossier_key"]),
+)
+
+contact = Table(
+    "contact", metadata,  # the patient's emergency contacts (served as FHIR RelatedPerson, relationship C)
+    Column("dossier_key", Uuid, primary_key=True),
+    Column("contact_id", Uuid, primary_key=True),
+    Column("name", String(300), nullable=False),
+    Column("relationship", String(100)),  # free text: "daughter", "neighbour"
+    Column("phone", String(32)),
+    Column("email", String(320)),
+    Column("note", String(500)),
+    Column("created_at", TS, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("updated_at", TS, nullable=False),
     ForeignKeyConstraint(["dossier_key"], ["dossier.dossier_key"]),
 )

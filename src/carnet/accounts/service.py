@@ -1,0 +1,388 @@
+"""People's accounts: invitation with a one-time activation code, activation, two-step sign-in, password reset.
+
+- A dossier exists before its owner ever signs in (DOMAIN.md). When it is created, an ``invited`` account is made for
+  its owner (identifier: the INS) and an activation code goes out of band (a letter; also email/SMS when the Patient
+  resource carries them). A legal representative recorded on a dossier gets an account too (identifier: their
+  email, or a generated one sent by letter); a representative who already has an account is simply linked to the new
+  dossier, so one account acts on several dossiers.
+- Activation: identifier + activation code (+ birth date for a patient), then a password and where sign-in codes go.
+- Sign-in: identifier + password, then a 6-digit one-time code sent by email or SMS. Codes expire
+  (``CARNET_CODE_MINUTES``), are single-use, allow 5 tries each. Wrong passwords count; after
+  ``CARNET_MAX_FAILED_ATTEMPTS`` the account is locked for ``CARNET_LOCKOUT_MINUTES``, doubling with each further
+  failure (capped at a day). Unknown identifiers get the same answer and the same Argon2 time as wrong passwords.
+- Reset: a code sent to the account's channel, then a new password; every session and app token is revoked.
+
+These functions work on the account tables in the caller's connection; the one dossier-side effect (the audit record
+"account.activate" on each dossier the account acts on) goes through :class:`~carnet.context.Context`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets as pysecrets
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, and_, insert, select, update
+
+from carnet.access.actors import Actor, ActorKind
+from carnet.accounts import secrets
+from carnet.context import Context, Services
+from carnet.db.tables import account, account_code, account_dossier, account_login, dossier
+from carnet.ids import new_id
+from carnet.portal.session import PORTAL_CLIENT, revoke_everywhere
+
+CODE_TRIES = 5
+MAX_LOCK = dt.timedelta(hours=24)
+
+
+class AccountError(Exception):
+    """A refusal shown to the person: ``message`` is an English message id the portal translates."""
+
+    def __init__(self, message: str, *, locked_until: dt.datetime | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.locked_until = locked_until
+
+
+@dataclass(frozen=True)
+class Invitation:
+    account_id: uuid.UUID
+    login: str
+    code: str | None  # None when an existing account was linked
+
+
+@dataclass(frozen=True)
+class CodeSent:
+    account_id: uuid.UUID
+    channel: str  # email | sms
+    address: str  # the full address, for delivery; show ``masked`` to people
+    masked: str
+    code: str
+    lang: str
+
+
+def normalise_login(login: str) -> str:
+    text = login.strip()
+    if "@" in text:
+        return text.lower()
+    return "".join(text.split()).upper()
+
+
+def mask(address: str) -> str:
+    if "@" in address:
+        name, _, domain = address.partition("@")
+        return f"{name[:1]}•••@{domain}"
+    return f"•••• {address[-2:]}" if len(address) >= 2 else "••••"
+
+
+def _utc(ts: dt.datetime | None) -> dt.datetime | None:
+    if ts is None:
+        return None
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=dt.UTC)
+
+
+def by_login(conn: Connection, login: str) -> Any:
+    return conn.execute(
+        select(account).select_from(account_login.join(account, account.c.account_id == account_login.c.account_id))
+        .where(account_login.c.login == normalise_login(login))).first()
+
+
+def new_code(conn: Connection, account_id: uuid.UUID, purpose: str, channel: str, now: dt.datetime,
+             lifetime: dt.timedelta) -> str:
+    """Issue a code, ending every earlier unused code of the same purpose (only the latest one works)."""
+    conn.execute(update(account_code).where(and_(
+        account_code.c.account_id == account_id, account_code.c.purpose == purpose, account_code.c.used_at.is_(None),
+        account_code.c.expires_at > now)).values(expires_at=now))
+    code = secrets.activation_code() if purpose == "activation" else secrets.numeric_code()
+    code_id = new_id()
+    conn.execute(insert(account_code).values(
+        account_id=account_id, code_id=code_id, purpose=purpose, code_hash=secrets.code_hash(code_id, code),
+        channel=channel, created_at=now, expires_at=now + lifetime, attempts=0))
+    return code
+
+
+def check_code(conn: Connection, account_id: uuid.UUID, purpose: str, presented: str, now: dt.datetime) -> bool:
+    """True (and the code is spent) if ``presented`` is the live code; each wrong try counts, 5 burn the code."""
+    row = conn.execute(select(account_code).where(and_(
+        account_code.c.account_id == account_id, account_code.c.purpose == purpose, account_code.c.used_at.is_(None),
+        account_code.c.expires_at > now)).order_by(account_code.c.created_at.desc()).limit(1)).first()
+    if row is None:
+        return False
+    key = and_(account_code.c.account_id == account_id, account_code.c.code_id == row.code_id)
+    if row.attempts >= CODE_TRIES:
+        return False
+    if secrets.code_matches(row.code_id, row.code_hash, presented):
+        conn.execute(update(account_code).where(key).values(used_at=now, attempts=row.attempts + 1))
+        return True
+    conn.execute(update(account_code).where(key).values(
+        attempts=row.attempts + 1, **({"used_at": now} if row.attempts + 1 >= CODE_TRIES else {})))
+    return False
+
+
+def invite(conn: Connection, now: dt.datetime, services: Services, *, kind: str, login: str | None,
+           display_name: str, email: str | None = None, phone: str | None = None, lang: str = "fr") -> Invitation:
+    """An ``invited`` account with a fresh activation code; an existing account for ``login`` is reused (a code is
+    issued only if it was never activated)."""
+    if login:
+        existing = by_login(conn, login)
+        if existing is not None:
+            code = None
+            if existing.status == "invited":
+                code = new_code(conn, existing.account_id, "activation", "post", now,
+                                dt.timedelta(days=services.settings.activation_days))
+            return Invitation(existing.account_id, existing.login, code)
+    login = normalise_login(login) if login else f"R{pysecrets.randbelow(10**9):09d}"
+    account_id = new_id()
+    conn.execute(insert(account).values(
+        account_id=account_id, kind=kind, login=login, display_name=display_name[:300], email=email, phone=phone,
+        otp_channel="email" if email or not phone else "sms", password_hash=None, status="invited",
+        failed_attempts=0, lang=lang, created_at=now))
+    conn.execute(insert(account_login).values(login=login, account_id=account_id))
+    code = new_code(conn, account_id, "activation", "post", now, dt.timedelta(days=services.settings.activation_days))
+    return Invitation(account_id, login, code)
+
+
+def default_notify() -> dict[str, list[str]]:
+    try:
+        from carnet.notify.outbox import default_prefs
+    except ImportError:  # pragma: no cover - the notify package ships with Carnet
+        return {}
+    return dict(default_prefs())
+
+
+def link(conn: Connection, account_id: uuid.UUID, dossier_key: uuid.UUID, role: str, now: dt.datetime,
+         representative_id: uuid.UUID | None = None) -> None:
+    exists = conn.execute(select(account_dossier.c.account_id).where(and_(
+        account_dossier.c.dossier_key == dossier_key, account_dossier.c.account_id == account_id))).first()
+    if exists is not None:
+        conn.execute(update(account_dossier).where(and_(
+            account_dossier.c.dossier_key == dossier_key, account_dossier.c.account_id == account_id)).values(
+            ended_at=None, role=role, representative_id=representative_id))
+        return
+    conn.execute(insert(account_dossier).values(
+        dossier_key=dossier_key, account_id=account_id, role=role, representative_id=representative_id, since=now,
+        notify=default_notify()))
+
+
+def _letter(ctx: Context, dossier_key: uuid.UUID, invitation: Invitation, name: str) -> None:
+    """The activation letter (and email/SMS when an address is known), through the outbox: sent only if the
+    transaction that created the account commits."""
+    if invitation.code is None:
+        return
+    try:
+        from carnet.notify.outbox import enqueue_direct
+    except ImportError:  # pragma: no cover
+        return
+    row = ctx.conn.execute(select(account.c.email, account.c.phone, account.c.lang)
+                           .where(account.c.account_id == invitation.account_id)).first()
+    params = {"name": name, "login": invitation.login, "code": invitation.code,
+              "url": f"{ctx.settings.base_url}/portal/activate"}
+    lang = row.lang if row is not None else "fr"
+    enqueue_direct(ctx, dossier_key, "post", name, "activation", params, lang)
+    if row is not None and row.email:
+        enqueue_direct(ctx, dossier_key, "email", row.email, "activation", params, lang)
+    elif row is not None and row.phone:
+        enqueue_direct(ctx, dossier_key, "sms", row.phone, "activation", params, lang)
+
+
+def invite_owner(ctx: Context, dossier_key: uuid.UUID, resource: dict[str, Any]) -> Invitation:
+    """Called when a dossier is created: its owner's account (identifier: the INS) and the activation letter."""
+    row = ctx.conn.execute(select(dossier.c.ins, dossier.c.given, dossier.c.family)
+                           .where(dossier.c.dossier_key == dossier_key)).one()
+    email, phone = _telecom(resource)
+    name = f"{row.given} {row.family}"
+    inv = invite(ctx.conn, ctx.now, ctx.services, kind="patient", login=row.ins, display_name=name, email=email,
+                 phone=phone)
+    link(ctx.conn, inv.account_id, dossier_key, "owner", ctx.now)
+    _letter(ctx, dossier_key, inv, name)
+    return inv
+
+
+def invite_representative(ctx: Context, dossier_key: uuid.UUID, representative_id: uuid.UUID, given: str,
+                          family: str, resource: dict[str, Any] | None = None) -> Invitation:
+    email, phone = _telecom(resource or {})
+    name = f"{given} {family}"
+    inv = invite(ctx.conn, ctx.now, ctx.services, kind="representative", login=email, display_name=name,
+                 email=email, phone=phone)
+    link(ctx.conn, inv.account_id, dossier_key, "representative", ctx.now, representative_id)
+    _letter(ctx, dossier_key, inv, name)
+    return inv
+
+
+def _telecom(resource: dict[str, Any]) -> tuple[str | None, str | None]:
+    email = phone = None
+    for t in resource.get("telecom") or []:
+        if not isinstance(t, dict) or not isinstance(t.get("value"), str):
+            continue
+        if t.get("system") == "email" and email is None and "@" in t["value"]:
+            email = t["value"].strip().lower()[:320]
+        if t.get("system") in ("phone", "sms") and phone is None:
+            phone = "".join(ch for ch in t["value"] if ch.isdigit() or ch == "+")[:32] or None
+    return email, phone
+
+
+def _lock_after_failure(conn: Connection, row: Any, now: dt.datetime, services: Services) -> None:
+    failures = row.failed_attempts + 1
+    values: dict[str, Any] = {"failed_attempts": failures}
+    limit = services.settings.max_failed_attempts
+    if failures >= limit:
+        span = dt.timedelta(minutes=services.settings.lockout_minutes) * (2 ** min(failures - limit, 10))
+        values["locked_until"] = now + min(span, MAX_LOCK)
+    conn.execute(update(account).where(account.c.account_id == row.account_id).values(**values))
+
+
+def _refuse_if_locked(row: Any, now: dt.datetime) -> None:
+    until = _utc(row.locked_until)
+    if until is not None and until > now:
+        raise AccountError("Too many attempts. For your safety, this account is locked for a while.",
+                           locked_until=until)
+
+
+def activate(services: Services, conn: Connection, now: dt.datetime, *, login: str, code: str,
+             birth_date: dt.date | None, password: str, email: str | None, phone: str | None,
+             otp_channel: str) -> uuid.UUID:
+    """Activate an invited account. Raises :class:`AccountError` with a message id; a wrong code counts as a failed
+    attempt (lock-out applies)."""
+    row = by_login(conn, login)
+    if row is None or row.status != "invited":
+        raise AccountError("This identifier and activation code do not match.")
+    _refuse_if_locked(row, now)
+    problem = secrets.password_problem(password, row.login, *row.display_name.split())
+    if problem:  # checked before the code, so that a refused password does not spend it
+        raise AccountError(problem)
+    email = (email or "").strip().lower() or row.email
+    phone = "".join(ch for ch in (phone or "") if ch.isdigit() or ch == "+") or row.phone
+    channel = otp_channel if otp_channel in ("email", "sms") else "email"
+    if (channel == "email" and not email) or (channel == "sms" and not phone):
+        raise AccountError("Give the email address or mobile number where your sign-in codes should go.")
+    ok = check_code(conn, row.account_id, "activation", code, now)
+    if ok and row.kind == "patient":
+        own = conn.execute(select(dossier.c.birth_date).select_from(account_dossier.join(
+            dossier, dossier.c.dossier_key == account_dossier.c.dossier_key)).where(and_(
+                account_dossier.c.account_id == row.account_id, account_dossier.c.role == "owner"))).first()
+        ok = own is not None and birth_date == own.birth_date
+    if not ok:
+        _lock_after_failure(conn, row, now, services)
+        raise AccountError("This identifier and activation code do not match.")
+    conn.execute(update(account).where(account.c.account_id == row.account_id).values(
+        status="active", password_hash=secrets.hash_password(password), email=email, phone=phone,
+        otp_channel=channel, activated_at=now, password_changed_at=now, failed_attempts=0, locked_until=None))
+    for link_row in conn.execute(select(account_dossier).where(and_(
+            account_dossier.c.account_id == row.account_id, account_dossier.c.ended_at.is_(None)))).all():
+        actor = _actor_for_link(conn, link_row, row.display_name)
+        Context(services, conn, actor, now).audit(link_row.dossier_key, "E", "account.activate",
+                                                  entity_type="Patient", entity_id=str(link_row.dossier_key))
+    return row.account_id
+
+
+def _actor_for_link(conn: Connection, link_row: Any, display: str) -> Actor:
+    if link_row.role == "representative":
+        ins = conn.execute(select(dossier.c.ins).where(dossier.c.dossier_key == link_row.dossier_key)).scalar_one()
+        return Actor(kind=ActorKind.REPRESENTATIVE, id=str(link_row.representative_id), display=display,
+                     acting_for=ins, client_id=PORTAL_CLIENT)
+    ins = conn.execute(select(dossier.c.ins).where(dossier.c.dossier_key == link_row.dossier_key)).scalar_one()
+    return Actor(kind=ActorKind.PATIENT, id=ins, display=display, client_id=PORTAL_CLIENT)
+
+
+def _code_for(conn: Connection, row: Any, purpose: str, now: dt.datetime, services: Services) -> CodeSent:
+    channel = row.otp_channel if row.otp_channel in ("email", "sms") else "email"
+    address = row.email if channel == "email" else row.phone
+    if not address:
+        channel, address = ("sms", row.phone) if row.phone else ("email", row.email)
+    if not address:
+        raise AccountError("No email address or mobile number is recorded for this account.")
+    code = new_code(conn, row.account_id, purpose, channel, now, dt.timedelta(minutes=services.settings.code_minutes))
+    return CodeSent(row.account_id, channel, address, mask(address), code, row.lang)
+
+
+def start_sign_in(services: Services, conn: Connection, now: dt.datetime, login: str, password: str) -> CodeSent:
+    """Check the password; on success issue the sign-in code (the caller sends it after committing)."""
+    row = by_login(conn, login)
+    if row is None or row.status != "active":
+        secrets.verify_password(None, password)
+        raise AccountError("This identifier or password is not right.")
+    _refuse_if_locked(row, now)
+    ok, rehash = secrets.verify_password(row.password_hash, password)
+    if not ok:
+        _lock_after_failure(conn, row, now, services)
+        raise AccountError("This identifier or password is not right.")
+    values: dict[str, Any] = {"failed_attempts": 0, "locked_until": None}
+    if rehash:
+        values["password_hash"] = secrets.hash_password(password)
+    conn.execute(update(account).where(account.c.account_id == row.account_id).values(**values))
+    return _code_for(conn, row, "sign_in", now, services)
+
+
+def resend_sign_in(services: Services, conn: Connection, now: dt.datetime, account_id: uuid.UUID) -> CodeSent:
+    row = conn.execute(select(account).where(account.c.account_id == account_id)).one()
+    _refuse_if_locked(row, now)
+    return _code_for(conn, row, "sign_in", now, services)
+
+
+def finish_sign_in(services: Services, conn: Connection, now: dt.datetime, account_id: uuid.UUID, code: str) -> None:
+    row = conn.execute(select(account).where(account.c.account_id == account_id)).one()
+    _refuse_if_locked(row, now)
+    if not check_code(conn, account_id, "sign_in", code, now):
+        _lock_after_failure(conn, row, now, services)
+        raise AccountError("This code is not right or has expired.")
+    conn.execute(update(account).where(account.c.account_id == account_id).values(
+        last_sign_in_at=now, failed_attempts=0, locked_until=None))
+
+
+def start_reset(services: Services, conn: Connection, now: dt.datetime, login: str) -> CodeSent | None:
+    """A reset code for an active account, or None (the page answers the same either way)."""
+    row = by_login(conn, login)
+    if row is None or row.status != "active":
+        return None
+    until = _utc(row.locked_until)
+    if until is not None and until > now:
+        return None
+    return _code_for(conn, row, "reset", now, services)
+
+
+def finish_reset(services: Services, conn: Connection, now: dt.datetime, login: str, code: str,
+                 password: str) -> uuid.UUID:
+    row = by_login(conn, login)
+    if row is None or row.status != "active":
+        raise AccountError("This code is not right or has expired.")
+    _refuse_if_locked(row, now)
+    if not check_code(conn, row.account_id, "reset", code, now):
+        _lock_after_failure(conn, row, now, services)
+        raise AccountError("This code is not right or has expired.")
+    problem = secrets.password_problem(password, row.login, *row.display_name.split())
+    if problem:
+        raise AccountError(problem)
+    conn.execute(update(account).where(account.c.account_id == row.account_id).values(
+        password_hash=secrets.hash_password(password), password_changed_at=now, failed_attempts=0,
+        locked_until=None))
+    revoke_everywhere(conn, row.account_id, now)
+    return row.account_id
+
+
+def send(services: Services, sent: CodeSent, purpose: str) -> None:
+    """Deliver a one-time code at once (not through the outbox: the person is waiting for it)."""
+    from carnet.notify.channels import channels_for
+
+    subject, text = code_message(purpose, sent.code, sent.lang, sent.channel)
+    channels_for(services.settings).send(sent.channel, sent.address, subject, text, str(new_id()))
+
+
+_CODE_TEXT = {
+    "fr": {"sign_in": ("Votre code de connexion Carnet", "Votre code de connexion à Carnet : {code}. Il est valable "
+                       "quelques minutes. Ne le communiquez à personne : Carnet ne vous le demandera jamais."),
+           "reset": ("Réinitialiser votre mot de passe Carnet", "Votre code pour choisir un nouveau mot de passe "
+                     "Carnet : {code}. Si vous n'avez rien demandé, ignorez ce message."),
+           },
+    "en": {"sign_in": ("Your Carnet sign-in code", "Your Carnet sign-in code: {code}. It is valid for a few minutes. "
+                       "Never share it: Carnet will never ask you for it."),
+           "reset": ("Reset your Carnet password", "Your code to choose a new Carnet password: {code}. If you did not "
+                     "ask for it, ignore this message."),
+           },
+}
+
+
+def code_message(purpose: str, code: str, lang: str, channel: str) -> tuple[str, str]:
+    subject, text = _CODE_TEXT.get(lang, _CODE_TEXT["fr"])[purpose]
+    return subject, text.format(code=code)

@@ -1,0 +1,46 @@
+"""Every message id of the portals has a French translation (French is the default language)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from babel.messages.extract import extract_from_dir
+
+from carnet.portal import i18n
+
+PORTAL = Path(i18n.__file__).parent
+# The portals, and the modules whose refusals the portals show (AccountError messages are message ids).
+SOURCES = [PORTAL, PORTAL.parent / "accounts"]
+METHODS = [("**/templates/**.html", "jinja2"), ("**.py", "python")]
+KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "AccountError": None, "N_": None}
+
+
+def message_ids() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for source in SOURCES:
+        for filename, lineno, message, _comments, _context in extract_from_dir(
+                str(source), METHODS, keywords=KEYWORDS,
+                options_map={"**/templates/**.html": {"extensions": "jinja2.ext.i18n"}}):
+            text = message[0] if isinstance(message, tuple) else message
+            if text:
+                found.setdefault(text, f"{source.name}/{filename}:{lineno}")
+    return found
+
+
+def test_the_extraction_finds_the_message_ids_of_templates_and_code() -> None:
+    ids = message_ids()
+    assert "Sign in" in ids and "Skip to content" in ids and "This identifier or password is not right." in ids
+
+
+def test_every_message_id_has_a_french_translation() -> None:
+    french = i18n._catalogue("fr")
+    missing = {text: where for text, where in message_ids().items() if text not in french}
+    assert not missing, "\n".join(f"{where}: {text}" for text, where in sorted(missing.items(), key=lambda i: i[1]))
+
+
+def test_english_is_the_message_id_and_french_the_default() -> None:
+    assert i18n.negotiate(None, None) == "fr"
+    assert i18n.negotiate(None, "en-GB,en;q=0.9") == "en"
+    assert i18n.negotiate("fr", "en") == "fr"
+    assert i18n.language("en").gettext("Sign in") == "Sign in"
+    assert i18n.language("fr").gettext("Sign in") != "Sign in"
