@@ -1,0 +1,147 @@
+"""Which audited events notify the people linked to a dossier (issue 4 §5; DOMAIN.md: break-glass and regulation
+accesses are notified afterwards). :func:`on_audit` is called by :meth:`carnet.context.Context.audit` for every
+successful record, inside the same transaction, so a message exists exactly when its event committed.
+
+The hot path stays cheap: an event with no rule, by anyone but a professional, costs nothing; a professional's read
+in normal mode costs one insert-if-absent into ``professional_seen`` (the first access is notified once, ever).
+
+Rules (messages carry no health content; see docs/NOTIFICATIONS.md):
+- ``dossier.create`` → dossier.created; ``account.activate`` → dossier.activated; ``dossier.close`` /
+  ``dossier.reopen`` → dossier.closed / dossier.reopened;
+- a new document (``ITI-65`` / ``ITI-105`` on a DocumentReference) → document.new, unless it is ``INVISIBLE_PATIENT``
+  (the patient must not learn of it before its announcement) or the patient side added it themselves; a document
+  hidden from legal representatives is not announced to them;
+- any access by a professional in normal mode → access.first, once per professional and dossier;
+- in emergency (break the glass) or regulation mode → access.emergency / access.regulation, always sent, once per
+  professional, mode and (UTC) day;
+- ``task.access.request`` → access.request (always sent); ``task.rectification.answer`` → rectification.answer;
+- ``access.*`` changes of rights → access.rights;
+- documents awaiting their announcement are found by a periodic job (:func:`announce_due`), not by an event.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, bindparam, false, select, true
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from carnet.access.actors import ActorKind, Mode
+from carnet.db.tables import document, professional_seen
+from carnet.ids import SYSTEM_CHAIN, parse_id
+from carnet.notify.outbox import enqueue
+
+if TYPE_CHECKING:
+    from carnet.context import Context
+
+SUCCESS = "0"
+PATIENT_SIDE = frozenset({ActorKind.PATIENT, ActorKind.REPRESENTATIVE})
+PUBLISH_EVENTS = frozenset({"ITI-65", "ITI-105"})
+RIGHTS_EVENTS = frozenset({"access.consent", "access.gp_rights", "access.block", "access.withdraw",
+                           "access.treating_gp", "access.objection"})
+
+_SEEN_VALUES: dict[str, Any] = {"dossier_key": bindparam("k"), "subject_id": bindparam("s"), "first_at": bindparam("t")}
+# RETURNING tells whether the row was added (the driver's rowcount is not reliable for ON CONFLICT DO NOTHING).
+_SEEN_PG = pg_insert(professional_seen).values(_SEEN_VALUES).on_conflict_do_nothing().returning(
+    professional_seen.c.first_at)
+_SEEN_SQLITE = sqlite_insert(professional_seen).values(_SEEN_VALUES).on_conflict_do_nothing().returning(
+    professional_seen.c.first_at)
+_DOC = select(document.c.invisible_patient, document.c.invisible_representatives).where(
+    document.c.dossier_key == bindparam("k"), document.c.document_id == bindparam("d"))
+
+
+def first_time(conn: Connection, dossier_key: uuid.UUID, subject_id: str, now: dt.datetime) -> bool:
+    """Record ``subject_id`` in ``professional_seen`` if absent, in one statement; True when this call added it.
+    Concurrent callers are safe: exactly one of them sees True."""
+    stmt = _SEEN_PG if conn.dialect.name == "postgresql" else _SEEN_SQLITE
+    return conn.execute(stmt, {"k": dossier_key, "s": subject_id, "t": now.astimezone(dt.UTC)}).first() is not None
+
+
+def on_audit(ctx: Context, dossier_key: uuid.UUID, event: str, outcome: str, entity_type: str | None,
+             entity_id: str | None, detail: dict[str, Any] | None) -> None:
+    """Turn one successful audit record into notifications (see the module docstring). Refusals are never
+    notified: they are rolled back and recorded elsewhere."""
+    if outcome != SUCCESS or dossier_key == SYSTEM_CHAIN:
+        return
+    actor = ctx.actor
+    if actor.kind is ActorKind.PROFESSIONAL and actor.id and not (
+            event == "ITI-78" and (detail or {}).get("returned") == 0):  # a check that found nothing shows nothing
+        _professional_access(ctx, dossier_key, actor.id, actor.mode)
+    rule = _RULES.get(event)
+    if rule is not None:
+        rule(ctx, dossier_key, entity_type, entity_id)
+
+
+# Markers already written by this transaction: a bundle of fifty documents costs one insert, not fifty.
+_SEEN_IN_TRANSACTION: weakref.WeakKeyDictionary[Context, set[tuple[uuid.UUID, str]]] = weakref.WeakKeyDictionary()
+
+
+def _professional_access(ctx: Context, dossier_key: uuid.UUID, professional_id: str, mode: Mode) -> None:
+    if mode is Mode.NORMAL:
+        subject, notification = professional_id, "access.first"
+    else:
+        subject = f"{mode.value}:{professional_id}:{ctx.now.astimezone(dt.UTC).date().isoformat()}"
+        notification = f"access.{mode.value}"
+    seen = _SEEN_IN_TRANSACTION.setdefault(ctx, set())
+    if (dossier_key, subject) in seen:
+        return
+    seen.add((dossier_key, subject))
+    if first_time(ctx.conn, dossier_key, subject, ctx.now):
+        enqueue(ctx, dossier_key, notification, always=mode is not Mode.NORMAL)
+
+
+def _simple(notification: str) -> Callable[[Context, uuid.UUID, str | None, str | None], None]:
+    def rule(ctx: Context, dossier_key: uuid.UUID, _entity_type: str | None, _entity_id: str | None) -> None:
+        enqueue(ctx, dossier_key, notification)
+    return rule
+
+
+def _new_document(ctx: Context, dossier_key: uuid.UUID, entity_type: str | None, entity_id: str | None) -> None:
+    document_id = parse_id(entity_id) if entity_type == "DocumentReference" and entity_id else None
+    if document_id is None or ctx.actor.kind in PATIENT_SIDE:
+        return
+    row = ctx.conn.execute(_DOC, {"k": dossier_key, "d": document_id}).first()
+    if row is None or row.invisible_patient:
+        return
+    enqueue(ctx, dossier_key, "document.new", exclude_representatives=bool(row.invisible_representatives))
+
+
+_RULES: dict[str, Callable[[Context, uuid.UUID, str | None, str | None], None]] = {
+    "dossier.create": _simple("dossier.created"),
+    "account.activate": _simple("dossier.activated"),
+    "dossier.close": _simple("dossier.closed"),
+    "dossier.reopen": _simple("dossier.reopened"),
+    "task.access.request": _simple("access.request"),
+    "task.rectification.answer": _simple("rectification.answer"),
+    **{e: _new_document for e in PUBLISH_EVENTS},
+    **{e: _simple("access.rights") for e in RIGHTS_EVENTS},
+}
+
+
+def announce_due(ctx: Context) -> int:
+    """Periodic job: tell the patient that a document awaits its announcement (DOMAIN.md: "the patient is told within
+    2 weeks"). A document qualifies when it is still ``INVISIBLE_PATIENT``, current, not deleted, and was deposited at
+    least ``CARNET_ANNOUNCEMENT_NOTICE_DAYS`` ago; each is notified once (``professional_seen`` key
+    ``announce:<document id>``). The deposit time is when the invisibility started: ``invisible_patient_until``
+    minus ``CARNET_INVISIBLE_PATIENT_DAYS`` (a document whose invisibility has already lapsed is no longer awaiting
+    anything and is skipped). This query spans dossiers: it is a background path, never a request's.
+    Returns the number of documents announced."""
+    s = ctx.settings
+    now = ctx.now.astimezone(dt.UTC)
+    horizon = now + dt.timedelta(days=s.invisible_patient_days - s.announcement_notice_days)
+    rows = ctx.conn.execute(select(document.c.dossier_key, document.c.document_id,
+                                   document.c.invisible_representatives).where(
+        document.c.invisible_patient == true(), document.c.deleted == false(), document.c.status == "current",
+        document.c.invisible_patient_until > now, document.c.invisible_patient_until <= horizon)).all()
+    n = 0
+    for r in rows:
+        if first_time(ctx.conn, r.dossier_key, f"announce:{r.document_id}", now):
+            enqueue(ctx, r.dossier_key, "document.announcement",
+                    exclude_representatives=bool(r.invisible_representatives))
+            n += 1
+    return n

@@ -1,0 +1,201 @@
+"""``carnet worker``: delivers the outbox, and runs the periodic notification job.
+
+Delivery is at most once: a message is claimed (``pending`` → ``sending``, with a lease) and that claim is committed
+*before* the message is handed to its channel; the outcome is recorded afterwards (``sent``; back to ``pending`` with
+back-off on a transient failure; ``failed`` on a permanent one or after the last retry). A message found still
+``sending`` once its lease has passed was perhaps delivered, perhaps not (the worker stopped in between): it becomes
+``uncertain`` and is never resent automatically; the operator sees it in ``carnet outbox list`` and may resend it
+with ``carnet outbox retry``. Several workers may run: on PostgreSQL they claim with ``FOR UPDATE SKIP LOCKED``, and
+every claim is also a compare-and-set on the row's status, keyed by ``(dossier_key, message_id)``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from sqlalchemy import Connection, and_, bindparam, select, update
+
+from carnet.access.actors import Actor, ActorKind
+from carnet.audit.log import utc
+from carnet.context import Services, run
+from carnet.db.tables import outbox
+from carnet.notify.channels import Channels, PermanentFailure, TransientFailure, channels_for
+from carnet.notify.outbox import render
+from carnet.notify.rules import announce_due
+
+logger = structlog.get_logger("carnet")
+
+LEASE = dt.timedelta(minutes=5)  # a message "sending" for longer than this becomes "uncertain"
+BACKOFF = (dt.timedelta(minutes=1), dt.timedelta(minutes=5), dt.timedelta(minutes=30), dt.timedelta(hours=2),
+           dt.timedelta(hours=12))  # after a transient failure; after the last, the message fails
+BATCH = 50
+JOBS_EVERY = dt.timedelta(minutes=1)  # how often the loop runs the periodic job
+WORKER_ACTOR = Actor(ActorKind.OPERATOR, id="carnet-worker")
+UNCERTAIN_ERROR = "interrupted while sending: delivery unknown, not resent"
+
+
+@dataclass
+class Claimed:
+    dossier_key: uuid.UUID
+    message_id: uuid.UUID
+    channel: str
+    address: str
+    template: str
+    params: dict[str, Any]
+    lang: str
+    attempts: int
+
+
+@dataclass
+class Report:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    uncertain: int = 0
+    announced: int = 0
+
+
+def _now(services: Services) -> dt.datetime:
+    return utc(services.clock())
+
+
+def mark_uncertain(services: Services) -> int:
+    """Messages whose lease ran out while ``sending`` become ``uncertain`` (never resent automatically)."""
+    now = _now(services)
+    with services.engine.begin() as conn:
+        return conn.execute(update(outbox).where(outbox.c.status == "sending", outbox.c.next_attempt_at <= now)
+                            .values(status="uncertain", last_error=UNCERTAIN_ERROR)).rowcount
+
+
+_CLAIM = (update(outbox).where(outbox.c.dossier_key == bindparam("k"), outbox.c.message_id == bindparam("m"),
+                               outbox.c.status == "pending")
+          .values(status="sending", attempts=outbox.c.attempts + 1, next_attempt_at=bindparam("lease_end")))
+
+
+def claim(services: Services, limit: int = BATCH) -> list[Claimed]:
+    """Take up to ``limit`` due messages and commit them as ``sending`` (lease: :data:`LEASE`)."""
+    now = _now(services)
+    q = (select(outbox.c.dossier_key, outbox.c.message_id, outbox.c.channel, outbox.c.address, outbox.c.template,
+                outbox.c.params, outbox.c.lang, outbox.c.attempts)
+         .where(outbox.c.status == "pending", outbox.c.next_attempt_at <= now)
+         .order_by(outbox.c.next_attempt_at).limit(limit))
+    out: list[Claimed] = []
+    with services.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            q = q.with_for_update(skip_locked=True)
+        for r in conn.execute(q).all():
+            if conn.execute(_CLAIM, {"k": r.dossier_key, "m": r.message_id, "lease_end": now + LEASE}).rowcount:
+                out.append(Claimed(r.dossier_key, r.message_id, r.channel, r.address, r.template,
+                                   dict(r.params or {}), r.lang or "fr", int(r.attempts) + 1))
+    return out
+
+
+def _finish(services: Services, msg: Claimed, **values: Any) -> None:
+    with services.engine.begin() as conn:
+        # "uncertain" too: a send that outlived its lease and then succeeded is recorded as what it was.
+        conn.execute(update(outbox).where(and_(
+            outbox.c.dossier_key == msg.dossier_key, outbox.c.message_id == msg.message_id,
+            outbox.c.status.in_(("sending", "uncertain")))).values(**values))
+
+
+def deliver(services: Services, channels: Channels, msg: Claimed) -> str:
+    """Send one claimed message and record the outcome: ``sent``, ``retry`` or ``failed``."""
+    try:
+        try:
+            r = render(msg.template, msg.lang, msg.params, services.settings, msg.channel)
+        except KeyError:
+            raise PermanentFailure("unknown template or missing parameter") from None
+        subject, text = (r.subject, r.sms) if msg.channel == "sms" else (r.subject, r.text)
+        channels.send(msg.channel, msg.address, subject, text, str(msg.message_id))
+    except TransientFailure as exc:
+        now = _now(services)
+        if msg.attempts > len(BACKOFF):
+            _finish(services, msg, status="failed", last_error=f"gave up after {msg.attempts} attempts: {exc}"[:300])
+            return "failed"
+        _finish(services, msg, status="pending", next_attempt_at=now + BACKOFF[msg.attempts - 1],
+                last_error=str(exc)[:300])
+        return "retry"
+    except PermanentFailure as exc:
+        _finish(services, msg, status="failed", last_error=str(exc)[:300])
+        return "failed"
+    # Sent: the parameters (an activation code, say) are no longer needed and are not kept.
+    _finish(services, msg, status="sent", sent_at=_now(services), last_error=None, params={})
+    return "sent"
+
+
+def run_jobs(services: Services) -> int:
+    """The periodic jobs: access requests past their expiry are recorded as expired (the professional's software
+    sees it, the patient's history too), then documents awaiting their announcement are announced. Returns how many
+    were announced."""
+    from carnet.tasks.service import expire_due
+
+    while run(services, WORKER_ACTOR, expire_due) >= 1000:  # a batch at a time, each in its own transaction
+        pass
+    return run(services, WORKER_ACTOR, announce_due)
+
+
+def run_once(services: Services, channels: Channels | None = None, *, jobs: bool = True,
+             limit: int = BATCH) -> Report:
+    """One pass: expire leases, run the periodic job (if ``jobs``), then deliver everything due, batch by batch."""
+    channels = channels or channels_for(services.settings)
+    report = Report()
+    report.uncertain = mark_uncertain(services)
+    if jobs:
+        report.announced = run_jobs(services)
+    while True:
+        batch = claim(services, limit)
+        for msg in batch:
+            outcome = deliver(services, channels, msg)
+            if outcome == "sent":
+                report.sent += 1
+            elif outcome == "retry":
+                report.retried += 1
+            else:
+                report.failed += 1
+        if len(batch) < limit:
+            return report
+
+
+def loop(services: Services, interval: float = 1.0, stop: threading.Event | None = None,
+         channels: Channels | None = None) -> None:
+    """Deliver until ``stop`` is set; the periodic job runs every :data:`JOBS_EVERY`. An error in one pass is
+    logged (its type only) and the loop goes on."""
+    stop = stop or threading.Event()
+    channels = channels or channels_for(services.settings)
+    last_jobs: dt.datetime | None = None
+    while not stop.is_set():
+        now = _now(services)
+        due = last_jobs is None or now - last_jobs >= JOBS_EVERY
+        try:
+            report = run_once(services, channels, jobs=due)
+            if due:
+                last_jobs = now
+            if report.sent or report.failed or report.uncertain:
+                logger.info("outbox.pass", status=f"sent={report.sent} retried={report.retried} "
+                            f"failed={report.failed} uncertain={report.uncertain}")
+        except Exception as exc:  # noqa: BLE001 - a database hiccup must not stop delivery for good
+            logger.error("outbox.error", error_type=type(exc).__name__)
+        stop.wait(interval)
+
+
+def start_in_thread(services: Services, interval: float = 1.0) -> tuple[threading.Thread, threading.Event]:
+    """Run :func:`loop` in a daemon thread (``carnet serve --with-worker``); set the event to stop it."""
+    stop = threading.Event()
+    thread = threading.Thread(target=loop, args=(services, interval, stop), name="carnet-worker", daemon=True)
+    thread.start()
+    return thread, stop
+
+
+def retry(conn: Connection, message_id: uuid.UUID, now: dt.datetime) -> bool:
+    """Operator: put a ``failed`` or ``uncertain`` message back to ``pending`` (due now, attempts reset), in the
+    caller's transaction (the CLI traces it there in the system audit chain). False if no message with this id is
+    in one of those states."""
+    return bool(conn.execute(update(outbox).where(outbox.c.message_id == message_id,
+                                                  outbox.c.status.in_(("failed", "uncertain")))
+                             .values(status="pending", next_attempt_at=utc(now), attempts=0,
+                                     last_error=None)).rowcount)
