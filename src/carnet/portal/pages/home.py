@@ -1,0 +1,101 @@
+"""Home: the emergency essentials first, then what is new since the last visit.
+
+Structured clinical data (allergies, treatments, conditions, blood group) comes with a later issue; until then the
+essentials are what the dossier holds: the latest summaries (class 11, e.g. the médecin traitant's VSM), the advance
+directives (type EXPPAT_3) and the emergency contacts. "New since the last visit" compares with the session's
+``previous_visit_at`` (the account's visit to this dossier before this session): documents added since then, and the
+professionals who accessed the dossier since then, emergency and SAMU regulation accesses first and marked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.responses import Response
+
+from carnet.audit import fhir as audit_fhir
+from carnet.context import Context
+from carnet.documents import service as documents
+from carnet.dossier import contacts as contacts_service
+from carnet.portal.i18n import N_
+from carnet.portal.pages.documents import PARIS, profession_label, view
+from carnet.portal.web import Page, page
+from carnet.tasks import service as tasks
+
+MODES = {"normal": N_("normal access"), "emergency": N_("emergency access (break the glass)"),
+         "regulation": N_("SAMU regulation access (centre 15)")}
+
+
+@dataclass
+class Visitor:
+    """One professional's accesses since the last visit, in one mode."""
+
+    actor_id: str | None
+    name: str
+    profession: str | None
+    organisation: str | None
+    mode: str
+    reasons: list[str]
+    count: int
+    last: dt.datetime
+    refused: int
+
+
+def _visitors(entries: list[audit_fhir.HistoryEntry], since: dt.datetime | None) -> list[Visitor]:
+    """The history entries grouped by professional and mode; emergency and regulation first, then the latest."""
+    groups: dict[tuple[str, str], Visitor] = {}
+    for e in entries:
+        if since is not None and e.recorded < since:
+            continue
+        k = (e.actor_id or e.actor_name or "?", e.mode)
+        v = groups.get(k)
+        if v is None:
+            v = groups[k] = Visitor(e.actor_id, e.actor_name or e.actor_id or "?", e.profession,
+                                    e.organisation_name or e.organisation_id, e.mode, [], 0, e.recorded, 0)
+        v.count += 1
+        v.refused += 1 if e.refused else 0
+        v.last = max(v.last, e.recorded)
+        if e.reason and e.reason not in v.reasons:
+            v.reasons.append(e.reason)
+    return sorted(groups.values(), key=lambda v: (v.mode == "normal", -v.last.timestamp()))
+
+
+@dataclass
+class HomeData:
+    docs: documents.HomeDocuments
+    contacts: list[contacts_service.Contact]
+    visitors: list[Visitor]
+    pending_requests: int
+
+
+@page("GET", "/portal/")
+async def home(p: Page) -> Response:
+    session = p.session
+    assert session is not None
+    key: uuid.UUID = p.dossier_key
+    since = session.previous_visit_at
+
+    def work(ctx: Context) -> HomeData:
+        docs = documents.home_documents(ctx, key, since)
+        contacts = contacts_service.list_contacts(ctx, key)
+        f = audit_fhir.HistoryFilter(since=since.astimezone(dt.UTC).date() if since else None,
+                                     actors="professionals")
+        entries, _ = audit_fhir.history(ctx, key, f, limit=200)
+        pending = tasks.list_for_dossier(ctx, key, [tasks.ACCESS], ["requested"])
+        return HomeData(docs, contacts, _visitors(entries, since), len(pending))
+
+    data = await p.run(work)
+    visitors: list[dict[str, Any]] = [
+        {"name": v.name, "profession": profession_label(p, v.profession), "organisation": v.organisation,
+         "mode": v.mode, "mode_label": p._(MODES.get(v.mode, MODES["normal"])), "reasons": v.reasons,
+         "count": v.count, "refused": v.refused, "last": v.last.astimezone(PARIS)} for v in data.visitors]
+    return p.render(
+        "portal/home.html", title=p._("Home"),
+        lead=p._("What matters in an emergency first, then what is new since your last visit."),
+        summaries=[view(p, d) for d in data.docs.summaries], directives=[view(p, d) for d in data.docs.directives],
+        new_documents=[view(p, d) for d in data.docs.new], contacts=data.contacts, visitors=visitors,
+        emergencies=sum(1 for v in visitors if v["mode"] != "normal"), pending_requests=data.pending_requests,
+        since=since.astimezone(PARIS) if since else None)
