@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export CARNET_BASE_URL ?= http://$(HOST):$(PORT)
 
-.PHONY: run test install lint serve demo clean
+.PHONY: run test install lint serve demo clean screenshots
 
 $(BIN)/carnet: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -20,14 +20,17 @@ run: install
 	$(BIN)/carnet db upgrade
 	$(BIN)/carnet demo
 	@echo "Serving on $(CARNET_BASE_URL) (Ctrl-C to stop)"
-	$(BIN)/carnet serve --host $(HOST) --port $(PORT)
+	$(BIN)/carnet serve --host $(HOST) --port $(PORT) --with-worker
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples scripts
 	$(BIN)/mypy src
 
 test: install lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+screenshots: install
+	$(BIN)/python scripts/screenshots.py --out docs/screenshots
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,0 +1,144 @@
+"""Screenshots of every patient-portal screen, at phone (360 px) and desktop (1280 px) widths, from the demo data.
+
+    .venv/bin/python scripts/screenshots.py [--out docs/screenshots]
+
+Builds a fresh embedded Carnet (SQLite, files) in a temporary folder, seeds the demo, serves it on a free port,
+signs in as Jeanne Lefèvre with Debian's Chromium (the one-time code is read from the mail file Carnet writes), and
+saves one PNG per screen and width. The README shows them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import email
+import os
+import re
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import uvicorn
+from playwright.sync_api import Page, sync_playwright
+
+from carnet.app import create_app
+from carnet.config import Settings
+from carnet.context import Services
+from carnet.db.migrate import upgrade
+from carnet.demo import DEMO_PASSWORD, patient_ins, seed
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+WIDTHS = {"phone": (360, 780), "desktop": (1280, 900)}
+# (file name, path, what to wait for): every screen a patient sees.
+SCREENS = [
+    ("01-sign-in", "/portal/sign-in", None),
+    ("02-home", "/portal/", None),
+    ("03-documents", "/portal/documents", None),
+    ("04-document", None, None),  # the first document of the list
+    ("05-add-document", "/portal/documents/new", None),
+    ("06-access", "/portal/access", None),
+    ("07-history", "/portal/history", None),
+    ("08-requests", "/portal/requests", None),
+    ("09-settings", "/portal/settings", None),
+    ("10-my-dossier", "/portal/dossier", None),
+    ("11-activate", "/portal/activate", None),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def newest_code(mail: Path, address: str, after: float) -> str:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for path in sorted(mail.glob("*.eml"), key=lambda p: p.stat().st_mtime, reverse=True):
+            if path.stat().st_mtime < after:
+                break
+            msg = email.message_from_bytes(path.read_bytes())
+            body = msg.get_payload(decode=True)
+            if msg["To"] == address and isinstance(body, bytes):
+                m = re.search(r"\b(\d{6})\b", body.decode())
+                if m:
+                    return m.group(1)
+        time.sleep(0.1)
+    raise SystemExit("no sign-in code arrived")
+
+
+def sign_in(page: Page, base: str, mail: Path) -> None:
+    page.goto(base + "/portal/sign-in")
+    page.fill("#login", patient_ins(1))
+    page.fill("#password", DEMO_PASSWORD)
+    started = time.time() - 1
+    page.click("button[type=submit]")
+    page.wait_for_url("**/portal/code**")
+    page.fill("#code", newest_code(mail, "jeanne.lefevre@example.test", started))
+    page.locator("form[action='/portal/code'] button[type=submit]").first.click()
+    page.wait_for_url("**/portal/")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="docs/screenshots")
+    parser.add_argument("--chromium", default="/usr/bin/chromium")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        os.environ.pop("CARNET_DATABASE_URL", None)
+        settings = Settings(var_dir=Path(tmp), base_url=base)
+        upgrade(settings.effective_database_url)
+        services = Services.build(settings)
+        seed(services)
+        server = uvicorn.Server(uvicorn.Config(create_app(services), host="127.0.0.1", port=port,
+                                               log_level="warning", lifespan="off"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        for _ in range(100):
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS, headless=True)
+            for width_name, (w, h) in WIDTHS.items():
+                context = browser.new_context(viewport={"width": w, "height": h}, locale="fr-FR")
+                page = context.new_page()
+                page.goto(base + "/portal/sign-in")
+                page.screenshot(path=str(out / f"01-sign-in-{width_name}.png"), full_page=True)
+                page.goto(base + "/portal/activate")
+                page.screenshot(path=str(out / f"11-activate-{width_name}.png"), full_page=True)
+                sign_in(page, base, Path(tmp) / "mail")
+                for name, path, _ in SCREENS:
+                    if name in ("01-sign-in", "11-activate"):
+                        continue
+                    if path is None:
+                        page.goto(base + "/portal/documents")
+                        link = page.locator("main a[href^='/portal/documents/']").filter(
+                            has_not_text="new").first
+                        if link.count() == 0:
+                            continue
+                        link.click()
+                        page.wait_for_load_state()
+                    else:
+                        response = page.goto(base + path)
+                        if response is None or response.status >= 400:
+                            print(f"skipped {name}: {response.status if response else 'no response'}")
+                            continue
+                    page.screenshot(path=str(out / f"{name}-{width_name}.png"), full_page=True)
+                context.close()
+            browser.close()
+        server.should_exit = True
+        thread.join(timeout=10)
+    print(f"screenshots written to {out}/")
+
+
+if __name__ == "__main__":
+    main()
