@@ -192,3 +192,57 @@ class World:
 @pytest.fixture
 def world(services: Services, client: TestClient) -> World:
     return World(services, client)
+
+
+# --- a real SMTP server in the test process (notifications, sign-in codes) -----------------------------------------
+
+class SmtpInbox:
+    """What an in-process aiosmtpd server received. ``fail_first`` answers that many DATA commands for each
+    recipient with ``451`` (a temporary failure) before accepting; ``refuse`` answers every RCPT with ``550``."""
+
+    def __init__(self, fail_first: int = 0, refuse: bool = False) -> None:
+        self.messages: list[Any] = []  # email.message.EmailMessage
+        self.attempts: dict[str, int] = {}  # DATA commands per recipient
+        self.fail_first = fail_first
+        self.refuse = refuse
+        self.host = "127.0.0.1"
+        self.port = 0
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          rcpt_options: list[str]) -> str:
+        if self.refuse:
+            return "550 5.1.1 No such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        import email
+        import email.policy
+
+        rcpt = envelope.rcpt_tos[0]
+        self.attempts[rcpt] = self.attempts.get(rcpt, 0) + 1
+        if self.attempts[rcpt] <= self.fail_first:
+            return "451 4.3.0 Try again later"
+        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        return "250 OK"
+
+    def to(self, address: str) -> list[Any]:
+        return [m for m in self.messages if m["To"] == address]
+
+
+@pytest.fixture
+def smtp_server(request: pytest.FixtureRequest) -> Iterator[SmtpInbox]:
+    """An SMTP server on a free local port. Parametrize indirectly with ``{"fail_first": 1}`` or
+    ``{"refuse": True}`` for the failing variants."""
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    inbox = SmtpInbox(**getattr(request, "param", {}))
+    with socket.socket() as s:  # aiosmtpd cannot bind port 0 and still find itself: pick a free port first
+        s.bind(("127.0.0.1", 0))
+        inbox.port = s.getsockname()[1]
+    controller = Controller(inbox, hostname=inbox.host, port=inbox.port)
+    controller.start()
+    yield inbox
+    controller.stop()

@@ -90,3 +90,30 @@ def test_the_walkthrough_says_to_run_carnet_demo_when_the_demo_keys_are_missing(
                           text=True, timeout=60)
     assert done.returncode == 1
     assert "carnet demo" in done.stderr and "Traceback" not in done.stderr
+
+
+PATIENT_APP = ROOT / "examples" / "patient_app.py"
+PATIENT_APP_STEPS = ("1. discovery (smart-configuration): 200 OK", "5. consent screen: 200 OK",
+                     "7. token (authorization_code + PKCE): 200 OK", "8. find documents (ITI-67): 200 OK",
+                     "9. retrieve a document (ITI-68): 200 OK", "10. refresh (a new refresh token each time): 200 OK",
+                     "patient app complete")
+
+
+def test_the_patient_app_example_launches_reads_and_refreshes_against_a_demo_server(
+        demo_server: tuple[str, Path, dict[str, str]], tmp_path: Path) -> None:
+    base, var, env = demo_server
+    for _ in range(2):  # each run is a new launch: it can run again
+        done = subprocess.run([sys.executable, str(PATIENT_APP), "--base", base, "--client-id", "demo-patient-app",
+                               "--login", "100103690200014", "--password", "demo-carnet-2026",
+                               "--mail-dir", str(var / "mail")], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        lines = [line.strip() for line in done.stdout.splitlines()]
+        for expected in PATIENT_APP_STEPS:
+            assert expected in lines, (expected, done.stdout)
+
+
+def test_the_patient_app_example_fails_with_a_non_zero_status_when_no_server_answers(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(PATIENT_APP), "--base", f"http://127.0.0.1:{free_port()}",
+                           "--mail-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "FAILED: cannot reach" in done.stderr

@@ -16,12 +16,14 @@ from carnet.identity.professions import PROFESSIONS
 
 DEFAULT_SCOPES = {
     "professional": "system/Patient.crs system/DocumentReference.cruds system/List.rs system/Binary.r "
-                    "system/Consent.c system/Practitioner.rs system/PractitionerRole.rs",
+                    "system/Consent.c system/Practitioner.rs system/PractitionerRole.rs system/Task.crus",
     "patient_portal": "system/Patient.crus system/RelatedPerson.c system/DocumentReference.cruds system/List.rs "
                       "system/Binary.r system/Consent.c system/AuditEvent.rs system/Practitioner.rs "
-                      "system/PractitionerRole.rs",
+                      "system/PractitionerRole.rs system/Task.crus",
     "assurance_maladie": "system/Patient.crus system/RelatedPerson.c system/DocumentReference.c "
                          "system/Practitioner.rs",
+    # a patient's own app (SMART standalone launch): a public client, read-only, see carnet.auth.smart
+    "patient_app": "patient/*.rs launch/patient offline_access online_access",
 }
 
 
@@ -52,20 +54,46 @@ def set_practitioner_enabled(conn: Connection, nid: str, enabled: bool) -> bool:
     return res.rowcount == 1
 
 
-def add_client(conn: Connection, *, client_id: str, name: str, kind: str, jwks: dict[str, Any],
-               scopes: str | None = None) -> None:
+def add_client(conn: Connection, *, client_id: str, name: str, kind: str, jwks: dict[str, Any] | None,
+               scopes: str | None = None, redirect_uris: list[str] | None = None) -> None:
     if kind not in DEFAULT_SCOPES:
-        raise ValueError("kind must be professional, patient_portal or assurance_maladie")
-    if not isinstance(jwks.get("keys"), list) or not jwks["keys"]:
+        raise ValueError("kind must be professional, patient_portal, assurance_maladie or patient_app")
+    jwks = jwks or {"keys": []}
+    if kind == "patient_app":
+        _check_patient_app(jwks, scopes, redirect_uris or [])
+    elif not isinstance(jwks.get("keys"), list) or not jwks["keys"]:
         raise ValueError("the JWKS must hold at least one public key")
     for key in jwks["keys"]:
         if any(k in key for k in ("d", "p", "q", "k")):
             raise ValueError("the JWKS must hold public keys only")
-    values = dict(name=name, kind=kind, jwks=json.dumps(jwks), scopes=scopes or DEFAULT_SCOPES[kind], enabled=True)
+    values = dict(name=name, kind=kind, jwks=json.dumps(jwks), scopes=scopes or DEFAULT_SCOPES[kind], enabled=True,
+                  redirect_uris=" ".join(redirect_uris) if redirect_uris else None)
     if conn.execute(select(client.c.client_id).where(client.c.client_id == client_id)).first():
         conn.execute(update(client).where(client.c.client_id == client_id).values(**values))
     else:
         conn.execute(insert(client).values(client_id=client_id, created_at=dt.datetime.now(dt.UTC), **values))
+
+
+def _check_patient_app(jwks: dict[str, Any], scopes: str | None, redirect_uris: list[str]) -> None:
+    """A patient app is a public client: no key, at least one redirect URI (https, or http on this machine, or an
+    app's own scheme), and only read scopes in the patient context (Carnet grants apps no write scope)."""
+    from urllib.parse import urlsplit
+
+    if jwks.get("keys"):
+        raise ValueError("a patient app is a public client: register it without a JWKS")
+    if not redirect_uris:
+        raise ValueError("a patient app needs at least one redirect URI")
+    for uri in redirect_uris:
+        parts = urlsplit(uri)
+        local = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
+        if (not parts.scheme or " " in uri or parts.fragment or (parts.scheme in ("http", "https") and not parts.netloc)
+                or (parts.scheme == "http" and not local) or parts.scheme in ("javascript", "data", "file")):
+            raise ValueError(f"not a usable redirect URI: {uri!r} (https, http://127.0.0.1 or an app scheme)")
+    for scope in (scopes or "").split():
+        if scope == "launch/patient":
+            continue
+        if "/" in scope and not (scope.startswith("patient/") and scope.rsplit(".", 1)[-1] in ("r", "s", "rs", "read")):
+            raise ValueError(f"a patient app may only have read scopes in the patient context, not {scope!r}")
 
 
 def set_client_enabled(conn: Connection, client_id: str, enabled: bool) -> bool:

@@ -31,6 +31,7 @@ from carnet.fhir.routes import ROUTES, Call, Route, capability_statement
 from carnet.fhir.xml import to_xml, wants_xml
 from carnet.ids import new_id
 from carnet.logs import configure as configure_logs
+from carnet.portal import web as portal_web
 
 logger = structlog.get_logger("carnet")
 
@@ -81,6 +82,8 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
     for route in ROUTES:
         app.router.routes.append(StarletteRoute(route.path, _endpoint(route, services, server_key),
                                                 methods=[route.method]))
+
+    app.router.routes.extend(portal_web.routes(services))
 
     @app.get("/fhir/metadata")
     async def metadata(request: Request) -> Response:

@@ -27,6 +27,8 @@ app.add_typer(practitioner_app, name="practitioner")
 app.add_typer(client_app, name="client")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
+outbox_app = typer.Typer(help="Notifications waiting, sent, failed.", no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
 console = Console()
 
 
@@ -61,11 +63,13 @@ def db_upgrade() -> None:
 
 
 @app.command()
-def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+          with_worker: bool = typer.Option(False, help="also deliver notifications, in a thread of this process")
+          ) -> None:
     """Serve the API (uvicorn; several processes share the port with SO_REUSEPORT)."""
     from carnet.server import serve as run_server
 
-    run_server(host, port, workers)
+    run_server(host, port, workers, with_worker=with_worker)
 
 
 @app.command()
@@ -89,6 +93,17 @@ def demo() -> None:
                   "demo-client-key.json")
     console.print(f"Try: [bold]curl {base}/fhir/metadata[/bold] and "
                   f"[bold]python examples/walkthrough.py --base {base}[/bold]")
+    from carnet.demo import DEMO_PARENT_EMAIL, DEMO_PASSWORD
+
+    console.print(f"Patient portal: [bold]{base}/portal/[/bold] — sign in as Jeanne Lefèvre (identifier "
+                  f"{info['patients']['Lefèvre']}) or as Lucas's mother ({DEMO_PARENT_EMAIL}), password "
+                  f"[bold]{DEMO_PASSWORD}[/bold]; the one-time code arrives in {services.settings.var_dir}/mail/ "
+                  "(newest file). Activation letters (for the activation page) are in "
+                  f"{services.settings.var_dir}/post/.")
+    console.print("Patient app (SMART standalone launch): client [bold]demo-patient-app[/bold]; try "
+                  f"[bold]python examples/patient_app.py --base {base} --client-id demo-patient-app --login "
+                  f"{info['patients']['Lefèvre']} --password {DEMO_PASSWORD} --mail-dir "
+                  f"{services.settings.var_dir}/mail[/bold] (docs/SMART.md).")
 
 
 @practitioner_app.command("add")
@@ -142,19 +157,27 @@ def practitioner_disable(national_id: str) -> None:
 
 
 @client_app.command("add")
-def client_add(name: str = typer.Option(...), jwks: Path = typer.Option(..., exists=True),
+def client_add(name: str = typer.Option(...), jwks: Path | None = typer.Option(None, exists=True),
                client_id: str | None = None,
-               kind: str = typer.Option("professional", help="professional | patient_portal | assurance_maladie"),
-               scopes: str | None = None) -> None:
-    """Register a client with its public JWKS."""
+               kind: str = typer.Option("professional",
+                                        help="professional | patient_portal | assurance_maladie | patient_app"),
+               scopes: str | None = None,
+               redirect_uri: list[str] | None = typer.Option(  # noqa: B008
+                   None, help="patient_app: a redirect URI (repeat the option for several)")) -> None:
+    """Register a client with its public JWKS (a patient_app: with its redirect URIs and no JWKS)."""
     import uuid
 
     from carnet.admin import add_client
 
     cid = client_id or str(uuid.uuid4())
+    if jwks is None and kind != "patient_app":
+        console.print("[red]--jwks is required for this kind of client[/red]")
+        raise typer.Exit(2)
     try:
         with _services().engine.begin() as conn:
-            add_client(conn, client_id=cid, name=name, kind=kind, jwks=json.loads(jwks.read_text()), scopes=scopes)
+            add_client(conn, client_id=cid, name=name, kind=kind,
+                       jwks=json.loads(jwks.read_text()) if jwks else None, scopes=scopes,
+                       redirect_uris=list(redirect_uri or []))
             _trace(conn, "U", "client.register", "Device", cid)
     except (ValueError, json.JSONDecodeError) as exc:
         console.print(f"[red]{exc}[/red]")
@@ -227,6 +250,69 @@ def purge() -> None:
     services = _services()
     keys = run(services, Actor(ActorKind.OPERATOR, id="carnet-purge"), purge_due)
     console.print(f"{len(keys)} dossiers purged")
+
+
+@app.command()
+def worker(once: bool = typer.Option(False, help="one pass, then exit"),
+           interval: float = typer.Option(1.0, help="seconds between passes")) -> None:
+    """Deliver notifications from the outbox (email, SMS, letters) and run the periodic notification job."""
+    from carnet.notify import worker as notify_worker
+
+    services = _services()
+    if once:
+        r = notify_worker.run_once(services)
+        console.print(f"{r.sent} sent, {r.retried} to retry, {r.failed} failed, {r.uncertain} uncertain, "
+                      f"{r.announced} announcements queued")
+        return
+    console.print(f"delivering notifications every {interval:g} s; Ctrl-C to stop")
+    try:
+        notify_worker.loop(services, interval)
+    except KeyboardInterrupt:
+        pass
+
+
+@outbox_app.command("list")
+def outbox_list(status: list[str] | None = typer.Option(None, help="pending, sending, sent, failed, uncertain"),
+                limit: int = 100) -> None:
+    """The latest notifications, newest first (addresses masked)."""
+    from rich.table import Column
+
+    from carnet.db.tables import outbox
+    from carnet.notify.outbox import mask_address
+
+    q = select(outbox).order_by(outbox.c.created_at.desc(), outbox.c.message_id.desc()).limit(limit)
+    if status:
+        q = q.where(outbox.c.status.in_(status))
+    table = Table("event", "channel", "address", "status", "attempts", "last error", "created")
+    table.columns.insert(0, Column("id", min_width=36, no_wrap=True))  # whole, to copy into `outbox retry`
+    with _services().engine.connect() as conn:
+        for r in conn.execute(q):
+            style = {"failed": "red", "uncertain": "yellow"}.get(r.status, "")
+            table.add_row(str(r.message_id), r.event, r.channel, mask_address(r.channel, r.address),
+                          f"[{style}]{r.status}[/{style}]" if style else r.status, str(r.attempts),
+                          r.last_error or "", r.created_at.strftime("%Y-%m-%d %H:%M:%S"))
+    console.print(table)
+
+
+@outbox_app.command("retry")
+def outbox_retry(message_id: str) -> None:
+    """Send a failed or uncertain notification again (an uncertain one may then arrive twice)."""
+    import uuid
+
+    from carnet.notify.worker import retry
+
+    try:
+        mid = uuid.UUID(message_id)
+    except ValueError:
+        console.print("[red]not a message id[/red]")
+        raise typer.Exit(2) from None
+    services = _services()
+    with services.engine.begin() as conn:
+        if not retry(conn, mid, services.clock()):
+            console.print("[red]no failed or uncertain message with this id[/red]")
+            raise typer.Exit(1)
+        _trace(conn, "U", "outbox.retry", "Communication", str(mid))
+    console.print("queued again")
 
 
 def main() -> None:  # pragma: no cover

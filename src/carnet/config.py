@@ -35,6 +35,8 @@ class Settings:
     retention_years: int = field(default_factory=lambda: int(_env("CARNET_RETENTION_YEARS", "10") or 10))
     majority_age: int = field(default_factory=lambda: int(_env("CARNET_MAJORITY_AGE", "18") or 18))
     invisible_patient_days: int = field(default_factory=lambda: int(_env("CARNET_INVISIBLE_PATIENT_DAYS", "30") or 30))
+    # the patient is told that a document awaits its announcement this many days after its deposit
+    announcement_notice_days: int = field(default_factory=lambda: _int("CARNET_ANNOUNCEMENT_NOTICE_DAYS", 14))
     habilitation_file: str | None = field(default_factory=lambda: _env("CARNET_HABILITATION_FILE"))
     token_lifetime: int = field(default_factory=lambda: int(_env("CARNET_TOKEN_LIFETIME", "300") or 300))
     page_size: int = field(default_factory=lambda: int(_env("CARNET_PAGE_SIZE", "20") or 20))

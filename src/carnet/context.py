@@ -27,6 +27,7 @@ from carnet.db.tables import access_grant, dossier, representative
 from carnet.documents.blobstore import BlobStore
 from carnet.documents.crypto import KeyRing
 from carnet.errors import FhirError
+from carnet.notify import rules as notify_rules
 
 T = TypeVar("T")
 logger = structlog.get_logger("carnet")
@@ -107,6 +108,7 @@ class Context:
               entity_id: str | None = None, detail: dict[str, Any] | None = None) -> None:
         audit_log.record(self.conn, dossier_key=dossier_key, actor=self.actor, action=action, event=event,
                          now=self.now, entity_type=entity_type, entity_id=entity_id, detail=detail)
+        notify_rules.on_audit(self, dossier_key, event, audit_log.OUTCOME_SUCCESS, entity_type, entity_id, detail)
 
     def refuse(self, dossier_key: uuid.UUID, action: str, event: str, error: FhirError, *,
                entity_type: str | None = None, entity_id: str | None = None,

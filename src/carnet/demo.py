@@ -87,6 +87,33 @@ def load_or_make_key(path: Path) -> ECKey:
     return key
 
 
+DEMO_PASSWORD = "demo-carnet-2026"  # noqa: S105 - synthetic demo accounts only; printed by `carnet demo`
+DEMO_PATIENT_EMAIL = "jeanne.lefevre@example.test"
+DEMO_PARENT_EMAIL = "sophie.moreau@example.test"
+DEMO_PATIENT_APP = "demo-patient-app"  # a patient's own app (SMART standalone launch): examples/patient_app.py
+DEMO_PATIENT_APP_REDIRECT = "http://127.0.0.1:8765/callback"
+
+
+def _activate_demo_accounts(services: Services) -> None:
+    """Jeanne Lefèvre (her own dossier) and Sophie Moreau (Lucas's mother) can sign in at once with
+    DEMO_PASSWORD; their one-time codes go to var/mail/. Claude Fournier (a guardian) is left invited: his activation
+    letter is in var/post/, to try the activation page."""
+    import datetime as dt
+
+    from carnet.accounts import service as accounts
+
+    now = services.clock()
+    with services.engine.begin() as conn:
+        for login, email in ((patient_ins(1), DEMO_PATIENT_EMAIL), (DEMO_PARENT_EMAIL, DEMO_PARENT_EMAIL)):
+            row = accounts.by_login(conn, login)
+            if row is None or row.status != "invited":
+                continue
+            code = accounts.new_code(conn, row.account_id, "activation", "post", now, dt.timedelta(minutes=5))
+            accounts.activate(services, conn, now, login=login, code=code,
+                              birth_date=dt.date(1958, 3, 14) if row.kind == "patient" else None,
+                              password=DEMO_PASSWORD, email=email, phone=None, otp_channel="email")
+
+
 def seed(services: Services) -> dict[str, Any]:
     var = services.settings.var_dir
     keys = {name: load_or_make_key(var / f"demo-{name}-key.json") for name in ("client", "portal", "cpam")}
@@ -100,10 +127,13 @@ def seed(services: Services) -> dict[str, Any]:
                                 ("cpam", "demo-cpam", "assurance_maladie")):
             admin.add_client(conn, client_id=cid, name=f"Demo {kind}", kind=kind,
                              jwks={"keys": [keys[name].as_dict(private=False)]})
+        admin.add_client(conn, client_id=DEMO_PATIENT_APP, name="Mon appli santé (démo)", kind="patient_app",
+                         jwks=None, redirect_uris=[DEMO_PATIENT_APP_REDIRECT])
         existing = conn.execute(select(ins_lookup.c.dossier_key).where(
             ins_lookup.c.ins == patient_ins(1))).scalar()
     if existing is None:
         _seed_dossiers(services)
+        _activate_demo_accounts(services)
     return {"professionals": {p[1]: pro_id(p[0]) for p in PROS},
             "patients": {p[1]: patient_ins(p[0]) for p in PATIENTS}}
 
@@ -122,7 +152,9 @@ def _seed_dossiers(services: Services) -> None:
     run(services, patient, lambda ctx: dossiers.change_access(ctx, adult, "practitioner", pro_id(3), "authorized"))
     run(services, patient, lambda ctx: dossiers.change_access(ctx, adult, "practitioner", pro_id(4), "authorized"))
     op = Actor(ActorKind.OPERATOR, id="demo-seed")
-    run(services, op, lambda ctx: dossiers.add_representative(ctx, minor, "minor", "Moreau", "Sophie", "MTH"))
+    run(services, op, lambda ctx: dossiers.add_representative(ctx, minor, "minor", "Moreau", "Sophie", "MTH",
+                                                              {"telecom": [{"system": "email",
+                                                                            "value": DEMO_PARENT_EMAIL}]}))
     run(services, op, lambda ctx: dossiers.add_representative(ctx, minor, "minor", "Moreau", "Thomas", "FTH"))
     run(services, op, lambda ctx: dossiers.add_representative(ctx, protected, "protected_adult", "Fournier",
                                                               "Claude", "GUARD"))

@@ -35,7 +35,13 @@ def _serve_one(host: str, port: int) -> None:
     uvicorn.Server(uvicorn.Config(APP, **LOG)).run(sockets=[sock])  # type: ignore[arg-type]
 
 
-def serve(host: str, port: int, workers: int) -> None:
+def serve(host: str, port: int, workers: int, *, with_worker: bool = False) -> None:
+    if with_worker:  # the notification worker, as a thread of this (parent) process: for the embedded default
+        from carnet.config import Settings
+        from carnet.context import Services
+        from carnet.notify.worker import start_in_thread
+
+        start_in_thread(Services.build(Settings()))
     if workers <= 1:
         uvicorn.run(APP, host=host, port=port, **LOG)  # type: ignore[arg-type]
         return

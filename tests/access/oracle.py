@@ -35,7 +35,8 @@ class Scenario:
     deleted_by_patient: bool
 
 
-ACTIONS = ("read_document", "add_document", "check_dossier", "read_history", "manage_access", "close_or_reopen")
+ACTIONS = ("read_document", "add_document", "check_dossier", "read_history", "manage_access", "close_or_reopen",
+           "request_access", "copy_dossier")
 
 # Age at which a minor's legal representatives lose access (DOMAIN.md: Carnet's choice, configurable: 18).
 _AGE_OF_MAJORITY = 18
@@ -83,6 +84,8 @@ def _assurance_maladie(s: Scenario, action: str) -> bool:
 
 
 def _patient(s: Scenario, action: str) -> bool:
+    if action == "request_access":
+        return False  # asking the patient for access is a professional's request
     if action == "read_document":
         # "read everything in the dossier except what is invisible to them" -- and what they deleted from their view.
         if s.deleted_by_patient:
@@ -101,6 +104,8 @@ def _patient(s: Scenario, action: str) -> bool:
         return s.dossier_status == "active"
     if action == "close_or_reopen":
         return True  # close an active dossier, reopen a closed one
+    if action == "copy_dossier":
+        return True  # "The patient (heirs after death) may ask for a complete copy" -- of a closed dossier too
     raise ValueError(f"unknown action {action!r}")
 
 
@@ -161,6 +166,9 @@ def _professional(s: Scenario, action: str) -> bool:
     if action == "check_dossier":
         # TD0.2 "does a dossier exist": answered to any professional not blocked, even without access.
         return True
+    if action == "request_access":
+        # Issue 4 §3: a professional without authorization asks the patient from their software, in normal mode.
+        return s.mode == "normal" and s.relation == "none"
     if action == "read_document":
         if not has_access:
             return False
@@ -180,6 +188,8 @@ def _professional(s: Scenario, action: str) -> bool:
         return s.mode == "normal"
     if action == "close_or_reopen":
         return False
+    if action == "copy_dossier":
+        return False  # the complete copy is the patient's (and their representatives')
     raise ValueError(f"unknown action {action!r}")
 
 

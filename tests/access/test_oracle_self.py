@@ -77,7 +77,7 @@ def test_a_closed_dossier_shuts_out_professionals_but_not_the_patient() -> None:
     # "Closed by the patient, or at death: professionals lose access." Reopening is the patient's.
     assert allowed(replace(BASE, relation="treating_gp", dossier_status="closed")) == set()
     closed = replace(PATIENT, dossier_status="closed", doc_class="90", doc_type="DOCPAT01")
-    assert allowed(closed) == {"read_document", "check_dossier", "read_history", "close_or_reopen"}
+    assert allowed(closed) == {"read_document", "check_dossier", "read_history", "close_or_reopen", "copy_dossier"}
 
 
 # --- Professionals in normal mode -------------------------------------------------------------------------------

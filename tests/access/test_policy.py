@@ -57,7 +57,8 @@ DOC_TYPES = ("11488-4", "11502-2", "68599-0", "60591-5", "11369-6", "87273-9", "
              "SOCIAL01", "18748-4")
 CODES = ("MASQUE_PS", "INVISIBLE_PATIENT", "INVISIBLE_REPRESENTANTS_LEGAUX")
 CONFIDENTIALITY_SETS = tuple(frozenset(c) for n in range(len(CODES) + 1) for c in itertools.combinations(CODES, n))
-DOSSIER_ACTIONS = ("check_dossier", "read_history", "manage_access", "close_or_reopen")
+DOSSIER_ACTIONS = ("check_dossier", "read_history", "manage_access", "close_or_reopen", "request_access",
+                   "copy_dossier")
 
 MATRIX = load_matrix()
 
@@ -122,6 +123,10 @@ def policy_answer(decision: Decision, doc: DocFacts, action: str) -> bool:
         return decision.manage_access
     if action == "close_or_reopen":
         return decision.close_or_reopen
+    if action == "request_access":
+        return decision.request_access
+    if action == "copy_dossier":
+        return decision.copy
     raise ValueError(f"unknown action {action!r}")
 
 

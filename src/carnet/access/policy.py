@@ -137,6 +137,8 @@ class Decision:
     read_history: bool = False
     manage_access: bool = False
     close_or_reopen: bool = False
+    copy: bool = False  # may download the complete copy (issue 4 §2): the patient side, closed dossier too
+    request_access: bool = False  # may ask the patient for access (an access-request Task, issue 4 §3)
     visibility: Visibility = field(default_factory=Visibility)
     basis: str = "none"  # why access is granted: patient, representative, authorized, treating_gp, emergency, ...
     refusal: str = "Access to this dossier is not allowed."
@@ -193,7 +195,7 @@ def decide(actor: Actor, dossier: DossierFacts, standing: Standing, today: dt.da
 
 def _patient_side(active: bool, basis: str, visibility: Visibility) -> Decision:
     return Decision(check=True, read=True, add_classes="patient" if active else "none", read_history=True,
-                    manage_access=active, close_or_reopen=True, visibility=visibility, basis=basis)
+                    manage_access=active, close_or_reopen=True, copy=True, visibility=visibility, basis=basis)
 
 
 def _professional(actor: Actor, dossier: DossierFacts, standing: Standing, matrix: Matrix, active: bool) -> Decision:
@@ -222,7 +224,8 @@ def _professional(actor: Actor, dossier: DossierFacts, standing: Standing, matri
                 "objection"
         elif actor.mode is Mode.REGULATION:
             refusal, code = "The patient has objected to access by the SAMU regulation centre.", "objection"
-        return Decision(check=True, manage_access=manage, refusal=refusal, refusal_code=code)
+        return Decision(check=True, manage_access=manage, refusal=refusal, refusal_code=code,
+                        request_access=actor.mode is Mode.NORMAL and standing.relation == "none")
     full = basis in FULL_RIGHTS_RELATIONS
     visibility = Visibility(nothing=False, rights=None if full else rights, hide_masked=not full,
                             author_id=actor.id)

@@ -6,16 +6,18 @@ Only those entitled to the dossier's history (the patient and active legal repre
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import false, func, or_, select, true
 
 from carnet.audit.log import utc
 from carnet.context import Context
 from carnet.db.tables import audit
-from carnet.errors import forbidden
+from carnet.errors import FhirError, forbidden
 
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 EVENT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
@@ -73,14 +75,167 @@ def to_fhir(row: Any, base: str) -> dict[str, Any]:
     return out
 
 
+def not_about_hidden_documents(ctx: Context, dossier_key: uuid.UUID, decision: Any) -> list[Any]:
+    """SQL conditions on ``audit`` leaving out the records about a document the caller may not see yet: a document
+    ``INVISIBLE_PATIENT`` before its announcement, a minor's confidential care (``INVISIBLE_REPRESENTANTS_LEGAUX``)
+    for a representative. The history must not reveal that such a document exists. Records about deleted documents
+    stay (the patient deleted them; the trace stays). One rule for the API, the portal and the copy."""
+    from carnet.db.tables import document
+    from carnet.documents.service import doc_facts
+
+    facts = ctx.conn.execute(select(
+        document.c.document_id, document.c.class_code, document.c.type_code, document.c.author_id, document.c.masked,
+        document.c.invisible_patient, document.c.invisible_patient_until, document.c.invisible_representatives,
+        document.c.deleted).where(document.c.dossier_key == dossier_key, document.c.deleted == false(),
+                                  or_(document.c.invisible_patient == true(),
+                                      document.c.invisible_representatives == true()))).all()
+    hidden = sorted(str(d.document_id) for d in facts if not decision.visibility.allows(doc_facts(d), ctx.now))
+    if not hidden:
+        return []
+    return [or_(audit.c.entity_type.is_(None), audit.c.entity_type.not_in(("DocumentReference", "Binary")),
+                audit.c.entity_id.not_in(hidden))]
+
+
 def search(ctx: Context, dossier_key: uuid.UUID, count: int, offset: int, base: str) -> tuple[list[str], int]:
     _, decision = ctx.dossier(dossier_key)
     if not decision.read_history:
         raise ctx.refuse(dossier_key, "E", "history.read",
                          forbidden("The access history is shown to the patient and their legal representatives"))
-    rows = ctx.conn.execute(select(audit).where(audit.c.dossier_key == dossier_key)
+    conds = [audit.c.dossier_key == dossier_key, *not_about_hidden_documents(ctx, dossier_key, decision)]
+    rows = ctx.conn.execute(select(audit).where(*conds)
                             .order_by(audit.c.seq.desc()).limit(count).offset(offset)).all()
-    total = ctx.conn.execute(select(func.count()).select_from(audit)
-                             .where(audit.c.dossier_key == dossier_key)).scalar_one()
+    total = ctx.conn.execute(select(func.count()).select_from(audit).where(*conds)).scalar_one()
     ctx.audit(dossier_key, "E", "history.read", entity_type="Patient", entity_id=str(dossier_key))
     return [json.dumps(to_fhir(r, base), ensure_ascii=False, separators=(",", ":")) for r in rows], total + 1
+
+
+# --- the history as the portal shows it (issue 4 §2, the History screen) ------------------------------------------
+
+#: Kinds of event a patient filters on: exact event names, then event-name prefixes.
+HISTORY_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "read": (("ITI-66", "ITI-67", "ITI-68", "ITI-78", "patient.read", "document.read"), ()),
+    "added": (("ITI-65", "ITI-105"), ()),
+    "changed": (("document.update", "document.delete"), ()),
+    "access": ((), ("access.", "representative.")),
+    "dossier": ((), ("dossier.", "account.")),
+    "requests": ((), ("task.",)),
+}
+#: Kinds of actor a patient filters on.
+HISTORY_ACTORS: dict[str, tuple[str, ...]] = {
+    "professionals": ("professional",), "patient_side": ("patient", "representative"),
+    "assurance_maladie": ("assurance_maladie",),
+}
+READ_ACTIONS = ("R", "E")
+
+
+@dataclass(frozen=True)
+class HistoryFilter:
+    """What the patient asked to see. Dates are whole UTC days, both included."""
+
+    since: dt.date | None = None
+    until: dt.date | None = None
+    actors: str | None = None  # a key of HISTORY_ACTORS
+    emergency_only: bool = False  # emergency (break the glass) and SAMU regulation accesses
+    kind: str | None = None  # a key of HISTORY_KINDS
+    include_own_reads: bool = False  # the caller's own page views and searches are hidden unless asked
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    recorded: dt.datetime
+    event: str
+    action: str
+    refused: bool
+    actor_kind: str
+    actor_id: str | None
+    actor_name: str | None
+    profession: str | None  # TRE_G15, for a professional found in the directory
+    organisation_id: str | None
+    organisation_name: str | None
+    mode: str  # normal | emergency | regulation
+    reason: str | None  # the reason given for an emergency access
+    entity_type: str | None
+    entity_id: str | None
+    subject_id: str | None  # the professional or organisation an access change is about
+    subject_name: str | None
+    own: bool  # done by the caller
+
+
+def _history_conditions(ctx: Context, dossier_key: uuid.UUID, f: HistoryFilter) -> list[Any]:
+    conds: list[Any] = [audit.c.dossier_key == dossier_key]
+    if f.since is not None:
+        conds.append(audit.c.recorded >= dt.datetime.combine(f.since, dt.time(), dt.UTC))
+    if f.until is not None:
+        conds.append(audit.c.recorded < dt.datetime.combine(f.until + dt.timedelta(days=1), dt.time(), dt.UTC))
+    if f.actors is not None:
+        if f.actors not in HISTORY_ACTORS:
+            raise FhirError(400, "invalid", "Unknown kind of actor", "actors")
+        conds.append(audit.c.actor_kind.in_(HISTORY_ACTORS[f.actors]))
+    if f.emergency_only:
+        conds.append(audit.c.mode.in_(("emergency", "regulation")))
+    if f.kind is not None:
+        if f.kind not in HISTORY_KINDS:
+            raise FhirError(400, "invalid", "Unknown kind of event", "kind")
+        exact, prefixes = HISTORY_KINDS[f.kind]
+        match: list[Any] = [audit.c.event.in_(exact)] if exact else []
+        match += [audit.c.event.startswith(p, autoescape=True) for p in prefixes]
+        conds.append(or_(*match))
+    if not f.include_own_reads:
+        me = ctx.actor.audit_id
+        conds.append(or_(audit.c.actor_id.is_(None), audit.c.actor_id != me, audit.c.action.not_in(READ_ACTIONS)))
+    return conds
+
+
+def history(ctx: Context, dossier_key: uuid.UUID, f: HistoryFilter, limit: int = 50,
+            offset: int = 0) -> tuple[list[HistoryEntry], int]:
+    """The dossier's audit records for its history screen, newest first, filtered in SQL (paging and totals hold),
+    with each professional resolved from the directory (name, profession, organisation). Only the patient side may
+    read it (the policy's ``read_history``); the reading is itself audited (``history.read``)."""
+    from carnet.db.tables import practitioner
+
+    _, decision = ctx.dossier(dossier_key)
+    if not decision.read_history:
+        raise ctx.refuse(dossier_key, "E", "history.read",
+                         forbidden("The access history is shown to the patient and their legal representatives"))
+    conds = _history_conditions(ctx, dossier_key, f) + not_about_hidden_documents(ctx, dossier_key, decision)
+    rows = ctx.conn.execute(select(audit).where(*conds).order_by(audit.c.seq.desc())
+                            .limit(max(1, min(limit, 200))).offset(max(0, offset))).all()
+    total = ctx.conn.execute(select(func.count()).select_from(audit).where(*conds)).scalar_one()
+
+    def subject(r: Any) -> str | None:
+        detail = r.detail if isinstance(r.detail, dict) else json.loads(r.detail or "{}")
+        if r.event == "access.treating_gp":
+            return str(r.entity_id) if r.entity_id else None
+        if r.event.startswith("access.") or r.event.startswith("task.access."):
+            value = detail.get("subject") or detail.get("requester")
+            return str(value) if value else None
+        return None
+
+    subjects = {r.seq: subject(r) for r in rows}
+    ids = {r.actor_id for r in rows if r.actor_kind == "professional" and r.actor_id} | {
+        s for s in subjects.values() if s}
+    pros = {p.national_id: p for p in ctx.conn.execute(select(practitioner).where(
+        practitioner.c.national_id.in_(sorted(ids))))} if ids else {}
+    orgs = {r.organisation_id for r in rows if r.organisation_id} | {s for s in subjects.values() if s}
+    org_names = {p.organisation_id: p.organisation_name for p in ctx.conn.execute(
+        select(practitioner.c.organisation_id, practitioner.c.organisation_name).where(
+            practitioner.c.organisation_id.in_(sorted(orgs)), practitioner.c.organisation_name.is_not(None)))
+    } if orgs else {}
+    me = ctx.actor.audit_id
+    out = []
+    for r in rows:
+        pro = pros.get(r.actor_id) if r.actor_kind == "professional" and r.actor_id else None
+        sid = subjects[r.seq]
+        sp = pros.get(sid) if sid else None
+        org = r.organisation_id or (pro.organisation_id if pro is not None else None)
+        out.append(HistoryEntry(
+            recorded=utc(r.recorded), event=r.event, action=r.action, refused=r.outcome != "0",
+            actor_kind=r.actor_kind, actor_id=r.actor_id,
+            actor_name=f"{pro.given} {pro.family}" if pro is not None else r.actor_name,
+            profession=pro.profession if pro is not None else None, organisation_id=org,
+            organisation_name=org_names.get(org or "") or (pro.organisation_name if pro is not None else None),
+            mode=r.mode, reason=r.reason, entity_type=r.entity_type, entity_id=r.entity_id, subject_id=sid,
+            subject_name=f"{sp.given} {sp.family}" if sp is not None else (org_names.get(sid) if sid else None),
+            own=r.actor_id is not None and r.actor_id == me))
+    ctx.audit(dossier_key, "E", "history.read", entity_type="Patient", entity_id=str(dossier_key))
+    return out, total

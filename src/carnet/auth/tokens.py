@@ -65,12 +65,18 @@ claim                                     :class:`AssertionClaims`      who may 
 ``.national_provider_identifier``
 ``extensions.ihe_iua``                    ``organisation_id``           professional, assurance_maladie
 ``.subject_organization_id``
-``extensions.ihe_iua.person_id``          ``patient_ins``               patient_portal (required there)
+``extensions.ihe_iua.person_id``          ``patient_ins``               patient_portal, patient_app (required)
 ``extensions.carnet.mode``                ``mode``                      professional (any mode); others "normal"
 ``extensions.carnet.mode_reason``         ``reason``                    professional, emergency (required) or
                                                                         regulation (optional)
-``extensions.carnet.representative_id``   ``representative_id``         patient_portal
+``extensions.carnet.representative_id``   ``representative_id``         patient_portal, patient_app
+``extensions.carnet.grant_id``            ``grant_id``                  patient_app (required there; set by
+                                                                        Carnet, see :mod:`carnet.auth.smart`)
 ========================================  ============================  =======================================
+
+A ``patient_app`` (SMART standalone launch, :mod:`carnet.auth.smart`) never sends an assertion: it is a public
+client, and its access tokens carry the same patient claims as the portal's, plus the grant they were issued under,
+so that revoking the grant stops them at once.
 
 ``carnet.mode`` is the only source of the mode. ``purpose_of_use`` is optional and only cross-checked: a code
 ``ETREAT`` or ``BTG`` (emergency treatment, break the glass) with mode ``normal`` is refused, so that an IUA client
@@ -155,7 +161,7 @@ MAX_ASSERTION_LIFETIME = 300
 CLOCK_SKEW = 60
 #: Longest access token lifetime :func:`issue_access_token` accepts (IHE IUA: one hour or less).
 MAX_ACCESS_TOKEN_LIFETIME = 3600
-CLIENT_KINDS = frozenset({"professional", "patient_portal", "assurance_maladie"})
+CLIENT_KINDS = frozenset({"professional", "patient_portal", "assurance_maladie", "patient_app"})
 MODES = frozenset({"normal", "emergency", "regulation"})
 ACT_REASON_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 MAX_REASON_CHARS = 500
@@ -176,6 +182,7 @@ _PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _PROFESSIONAL_ID = re.compile(r"8[0-9]{11}|0[0-9A-Z]{9}")
 _INS = re.compile(r"[0-9]{5}(?:[0-9]{2}|2[AB])[0-9]{8}")
+_GRANT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _FORBIDDEN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 _OAUTH_ERRORS = frozenset({
@@ -232,7 +239,7 @@ class ClientRecord:
     """A registered client, as the admin registered it."""
 
     client_id: str
-    kind: str  # "professional" | "patient_portal" | "assurance_maladie"
+    kind: str  # "professional" | "patient_portal" | "assurance_maladie" | "patient_app"
     jwks: dict
     scopes: frozenset[str]
     enabled: bool
@@ -256,6 +263,7 @@ class AssertionClaims:
     patient_ins: str | None = None
     representative_id: str | None = None
     client_kind: str | None = None
+    grant_id: str | None = None  # patient_app: the grant (refresh token family) the token was issued under
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -616,14 +624,18 @@ def _read_actor(claims: dict[str, Any]) -> dict[str, Any]:
         "reason": _optional_string(carnet, "mode_reason", "extensions.carnet.mode_reason", MAX_REASON_CHARS),
         "representative_id": _optional_string(carnet, "representative_id", "extensions.carnet.representative_id",
                                               128),
+        "grant_id": _optional_string(carnet, "grant_id", "extensions.carnet.grant_id", 64),
     }
     _check_actor_shapes(**actor)
     return actor
 
 
 def _check_actor_shapes(*, professional_id: str | None, organisation_id: str | None, patient_ins: str | None,
-                        mode: str | None, reason: str | None, representative_id: str | None) -> None:
+                        mode: str | None, reason: str | None, representative_id: str | None,
+                        grant_id: str | None = None) -> None:
     """Rules that hold for every kind of client."""
+    if grant_id is not None and not _GRANT_ID.fullmatch(grant_id):
+        raise TokenError("invalid_request", "'extensions.carnet.grant_id' must be a UUID")
     if mode not in MODES:
         raise TokenError("invalid_request", "'extensions.carnet.mode' must be normal, emergency or regulation")
     if mode == "emergency" and not reason:
@@ -646,6 +658,8 @@ def _check_actor_for_kind(kind: str, actor: dict[str, Any]) -> None:
     def refuse(description: str) -> TokenError:
         return TokenError("unauthorized_client", description)
 
+    if kind != "patient_app" and actor.get("grant_id") is not None:
+        raise refuse("only a patient app's token carries 'extensions.carnet.grant_id'")
     if kind == "professional":
         if actor["professional_id"] is None:
             raise TokenError("invalid_request", "a professional client must name the professional acting in "
@@ -654,7 +668,9 @@ def _check_actor_for_kind(kind: str, actor: dict[str, Any]) -> None:
             raise refuse("a professional client may not set 'extensions.ihe_iua.person_id'")
         if actor["representative_id"] is not None:
             raise refuse("a professional client may not set 'extensions.carnet.representative_id'")
-    elif kind == "patient_portal":
+    elif kind in ("patient_portal", "patient_app"):
+        if kind == "patient_app" and actor.get("grant_id") is None:
+            raise TokenError("invalid_request", "a patient app's token must name its grant")
         if actor["professional_id"] is not None:
             raise refuse("the patient portal may not name a professional")
         if actor["organisation_id"] is not None:
@@ -693,12 +709,13 @@ def _check_purpose_of_use(claims: dict[str, Any], mode: str) -> None:
 def _purpose_code(kind: str | None, mode: str | None) -> str | None:
     if mode in ("emergency", "regulation"):
         return "ETREAT"
-    return {"professional": "TREAT", "patient_portal": "PATRQT", "assurance_maladie": "HPAYMT"}.get(kind or "")
+    return {"professional": "TREAT", "patient_portal": "PATRQT", "patient_app": "PATRQT",
+            "assurance_maladie": "HPAYMT"}.get(kind or "")
 
 
 def _actor_extensions(*, kind: str | None, professional_id: str | None, organisation_id: str | None,
                       patient_ins: str | None, mode: str | None, reason: str | None,
-                      representative_id: str | None) -> dict[str, Any]:
+                      representative_id: str | None, grant_id: str | None = None) -> dict[str, Any]:
     iua: dict[str, Any] = {}
     if professional_id is not None:
         iua["national_provider_identifier"] = professional_id
@@ -716,6 +733,8 @@ def _actor_extensions(*, kind: str | None, professional_id: str | None, organisa
         carnet["mode_reason"] = reason
     if representative_id is not None:
         carnet["representative_id"] = representative_id
+    if grant_id is not None:
+        carnet["grant_id"] = grant_id
     return {"ihe_iua": iua, "carnet": carnet}
 
 
@@ -736,7 +755,7 @@ def issue_access_token(server_key: ServerKey, claims: AssertionClaims, scopes: s
     actor = {
         "professional_id": claims.professional_id, "organisation_id": claims.organisation_id,
         "patient_ins": claims.patient_ins, "mode": claims.mode, "reason": claims.reason,
-        "representative_id": claims.representative_id,
+        "representative_id": claims.representative_id, "grant_id": claims.grant_id,
     }
     _check_actor_shapes(**actor)
     if claims.client_kind is not None:

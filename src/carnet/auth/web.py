@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from carnet.access.actors import Actor, ActorKind, Mode
-from carnet.auth import tokens
+from carnet.auth import smart, tokens
 from carnet.context import Services
 from carnet.db.tables import client, practitioner, token_jti
 from carnet.errors import FhirError
@@ -56,15 +56,20 @@ def _oauth_error(err: tokens.TokenError) -> JSONResponse:
 def token_endpoint(services: Services, server_key: tokens.ServerKey, form: dict[str, str]) -> JSONResponse:
     """``POST /oauth/token``: client credentials with ``private_key_jwt`` (RFC 7523, SMART Backend Services)."""
     settings = services.settings
+    if form.get("grant_type") in smart.GRANT_TYPES:  # patients' apps (SMART standalone launch)
+        return smart.token_endpoint(services, server_key, form)
     try:
         if form.get("grant_type") != GRANT:
-            raise tokens.TokenError("unsupported_grant_type", "Only client_credentials is supported")
+            raise tokens.TokenError("unsupported_grant_type",
+                                    "grant_type must be client_credentials, authorization_code or refresh_token")
         if form.get("client_assertion_type") != ASSERTION_TYPE or not form.get("client_assertion"):
             raise tokens.TokenError("invalid_request", "A private_key_jwt client assertion is required")
         assertion = form["client_assertion"]
         record = client_record(services, tokens.unverified_client_id(assertion))
         if record is None:
             raise tokens.TokenError("invalid_client", "Unknown client")
+        if record.kind == "patient_app":
+            raise tokens.TokenError("unauthorized_client", "A patient app uses the authorization code grant")
         claims = tokens.verify_client_assertion(assertion, record, settings.token_endpoint, int(time.time()),
                                                 _jti_seen(services, record.client_id))
         if claims.professional_id:
@@ -100,13 +105,20 @@ def smart_configuration(services: Services) -> dict[str, Any]:
     return {
         "issuer": base,
         "token_endpoint": services.settings.token_endpoint,
-        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": sorted(tokens.ASSERTION_ALGORITHMS),
-        "grant_types_supported": [GRANT],
+        "grant_types_supported": [GRANT, *smart.GRANT_TYPES],
+        "authorization_endpoint": f"{base}/oauth/authorize",
+        "code_challenge_methods_supported": ["S256"],
         "scopes_supported": ["system/*.rs", "system/DocumentReference.cruds", "system/Patient.crs",
                              "system/List.rs", "system/Binary.r", "system/AuditEvent.rs", "system/Consent.c",
-                             "system/Practitioner.rs", "system/PractitionerRole.rs"],
-        "capabilities": ["client-confidential-asymmetric", "permission-v2"],
+                             "system/Practitioner.rs", "system/PractitionerRole.rs", "system/Task.crus", "patient/*.rs",
+                             "patient/Patient.rs", "patient/DocumentReference.rs", "patient/Binary.rs",
+                             "patient/AuditEvent.rs", "launch/patient", "offline_access", "online_access"],
+        "response_types_supported": ["code"],
+        "capabilities": ["client-confidential-asymmetric", "permission-v2", "launch-standalone", "client-public",
+                         "context-standalone-patient", "permission-patient", "permission-offline",
+                         "permission-online"],
         "jwks_uri": f"{base}/oauth/jwks",
     }
 
@@ -167,7 +179,10 @@ def resolve_actor(conn: Connection, who: tokens.AssertionClaims) -> Actor:
         return Actor(kind=ActorKind.PROFESSIONAL, id=row.national_id, display=f"{row.given} {row.family}",
                      profession=row.profession, organisation_id=who.organisation_id or row.organisation_id,
                      is_regulator=row.is_regulator, mode=mode, reason=who.reason, client_id=who.client_id)
-    if row.kind == "patient_portal":
+    if row.kind == "patient_app" and not smart.grant_alive(conn, who.grant_id, who.client_id):
+        raise FhirError(401, "login", "This app's access has been revoked",
+                        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    if row.kind in ("patient_portal", "patient_app"):
         if who.representative_id:
             return Actor(kind=ActorKind.REPRESENTATIVE, id=who.representative_id, acting_for=who.patient_ins,
                          client_id=who.client_id)

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import unicodedata
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
@@ -160,6 +161,9 @@ def create(ctx: Context, resource: dict[str, Any], *, channel: str | None = None
     ctx.audit(key, "C", "dossier.create", entity_type="Patient", entity_id=str(key), detail={"channel": channel})
     if kind is ActorKind.PROFESSIONAL:
         _grant(ctx, key, "practitioner", actor.id or "", "authorized", event="access.consent")
+    from carnet.accounts.service import invite_owner  # the owner's account and activation letter (issue 4)
+
+    invite_owner(ctx, key, resource)
     return key, json.dumps(served, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -291,7 +295,55 @@ def reopen(ctx: Context, key: uuid.UUID) -> None:
         raise conflict("The dossier is not closed")
     ctx.conn.execute(update(dossier).where(dossier.c.dossier_key == key).values(
         status="active", closed_at=None, close_reason=None, purge_after=None, last_updated=ctx.now))
+    # Reopening is the person's choice to have a dossier again: an objection they recorded no longer holds.
+    ctx.conn.execute(delete(creation_objection).where(creation_objection.c.ins == row.ins))
     ctx.audit(key, "U", "dossier.reopen")
+
+
+def object_to_dossier(ctx: Context, key: uuid.UUID) -> None:
+    """The patient side objects to the existence of its dossier (issue 4 §2; DOMAIN.md: "The patient may object to
+    its creation; the objection is recorded and honoured"). The objection is recorded for the person's INS, so that
+    no new dossier is created for them later (:func:`create` refuses it to anyone but the person), and the dossier is
+    closed: professionals lose access and the data is kept for the retention period, then purged. The policy's
+    ``close_or_reopen`` (the patient side only) decides. Audited ``dossier.objection`` (and ``dossier.close``)."""
+    row, decision = ctx.dossier(key, lock=True)
+    _require(ctx, key, decision.close_or_reopen and decision.basis in ("patient", "representative"),
+             "dossier.objection", decision)
+    if row.close_reason == "death":
+        raise conflict("The dossier is closed")
+    if ctx.conn.execute(select(creation_objection.c.ins).where(creation_objection.c.ins == row.ins)).first() is None:
+        ctx.conn.execute(insert(creation_objection).values(ins=row.ins, recorded_at=ctx.now,
+                                                           recorded_by=ctx.actor.audit_id))
+    ctx.audit(key, "U", "dossier.objection", entity_type="Patient", entity_id=str(key))
+    if row.status == "active":
+        close(ctx, key, reason="objection")
+
+
+@dataclass(frozen=True)
+class DossierState:
+    """What the patient side is shown of its dossier's life (the portal's "My dossier")."""
+
+    status: str  # active | closed
+    created_at: dt.datetime
+    creation_channel: str | None  # professional | counter | patient
+    closed_at: dt.datetime | None
+    close_reason: str | None  # patient | objection | death
+    purge_after: dt.datetime | None
+    objected: bool  # an objection to the dossier's existence is recorded
+
+
+def state(ctx: Context, key: uuid.UUID) -> DossierState:
+    """The dossier's state for the patient side (anyone else: refused, audited). Audited ``patient.read``."""
+    row, decision = ctx.dossier(key)
+    if decision.basis not in ("patient", "representative"):
+        raise ctx.refuse(key, "R", "patient.read", forbidden(decision.refusal) if decision.check else
+                         not_found("Patient"))
+    objected = ctx.conn.execute(select(creation_objection.c.ins).where(
+        creation_objection.c.ins == row.ins)).first() is not None
+    ctx.audit(key, "R", "patient.read", entity_type="Patient", entity_id=str(key))
+    return DossierState(status=row.status, created_at=_aware(row.created_at), creation_channel=row.creation_channel,
+                        closed_at=_aware(row.closed_at) if row.closed_at else None, close_reason=row.close_reason,
+                        purge_after=_aware(row.purge_after) if row.purge_after else None, objected=objected)
 
 
 def purge_due(ctx: Context) -> list[uuid.UUID]:
@@ -310,6 +362,17 @@ def purge_due(ctx: Context) -> list[uuid.UUID]:
             submission_set.c.dossier_key == key)).scalars())
         for table in (document_token, document, submission_set, access_grant, representative, audit, audit_chain):
             ctx.conn.execute(delete(table).where(table.c.dossier_key == key))
+        from carnet.db.tables import contact  # the emergency contacts (issue 4)
+
+        ctx.conn.execute(delete(contact).where(contact.c.dossier_key == key))
+        from carnet.db.tables import task  # access and rectification requests (issue 4)
+
+        lists += list(ctx.conn.execute(select(task.c.task_id).where(task.c.dossier_key == key)).scalars())
+        ctx.conn.execute(delete(task).where(task.c.dossier_key == key))
+        from carnet.db.tables import account_dossier, outbox, professional_seen  # accounts' links, messages
+
+        for table in (account_dossier, outbox, professional_seen):
+            ctx.conn.execute(delete(table).where(table.c.dossier_key == key))
         ctx.conn.execute(delete(document_identifier).where(document_identifier.c.dossier_key == key))
         if ids or lists:
             ctx.conn.execute(delete(resource_locator).where(resource_locator.c.resource_id.in_(ids + lists)))
@@ -325,7 +388,9 @@ def purge_due(ctx: Context) -> list[uuid.UUID]:
 # --- representatives, médecin traitant, authorizations, objections -----------------------------------------------
 
 def add_representative(ctx: Context, key: uuid.UUID, kind: str, family: str, given: str,
-                       relationship: str) -> uuid.UUID:
+                       relationship: str, resource: dict[str, Any] | None = None) -> uuid.UUID:
+    """Record a legal representative; they get an account (or their existing one is linked) to act on the dossier.
+    ``resource`` (the RelatedPerson) may carry their email or mobile number for the activation code."""
     row, decision = ctx.dossier(key, lock=True)
     if ctx.actor.kind not in (ActorKind.ASSURANCE_MALADIE, ActorKind.OPERATOR) and not decision.manage_access:
         raise ctx.refuse(key, "U", "representative.add", forbidden(decision.refusal))
@@ -339,6 +404,9 @@ def add_representative(ctx: Context, key: uuid.UUID, kind: str, family: str, giv
         ctx.conn.execute(update(dossier).where(dossier.c.dossier_key == key).values(is_protected_adult=True))
     ctx.audit(key, "U", "representative.add", entity_type="RelatedPerson", entity_id=str(rep_id),
               detail={"kind": kind})
+    from carnet.accounts.service import invite_representative
+
+    invite_representative(ctx, key, rep_id, given, family, resource)
     return rep_id
 
 
@@ -418,3 +486,133 @@ def set_objections(ctx: Context, key: uuid.UUID, break_glass: bool | None, regul
         values["objects_regulation"] = regulation
     ctx.conn.execute(update(dossier).where(dossier.c.dossier_key == key).values(**values))
     ctx.audit(key, "U", "access.objection", detail={"break_glass": break_glass, "regulation": regulation})
+
+
+ACCESS_REQUEST_POLICIES = ("ask", "refuse")
+
+
+def set_access_requests(ctx: Context, key: uuid.UUID, policy: str) -> None:
+    """The patient's answer to professionals' access requests (issue 4 §3): ``ask`` (be prompted) or ``refuse``
+    ("never ask me, refuse": every request is rejected at once). Requests already pending stay pending."""
+    row, decision = ctx.dossier(key, lock=True)
+    _require(ctx, key, decision.basis in ("patient", "representative") and decision.manage_access,
+             "access.requests", decision)
+    if policy not in ACCESS_REQUEST_POLICIES:
+        raise unprocessable("The access request policy must be ask or refuse", "policy")
+    ctx.conn.execute(update(dossier).where(dossier.c.dossier_key == key).values(access_requests=policy,
+                                                                               last_updated=ctx.now))
+    ctx.audit(key, "U", "access.requests", detail={"policy": policy})
+
+
+# --- the patient's view of who has access (issue 4 §2, the portal's Access screen) --------------------------------
+
+@dataclass(frozen=True)
+class AccessEntry:
+    """One live grant: a professional or an organisation authorized, given the médecin traitant's rights, or
+    blocked; since when, and who gave it (``granted_by_kind``: patient | representative | professional | other)."""
+
+    grant_id: uuid.UUID
+    subject_kind: str  # practitioner | organisation
+    subject_id: str
+    relation: str  # authorized | gp_rights | blocked
+    since: dt.datetime
+    granted_by_kind: str
+    granted_by_name: str | None
+
+
+@dataclass(frozen=True)
+class RepresentativeEntry:
+    representative_id: uuid.UUID
+    given: str
+    family: str
+    kind: str  # minor | protected_adult
+    relationship: str
+    since: dt.datetime
+
+
+@dataclass(frozen=True)
+class AccessOverview:
+    status: str
+    treating_gp: str | None
+    treating_gp_since: dt.datetime | None
+    grants: list[AccessEntry]  # authorized and gp_rights, practitioners and organisations
+    blocked: list[AccessEntry]
+    representatives: list[RepresentativeEntry]
+    objects_break_glass: bool
+    objects_regulation: bool
+    access_requests: str  # ask | refuse
+    can_manage: bool  # the dossier is open and the caller may change access
+
+
+def _aware(ts: dt.datetime) -> dt.datetime:
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=dt.UTC)
+
+
+def access_overview(ctx: Context, key: uuid.UUID) -> AccessOverview:
+    """Who has access to the dossier and why, for the patient and their legal representatives (the only ones the
+    policy lets manage access); anyone else is refused (403, audited). Reading it is audited (``access.read``)."""
+    row, decision = ctx.dossier(key)
+    if decision.basis not in ("patient", "representative"):
+        raise ctx.refuse(key, "R", "access.read", forbidden(decision.refusal))
+    grants = ctx.conn.execute(select(access_grant).where(
+        access_grant.c.dossier_key == key, access_grant.c.revoked_at.is_(None))
+        .order_by(access_grant.c.created_at)).all()
+    reps = ctx.conn.execute(select(representative).where(representative.c.dossier_key == key)
+                            .order_by(representative.c.since)).all()
+    rep_names = {str(r.representative_id): f"{r.given} {r.family}" for r in reps}
+    granters = {g.created_by for g in grants} - set(rep_names) - {row.ins}
+    pro_names = {p.national_id: f"{p.given} {p.family}" for p in ctx.conn.execute(select(
+        practitioner.c.national_id, practitioner.c.given, practitioner.c.family).where(
+        practitioner.c.national_id.in_(sorted(granters))))} if granters else {}
+
+    def entry(g: Any) -> AccessEntry:
+        if g.created_by == row.ins:
+            kind, name = "patient", None
+        elif g.created_by in rep_names:
+            kind, name = "representative", rep_names[g.created_by]
+        elif g.created_by in pro_names:
+            kind, name = "professional", pro_names[g.created_by]
+        else:
+            kind, name = "other", None
+        return AccessEntry(g.grant_id, g.subject_kind, g.subject_id, g.relation, _aware(g.created_at), kind, name)
+
+    gp_since = None
+    if row.treating_gp:
+        last = ctx.conn.execute(select(audit.c.recorded).where(
+            audit.c.dossier_key == key, audit.c.event == "access.treating_gp", audit.c.outcome == "0",
+            audit.c.entity_id == row.treating_gp).order_by(audit.c.seq.desc()).limit(1)).scalar()
+        gp_since = _aware(last) if last is not None else None
+    ctx.audit(key, "R", "access.read", entity_type="Patient", entity_id=str(key))
+    return AccessOverview(
+        status=row.status, treating_gp=row.treating_gp, treating_gp_since=gp_since,
+        grants=[entry(g) for g in grants if g.relation != "blocked"],
+        blocked=[entry(g) for g in grants if g.relation == "blocked"],
+        representatives=[RepresentativeEntry(r.representative_id, r.given, r.family, r.kind, r.relationship,
+                                             _aware(r.since)) for r in reps if r.ended_at is None],
+        objects_break_glass=bool(row.objects_break_glass), objects_regulation=bool(row.objects_regulation),
+        access_requests=str(row.access_requests or "ask"), can_manage=decision.manage_access)
+
+
+def unblock(ctx: Context, key: uuid.UUID, subject_kind: str, subject_id: str) -> str | None:
+    """Lift a block (the patient side). The authorization the block replaced, if any, comes back: unblocking undoes
+    the block rather than leaving the professional with less than before. Returns the restored relation, or None.
+    Both steps go through :func:`change_access` (policy and audit)."""
+    _, decision = ctx.dossier(key, lock=True)
+    _require(ctx, key, decision.basis in ("patient", "representative") and decision.manage_access,
+             "access.withdraw", decision)
+    block = ctx.conn.execute(select(access_grant).where(
+        access_grant.c.dossier_key == key, access_grant.c.subject_id == subject_id,
+        access_grant.c.relation == "blocked", access_grant.c.revoked_at.is_(None))).first()
+    if block is None:
+        raise conflict("This professional is not blocked")
+    since = _aware(block.created_at)
+    before = [g for g in ctx.conn.execute(select(access_grant).where(
+        access_grant.c.dossier_key == key, access_grant.c.subject_id == subject_id,
+        access_grant.c.relation.in_(("authorized", "gp_rights")), access_grant.c.revoked_at.is_not(None))).all()
+        if _aware(g.revoked_at) == since]
+    change_access(ctx, key, subject_kind, subject_id, None)
+    if not before:
+        return None
+    relation = str(before[-1].relation)
+    change_access(ctx, key, subject_kind, subject_id, relation)
+    return relation

@@ -67,3 +67,46 @@ def search(ctx: Context, params: list[tuple[str, str]], rtype: str) -> list[str]
             raise FhirError(400, "not-supported", "Unknown search parameter", name)
     fn = practitioner_resource if rtype == "Practitioner" else role_resource
     return [_dump(fn(r)) for r in ctx.conn.execute(q)]
+
+
+def find(ctx: Context, text: str, limit: int = 20) -> list[Any]:
+    """The portal's "find a professional": enabled professionals by number (RPPS, ADELI or national id) or by name
+    (every word starts the family or given name, any case). Reference data: no dossier right, no audit."""
+    from sqlalchemy import func, or_
+
+    words = text.split()[:4]
+    if not words:
+        return []
+    q = select(practitioner).where(practitioner.c.enabled.is_(True))
+    compact = "".join(words)
+    if compact.isdigit():
+        ids = {11: ["8" + compact], 9: ["0" + compact], 12: [compact]}.get(len(compact), [])
+        if not ids:
+            return []
+        q = q.where(practitioner.c.national_id.in_(ids))
+    else:
+        for w in words:
+            w = w.lower()
+            q = q.where(or_(func.lower(practitioner.c.family).startswith(w, autoescape=True),
+                            func.lower(practitioner.c.given).startswith(w, autoescape=True)))
+    return list(ctx.conn.execute(q.order_by(practitioner.c.family, practitioner.c.given,
+                                            practitioner.c.national_id).limit(limit)).all())
+
+
+def by_ids(ctx: Context, national_ids: set[str] | list[str]) -> dict[str, Any]:
+    """Directory rows for these national ids (a name, a profession and an organisation to show), by id."""
+    wanted = sorted({i for i in national_ids if i})
+    if not wanted:
+        return {}
+    rows = ctx.conn.execute(select(practitioner).where(practitioner.c.national_id.in_(wanted))).all()
+    return {r.national_id: r for r in rows}
+
+
+def organisation_names(ctx: Context, organisation_ids: set[str] | list[str]) -> dict[str, str]:
+    """The name the directory gives each organisation (from its professionals' records), by organisation id."""
+    wanted = sorted({i for i in organisation_ids if i})
+    if not wanted:
+        return {}
+    rows = ctx.conn.execute(select(practitioner.c.organisation_id, practitioner.c.organisation_name).where(
+        practitioner.c.organisation_id.in_(wanted), practitioner.c.organisation_name.is_not(None))).all()
+    return {r.organisation_id: r.organisation_name for r in rows}
