@@ -74,7 +74,7 @@ def sign_in(page: Page, base: str, mail: Path) -> None:
     page.fill("#login", patient_ins(1))
     page.fill("#password", DEMO_PASSWORD)
     started = time.time() - 1
-    page.click("button[type=submit]")
+    page.click("main form[action='/portal/sign-in'] button[type=submit]")
     page.wait_for_url("**/portal/code**")
     page.fill("#code", newest_code(mail, "jeanne.lefevre@example.test", started))
     page.locator("form[action='/portal/code'] button[type=submit]").first.click()

@@ -306,3 +306,13 @@ def test_a_purged_dossier_takes_its_tasks_with_it(world: World) -> None:
     assert tasks_of(world) == []
     with world.services.engine.connect() as conn:
         assert conn.execute(select(resource_locator).where(resource_locator.c.resource_id == view.id)).first() is None
+
+
+def test_the_notification_worker_runs_the_expiry_job(world: World, later: Any) -> None:
+    from carnet.notify import worker
+
+    view = ask(world, pro(world, "stranger"))
+    later()
+    worker.run_jobs(world.services)
+    assert tasks_of(world)[0].status == "expired"
+    assert audit_events(world, str(view.id)).count("task.access.expire") == 1
