@@ -11,14 +11,14 @@ LOOKUP_TABLES = {"ins_lookup", "creation_objection", "patient_index", "resource_
 LOOKUP_TABLES |= {"account_login"}  # a sign-in identifier -> its account
 # People's accounts, their codes, sessions and app grants: a second co-location group, distributed by account (or by
 # the hash of their secret); none holds health data, and none is pointed at by a dossier table.
-ACCOUNT_TABLES = {"account", "account_code", "web_session", "oauth_code", "refresh_token"}
+ACCOUNT_TABLES = {"account", "account_code", "web_session", "oauth_code", "refresh_token", "pro_session"}
 DOSSIER_TABLES = set(metadata.tables) - REFERENCE_TABLES - LOOKUP_TABLES - ACCOUNT_TABLES
 
 
 def test_every_table_is_classified() -> None:
     assert DOSSIER_TABLES == {"dossier", "representative", "access_grant", "document", "document_token",
                               "submission_set", "audit_chain", "audit", "account_dossier", "outbox", "contact",
-                              "professional_seen", "task"}
+                              "professional_seen", "task", "clinical_item", "claim_line", "access_review"}
 
 
 def test_account_tables_are_keyed_by_their_account_or_secret() -> None:

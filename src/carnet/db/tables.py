@@ -448,3 +448,73 @@ contact = Table(
     Column("updated_at", TS, nullable=False),
     ForeignKeyConstraint(["dossier_key"], ["dossier.dossier_key"]),
 )
+
+# --- issue 3: structured data, the care history from claims, clinicians' sessions, the emergency review queue -----
+
+clinical_item = Table(
+    "clinical_item", metadata,  # structured data as FHIR resources: AllergyIntolerance, Condition, MedicationStatement,
+    # Immunization, Observation (blood group, vital signs), with their author and source
+    Column("dossier_key", Uuid, primary_key=True),
+    Column("item_id", Uuid, primary_key=True),
+    Column("resource_type", String(32), nullable=False),
+    Column("status", String(24), nullable=False),  # the resource's clinical/verification status, or entered-in-error
+    Column("code_system", String(200)),
+    Column("code", String(64)),
+    Column("display", String(500)),
+    Column("category", String(64)),  # e.g. vital-signs, blood-group, allergy category
+    Column("author_id", String(64), nullable=False),  # national id of the professional, or the patient's actor id
+    Column("author_kind", String(32), nullable=False),  # professional | patient | representative
+    Column("source", String(300)),  # the software or document it came from
+    Column("effective", TS),  # onset, occurrence, effective date
+    Column("recorded_at", TS, nullable=False),
+    Column("dispute", Text),  # the patient's note when they believe the item is wrong
+    Column("disputed_at", TS),
+    Column("version", Integer, nullable=False, default=1),
+    Column("last_updated", TS, nullable=False),
+    Column("resource", Text, nullable=False),
+    ForeignKeyConstraint(["dossier_key"], ["dossier.dossier_key"]),
+    Index(None, "dossier_key", "resource_type"),
+)
+
+claim_line = Table(
+    "claim_line", metadata,  # Assurance Maladie's care history: one reimbursed act or drug (rolling 24 months)
+    Column("dossier_key", Uuid, primary_key=True),
+    Column("line_hash", String(64), primary_key=True),  # SHA-256 of the normalised line: ingesting twice is a no-op
+    Column("care_date", Date, nullable=False),
+    Column("kind", String(16), nullable=False),  # act | drug | consultation ...
+    Column("code_system", String(16), nullable=False),  # CCAM | NGAP | CIP13
+    Column("code", String(32), nullable=False),
+    Column("label", String(300), nullable=False),
+    Column("prescriber", String(64)),
+    Column("amount_cents", Integer),
+    Column("ingested_at", TS, nullable=False),
+    ForeignKeyConstraint(["dossier_key"], ["dossier.dossier_key"]),
+    Index(None, "dossier_key", "care_date"),
+)
+
+access_review = Table(
+    "access_review", metadata,  # the operators' follow-up of each emergency or regulation access (review queue)
+    Column("dossier_key", Uuid, primary_key=True),
+    Column("seq", Integer, primary_key=True),  # the audit record reviewed
+    Column("reviewed_at", TS, nullable=False),
+    Column("reviewed_by", String(64), nullable=False),
+    Column("outcome", String(16), nullable=False),  # justified | questioned | referred
+    Column("note", Text),
+    ForeignKeyConstraint(["dossier_key"], ["dossier.dossier_key"]),
+)
+
+pro_session = Table(
+    "pro_session", metadata,  # the clinician portal's sessions (OpenID Connect: Pro Santé Connect, or the demo IdP)
+    Column("session_hash", String(64), primary_key=True),
+    Column("national_id", String(12), nullable=False),
+    Column("organisation_id", String(32)),
+    Column("mode", String(16), nullable=False),  # normal | emergency | regulation, for the whole session
+    Column("reason", Text),  # the break-the-glass reason
+    Column("csrf", String(64), nullable=False),
+    Column("acr", String(64)),  # the identity provider's assurance level (eidas1 for a CPS card)
+    Column("created_at", TS, nullable=False),
+    Column("last_seen_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    Column("revoked_at", TS),
+    Index(None, "national_id"),
+)
