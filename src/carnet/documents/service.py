@@ -23,7 +23,7 @@ from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, selec
 from carnet.access.policy import Decision, DocFacts
 from carnet.context import Context
 from carnet.db.tables import document, document_identifier, document_token, resource_locator, submission_set
-from carnet.documents import codes
+from carnet.documents import cda, codes
 from carnet.documents.crypto import IntegrityError, Sealed, open_sealed, seal
 from carnet.documents.metadata import DocMeta, read_metadata
 from carnet.errors import FhirError, Issue, conflict, forbidden, not_found, unprocessable
@@ -87,6 +87,11 @@ def publish(ctx: Context, dossier_key: uuid.UUID, resource: dict[str, Any], cont
     if content.content_type.split(";")[0].strip().lower() != meta.content_type:
         raise unprocessable("The content's type differs from attachment.contentType",
                             "DocumentReference.content[0].attachment.contentType")
+    if meta.content_type in cda.CONTENT_TYPES:  # issue 3 §4: the CDA header must not contradict the metadata
+        from carnet.db.tables import dossier
+
+        ins = ctx.conn.execute(select(dossier.c.ins).where(dossier.c.dossier_key == dossier_key)).scalar_one()
+        cda.check_header(content.data, resource, ins)
     taken = ctx.conn.execute(select(document_identifier.c.document_id).where(
         document_identifier.c.master_identifier == meta.master_identifier)).first()
     if taken is not None:

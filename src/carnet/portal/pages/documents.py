@@ -3,9 +3,8 @@ professionals / show again, delete from the dossier, and the patient's own docum
 
 Every read and change goes through :mod:`carnet.documents.service` inside :meth:`Page.run`: the policy decides what
 the patient sees (an ``INVISIBLE_PATIENT`` document is absent, as for a search), and the service writes the audit
-record. A CDA document is shown readable by :func:`cda_html`: its narrative (section titles and text) is read with
-lxml, entities unresolved and no network, and written back as escaped HTML from a short list of tags, never with an
-XSLT from the document.
+record. A CDA document is shown readable by :func:`carnet.documents.cda.render_html` (escaped HTML from a short list
+of tags, never an XSLT from the document); the PDF a CDA may carry is served decoded at ``/portal/documents/{id}/body``.
 """
 
 from __future__ import annotations
@@ -18,13 +17,12 @@ from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from lxml import etree
-from markupsafe import Markup, escape
+from markupsafe import Markup
 from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
 from carnet.context import Context
-from carnet.documents import codes
+from carnet.documents import cda, codes
 from carnet.documents import service as documents
 from carnet.errors import FhirError
 from carnet.identity.professions import PROFESSIONS
@@ -359,7 +357,7 @@ async def document_page(p: Page) -> Response:
     elif ctype in ("image/jpeg", "image/png"):
         preview = {"kind": "image"}
     elif data is not None and ctype in CDA_TYPES:
-        rendered = cda_html(data)
+        rendered = cda_html(data, f"/portal/documents/{doc_id}/body", p.lang.code)
         preview = {"kind": "cda", "html": rendered} if rendered is not None else {"kind": "text", "text": _text(data)}
     elif data is not None and ctype == "application/fhir+json":
         try:
@@ -431,79 +429,24 @@ async def delete(p: Page) -> Response:
     return p.redirect("/portal/documents?done=deleted")
 
 
-# --- CDA, shown readable ----------------------------------------------------------------------------------------------
+# --- CDA, shown readable (carnet.documents.cda) ---------------------------------------------------------------------
 
-V3 = "{urn:hl7-org:v3}"
-# CDA narrative block elements → the HTML element written (attributes are never copied).
-_TAGS = {"paragraph": "p", "content": "span", "list": "ul", "item": "li", "table": "table", "thead": "thead",
-         "tbody": "tbody", "tfoot": "tfoot", "tr": "tr", "th": "th", "td": "td", "caption": "caption", "sub": "sub",
-         "sup": "sup", "footnote": "small", "linkHtml": "span", "br": "br"}
-_DROPPED = {"renderMultiMedia", "footnoteRef", "col", "colgroup", "script", "style"}
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-                          huge_tree=False, remove_comments=True, remove_pis=True)
-
-
-def _local(el: Any) -> str:
-    tag = el.tag if isinstance(el.tag, str) else ""
-    return tag.rsplit("}", 1)[-1]
-
-
-def _narrative(el: Any) -> str:
-    """The children of a narrative element as HTML: every text escaped, only the tags of :data:`_TAGS`."""
-    out = [str(escape(el.text or ""))]
-    for child in el:
-        name = _local(child)
-        if name and name not in _DROPPED:
-            tag = _TAGS.get(name)
-            if name == "list" and child.get("listType") == "ordered":
-                tag = "ol"
-            if tag == "br":
-                out.append("<br>")
-            elif tag == "table":
-                out.append(f'<div class="table-wrap"><table>{_narrative(child)}</table></div>')
-            elif tag is not None:
-                out.append(f"<{tag}>{_narrative(child)}</{tag}>")
-            else:
-                out.append(_narrative(child))
-        out.append(str(escape(child.tail or "")))
-    return "".join(out)
-
-
-def _sections(parent: Any, level: int) -> list[str]:
-    out = []
-    for comp in parent.findall(f"{V3}component"):
-        section = comp.find(f"{V3}section")
-        if section is None:
-            continue
-        heading = min(level, 6)
-        title = section.find(f"{V3}title")
-        text = section.find(f"{V3}text")
-        parts = ["<section>"]
-        if title is not None and "".join(title.itertext()).strip():
-            parts.append(f"<h{heading}>{escape(''.join(title.itertext()).strip())}</h{heading}>")
-        if text is not None:
-            parts.append(f'<div class="narrative">{_narrative(text)}</div>')
-        parts.extend(_sections(section, level + 1))
-        parts.append("</section>")
-        out.append("".join(parts))
-    return out
-
-
-def cda_html(data: bytes) -> Markup | None:
-    """A CDA R2 document's human-readable part as safe HTML: the title, then each section's title and narrative
-    text (nested sections as lower headings). None when ``data`` is not a CDA document with a structured body."""
+def cda_html(data: bytes, pdf_url: str | None = None, lang: str = "fr") -> Markup | None:
+    """A CDA document as safe HTML (:func:`carnet.documents.cda.render_html`), or None when it is not one."""
     try:
-        root = etree.fromstring(data, parser=_PARSER)
-    except (etree.XMLSyntaxError, ValueError):
+        return cda.render_html(data, pdf_url=pdf_url, lang=lang)
+    except cda.CdaError:
         return None
-    if root is None or root.tag != f"{V3}ClinicalDocument":
-        return None
-    body = root.find(f"{V3}component/{V3}structuredBody")
-    if body is None:
-        return None
-    parts = []
-    title = root.find(f"{V3}title")
-    if title is not None and "".join(title.itertext()).strip():
-        parts.append(f"<h3>{escape(''.join(title.itertext()).strip())}</h3>")
-    parts.extend(_sections(body, 4))
-    return Markup("".join(parts))  # noqa: S704 - built only from escaped text and the fixed tags above
+
+
+@page("GET", "/portal/documents/{id}/body")
+async def document_body(p: Page) -> Response:
+    """The PDF a CDA document carries in its nonXMLBody, decoded; retrieved (audited, SHA-256 checked) like the
+    file itself. 404 when the document has no such body."""
+    doc_id = _doc_id(p)
+    data, ctype, _ = await p.run(lambda ctx: documents.retrieve(ctx, doc_id))
+    body = cda.body_of(data) if ctype in CDA_TYPES else None
+    if body is None or body.media_type != "application/pdf":
+        raise FhirError(404, "not-found", NOT_SHOWN)
+    return p.finish(Response(body.data, media_type="application/pdf",
+                             headers={"Content-Disposition": f'inline; filename="{doc_id}.pdf"'}))
