@@ -32,6 +32,7 @@ from carnet.fhir.xml import to_xml, wants_xml
 from carnet.ids import new_id
 from carnet.logs import configure as configure_logs
 from carnet.portal import web as portal_web
+from carnet.pro import web as pro_web
 
 logger = structlog.get_logger("carnet")
 
@@ -84,6 +85,7 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
                                                 methods=[route.method]))
 
     app.router.routes.extend(portal_web.routes(services))
+    app.router.routes.extend(pro_web.routes(services))
 
     @app.get("/fhir/metadata")
     async def metadata(request: Request) -> Response:

@@ -41,6 +41,8 @@ class Settings:
     token_lifetime: int = field(default_factory=lambda: int(_env("CARNET_TOKEN_LIFETIME", "300") or 300))
     page_size: int = field(default_factory=lambda: int(_env("CARNET_PAGE_SIZE", "20") or 20))
     max_page_size: int = 200
+    # Assurance Maladie's care history keeps this many months (older claim lines are skipped, filtered, purged)
+    claims_months: int = field(default_factory=lambda: _int("CARNET_CLAIMS_MONTHS", 24))
     # --- people's accounts and the portals (issue 4) ---
     cookie_secure: bool = field(default_factory=lambda: _env("CARNET_COOKIE_SECURE", "true") != "false")
     session_idle_minutes: int = field(default_factory=lambda: _int("CARNET_SESSION_IDLE_MINUTES", 30))
@@ -59,6 +61,13 @@ class Settings:
     smtp_starttls: bool = field(default_factory=lambda: _env("CARNET_SMTP_STARTTLS", "false") == "true")
     mail_from: str = field(default_factory=lambda: _env("CARNET_MAIL_FROM", "Carnet <no-reply@carnet.invalid>") or "")
     sms_gateway: str = field(default_factory=lambda: _env("CARNET_SMS_GATEWAY", "file") or "file")
+    # --- the clinician portal (issue 3): Pro Santé Connect, or the built-in demo identity provider when unset ---
+    psc_issuer: str | None = field(default_factory=lambda: (_env("CARNET_PSC_ISSUER") or "").rstrip("/") or None)
+    psc_client_id: str = field(default_factory=lambda: _env("CARNET_PSC_CLIENT_ID", "carnet-pro-portal") or "")
+    psc_client_secret: str | None = field(default_factory=lambda: _env("CARNET_PSC_CLIENT_SECRET"))
+    # national ids of the professionals who review emergency accesses (/pro/review)
+    reviewers: frozenset[str] = field(default_factory=lambda: frozenset(
+        v.strip() for v in (_env("CARNET_REVIEWERS") or "").split(",") if v.strip()))
 
     @cached_property
     def effective_database_url(self) -> str:

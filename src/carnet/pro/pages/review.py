@@ -1,0 +1,41 @@
+"""The operators' review queue of emergency and regulation accesses (``/pro/review``): reviewers are the professionals
+named in ``CARNET_REVIEWERS``; the queue shows no health content."""
+
+from __future__ import annotations
+
+import uuid
+
+from starlette.responses import Response
+
+from carnet.errors import FhirError
+from carnet.pro import service
+from carnet.pro.web import ProPage, pro_page
+
+PAGE = 50
+
+
+@pro_page("GET", "/pro/review")
+async def queue(p: ProPage) -> Response:
+    try:
+        offset = max(0, int(str(p.request.query_params.get("offset") or "0")))
+    except ValueError:
+        offset = 0
+    pending = p.request.query_params.get("pending") == "1"
+    rows, total = await p.run(lambda ctx: service.review_queue(ctx, PAGE, offset, pending))
+    return p.render("pro/review.html", title=p._("Emergency accesses to review"), rows=rows, total=total,
+                    offset=offset, page=PAGE, pending=pending, outcomes=service.REVIEW_OUTCOMES,
+                    flash=p._("Your review is recorded.") if p.request.query_params.get("done") else "",
+                    lead=p._("Every emergency and regulation access, newest first. Mark each one justified, "
+                             "questioned or referred."))
+
+
+@pro_page("POST", "/pro/review")
+async def review(p: ProPage) -> Response:
+    form = await p.form()
+    try:
+        key, seq = uuid.UUID(str(form.get("dossier") or "")), int(str(form.get("seq") or ""))
+    except ValueError:
+        raise FhirError(404, "not-found", "This access is not in the review queue.") from None
+    outcome, note = str(form.get("outcome") or ""), str(form.get("note") or "")
+    await p.run(lambda ctx: service.record_review(ctx, key, seq, outcome, note))
+    return p.redirect("/pro/review?done=1")

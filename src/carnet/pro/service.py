@@ -1,0 +1,183 @@
+"""What the clinician portal asks of the data, beyond the shared services: each function takes a
+:class:`~carnet.context.Context`, asks the policy through ``ctx.dossier`` and audits, like the services it sits by.
+
+- :func:`previous_access` — when this professional last touched this dossier before the current session (from the
+  dossier's audit records: a successful record by this actor);
+- :func:`dossier_documents` — the documents the caller sees, filtered, one entry per document (its current version:
+  a chain of ``relatesTo replaces`` collapses into the newest, with the number of versions);
+- :func:`new_since` — documents added since an instant, by others;
+- :func:`review_queue` / :func:`record_review` — the operators' queue of emergency and regulation accesses.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import and_, func, insert, or_, select
+
+from carnet.access.actors import Mode
+from carnet.context import Context
+from carnet.db.tables import access_review, audit, document, practitioner
+from carnet.documents import service as documents
+from carnet.errors import FhirError
+from carnet.ids import SYSTEM_CHAIN
+
+REVIEW_OUTCOMES = ("justified", "questioned", "referred")
+_COLUMNS = documents._LISTED_COLUMNS + (document.c.master_identifier, document.c.invisible_patient)
+
+
+def _readable(ctx: Context, key: uuid.UUID) -> None:
+    _, decision = ctx.dossier(key)
+    if not decision.read:
+        raise ctx.refuse(key, "E", "ITI-67", FhirError(403, "forbidden", decision.refusal))
+
+
+def previous_access(ctx: Context, key: uuid.UUID, before: dt.datetime) -> dt.datetime | None:
+    """The last successful audit record of this professional on this dossier before ``before`` (the session's start),
+    or None when they never accessed it."""
+    found = ctx.conn.execute(select(func.max(audit.c.recorded)).where(
+        audit.c.dossier_key == key, audit.c.actor_id == ctx.actor.id, audit.c.outcome == "0",
+        audit.c.recorded < before.astimezone(dt.UTC))).scalar()
+    if found is None:
+        return None
+    return found if found.tzinfo is not None else found.replace(tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class Entry:
+    doc: documents.Listed
+    versions: int  # 1 + the documents it replaced, directly or not
+    master_identifier: str
+    hidden_from_patient: bool
+
+
+def _replaced(resource: str) -> list[str]:
+    res = json.loads(resource)
+    return [str((r.get("target") or {}).get("reference") or "").rsplit("/", 1)[-1]
+            for r in res.get("relatesTo") or [] if r.get("code") == "replaces"]
+
+
+def dossier_documents(ctx: Context, key: uuid.UUID, f: documents.DocumentFilter, limit: int = 200) -> list[Entry]:
+    """The current documents the caller sees (filters in SQL), de-duplicated: one entry per document id
+    (masterIdentifier) and per replacement chain, the current version, with how many versions it had. Audited as one
+    search (``ITI-67``)."""
+    _readable(ctx, key)
+    _, decision = ctx.dossier(key)
+    visible = and_(document.c.dossier_key == key, decision.visibility.where(document, ctx.now),
+                   *documents._filter_conditions(f))
+    rows = list(ctx.conn.execute(select(*_COLUMNS).where(visible, document.c.status != "entered-in-error").order_by(
+        document.c.class_code, document.c.date.desc(), document.c.document_id.desc()).limit(limit)))
+    by_id = {str(r.document_id): r for r in rows}
+    replaced_by: dict[str, str] = {}
+    for r in rows:
+        for old in _replaced(r.resource):
+            replaced_by[old] = str(r.document_id)
+    seen: set[str] = set()
+    current = []
+    for r in rows:
+        if r.status != "current" or r.master_identifier in seen:
+            continue
+        seen.add(r.master_identifier)
+        count, todo = 1, _replaced(r.resource)
+        while todo:  # follow the chain back (versions the caller may not see still count)
+            old = todo.pop()
+            count += 1
+            if old in by_id:
+                todo.extend(_replaced(by_id[old].resource))
+        current.append((r, count))
+    listed = documents._listed(ctx, [r for r, _ in current])
+    ctx.audit(key, "E", "ITI-67", entity_type="Patient", entity_id=str(key),
+              detail={"query": "pro-portal", "returned": len(listed)})
+    return [Entry(d, n, r.master_identifier, bool(r.invisible_patient)) for d, (r, n) in zip(listed, current,
+                                                                                             strict=True)]
+
+
+def new_since(ctx: Context, key: uuid.UUID, since: dt.datetime | None, limit: int = 20) -> list[documents.Listed]:
+    """Documents added to the dossier since ``since`` by others (the audit's record of each addition is the clock),
+    as the caller sees them. Without ``since`` (a first access): the latest ones."""
+    _readable(ctx, key)
+    _, decision = ctx.dossier(key)
+    visible = and_(document.c.dossier_key == key, decision.visibility.where(document, ctx.now),
+                   document.c.status == "current")
+    newest = (document.c.date.desc(), document.c.document_id.desc())
+    if since is None:
+        rows = ctx.conn.execute(select(*documents._LISTED_COLUMNS).where(visible).order_by(*newest).limit(5)).all()
+    else:
+        added = documents._newly_added(ctx, key, since)
+        rows = ctx.conn.execute(select(*documents._LISTED_COLUMNS).where(
+            visible, document.c.document_id.in_(added),
+            or_(document.c.author_id.is_(None), document.c.author_id != ctx.actor.id))
+            .order_by(*newest).limit(limit)).all()
+    return documents._listed(ctx, list(rows))
+
+
+# --- the review queue ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Access:
+    dossier_key: uuid.UUID
+    seq: int
+    recorded: dt.datetime
+    professional_id: str | None
+    professional: str | None
+    mode: str
+    reason: str | None
+    event: str
+    review: str | None  # justified | questioned | referred, once reviewed
+    note: str | None
+    reviewed_by: str | None
+
+
+def _reviewer(ctx: Context) -> None:
+    if ctx.actor.id is None or ctx.actor.id not in ctx.settings.reviewers or ctx.actor.mode is not Mode.NORMAL:
+        raise FhirError(403, "forbidden", "Only the reviewers of emergency accesses may open this queue.")
+
+
+def review_queue(ctx: Context, count: int = 50, offset: int = 0, pending_only: bool = False
+                 ) -> tuple[list[Access], int]:
+    """Every emergency and regulation access across dossiers, newest first, with its review if any. Metadata only
+    (dossier id, professional, time, mode, reason): no health content. The reading is audited in the system chain."""
+    _reviewer(ctx)
+    joined = audit.outerjoin(access_review, and_(access_review.c.dossier_key == audit.c.dossier_key,
+                                                 access_review.c.seq == audit.c.seq))
+    where = [audit.c.mode.in_([Mode.EMERGENCY.value, Mode.REGULATION.value]), audit.c.outcome == "0",
+             audit.c.dossier_key != SYSTEM_CHAIN]
+    if pending_only:
+        where.append(access_review.c.seq.is_(None))
+    rows = ctx.conn.execute(select(audit.c.dossier_key, audit.c.seq, audit.c.recorded, audit.c.actor_id,
+                                   audit.c.actor_name, audit.c.mode, audit.c.reason, audit.c.event,
+                                   access_review.c.outcome, access_review.c.note, access_review.c.reviewed_by)
+                            .select_from(joined).where(*where)
+                            .order_by(audit.c.recorded.desc(), audit.c.seq.desc())
+                            .limit(max(1, min(count, 200))).offset(max(0, offset))).all()
+    total = ctx.conn.execute(select(func.count()).select_from(joined).where(*where)).scalar_one()
+    ids = sorted({r.actor_id for r in rows if r.actor_id})
+    names = {p.national_id: f"{p.given} {p.family}" for p in ctx.conn.execute(select(
+        practitioner.c.national_id, practitioner.c.given, practitioner.c.family).where(
+        practitioner.c.national_id.in_(ids)))} if ids else {}
+    ctx.audit(SYSTEM_CHAIN, "E", "access.review.list", detail={"returned": len(rows)})
+    return [Access(r.dossier_key, r.seq, r.recorded if r.recorded.tzinfo else r.recorded.replace(tzinfo=dt.UTC),
+                   r.actor_id, names.get(r.actor_id or "") or r.actor_name, r.mode, r.reason, r.event, r.outcome,
+                   r.note, r.reviewed_by) for r in rows], int(total)
+
+
+def record_review(ctx: Context, key: uuid.UUID, seq: int, outcome: str, note: str | None) -> None:
+    """Mark one emergency or regulation access justified, questioned or referred, with a note; audited in the
+    system chain. A record already reviewed is reviewed again (the latest word stands)."""
+    _reviewer(ctx)
+    if outcome not in REVIEW_OUTCOMES:
+        raise FhirError(422, "invalid", "Choose justified, questioned or referred.")
+    found = ctx.conn.execute(select(audit.c.mode).where(audit.c.dossier_key == key, audit.c.seq == seq)).first()
+    if found is None or found.mode not in (Mode.EMERGENCY.value, Mode.REGULATION.value):
+        raise FhirError(404, "not-found", "This access is not in the review queue.")
+    note = (note or "").strip()[:2000] or None
+    ctx.conn.execute(access_review.delete().where(access_review.c.dossier_key == key, access_review.c.seq == seq))
+    ctx.conn.execute(insert(access_review).values(dossier_key=key, seq=seq, reviewed_at=ctx.now,
+                                                  reviewed_by=ctx.actor.id or "", outcome=outcome, note=note))
+    ctx.audit(SYSTEM_CHAIN, "U", "access.review", entity_type="AuditEvent", entity_id=f"{key}/{seq}",
+              detail={"outcome": outcome})
+
+

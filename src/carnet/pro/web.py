@@ -1,0 +1,113 @@
+"""The clinician portal's page machinery: the patient portal's :class:`~carnet.portal.web.Page` (templates,
+languages, cookies, security headers), wrapped for a clinician session (:mod:`carnet.pro.session`).
+
+Order of checks for every page: the session (unless ``public``), then for POST the CSRF token (or, before any
+session, the same-origin check), then the handler. :meth:`ProPage.run` runs the work in one transaction as the
+session's professional, in the session's mode: pages never decide access and never write audit records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import structlog
+from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from carnet.access.actors import Actor
+from carnet.context import Context, Services, run
+from carnet.errors import FhirError
+from carnet.ids import new_id
+from carnet.portal import i18n
+from carnet.portal import web as portal_web
+from carnet.pro import session as sessions
+
+T = TypeVar("T")
+logger = structlog.get_logger("carnet")
+
+
+@dataclass
+class ProPage(portal_web.Page):
+    pro: sessions.ProSession | None = None
+
+    async def run(self, work: Callable[[Context], T]) -> T:
+        current = self.pro
+        if current is None:
+            raise FhirError(401, "login", "Sign in first")
+
+        def resolve(conn: Connection) -> Actor:
+            return sessions.actor(conn, current)
+
+        return await run_in_threadpool(run, self.services, resolve, work)
+
+    def render(self, template: str, status: int = 200, **values: Any) -> Response:
+        env = portal_web.environment()
+        values.setdefault("title", "")
+        html = env.get_template(template).render(
+            gettext=self.lang.gettext, ngettext=self.lang.ngettext, _=self.lang.gettext, lang=self.lang.code,
+            fmt=self.lang.format, pro=self.pro, request=self.request, languages=i18n.LABELS,
+            csrf=self.pro.csrf if self.pro else "", path=self.request.url.path, now=self.services.clock(),
+            **values)
+        return self.finish(HTMLResponse(html, status_code=status))
+
+
+ProHandler = Callable[[ProPage], Awaitable[Response]]
+PAGES: list[tuple[str, str, ProHandler, bool]] = []
+
+
+def pro_page(method: str, path: str, *, public: bool = False) -> Callable[[ProHandler], ProHandler]:
+    def register(handler: ProHandler) -> ProHandler:
+        PAGES.append((method, path, handler, public))
+        return handler
+    return register
+
+
+def _endpoint(handler: ProHandler, public: bool, services: Services) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        now = services.clock()
+        token = request.cookies.get(sessions.COOKIE)
+
+        def load() -> sessions.ProSession | None:
+            with services.engine.begin() as conn:
+                return sessions.load(conn, token, now, services.settings)
+
+        current = await run_in_threadpool(load) if token else None
+        code = i18n.negotiate(request.cookies.get(portal_web.LANG_COOKIE), request.headers.get("accept-language"))
+        p = ProPage(request, services, None, i18n.language(code), pro=current)
+        try:
+            if not public and current is None:
+                nxt = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return p.redirect(f"/pro/sign-in?next={quote(nxt, safe='')}")
+            if request.method == "POST":
+                form = await p.form()
+                presented = request.headers.get("x-csrf-token") or str(form.get("csrf") or "")
+                if current is not None and not current.csrf_ok(presented):
+                    raise FhirError(403, "forbidden", "This form has expired. Please go back and try again.")
+                if current is None and not portal_web._same_origin(request, services):
+                    raise FhirError(403, "forbidden", "This form has expired. Please go back and try again.")
+            return await handler(p)
+        except FhirError as exc:
+            return p.render("pro/error.html", status=exc.status, message=p._(str(exc)), status_code=exc.status)
+        except Exception as exc:  # noqa: BLE001 - the outermost handler: a generic page, no exception text
+            rid = str(new_id())
+            logger.error("page.failed", error_type=type(exc).__name__, request_id=rid, route=request.url.path)
+            return p.render("pro/error.html", status=500, status_code=500,
+                            message=p._("Something went wrong on our side. Please try again later."))
+    return endpoint
+
+
+def routes(services: Services) -> list[Route]:
+    from carnet.pro import demo_idp, pages  # noqa: F401  # registers the pages
+
+    demo = not services.settings.psc_issuer
+    out = [Route(path, _endpoint(h, public, services), methods=[method]) for method, path, h, public in PAGES
+           if demo or not path.startswith("/demo-idp")]
+    if demo:
+        out.extend(demo_idp.routes(services))
+    return out

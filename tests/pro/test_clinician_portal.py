@@ -1,0 +1,210 @@
+"""The clinician portal end to end through its pages, on both databases: OIDC sign-in against the demo identity
+provider, find by INS, consent, create, documents, break the glass, the review queue."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from joserfc.jwk import ECKey
+from sqlalchemy import select, update
+
+from carnet.access.actors import Actor, ActorKind
+from carnet.context import run
+from carnet.db.tables import access_review, audit, practitioner
+from carnet.documents import service as documents
+from carnet.dossier import service as dossiers
+from carnet.identity.ins import fake_nir_for
+from carnet.ids import SYSTEM_CHAIN
+from carnet.pro import demo_idp, oidc
+from tests.conftest import World
+from tests.pro.conftest import authorize_params, csrf_of, signed_in
+
+
+def test_a_professional_signs_in_through_the_demo_identity_provider(world: World, browser: Any) -> None:
+    signed_in(browser, world.pros["doctor"])
+    home = browser.get("/pro/")
+    assert home.status_code == 200 and "carnet_pro" in browser.cookies
+
+
+def test_a_callback_with_a_wrong_state_is_refused(world: World, browser: Any) -> None:
+    params = authorize_params(browser)
+    r = browser.post("/demo-idp/authorize", data={**params, "national_id": world.pros["doctor"]})
+    location = r.headers["location"].replace("https://testserver", "").replace(params["state"], "forged")
+    assert browser.get(location).status_code == 400
+    assert "carnet_pro" not in browser.cookies
+
+
+def test_the_token_endpoint_checks_the_pkce_verifier(world: World, browser: Any) -> None:
+    params = authorize_params(browser)
+    r = browser.post("/demo-idp/authorize", data={**params, "national_id": world.pros["doctor"]})
+    code = r.headers["location"].split("code=")[1].split("&")[0]
+    answer = browser.post("/demo-idp/token", data={"grant_type": "authorization_code", "code": code,
+                                                   "redirect_uri": params["redirect_uri"],
+                                                   "client_id": params["client_id"], "code_verifier": "wrong"})
+    assert answer.status_code == 400 and answer.json()["error"] == "invalid_grant"
+
+
+def test_a_forged_id_token_or_a_wrong_nonce_is_refused(services: Any) -> None:
+    settings = services.settings
+    claims = {"iss": oidc.issuer(settings), "aud": settings.psc_client_id, "sub": "810000000001",
+              "nonce": "n1", "acr": oidc.DEMO_ACR, "exp": int(time.time()) + 60}
+    jwks = demo_idp.key(settings).public_jwks()
+    good = demo_idp.key(settings).sign(claims, typ="JWT")
+    assert oidc.verify_id_token(settings, good, jwks, "n1").national_id == "810000000001"
+    with pytest.raises(oidc.LoginError):
+        oidc.verify_id_token(settings, good, jwks, "another nonce")
+    from carnet.auth.tokens import ServerKey
+
+    forged = ServerKey(ECKey.generate_key("P-256", private=True)).sign(claims, typ="JWT")
+    with pytest.raises(oidc.LoginError):
+        oidc.verify_id_token(settings, forged, jwks, "n1")
+
+
+def test_a_disabled_professional_cannot_sign_in(world: World, browser: Any) -> None:
+    nid = world.add_pro("10")
+    with world.services.engine.begin() as conn:
+        conn.execute(update(practitioner).where(practitioner.c.national_id == nid).values(enabled=False))
+    params = authorize_params(browser)
+    r = browser.post("/demo-idp/authorize", data={**params, "national_id": nid})
+    assert r.status_code == 403 and "carnet_pro" not in browser.cookies
+
+
+def find(browser: Any, ins: str) -> Any:
+    return browser.get("/pro/", params={"system": "test", "ins": ins})
+
+
+def test_find_by_ins_shows_traits_only_to_whoever_may_read(world: World, browser: Any) -> None:
+    signed_in(browser, world.pros["doctor"])
+    r = find(browser, world.ins)
+    assert "Testé" in r.text and "75056" in r.text
+    browser.cookies.clear()
+    signed_in(browser, world.pros["stranger"])
+    r = find(browser, world.ins)
+    assert r.status_code == 200 and "Testé" not in r.text and 'action="/pro/consent"' in r.text
+    absent = find(browser, fake_nir_for(world.n + 5000))
+    assert 'href="/pro/new?' in absent.text
+
+
+def test_the_patient_consents_then_the_dossier_opens(world: World, browser: Any) -> None:
+    signed_in(browser, world.pros["stranger"])
+    assert browser.get(f"/pro/dossier/{world.dossier}").status_code == 403
+    page = find(browser, world.ins)
+    r = browser.post("/pro/consent", data={"csrf": csrf_of(page.text), "dossier": str(world.dossier),
+                                           "confirm": "1"})
+    assert r.status_code == 303
+    opened = browser.get(f"/pro/dossier/{world.dossier}")
+    assert opened.status_code == 200 and "Testé" in opened.text
+
+
+def test_a_post_without_the_csrf_token_is_refused(world: World, browser: Any) -> None:
+    signed_in(browser, world.pros["stranger"])
+    r = browser.post("/pro/consent", data={"dossier": str(world.dossier), "confirm": "1"})
+    assert r.status_code == 403
+
+
+def test_a_professional_creates_the_dossier_of_a_patient_present(world: World, browser: Any) -> None:
+    signed_in(browser, world.pros["doctor"])
+    ins = fake_nir_for(world.n + 7000)
+    page = browser.get("/pro/new", params={"ins": ins, "system": "test"})
+    form = {"csrf": csrf_of(page.text), "ins": ins, "system": "test", "family": "Nouveau", "given": "Paul",
+            "birth_date": "1990-02-03", "gender": "male", "birthplace": "75056"}
+    assert browser.post("/pro/new", data=form).status_code == 422  # no consent box
+    r = browser.post("/pro/new", data={**form, "consent": "1"})
+    assert r.status_code == 303 and r.headers["location"].startswith("/pro/dossier/")
+    assert "Nouveau" in browser.get(r.headers["location"]).text
+
+
+def add_document(browser: Any, key: Any, title: str, **extra: str) -> Any:
+    page = browser.get(f"/pro/dossier/{key}/add")
+    return browser.post(f"/pro/dossier/{key}/add", data={"csrf": csrf_of(page.text), "type": "11488-4",
+                                                        "title": title, "text": f"Texte de {title}", **extra})
+
+
+def patient_titles(world: World) -> list[str]:
+    patient = Actor(ActorKind.PATIENT, id=world.ins)
+    page = run(world.services, patient,
+               lambda ctx: documents.browse(ctx, world.dossier, documents.DocumentFilter()))
+    return [d.title for d in page.documents]
+
+
+def test_add_replace_and_withdraw_ones_own_document(world: World, browser: Any) -> None:
+    signed_in(browser, world.pros["doctor"])
+    assert add_document(browser, world.dossier, "Consultation v1").status_code == 303
+    view = browser.get(f"/pro/dossier/{world.dossier}")
+    doc_id = view.text.split("Consultation v1")[0].rsplit("/documents/", 1)[1].split('"')[0]
+    assert add_document(browser, world.dossier, "Consultation v2", replaces=doc_id).status_code == 303
+    view = browser.get(f"/pro/dossier/{world.dossier}")
+    assert "Consultation v2" in view.text and "Consultation v1" not in view.text and "2 versions" in view.text
+    new_id = view.text.split("Consultation v2")[0].rsplit("/documents/", 1)[1].split('"')[0]
+    page = browser.get(f"/pro/dossier/{world.dossier}/documents/{new_id}")
+    assert "Texte de Consultation v2" in page.text
+    r = browser.post(f"/pro/dossier/{world.dossier}/documents/{new_id}/withdraw", data={"csrf": csrf_of(page.text)})
+    assert r.status_code == 303
+    assert "Consultation v2" not in browser.get(f"/pro/dossier/{world.dossier}").text
+
+
+def test_a_document_invisible_to_the_patient_is_released_later(world: World, browser: Any) -> None:
+    signed_in(browser, world.pros["doctor"])
+    assert add_document(browser, world.dossier, "Annonce", invisible="1").status_code == 303
+    assert "Annonce" not in patient_titles(world)
+    view = browser.get(f"/pro/dossier/{world.dossier}")
+    doc_id = view.text.split("Annonce")[0].rsplit("/documents/", 1)[1].split('"')[0]
+    page = browser.get(f"/pro/dossier/{world.dossier}/documents/{doc_id}")
+    r = browser.post(f"/pro/dossier/{world.dossier}/documents/{doc_id}/release", data={"csrf": csrf_of(page.text)})
+    assert r.status_code == 303
+    assert "Annonce" in patient_titles(world)
+
+
+def test_break_the_glass_needs_a_reason_and_shows_on_every_page(world: World, browser: Any) -> None:
+    signed_in(browser, world.pros["stranger"])
+    page = browser.get("/pro/emergency")
+    assert browser.post("/pro/emergency", data={"csrf": csrf_of(page.text), "reason": " "}).status_code == 400
+    r = browser.post("/pro/emergency", data={"csrf": csrf_of(page.text), "reason": "Coma aux urgences",
+                                             "next": f"/pro/dossier/{world.dossier}"})
+    assert r.status_code == 303
+    for path in (f"/pro/dossier/{world.dossier}", "/pro/", "/pro/emergency"):
+        text = browser.get(path).text
+        assert 'role="alert" id="mode-banner"' in text and "Coma aux urgences" in text
+    with world.services.engine.connect() as conn:
+        modes = set(conn.execute(select(audit.c.mode).where(audit.c.dossier_key == world.dossier,
+                                                            audit.c.actor_id == world.pros["stranger"])).scalars())
+    assert modes == {"emergency"}
+
+
+def test_an_objection_to_break_the_glass_makes_it_refused(world: World, browser: Any) -> None:
+    patient = Actor(ActorKind.PATIENT, id=world.ins)
+    run(world.services, patient, lambda ctx: dossiers.set_objections(ctx, world.dossier, True, None))
+    signed_in(browser, world.pros["stranger"])
+    page = browser.get("/pro/emergency")
+    browser.post("/pro/emergency", data={"csrf": csrf_of(page.text), "reason": "Urgence"})
+    r = browser.get(f"/pro/dossier/{world.dossier}")
+    assert r.status_code == 403 and "Testé" not in r.text
+
+
+def test_the_review_queue_lists_the_emergency_access_and_records_a_review(world: World, browser: Any,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    signed_in(browser, world.pros["stranger"])
+    page = browser.get("/pro/emergency")
+    browser.post("/pro/emergency", data={"csrf": csrf_of(page.text), "reason": f"Détresse {world.n}"})
+    assert browser.get(f"/pro/dossier/{world.dossier}").status_code == 200
+    browser.cookies.clear()
+    reviewer = world.pros["gp"]
+    signed_in(browser, world.pros["doctor"])
+    assert browser.get("/pro/review").status_code == 403  # not a reviewer
+    monkeypatch.setattr(world.services.settings, "reviewers", frozenset({reviewer}))
+    browser.cookies.clear()
+    signed_in(browser, reviewer)
+    queue = browser.get("/pro/review")
+    assert queue.status_code == 200 and f"Détresse {world.n}" in queue.text and str(world.dossier) in queue.text
+    assert "Testé" not in queue.text  # no health content, no identity
+    seq = queue.text.split(f'value="{world.dossier}"><input type="hidden" name="seq" value="')[1].split('"')[0]
+    r = browser.post("/pro/review", data={"csrf": csrf_of(queue.text), "dossier": str(world.dossier), "seq": seq,
+                                          "outcome": "justified", "note": "Vu"})
+    assert r.status_code == 303
+    with world.services.engine.connect() as conn:
+        row = conn.execute(select(access_review).where(access_review.c.dossier_key == world.dossier)).one()
+        events = set(conn.execute(select(audit.c.event).where(audit.c.dossier_key == SYSTEM_CHAIN,
+                                                              audit.c.actor_id == reviewer)).scalars())
+    assert row.outcome == "justified" and row.reviewed_by == reviewer and "access.review" in events
