@@ -16,10 +16,14 @@ from carnet.identity.professions import PROFESSIONS
 
 DEFAULT_SCOPES = {
     "professional": "system/Patient.crs system/DocumentReference.cruds system/List.rs system/Binary.r "
-                    "system/Consent.c system/Practitioner.rs system/PractitionerRole.rs system/Task.crus",
+                    "system/Consent.c system/Practitioner.rs system/PractitionerRole.rs system/Task.crus "
+                    "system/ExplanationOfBenefit.rs system/AllergyIntolerance.crus system/Condition.crus "
+                    "system/MedicationStatement.crus system/Immunization.crus system/Observation.crus",
     "patient_portal": "system/Patient.crus system/RelatedPerson.c system/DocumentReference.cruds system/List.rs "
                       "system/Binary.r system/Consent.c system/AuditEvent.rs system/Practitioner.rs "
-                      "system/PractitionerRole.rs system/Task.crus",
+                      "system/PractitionerRole.rs system/Task.crus system/ExplanationOfBenefit.rs "
+                      "system/AllergyIntolerance.rsu system/Condition.rsu system/MedicationStatement.rsu "
+                      "system/Immunization.rsu system/Observation.rsu",
     "assurance_maladie": "system/Patient.crus system/RelatedPerson.c system/DocumentReference.c "
                          "system/Practitioner.rs",
     # a patient's own app (SMART standalone launch): a public client, read-only, see carnet.auth.smart

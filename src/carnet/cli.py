@@ -29,6 +29,8 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 outbox_app = typer.Typer(help="Notifications waiting, sent, failed.", no_args_is_help=True)
 app.add_typer(outbox_app, name="outbox")
+ingest_app = typer.Typer(help="Feeds from outside systems (Assurance Maladie).", no_args_is_help=True)
+app.add_typer(ingest_app, name="ingest")
 console = Console()
 
 
@@ -250,6 +252,10 @@ def purge() -> None:
     services = _services()
     keys = run(services, Actor(ActorKind.OPERATOR, id="carnet-purge"), purge_due)
     console.print(f"{len(keys)} dossiers purged")
+    from carnet.claims.service import purge_old
+
+    lines = run(services, Actor(ActorKind.OPERATOR, id="carnet-purge"), purge_old)
+    console.print(f"{lines} claim lines older than {services.settings.claims_months} months removed")
 
 
 @app.command()
@@ -269,6 +275,34 @@ def worker(once: bool = typer.Option(False, help="one pass, then exit"),
         notify_worker.loop(services, interval)
     except KeyboardInterrupt:
         pass
+
+
+@ingest_app.command("claims")
+def ingest_claims(file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+                  batch: int = typer.Option(20000, min=1, help="lines per transaction")) -> None:
+    """Ingest an Assurance Maladie claims file (docs/CLAIMS.md): streaming, idempotent; bad lines are reported by
+    number and reason, never content."""
+    from rich import progress as rp
+
+    from carnet.claims.ingest import HeaderError, ingest
+
+    services = _services()
+    err = Console(stderr=True)
+    size = file.stat().st_size
+    columns = (rp.TextColumn("claims"), rp.BarColumn(), rp.DownloadColumn(), rp.TransferSpeedColumn(),
+               rp.TextColumn("{task.fields[lines]} lines"), rp.TimeRemainingColumn())
+    with rp.Progress(*columns, console=err, transient=False) as bar, file.open("rb") as f:
+        task = bar.add_task("ingest", total=size, lines=0)
+        try:
+            s = ingest(services, f, batch=batch,
+                       progress=lambda done, lines: bar.update(task, completed=done, lines=lines),
+                       on_bad=lambda n, reason: bar.console.print(f"[yellow]line {n}[/yellow]: {reason}"))
+        except HeaderError as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+    console.print(f"{s.read} read, {s.inserted} inserted, {s.duplicates} duplicates, {s.bad} bad, "
+                  f"{s.unknown} unknown patients, {s.too_old} too old; {s.rate:,.0f} lines/s "
+                  f"({s.seconds:.1f} s), {s.dossiers} dossiers updated")
 
 
 @outbox_app.command("list")

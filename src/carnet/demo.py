@@ -181,3 +181,6 @@ def _seed_dossiers(services: Services) -> None:
         res = docref(master, loinc, title, ctype, labels)
         run(services, actor, lambda ctx, k=key, r=res, d=data, c=ctype:  # type: ignore[misc]
             documents.publish(ctx, k, r, documents.Content(d, c), "ITI-105"))
+    from carnet.clinical.demo import seed as seed_clinical  # structured items for the adult (issue 3 §2)
+
+    seed_clinical(services, gp, adult)

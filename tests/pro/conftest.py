@@ -37,7 +37,7 @@ def authorize_params(browser: TestClient) -> dict[str, str]:
 def sign_in(browser: TestClient, national_id: str) -> Any:
     """Sign in as ``national_id``; returns the callback's response."""
     params = authorize_params(browser)
-    page = browser.get("/demo-idp/authorize", params=params)
+    page = browser.get("/demo-idp/authorize", params={**params, "find": national_id})
     assert page.status_code == 200 and national_id in page.text
     r = browser.post("/demo-idp/authorize", data={**params, "national_id": national_id})
     assert r.status_code == 303, r.text

@@ -18,6 +18,7 @@ from carnet.dossier import service as dossiers
 from carnet.identity.ins import fake_nir_for
 from carnet.ids import SYSTEM_CHAIN
 from carnet.pro import demo_idp, oidc
+from tests.clinical import samples
 from tests.conftest import World
 from tests.pro.conftest import authorize_params, csrf_of, signed_in
 
@@ -96,6 +97,20 @@ def test_the_patient_consents_then_the_dossier_opens(world: World, browser: Any)
     assert r.status_code == 303
     opened = browser.get(f"/pro/dossier/{world.dossier}")
     assert opened.status_code == 200 and "Testé" in opened.text
+
+
+def test_the_dossier_opens_on_the_emergency_summary_with_an_allergy_recorded_through_the_api(
+        world: World, browser: Any) -> None:
+    samples.grant_clinical_scopes(world)
+    r = world.client.post("/fhir/AllergyIntolerance", json=samples.allergy(world.dossier),
+                          headers=world.headers("doctor"))
+    assert r.status_code == 201, r.text
+    signed_in(browser, world.pros["gp"])
+    html = browser.get(f"/pro/dossier/{world.dossier}").text
+    summary = html[html.index('id="summary"'):html.index('id="new"')]
+    assert "Penicillin" in summary and html.index('id="summary"') < html.index('id="documents"')
+    pdf = browser.get(f"/pro/dossier/{world.dossier}/summary.pdf")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")
 
 
 def test_a_post_without_the_csrf_token_is_refused(world: World, browser: Any) -> None:
@@ -208,3 +223,17 @@ def test_the_review_queue_lists_the_emergency_access_and_records_a_review(world:
         events = set(conn.execute(select(audit.c.event).where(audit.c.dossier_key == SYSTEM_CHAIN,
                                                               audit.c.actor_id == reviewer)).scalars())
     assert row.outcome == "justified" and row.reviewed_by == reviewer and "access.review" in events
+
+
+def test_the_care_history_follows_the_habilitation_matrix_in_the_clinician_portal(world: World, browser: Any) -> None:
+    from carnet.claims.ingest import ingest
+    from tests.claims.helpers import byte_lines, claims_file, sample
+
+    ingest(world.services, byte_lines(claims_file(sample(world.ins, world.services.clock().date()))))
+    signed_in(browser, world.pros["gp"])
+    page = browser.get(f"/pro/dossier/{world.dossier}/care-history")
+    assert page.status_code == 200 and "Paracétamol 500 mg" in page.text
+    browser.cookies.clear()
+    signed_in(browser, world.pros["nurse"])  # nurses do not read class 60 (matrix)
+    refused = browser.get(f"/pro/dossier/{world.dossier}/care-history")
+    assert refused.status_code == 403 and "Paracétamol" not in refused.text

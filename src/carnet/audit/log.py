@@ -177,3 +177,85 @@ def verify_all(conn: Connection) -> tuple[int, int, list[Finding]]:
         findings.extend(verify_chain(conn, key))
         records += conn.execute(select(audit_chain.c.seq).where(audit_chain.c.dossier_key == key)).scalar() or 0
     return len(keys), records, findings
+
+
+def record_many(conn: Connection, entries: list[tuple[uuid.UUID, dict[str, Any]]], *, actor: Actor, action: str,
+                event: str, now: dt.datetime, outcome: str = OUTCOME_SUCCESS, entity_type: str | None = None) -> int:
+    """Append one record to each of many chains (``entries``: dossier key and its record's detail), in the caller's
+    transaction: the bulk form of :func:`record`, for batch jobs such as the claims ingest.
+
+    The heads of all the chains are locked in one statement (in key order, so two bulk writers cannot deadlock), the
+    chained hashes are computed here exactly as :func:`record` does (:func:`link` over :func:`body_hash`), the
+    records go in with one COPY (PostgreSQL; one executemany on SQLite) and the heads move in one statement.
+    A chain may receive records from both paths in turn; :func:`verify_chain` cannot tell them apart. Returns the
+    number of records written."""
+    if not entries:
+        return 0
+    keys = sorted({k for k, _ in entries}, key=str)
+    if len(keys) != len(entries):
+        raise ValueError("record_many takes at most one record per dossier")
+    pg = conn.dialect.name == "postgresql"
+    lock: Any = _LOCK_HEADS_PG if pg else _LOCK_HEADS
+    heads = {r.dossier_key: (int(r.seq), str(r.head)) for r in conn.execute(lock, {"keys": keys})}
+    missing = [k for k in keys if k not in heads]
+    if missing:  # first records of these chains: create their heads, then lock them
+        if pg:
+            conn.execute(_NEW_HEADS_PG, {"keys": missing, "genesis": GENESIS})
+        else:
+            conn.execute(sqlite_insert(audit_chain).on_conflict_do_nothing(index_elements=["dossier_key"]),
+                         [{"dossier_key": k, "seq": 0, "head": GENESIS} for k in missing])
+        for r in conn.execute(lock, {"keys": missing}):
+            heads[r.dossier_key] = (int(r.seq), str(r.head))
+    rows: list[dict[str, Any]] = []
+    moves: list[dict[str, Any]] = []
+    recorded = utc(now)
+    for key, detail in entries:
+        seq, prev = heads[key]
+        row: dict[str, Any] = {
+            "dossier_key": key, "event_id": new_id(), "recorded": recorded, "action": action, "event": event,
+            "outcome": outcome, "actor_kind": actor.kind.value, "actor_id": actor.audit_id,
+            "actor_name": actor.display, "organisation_id": actor.organisation_id, "client_id": actor.client_id,
+            "mode": actor.mode.value, "reason": actor.reason, "entity_type": entity_type, "entity_id": None,
+            "detail": detail or {}, "seq": seq + 1, "prev_hash": prev,
+        }
+        row["hash"] = link(prev, row["seq"], body_hash(row))
+        rows.append(row)
+        moves.append({"k": key, "new_seq": row["seq"], "new_head": row["hash"], "old_head": prev})
+    if pg:
+        _copy_records(conn, rows)
+        conn.execute(_MOVE_HEADS_PG, {"keys": [m["k"] for m in moves], "seqs": [m["new_seq"] for m in moves],
+                                      "heads": [m["new_head"] for m in moves],
+                                      "prevs": [m["old_head"] for m in moves]})
+    else:
+        conn.execute(_INSERT, rows)
+        conn.execute(_MOVE_HEAD, moves)
+    return len(rows)
+
+
+_COPY_COLUMNS = BODY_FIELDS + ("seq", "prev_hash", "hash")
+
+
+def _copy_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """PostgreSQL: the records in one COPY (psycopg), inside the caller's transaction."""
+    raw = conn.connection.driver_connection
+    if raw is None:  # pragma: no cover - a live connection always has one
+        raise RuntimeError("no database connection")
+    with raw.cursor() as cur, cur.copy(f"COPY audit ({', '.join(_COPY_COLUMNS)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([json.dumps(row[c], ensure_ascii=False) if c == "detail" else row[c]
+                            for c in _COPY_COLUMNS])
+
+
+_LOCK_HEADS = (select(audit_chain.c.dossier_key, audit_chain.c.seq, audit_chain.c.head)
+               .where(audit_chain.c.dossier_key.in_(bindparam("keys", expanding=True)))
+               .order_by(audit_chain.c.dossier_key).with_for_update())
+_LOCK_HEADS_PG = text("SELECT dossier_key, seq, head FROM audit_chain WHERE dossier_key = ANY(CAST(:keys AS uuid[])) "
+                      "ORDER BY dossier_key FOR UPDATE")
+_NEW_HEADS_PG = text("INSERT INTO audit_chain (dossier_key, seq, head) SELECT k, 0, :genesis "
+                     "FROM unnest(CAST(:keys AS uuid[])) AS k ON CONFLICT (dossier_key) DO NOTHING")
+_MOVE_HEADS_PG = text("""
+UPDATE audit_chain a SET seq = v.seq, head = v.head, prev = v.prev
+FROM unnest(CAST(:keys AS uuid[]), CAST(:seqs AS integer[]), CAST(:heads AS text[]), CAST(:prevs AS text[]))
+     AS v(k, seq, head, prev)
+WHERE a.dossier_key = v.k
+""")

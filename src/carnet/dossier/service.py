@@ -365,6 +365,10 @@ def purge_due(ctx: Context) -> list[uuid.UUID]:
         from carnet.db.tables import contact  # the emergency contacts (issue 4)
 
         ctx.conn.execute(delete(contact).where(contact.c.dossier_key == key))
+        from carnet.db.tables import clinical_item  # structured data (issue 3 §2); ids leave resource_locator below
+
+        lists += list(ctx.conn.execute(delete(clinical_item).where(clinical_item.c.dossier_key == key)
+                                       .returning(clinical_item.c.item_id)).scalars())
         from carnet.db.tables import task  # access and rectification requests (issue 4)
 
         lists += list(ctx.conn.execute(select(task.c.task_id).where(task.c.dossier_key == key)).scalars())
@@ -373,6 +377,9 @@ def purge_due(ctx: Context) -> list[uuid.UUID]:
 
         for table in (account_dossier, outbox, professional_seen):
             ctx.conn.execute(delete(table).where(table.c.dossier_key == key))
+        from carnet.db.tables import claim_line  # Assurance Maladie's care history (issue 3 §5)
+
+        ctx.conn.execute(delete(claim_line).where(claim_line.c.dossier_key == key))
         ctx.conn.execute(delete(document_identifier).where(document_identifier.c.dossier_key == key))
         if ids or lists:
             ctx.conn.execute(delete(resource_locator).where(resource_locator.c.resource_id.in_(ids + lists)))

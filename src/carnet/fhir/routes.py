@@ -24,6 +24,7 @@ from starlette.responses import Response
 from carnet.audit import fhir as audit_fhir
 from carnet.auth.tokens import AssertionClaims
 from carnet.auth.web import resolve_actor
+from carnet.clinical import api as clinical_api
 from carnet.context import Context, Services, run
 from carnet.documents import service as documents
 from carnet.documents.metadata import read_metadata
@@ -641,6 +642,31 @@ async def transaction(call: Call) -> Response:
     return FhirResponse(result, 200)
 
 
+# --- ExplanationOfBenefit: Assurance Maladie's care history (issue 3 §5), read-only ------------------------------
+
+async def eob_search(call: Call) -> Response:
+    from carnet.claims import fhir as claims_fhir
+    from carnet.claims import service as claims
+
+    params = call.params()
+    count, offset = call.page()
+    for name, _ in params:
+        if name not in ("patient", "_count", "_offset", "_format"):
+            raise FhirError(400, "not-supported", "Unknown search parameter", name)
+    ref = dict(params).get("patient")
+    if not ref:
+        raise FhirError(400, "required", "ExplanationOfBenefit search requires patient", "patient")
+    ref = ref if "/" in ref else f"Patient/{ref}"
+
+    def work(ctx: Context) -> tuple[list[str], int]:
+        key = resolve_patient(ctx, ref, {}, call.base, "patient")
+        views, total = claims.search(ctx, key, count, offset)
+        return [claims_fhir.eob_json(v, key) for v in views], total
+
+    rows, total = await call.run(work)
+    return FhirResponse(searchset(call.base, "ExplanationOfBenefit", rows, total, params, count, offset))
+
+
 def _uuid(value: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
@@ -715,6 +741,10 @@ ROUTES: tuple[Route, ...] = (
           spec="the patient refuses an access request; the author refuses a rectification", operation="reject"),
     Route("Patient", "operation", "POST", "/fhir/Patient/{id}/$access-requests", patient_access_requests,
           ("Patient", "u"), spec="ask or refuse professionals' access requests", operation="access-requests"),
+    Route("ExplanationOfBenefit", "search-type", "GET", "/fhir/ExplanationOfBenefit", eob_search,
+          ("ExplanationOfBenefit", "s"), (("patient", "reference"),), spec="Assurance Maladie care history"),
+    # structured data and the emergency summary (issue 3 §2, §3): see carnet.clinical.api
+    *(Route(**spec) for spec in clinical_api.route_specs()),
 )
 
 

@@ -132,10 +132,12 @@ def run_jobs(services: Services) -> int:
     """The periodic jobs: access requests past their expiry are recorded as expired (the professional's software
     sees it, the patient's history too), then documents awaiting their announcement are announced. Returns how many
     were announced."""
+    from carnet.claims.service import purge_old
     from carnet.tasks.service import expire_due
 
     while run(services, WORKER_ACTOR, expire_due) >= 1000:  # a batch at a time, each in its own transaction
         pass
+    run(services, WORKER_ACTOR, purge_old)  # claim lines leave the rolling window (issue 3 §5)
     return run(services, WORKER_ACTOR, announce_due)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -79,12 +79,18 @@ async def authorize_form(p: ProPage) -> Response:
     if error:
         return p.render("pro/error.html", status=400, status_code=400, message=p._(error))
 
+    find = str(p.request.query_params.get("find") or "").strip()[:100]
+
     def load() -> list[Any]:
+        q = select(practitioner).where(practitioner.c.enabled.is_(True))
+        if find:  # a directory with many professionals: by national id, or the start of the family name
+            q = q.where(or_(practitioner.c.national_id == find,
+                            func.lower(practitioner.c.family).startswith(find.lower(), autoescape=True)))
         with p.services.engine.connect() as conn:
-            return list(conn.execute(select(practitioner).where(practitioner.c.enabled.is_(True))
-                                     .order_by(practitioner.c.family, practitioner.c.given).limit(500)))
+            return list(conn.execute(q.order_by(practitioner.c.family, practitioner.c.given).limit(100)))
     people = await run_in_threadpool(load)
-    return p.render("pro/demo_idp.html", title=p._("Demo identity provider"), people=people, params=params)
+    return p.render("pro/demo_idp.html", title=p._("Demo identity provider"), people=people, params=params,
+                    find=find)
 
 
 @pro_page("POST", "/demo-idp/authorize", public=True)

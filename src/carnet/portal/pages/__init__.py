@@ -1,3 +1,14 @@
 """The portal's pages, one module per screen; importing this package registers them with :mod:`carnet.portal.web`."""
 
-from carnet.portal.pages import access, auth, authorize, documents, dossier, history, home, requests, settings  # noqa: F401
+from carnet.portal.pages import (  # noqa: F401
+    access,
+    auth,
+    authorize,
+    care_history,
+    documents,
+    dossier,
+    history,
+    home,
+    requests,
+    settings,
+)

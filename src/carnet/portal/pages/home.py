@@ -1,8 +1,9 @@
 """Home: the emergency essentials first, then what is new since the last visit.
 
-Structured clinical data (allergies, treatments, conditions, blood group) comes with a later issue; until then the
-essentials are what the dossier holds: the latest summaries (class 11, e.g. the médecin traitant's VSM), the advance
-directives (type EXPPAT_3) and the emergency contacts. "New since the last visit" compares with the session's
+The essentials are the emergency summary's structured lists (allergies, treatments, health problems, blood group,
+vaccinations: :func:`carnet.clinical.summary.summary_view`, each item with "dispute this item"), the latest
+summaries (class 11, e.g. the médecin traitant's VSM), the advance directives (type EXPPAT_3) and the emergency
+contacts. "New since the last visit" compares with the session's
 ``previous_visit_at`` (the account's visit to this dossier before this session): documents added since then, and the
 professionals who accessed the dossier since then, emergency and SAMU regulation accesses first and marked.
 """
@@ -17,9 +18,12 @@ from typing import Any
 from starlette.responses import Response
 
 from carnet.audit import fhir as audit_fhir
+from carnet.clinical import service as clinical
+from carnet.clinical.summary import SummaryView, summary_view
 from carnet.context import Context
 from carnet.documents import service as documents
 from carnet.dossier import contacts as contacts_service
+from carnet.errors import FhirError
 from carnet.portal.i18n import N_
 from carnet.portal.pages.documents import PARIS, profession_label, view
 from carnet.portal.web import Page, page
@@ -69,6 +73,7 @@ class HomeData:
     contacts: list[contacts_service.Contact]
     visitors: list[Visitor]
     pending_requests: int
+    summary: SummaryView | None = None
 
 
 @page("GET", "/portal/")
@@ -85,7 +90,7 @@ async def home(p: Page) -> Response:
                                      actors="professionals")
         entries, _ = audit_fhir.history(ctx, key, f, limit=200)
         pending = tasks.list_for_dossier(ctx, key, [tasks.ACCESS], ["requested"])
-        return HomeData(docs, contacts, _visitors(entries, since), len(pending))
+        return HomeData(docs, contacts, _visitors(entries, since), len(pending), summary_view(ctx, key))
 
     data = await p.run(work)
     visitors: list[dict[str, Any]] = [
@@ -98,4 +103,34 @@ async def home(p: Page) -> Response:
         summaries=[view(p, d) for d in data.docs.summaries], directives=[view(p, d) for d in data.docs.directives],
         new_documents=[view(p, d) for d in data.docs.new], contacts=data.contacts, visitors=visitors,
         emergencies=sum(1 for v in visitors if v["mode"] != "normal"), pending_requests=data.pending_requests,
-        since=since.astimezone(PARIS) if since else None)
+        since=since.astimezone(PARIS) if since else None, clinical=_clinical_lists(p, data.summary),
+        disputed=p.request.query_params.get("done") == "disputed")
+
+
+def _clinical_lists(p: Page, summary: SummaryView | None) -> list[dict[str, Any]]:
+    """The emergency summary's structured lists for the home screen (issue 3 §3); empty when nothing is recorded."""
+    if summary is None or not (summary.allergies or summary.medications or summary.problems or summary.blood_group
+                               or summary.immunizations):
+        return []
+    lists = ((N_("Allergies"), summary.allergies), (N_("Treatments"), summary.medications),
+             (N_("Health problems"), summary.problems), (N_("Blood group"), summary.blood_group),
+             (N_("Vaccinations"), summary.immunizations))
+    return [{"title": p._(title), "entries": [
+        {"id": i.id, "type": i.resource_type, "display": i.display, "author": i.author_name, "dispute": i.dispute,
+         "date": i.effective.astimezone(PARIS) if i.effective else None} for i in found]} for title, found in lists]
+
+
+@page("POST", "/portal/clinical/{rtype}/{item_id}/dispute")
+async def dispute(p: Page) -> Response:
+    """The patient side disputes a structured item (issue 3 §2): the note goes to the item, its author sees it."""
+    rtype, item_id = p.request.path_params["rtype"], p.request.path_params["item_id"]
+    text = str((await p.form()).get("text") or "")
+    if rtype not in clinical.TYPES:
+        return p.redirect("/portal/#clinical")
+    try:
+        await p.run(lambda ctx: clinical.dispute(ctx, rtype, item_id, text))
+    except FhirError as exc:
+        if exc.status != 422:
+            raise
+        return p.redirect("/portal/?done=dispute-empty#clinical")
+    return p.redirect("/portal/?done=disputed#clinical")

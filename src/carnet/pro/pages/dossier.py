@@ -10,6 +10,8 @@ from typing import Any
 
 from starlette.responses import Response
 
+from carnet.clinical.pdf import render_summary_pdf
+from carnet.clinical.summary import summary_view
 from carnet.context import Context
 from carnet.documents import codes
 from carnet.documents import service as documents
@@ -151,10 +153,10 @@ async def dossier_view(p: ProPage) -> Response:
     def work(ctx: Context) -> dict[str, Any]:
         patient = json.loads(dossiers.read(ctx, key))
         since = service.previous_access(ctx, key, started)
-        summaries = documents.home_documents(ctx, key, None).summaries
+        summary = summary_view(ctx, key)  # the emergency summary first (issue 3 §3)
         info = contacts.emergency_info(ctx, key)
         return {"patient": _traits(patient), "since": since, "new": service.new_since(ctx, key, since),
-                "summaries": summaries, "contacts": info.contacts, "directives": info.directives,
+                "summary": summary, "contacts": info.contacts,
                 "entries": service.dossier_documents(ctx, key, f), "me": ctx.actor.id}
     data = await p.run(work)
     authors = sorted({(e.doc.author_id, e.doc.author_name or e.doc.author_id) for e in data["entries"]
@@ -162,6 +164,31 @@ async def dossier_view(p: ProPage) -> Response:
     return p.render("pro/dossier.html", title=p._("Dossier"), key=key, classes=codes.CLASSES, types=TYPES,
                     authors=authors, q={k: str(q.get(k) or "") for k in ("class", "type", "author", "since", "until")},
                     flash=p._(DONE.get(str(q.get("done")), "")) if q.get("done") in DONE else "", **data)
+
+
+@pro_page("GET", "/pro/dossier/{key}/summary.pdf")
+async def summary_pdf(p: ProPage) -> Response:
+    """The emergency summary as a one-page PDF (the same content as the first screen and ``$summary-pdf``)."""
+    key = _key(p)
+    view = await p.run(lambda ctx: summary_view(ctx, key))
+    return p.finish(Response(render_summary_pdf(view), media_type="application/pdf", headers={
+        "Content-Disposition": 'inline; filename="patient-summary.pdf"'}))
+
+
+@pro_page("GET", "/pro/dossier/{key}/care-history")
+async def care_history(p: ProPage) -> Response:
+    """Données de remboursement (class 60): for the professions the habilitation matrix lets read it."""
+    from carnet.claims import service as claims
+
+    key = _key(p)
+    try:
+        offset = max(0, int(p.request.query_params.get("offset") or 0))
+    except ValueError:
+        offset = 0
+    lines, total = await p.run(lambda ctx: claims.search(ctx, key, 50, offset))
+    more = f"/pro/dossier/{key}/care-history?offset={offset + 50}" if offset + 50 < total else None
+    return p.render("pro/care_history.html", title=p._("Reimbursement data"), key=key, lines=lines, total=total,
+                    more_url=more, lead=p._("The care Assurance Maladie reimbursed in the last 24 months."))
 
 
 DONE = {"added": "The document is added.", "released": "The document is now visible to the patient.",

@@ -1,0 +1,144 @@
+"""The emergency summary: the IPS document Bundle ($summary), the portals' view, and the one-page PDF."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+from fhir.resources.R4B.bundle import Bundle
+from sqlalchemy import select
+
+from carnet.access.actors import Actor, ActorKind
+from carnet.clinical.pdf import render_summary_pdf
+from carnet.clinical.summary import summary_view
+from carnet.context import run
+from carnet.db.tables import audit
+from carnet.dossier import contacts
+from tests.clinical import samples
+from tests.conftest import World
+from tests.tasks.helpers import publish
+
+SECTION_CODES = {"48765-2", "10160-0", "11450-4", "11369-6", "30954-2", "42348-3", "60591-5"}
+
+
+@pytest.fixture
+def w(world: World) -> World:
+    samples.grant_clinical_scopes(world)
+    return world
+
+
+def _summary(w: World, headers: dict[str, str]) -> dict[str, Any]:
+    r = w.client.get(f"/fhir/Patient/{w.dossier}/$summary", headers=headers)
+    assert r.status_code == 200, r.text
+    bundle = r.json()
+    Bundle.model_validate(bundle, strict=True)
+    return dict(bundle)
+
+
+def _sections(bundle: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    comp = bundle["entry"][0]["resource"]
+    assert comp["resourceType"] == "Composition"
+    return {s["code"]["coding"][0]["code"]: s for s in comp["section"]}
+
+
+def _create(w: World, res: dict[str, Any], role: str = "doctor") -> str:
+    r = w.client.post(f"/fhir/{res['resourceType']}", json=res, headers=w.headers(role))
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def test_an_empty_dossier_gives_a_valid_document_whose_sections_carry_an_empty_reason(w: World) -> None:
+    bundle = _summary(w, w.headers("gp"))
+    assert bundle["type"] == "document"
+    comp = bundle["entry"][0]["resource"]
+    assert comp["type"]["coding"][0]["code"] == "60591-5"
+    sections = _sections(bundle)
+    assert set(sections) == SECTION_CODES
+    for s in sections.values():
+        assert "entry" not in s
+        assert s["emptyReason"]["coding"][0]["code"] == "unavailable"
+        assert "No information" in s["text"]["div"]
+    assert bundle["entry"][1]["resource"]["resourceType"] == "Patient"
+
+
+def test_the_summary_holds_each_item_in_its_section_with_its_author(w: World) -> None:
+    ids = {make.__name__: _create(w, make(w.dossier)) for make in samples.ALL}
+    bundle = _summary(w, w.headers("gp"))
+    sections = _sections(bundle)
+    refs = {code: [e["reference"] for e in s.get("entry", [])] for code, s in sections.items()}
+    assert refs["48765-2"] == [f"AllergyIntolerance/{ids['allergy']}"]
+    assert refs["10160-0"] == [f"MedicationStatement/{ids['medication']}"]
+    assert refs["11450-4"] == [f"Condition/{ids['condition']}"]
+    assert refs["11369-6"] == [f"Immunization/{ids['immunization']}"]
+    assert sorted(refs["30954-2"]) == sorted([f"Observation/{ids['blood_group']}", f"Observation/{ids['vital']}"])
+    assert "Penicillin" in sections["48765-2"]["text"]["div"]
+    full = {e["fullUrl"].split("/fhir/")[1] for e in bundle["entry"]}
+    assert all(r in full for rs in refs.values() for r in rs)
+    assert f"Practitioner/{w.pros['doctor']}" in full
+    assert "emptyReason" in sections["42348-3"]
+
+
+def test_a_withdrawn_item_leaves_the_summary(w: World) -> None:
+    item = _create(w, samples.allergy(w.dossier))
+    w.client.post(f"/fhir/AllergyIntolerance/{item}/$entered-in-error", headers=w.headers("doctor"))
+    assert "emptyReason" in _sections(_summary(w, w.headers("gp")))["48765-2"]
+
+
+def test_a_masked_summary_document_is_hidden_from_a_professional_but_not_from_the_patient(w: World) -> None:
+    vsm = publish(w, "gp", loinc="60591-5", labels=["MASQUE_PS"])
+    doctor = _sections(_summary(w, w.headers("doctor")))["60591-5"]
+    assert "entry" not in doctor
+    patient = _sections(_summary(w, w.headers(None, kind="patient_portal")))["60591-5"]
+    assert [e["reference"] for e in patient["entry"]] == [f"DocumentReference/{vsm}"]
+
+
+def test_advance_directives_appear_as_document_references(w: World) -> None:
+    patient = Actor(ActorKind.PATIENT, id=w.ins)
+    doc_id = run(w.services, patient, lambda ctx: contacts.deposit_directive(
+        ctx, w.dossier, b"No resuscitation.", "text/plain", "My directives"))
+    section = _sections(_summary(w, w.headers("doctor")))["42348-3"]
+    assert [e["reference"] for e in section["entry"]] == [f"DocumentReference/{doc_id}"]
+    assert "My directives" in section["text"]["div"]
+
+
+def test_a_stranger_is_refused_and_audited_but_breaking_the_glass_gives_the_summary(w: World) -> None:
+    _create(w, samples.allergy(w.dossier))
+    r = w.client.get(f"/fhir/Patient/{w.dossier}/$summary", headers=w.headers("stranger"))
+    assert r.status_code == 403
+    glass = _summary(w, w.headers("stranger", mode="emergency", reason="unconscious patient"))
+    assert "entry" in _sections(glass)["48765-2"]
+    with w.services.engine.connect() as conn:
+        rows = list(conn.execute(select(audit.c.outcome, audit.c.mode).where(
+            audit.c.dossier_key == w.dossier, audit.c.event == "summary.read",
+            audit.c.actor_id == w.pros["stranger"]).order_by(audit.c.seq)))
+    assert [o == "0" for o, _ in rows] == [False, True]
+    assert rows[1][1] == "emergency"
+
+
+def test_the_pdf_is_one_page_and_names_the_allergy(w: World) -> None:
+    from pypdf import PdfReader
+
+    _create(w, samples.allergy(w.dossier))
+    _create(w, samples.blood_group(w.dossier))
+    r = w.client.get(f"/fhir/Patient/{w.dossier}/$summary-pdf", headers=w.headers("gp"))
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/pdf"
+    reader = PdfReader(io.BytesIO(r.content))
+    assert len(reader.pages) == 1
+    text = reader.pages[0].extract_text()
+    assert "Penicillin" in text and "O Rh+" in text
+
+
+def test_a_long_summary_still_fits_one_page(w: World) -> None:
+    for _ in range(30):
+        _create(w, samples.condition(w.dossier))
+        _create(w, samples.medication(w.dossier))
+    gp = Actor(ActorKind.PROFESSIONAL, id=w.pros["gp"], profession="10")
+    view = run(w.services, gp, lambda ctx: summary_view(ctx, w.dossier))
+    assert len(view.problems) == 30
+    from pypdf import PdfReader
+
+    reader = PdfReader(io.BytesIO(render_summary_pdf(view)))
+    assert len(reader.pages) == 1
+    assert "more in the dossier" in reader.pages[0].extract_text()
