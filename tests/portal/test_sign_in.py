@@ -139,3 +139,24 @@ def test_password_reset_changes_the_password_and_revokes_sessions(patient: Patie
 def test_a_refused_password_at_activation_does_not_spend_the_activation_code(patient: Patient) -> None:
     assert patient.activate(password="short", password2="short").status_code == 400
     assert patient.activate().status_code == 303
+
+
+def test_a_minors_dossier_sends_no_activation_letter_to_the_child(world) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    from carnet.access.actors import Actor, ActorKind
+    from carnet.context import run
+    from carnet.db.tables import outbox
+    from carnet.dossier import service as dossiers
+    from carnet.identity.ins import fake_nir_for
+
+    res = world.patient_resource(fake_nir_for(700_000 + world.n))
+    res["birthDate"] = (world.services.clock().date() - dt.timedelta(days=365 * 8)).isoformat()
+    gp = Actor(ActorKind.PROFESSIONAL, id=world.pros["gp"], profession="10")
+    key, _ = run(world.services, gp, lambda ctx: dossiers.create(ctx, res))
+    with world.services.engine.connect() as conn:
+        letters = conn.execute(select(outbox.c.template).where(outbox.c.dossier_key == key)).scalars().all()
+    assert "activation" not in letters
+    with world.services.engine.connect() as conn:
+        adult = conn.execute(select(outbox.c.template).where(outbox.c.dossier_key == world.dossier)).scalars().all()
+    assert "activation" in adult

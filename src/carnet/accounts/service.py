@@ -189,14 +189,17 @@ def _letter(ctx: Context, dossier_key: uuid.UUID, invitation: Invitation, name: 
 
 def invite_owner(ctx: Context, dossier_key: uuid.UUID, resource: dict[str, Any]) -> Invitation:
     """Called when a dossier is created: its owner's account (identifier: the INS) and the activation letter."""
-    row = ctx.conn.execute(select(dossier.c.ins, dossier.c.given, dossier.c.family)
+    from carnet.access.policy import age_on
+
+    row = ctx.conn.execute(select(dossier.c.ins, dossier.c.given, dossier.c.family, dossier.c.birth_date)
                            .where(dossier.c.dossier_key == dossier_key)).one()
     email, phone = _telecom(resource)
     name = f"{row.given} {row.family}"
     inv = invite(ctx.conn, ctx.now, ctx.services, kind="patient", login=row.ins, display_name=name, email=email,
                  phone=phone)
     link(ctx.conn, inv.account_id, dossier_key, "owner", ctx.now)
-    _letter(ctx, dossier_key, inv, name)
+    if age_on(row.birth_date, ctx.now.date()) >= ctx.settings.majority_age:
+        _letter(ctx, dossier_key, inv, name)  # a minor's dossier is run by their representatives: no letter
     return inv
 
 
