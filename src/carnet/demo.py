@@ -184,3 +184,32 @@ def _seed_dossiers(services: Services) -> None:
     from carnet.clinical.demo import seed as seed_clinical  # structured items for the adult (issue 3 §2)
 
     seed_clinical(services, gp, adult)
+    _seed_claims(services)
+
+
+def _cip13(body8: str) -> str:
+    base = "3400" + body8
+    total = sum(int(c) * (3 if i % 2 else 1) for i, c in enumerate(base))
+    return base + str((10 - total % 10) % 10)
+
+
+def _seed_claims(services: Services) -> None:
+    """A few months of Assurance Maladie's care history for the demo adult, through the real ingest."""
+    import datetime as dt
+
+    from carnet.claims.ingest import HEADER, ingest
+
+    today = services.clock().date()
+    nir, gp = patient_ins(1), pro_id(1)
+    rows = [
+        (30, "consultation", "NGAP", "G", "Consultation de médecine générale", gp, "30,00"),
+        (30, "drug", "CIP13", _cip13("12345678"), "Amlodipine 5 mg, 30 comprimés", gp, "4,12"),
+        (95, "biology", "NGAP", "B 70", "Bilan sanguin", gp, "18,90"),
+        (120, "consultation", "NGAP", "G", "Consultation de médecine générale", gp, "30,00"),
+        (121, "drug", "CIP13", _cip13("87654321"), "Amlodipine 5 mg, 30 comprimés", gp, "4,12"),
+        (200, "act", "CCAM", "DEQP003", "Électrocardiogramme", pro_id(2), "14,26"),
+    ]
+    lines = [";".join(HEADER) + "\n"] + [
+        ";".join([nir, (today - dt.timedelta(days=d)).isoformat(), kind, system, code, label, who, amount]) + "\n"
+        for d, kind, system, code, label, who, amount in rows]
+    ingest(services, [line.encode() for line in lines])
