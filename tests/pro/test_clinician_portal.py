@@ -237,3 +237,18 @@ def test_the_care_history_follows_the_habilitation_matrix_in_the_clinician_porta
     signed_in(browser, world.pros["nurse"])  # nurses do not read class 60 (matrix)
     refused = browser.get(f"/pro/dossier/{world.dossier}/care-history")
     assert refused.status_code == 403 and "Paracétamol" not in refused.text
+
+
+def test_the_demo_identity_provider_is_not_served_once_pro_sante_connect_is_configured(services: Any) -> None:
+    import dataclasses
+
+    from starlette.testclient import TestClient
+
+    from carnet.app import create_app
+
+    settings = dataclasses.replace(services.settings, psc_issuer="https://auth.esw.esante.gouv.fr/auth/realms/esante-wallet")
+    production = create_app(dataclasses.replace(services, settings=settings))
+    with TestClient(production, base_url="https://testserver") as c:
+        assert c.get("/demo-idp/.well-known/openid-configuration").status_code == 404
+        assert c.get("/demo-idp/authorize").status_code == 404
+        assert c.post("/demo-idp/token", data={}).status_code in (404, 405)
