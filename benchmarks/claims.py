@@ -7,6 +7,7 @@
    consultations and CIP13 drugs out of 4,000 codes, dates within the last 23 months, a prescriber on half the lines).
 3. Times ``carnet.claims.ingest.ingest`` on the file (the same function as the command, without the progress bar),
    twice: the first ingest inserts every line, the second finds them all present. Then checks the audit chains.
+   The machine's 1-minute load average is printed before and after each run: other work on the cores shows there.
 
     .venv/bin/python benchmarks/claims.py --lines 1000000 --dossiers 50000
 """
@@ -125,13 +126,16 @@ def main() -> None:
     print(f"claims file: {a.lines} lines, {size / 1e6:.1f} MB")
     figures = {}
     for run_name in ("first", "again"):
+        load_before = os.getloadavg()[0]
         with path.open("rb") as f:
             s = ingest(services, f, batch=a.batch)
+        load = (round(load_before, 2), round(os.getloadavg()[0], 2))  # 1-minute load average before and after
         figures[run_name] = {"read": s.read, "inserted": s.inserted, "duplicates": s.duplicates, "bad": s.bad,
                              "unknown": s.unknown, "too_old": s.too_old, "seconds": round(s.seconds, 2),
-                             "lines_per_s": round(s.rate)}
+                             "lines_per_s": round(s.rate), "load_average": load}
         print(f"{run_name:>5}: {s.read} read, {s.inserted} inserted, {s.duplicates} duplicates, {s.bad} bad, "
-              f"{s.too_old} too old, {s.unknown} unknown in {s.seconds:.2f} s = {s.rate:,.0f} lines/s")
+              f"{s.too_old} too old, {s.unknown} unknown in {s.seconds:.2f} s = {s.rate:,.0f} lines/s "
+              f"(load average {load[0]:.2f} before, {load[1]:.2f} after)")
     with services.engine.connect() as conn:
         rows = conn.execute(select(func.count()).select_from(claim_line)).scalar_one()
         keys = list(conn.execute(select(audit_chain.c.dossier_key).limit(200)).scalars())

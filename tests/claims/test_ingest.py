@@ -192,3 +192,16 @@ def test_a_quoted_label_keeps_its_semicolon_and_backslash(world: World) -> None:
     patient = Actor(ActorKind.PATIENT, id=world.ins)
     [view] = run(svc, patient, lambda ctx: claims.care_history(ctx, world.dossier))
     assert view.label == "Bilan; suite \\ contrôle"
+
+
+def test_interleaved_patients_with_identical_lines_each_get_their_own(world: World) -> None:
+    svc = world.services
+    today = svc.clock().date()
+    other = World(svc, world.client)
+    same = [line(ins, today - dt.timedelta(days=d)) for d in (1, 2) for ins in (world.ins, other.ins, world.ins)]
+    s = ingest(svc, byte_lines(claims_file(same)))
+    assert (s.read, s.inserted, s.duplicates) == (6, 4, 2)  # the repeated line of world.ins is a duplicate
+    assert _count(svc, claim_line, world.dossier) == 2
+    assert _count(svc, claim_line, other.dossier) == 2
+    assert _ingest_events(svc, world.dossier) == [{"lines": 2}]
+    assert _ingest_events(svc, other.dossier) == [{"lines": 2}]

@@ -112,27 +112,31 @@ def normalise_code(system: str, code: str) -> str:
 
 
 class Caches:
-    """Verdicts on values a claims file repeats (NIRs, codes, prescribers, kinds): each is checked once per ingest.
-    A verdict is the normalised value, or a :class:`BadLine` to raise again."""
+    """Verdicts on values a claims file repeats (NIRs, dates, kind/system/code triples, labels, prescribers,
+    amounts): each distinct raw value is checked once per ingest. A verdict is the normalised value, or a
+    :class:`BadLine` to raise again. Each cache stops growing at its limit, so memory stays bounded whatever the
+    file; a value met after that is checked each time it comes."""
 
     LIMIT = 1_000_000
+    SMALL_LIMIT = 100_000  # labels and amounts: more distinct values, each cheap to check again
 
     def __init__(self) -> None:
         self.nir: dict[str, str | BadLine] = {}
-        self.code: dict[str, dict[str, str | BadLine]] = {s: {} for s in CODE_SYSTEMS}
+        self.date: dict[str, tuple[str, dt.date] | BadLine] = {}
+        self.act: dict[tuple[str, str, str], tuple[str, str, str] | BadLine] = {}
+        self.label: dict[str, str | BadLine] = {}
         self.prescriber: dict[str, str | BadLine] = {}
-        self.kind: dict[str, str | BadLine] = {}
-        self.system: dict[str, str | BadLine] = {}
+        self.amount: dict[str, tuple[str, int | None] | BadLine] = {}
 
 
-def _judge(cache: dict[str, str | BadLine], raw: str, check: Callable[[str], str]) -> str:
+def _judge(cache: dict[Any, Any], raw: Any, check: Callable[[Any], Any], small: bool = False) -> Any:
     try:
-        verdict: str | BadLine = check(raw)
+        verdict: Any = check(raw)
     except InvalidIdentifier as exc:
         verdict = BadLine(str(exc))
     except BadLine as exc:
         verdict = exc
-    if len(cache) < Caches.LIMIT:
+    if len(cache) < (Caches.SMALL_LIMIT if small else Caches.LIMIT):
         cache[raw] = verdict
     if isinstance(verdict, BadLine):
         raise BadLine(str(verdict))
@@ -141,6 +145,21 @@ def _judge(cache: dict[str, str | BadLine], raw: str, check: Callable[[str], str
 
 def _nir(raw: str) -> str:
     return normalize_nir(raw.strip(), "nir")
+
+
+_BAD_DATE = "care_date: not an ISO date (YYYY-MM-DD)"
+
+
+def _date(raw: str) -> tuple[str, dt.date]:
+    """(the date as written, stripped: it is part of the normalised line; the date)."""
+    if len(raw) != 10:
+        raw = raw.strip()
+        if len(raw) != 10:
+            raise BadLine(_BAD_DATE)
+    try:
+        return raw, dt.date.fromisoformat(raw)
+    except ValueError:
+        raise BadLine(_BAD_DATE) from None
 
 
 def _kind(raw: str) -> str:
@@ -157,8 +176,25 @@ def _system(raw: str) -> str:
     return system
 
 
+def _act(raw: tuple[str, str, str]) -> tuple[str, str, str]:
+    """Kind, code system and code, checked in that order (the first at fault is reported)."""
+    kind = _kind(raw[0])
+    system = _system(raw[1])
+    return kind, system, normalise_code(system, raw[2])
+
+
+def _label(raw: str) -> str:
+    label = " ".join(raw.split())
+    if not label or len(label) > 300:
+        raise BadLine("label: required, at most 300 characters")
+    return label
+
+
 def _prescriber(raw: str) -> str:
+    """The prescriber's national id, or "" when the field is blank."""
     p = raw.strip()
+    if not p:
+        return ""
     if len(p) == 12 and p[0] == "8":
         p = p[1:]
     return "8" + normalize_rpps(p, "prescriber")
@@ -172,41 +208,45 @@ def _amount_cents(a: str) -> int:
     return -cents if a.startswith("-") else cents
 
 
+def _amount(raw: str) -> tuple[str, int | None]:
+    """(the amount in cents as written in the normalised line, "" when blank; the amount in cents or None)."""
+    a = raw.strip()
+    if not a:
+        return "", None
+    cents = _amount_cents(a)
+    return str(cents), cents
+
+
 def parse_fields(f: list[str], caches: Caches | None = None) -> ClaimLine:
-    """Validate and normalise one line's fields; raises :class:`BadLine` naming the column at fault."""
+    """Validate and normalise one line's fields; raises :class:`BadLine` naming the column at fault (the first one,
+    in column order). ``line_hash`` is the SHA-256 of the normalised line
+    ``nir;care_date;kind;code_system;code;label;prescriber;amount_cents`` (blank prescriber or amount: empty)."""
     c = caches or Caches()
     if len(f) != 8:
         raise BadLine(f"expected {len(HEADER)} columns, found {len(f)}")
-    raw_nir, raw_date, raw_kind, raw_system, raw_code, label, p, a = f
-    v = c.nir.get(raw_nir)
-    nir = v if type(v) is str else _judge(c.nir, raw_nir, _nir)
-    if len(raw_date) != 10:
-        raw_date = raw_date.strip()
-        if len(raw_date) != 10:
-            raise BadLine("care_date: not an ISO date (YYYY-MM-DD)")
-    try:
-        care_date = dt.date.fromisoformat(raw_date)
-    except ValueError:
-        raise BadLine("care_date: not an ISO date (YYYY-MM-DD)") from None
-    v = c.kind.get(raw_kind)
-    kind = v if type(v) is str else _judge(c.kind, raw_kind, _kind)
-    v = c.system.get(raw_system)
-    system = v if type(v) is str else _judge(c.system, raw_system, _system)
-    codes = c.code[system]
-    v = codes.get(raw_code)
-    code = v if type(v) is str else _judge(codes, raw_code, lambda raw: normalise_code(system, raw))
-    label = " ".join(label.split())
-    if not label or len(label) > 300:
-        raise BadLine("label: required, at most 300 characters")
-    prescriber: str | None = None
-    if p and not p.isspace():
-        v = c.prescriber.get(p)
-        prescriber = v if type(v) is str else _judge(c.prescriber, p, _prescriber)
-    a = a.strip()
-    amount_cents = _amount_cents(a) if a else None
-    norm = f"{nir};{raw_date};{kind};{system};{code};{label};{prescriber or ''};" \
-           f"{'' if amount_cents is None else amount_cents}"
-    return ClaimLine(nir, care_date, kind, system, code, label, prescriber, amount_cents,
+    raw_nir, raw_date, raw_kind, raw_system, raw_code, raw_label, raw_p, raw_a = f
+    nir = c.nir.get(raw_nir)
+    if type(nir) is not str:
+        nir = _judge(c.nir, raw_nir, _nir)
+    day = c.date.get(raw_date)
+    if type(day) is not tuple:
+        day = _judge(c.date, raw_date, _date)
+    key = (raw_kind, raw_system, raw_code)
+    act = c.act.get(key)
+    if type(act) is not tuple:
+        act = _judge(c.act, key, _act)
+    label = c.label.get(raw_label)
+    if type(label) is not str:
+        label = _judge(c.label, raw_label, _label, small=True)
+    prescriber = c.prescriber.get(raw_p)
+    if type(prescriber) is not str:
+        prescriber = _judge(c.prescriber, raw_p, _prescriber)
+    amount = c.amount.get(raw_a)
+    if type(amount) is not tuple:
+        amount = _judge(c.amount, raw_a, _amount, small=True)
+    kind, system, code = act
+    norm = f"{nir};{day[0]};{kind};{system};{code};{label};{prescriber};{amount[0]}"
+    return ClaimLine(nir, day[1], kind, system, code, label, prescriber or None, amount[1],
                      sha256(norm.encode()).hexdigest())
 
 
@@ -288,7 +328,7 @@ def _read(lines: Iterator[tuple[int, int, str]], summary: Summary, caches: Cache
     pending: list[ClaimLine] = []
     consumed = 0
     for n, consumed, content in lines:
-        if not content.strip():
+        if not content or content.isspace():
             continue
         summary.read += 1
         try:
@@ -426,13 +466,17 @@ def _copy_text(rows: list[tuple[uuid.UUID, ClaimLine]]) -> str:
     newline or carriage return (labels have their whitespace collapsed, the other fields are checked), so only a
     backslash needs escaping."""
     keys: dict[uuid.UUID, str] = {}
+    days: dict[dt.date, str] = {}  # few distinct dates: format each once
     out = []
     for key, ln in rows:
         k = keys.get(key)
         if k is None:
             k = keys[key] = str(key)
+        day = days.get(ln.care_date)
+        if day is None:
+            day = days[ln.care_date] = ln.care_date.isoformat()
         label = ln.label.replace("\\", "\\\\") if "\\" in ln.label else ln.label
-        out.append(f"{k}\t{ln.line_hash}\t{ln.care_date.isoformat()}\t{ln.kind}\t{ln.code_system}\t{ln.code}\t"
+        out.append(f"{k}\t{ln.line_hash}\t{day}\t{ln.kind}\t{ln.code_system}\t{ln.code}\t"
                    f"{label}\t{ln.prescriber or NULL}\t{NULL if ln.amount_cents is None else ln.amount_cents}\n")
     return "".join(out)
 
