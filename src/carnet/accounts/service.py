@@ -354,14 +354,42 @@ def finish_reset(services: Services, conn: Connection, now: dt.datetime, login: 
     if not check_code(conn, row.account_id, "reset", code, now):
         _lock_after_failure(conn, row, now, services)
         raise AccountError("This code is not right or has expired.")
+    _set_password(conn, row, password, now)
+    return row.account_id
+
+
+def _set_password(conn: Connection, row: Any, password: str, now: dt.datetime, *,
+                  keep_session: str | None = None) -> None:
+    """A new password (the rule checked first); every other session and app token of the account ends."""
     problem = secrets.password_problem(password, row.login, *row.display_name.split())
     if problem:
         raise AccountError(problem)
     conn.execute(update(account).where(account.c.account_id == row.account_id).values(
         password_hash=secrets.hash_password(password), password_changed_at=now, failed_attempts=0,
         locked_until=None))
-    revoke_everywhere(conn, row.account_id, now)
-    return row.account_id
+    revoke_everywhere(conn, row.account_id, now, keep_session=keep_session)
+
+
+def check_current_password(services: Services, conn: Connection, now: dt.datetime, account_id: uuid.UUID,
+                           password: str) -> Any:
+    """The account row if ``password`` is its current password, for changes made from a signed-in session. A wrong
+    one counts as a failed attempt, as at sign-in (lock-out applies), so a left-open session cannot be used to guess
+    it."""
+    row = conn.execute(select(account).where(account.c.account_id == account_id)).one()
+    _refuse_if_locked(row, now)
+    ok, _ = secrets.verify_password(row.password_hash, password)
+    if not ok:
+        _lock_after_failure(conn, row, now, services)
+        raise AccountError("Your current password is not right.")
+    return row
+
+
+def change_password(services: Services, conn: Connection, now: dt.datetime, account_id: uuid.UUID, current: str,
+                    new: str, session_hash: str) -> None:
+    """Change the password from a signed-in session: the current one is checked; the other sessions and the apps
+    of the account end, this session goes on."""
+    row = check_current_password(services, conn, now, account_id, current)
+    _set_password(conn, row, new, now, keep_session=session_hash)
 
 
 def send(services: Services, sent: CodeSent, purpose: str) -> None:

@@ -126,10 +126,14 @@ def revoke(conn: Connection, session_hash: str, now: dt.datetime) -> None:
     conn.execute(update(web_session).where(web_session.c.session_hash == session_hash).values(revoked_at=now))
 
 
-def revoke_everywhere(conn: Connection, account_id: uuid.UUID, now: dt.datetime) -> None:
-    """Sign out everywhere: every portal session and every app's refresh token of this account."""
-    conn.execute(update(web_session).where(and_(web_session.c.account_id == account_id,
-                                                web_session.c.revoked_at.is_(None))).values(revoked_at=now))
+def revoke_everywhere(conn: Connection, account_id: uuid.UUID, now: dt.datetime, *,
+                      keep_session: str | None = None) -> None:
+    """Sign out everywhere: every portal session and every app's refresh token of this account (but the session
+    ``keep_session``, the one that asked, when given)."""
+    sessions = and_(web_session.c.account_id == account_id, web_session.c.revoked_at.is_(None))
+    if keep_session is not None:
+        sessions = and_(sessions, web_session.c.session_hash != keep_session)
+    conn.execute(update(web_session).where(sessions).values(revoked_at=now))
     conn.execute(update(refresh_token).where(and_(refresh_token.c.account_id == account_id,
                                                   refresh_token.c.revoked_at.is_(None))).values(revoked_at=now))
 

@@ -12,7 +12,6 @@ are the second factor); a password change signs out every other session and app 
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Any
 
@@ -20,10 +19,9 @@ from sqlalchemy import Connection, and_, select, update
 from starlette.datastructures import FormData, UploadFile
 from starlette.responses import Response
 
-from carnet.accounts import secrets
 from carnet.accounts import service as accounts
 from carnet.context import Context
-from carnet.db.tables import account, account_dossier, refresh_token, web_session
+from carnet.db.tables import account, account_dossier
 from carnet.dossier import contacts
 from carnet.errors import FhirError
 from carnet.notify import outbox
@@ -235,18 +233,6 @@ async def notifications(p: Page) -> Response:
 
 # --- my account ---------------------------------------------------------------------------------------------------
 
-def _check_password(p: Page, conn: Connection, account_id: uuid.UUID, now: dt.datetime, password: str) -> Any:
-    """The account row if ``password`` is its current password. A wrong one counts as a failed attempt, as at
-    sign-in (lock-out applies), so a left-open session cannot be used to guess it."""
-    row = conn.execute(select(account).where(account.c.account_id == account_id)).one()
-    accounts._refuse_if_locked(row, now)
-    ok, _ = secrets.verify_password(row.password_hash, password)
-    if not ok:
-        accounts._lock_after_failure(conn, row, now, p.services)
-        raise accounts.AccountError("Your current password is not right.")
-    return row
-
-
 async def _account_error(p: Page, err: accounts.AccountError, section: str) -> Response:
     return await _render(p, 400, error=p._(err.message), section=section)
 
@@ -261,7 +247,7 @@ async def account_details(p: Page) -> Response:
     channel = str(form.get("otp_channel") or "email")
 
     def work(conn: Connection) -> None:
-        _check_password(p, conn, account_id, now, str(form.get("current") or ""))
+        accounts.check_current_password(p.services, conn, now, account_id, str(form.get("current") or ""))
         if email and ("@" not in email or len(email) > 320 or " " in email):
             raise accounts.AccountError("This email address is not valid.")
         if phone and not 8 <= len(phone) <= 16:
@@ -287,20 +273,8 @@ async def password(p: Page) -> Response:
         return await _render(p, 400, error=p._("The two passwords are not the same."), section="password")
 
     def work(conn: Connection) -> None:
-        row = _check_password(p, conn, current.account_id, now, str(form.get("current") or ""))
-        problem = secrets.password_problem(new, row.login, *row.display_name.split())
-        if problem:
-            raise accounts.AccountError(problem)
-        conn.execute(update(account).where(account.c.account_id == current.account_id).values(
-            password_hash=secrets.hash_password(new), password_changed_at=now, failed_attempts=0,
-            locked_until=None))
-        # Every other session and app of the account ends; this one goes on.
-        conn.execute(update(web_session).where(and_(
-            web_session.c.account_id == current.account_id, web_session.c.session_hash != current.session_hash,
-            web_session.c.revoked_at.is_(None))).values(revoked_at=now))
-        conn.execute(update(refresh_token).where(and_(
-            refresh_token.c.account_id == current.account_id, refresh_token.c.revoked_at.is_(None)))
-            .values(revoked_at=now))
+        accounts.change_password(p.services, conn, now, current.account_id, str(form.get("current") or ""), new,
+                                 current.session_hash)
     try:
         await p.db(work)
     except accounts.AccountError as err:
