@@ -258,6 +258,14 @@ def read(ctx: Context, resource_id: str) -> str:
 def retrieve(ctx: Context, resource_id: str) -> tuple[bytes, str, Any]:
     """ITI-68: the exact bytes. The SHA-256 is checked on every retrieval; a mismatch is an error, never served."""
     row, _ = visible_document(ctx, resource_id, "ITI-68")
+    data = open_content(ctx, row)
+    ctx.audit(row.dossier_key, "R", "ITI-68", entity_type="Binary", entity_id=resource_id)
+    return data, row.content_type, row
+
+
+def open_content(ctx: Context, row: Any) -> bytes:
+    """The original bytes of the ``document`` row ``row``, decrypted, with the SHA-256 checked: a mismatch is a 500,
+    never served. The caller has already decided that the row may be read, and audits the reading."""
     try:
         ciphertext = ctx.services.blobs.get(row.blob_key)
         data = open_sealed(ctx.services.keyring, Sealed(ciphertext, bytes(row.wrapped_key), row.key_id),
@@ -266,8 +274,7 @@ def retrieve(ctx: Context, resource_id: str) -> tuple[bytes, str, Any]:
         raise FhirError(500, "exception", "The stored document failed its integrity check") from exc
     if hashlib.sha256(data).hexdigest() != row.sha256:
         raise FhirError(500, "exception", "The stored document failed its integrity check")
-    ctx.audit(row.dossier_key, "R", "ITI-68", entity_type="Binary", entity_id=resource_id)
-    return data, row.content_type, row
+    return data
 
 
 def delete_from_dossier(ctx: Context, resource_id: str) -> None:

@@ -46,7 +46,6 @@ from carnet.context import Context
 from carnet.db.tables import access_grant, audit, document, practitioner, representative
 from carnet.documents import codes
 from carnet.documents import service as documents
-from carnet.documents.crypto import IntegrityError, Sealed, open_sealed
 from carnet.errors import FhirError, forbidden, not_found
 from carnet.export import booklet, bundle, readme
 from carnet.export.facts import (
@@ -182,16 +181,10 @@ class _Hashing:
 def _open(ctx: Context, row: Any) -> bytes:
     """A document's original bytes, decrypted, with its SHA-256 checked (as ITI-68 does)."""
     try:
-        ciphertext = ctx.services.blobs.get(row.blob_key)
-        data = open_sealed(ctx.services.keyring, Sealed(ciphertext, bytes(row.wrapped_key), row.key_id),
-                           documents._aad(row.dossier_key, row.document_id))
-    except (IntegrityError, OSError, LookupError) as exc:
+        return documents.open_content(ctx, row)
+    except FhirError:
         logger.error("copy.integrity_failed")
-        raise FhirError(500, "exception", "A stored document failed its integrity check") from exc
-    if hashlib.sha256(data).hexdigest() != row.sha256:
-        logger.error("copy.integrity_failed")
-        raise FhirError(500, "exception", "A stored document failed its integrity check")
-    return data
+        raise
 
 
 def _history_rows(ctx: Context, dossier_key: uuid.UUID, decision: Decision) -> list[Row[Any]]:
