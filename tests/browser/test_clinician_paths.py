@@ -4,29 +4,27 @@ the patient notified by email."""
 
 from __future__ import annotations
 
-import datetime as dt
 import email.header
 import hashlib
 import re
 from email.message import Message
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from carnet.access.actors import Actor, ActorKind
-from carnet.accounts import service as accounts
 from carnet.context import Services, run
-from carnet.db.tables import account_dossier, practitioner
+from carnet.db.tables import practitioner
 from carnet.dossier import service as dossiers
 from carnet.notify import worker
 from carnet.notify.outbox import render
 from carnet.portal import i18n
 from tests.browser.conftest import Mailbox
+from tests.browser.test_patient_paths import Person
 from tests.clinical import samples
 from tests.conftest import World
 
 FR = i18n.language("fr").gettext
-PASSWORD = "a long and private sentence"
 # A small synthetic PDF: what the portal recognises by its first bytes.
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 
@@ -39,20 +37,6 @@ def new_professional(world: World) -> tuple[str, str]:
     with world.services.engine.begin() as conn:
         conn.execute(update(practitioner).where(practitioner.c.national_id == nid).values(family=family))
     return nid, f"Test {family}"
-
-
-def activate_account(world: World, services: Services) -> str:
-    """The patient activates their account with an email address (as a patient does after the activation letter);
-    returns the address."""
-    address = f"clinician-path{world.n}@example.test"
-    now = services.clock()
-    with services.engine.begin() as conn:
-        account_id = conn.execute(select(account_dossier.c.account_id).where(
-            account_dossier.c.dossier_key == world.dossier, account_dossier.c.role == "owner")).scalar_one()
-        code = accounts.new_code(conn, account_id, "activation", "post", now, dt.timedelta(minutes=5))
-        accounts.activate(services, conn, now, login=world.ins, code=code, birth_date=dt.date(1980, 5, 17),
-                          password=PASSWORD, email=address, phone=None, otp_channel="email")
-    return address
 
 
 def sign_in(page: Any, base: str, button: str, target: str = "/pro/") -> None:
@@ -162,7 +146,7 @@ def test_breaking_the_glass_shows_on_every_page_and_the_patient_is_notified_by_e
         page: Any, live: tuple[str, Services], world: World, services: Services, mailbox: Mailbox) -> None:
     base, live_services = live
     other = World(services, world.client)  # a dossier where this professional has no rights at all
-    address = activate_account(other, live_services)
+    address = Person(other, live_services).email  # the patient activates their account with an email
     _, button = new_professional(world)
     reason = f"Patient inconscient aux urgences {world.n}"
     sign_in(page, base, button)
