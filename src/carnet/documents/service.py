@@ -473,7 +473,7 @@ class DocumentPage:
     authors: list[tuple[str, str | None, str]]  # (author id, name, added_by as in Listed) present in the dossier
 
 
-_LISTED_COLUMNS = (document.c.dossier_key, document.c.document_id, document.c.title, document.c.class_code,
+LISTED_COLUMNS = (document.c.dossier_key, document.c.document_id, document.c.title, document.c.class_code,
                    document.c.type_code, document.c.date, document.c.creation, document.c.status, document.c.masked,
                    document.c.content_type, document.c.size, document.c.author_id, document.c.author_given,
                    document.c.author_family, document.c.resource)
@@ -487,7 +487,7 @@ def _type_display(resource: str, code: str) -> str | None:
     return None
 
 
-def _listed(ctx: Context, rows: list[Any]) -> list[Listed]:
+def listed_from_rows(ctx: Context, rows: list[Any]) -> list[Listed]:
     from carnet.db.tables import practitioner
 
     ids = sorted({r.author_id for r in rows if r.author_id})
@@ -529,7 +529,7 @@ def _readable(ctx: Context, dossier_key: uuid.UUID, event: str) -> Decision:
     return decision
 
 
-def _filter_conditions(f: DocumentFilter) -> list[Any]:
+def filter_conditions(f: DocumentFilter) -> list[Any]:
     conds: list[Any] = []
     if f.classes:
         conds.append(document.c.class_code.in_(list(f.classes)))
@@ -550,8 +550,8 @@ def browse(ctx: Context, dossier_key: uuid.UUID, f: DocumentFilter, count: int =
     classes, types and authors present for the filter menus. Audited as one search (``ITI-67``)."""
     decision = _readable(ctx, dossier_key, "ITI-67")
     visible = and_(document.c.dossier_key == dossier_key, decision.visibility.where(document, ctx.now))
-    where = and_(visible, *_filter_conditions(f))
-    rows = ctx.conn.execute(select(*_LISTED_COLUMNS).where(where).order_by(
+    where = and_(visible, *filter_conditions(f))
+    rows = ctx.conn.execute(select(*LISTED_COLUMNS).where(where).order_by(
         document.c.class_code, document.c.date.desc(), document.c.document_id.desc())
         .limit(max(1, min(count, 100))).offset(max(0, offset))).all()
     total = ctx.conn.execute(select(func.count()).select_from(document).where(where)).scalar_one()
@@ -563,7 +563,7 @@ def browse(ctx: Context, dossier_key: uuid.UUID, f: DocumentFilter, count: int =
         .where(visible, document.c.author_id.is_not(None)).distinct()).all()))
     ctx.audit(dossier_key, "E", "ITI-67", entity_type="Patient", entity_id=str(dossier_key),
               detail={"query": "portal", "returned": len(rows)})
-    return DocumentPage(_listed(ctx, list(rows)), total, classes, types, authors)
+    return DocumentPage(listed_from_rows(ctx, list(rows)), total, classes, types, authors)
 
 
 def _authors(ctx: Context, rows: list[Any]) -> list[tuple[str, str | None, str]]:
@@ -588,7 +588,7 @@ def _authors(ctx: Context, rows: list[Any]) -> list[tuple[str, str | None, str]]
     return sorted(found.values(), key=lambda a: (order[a[2]], (a[1] or a[0]).lower()))
 
 
-def _newly_added(ctx: Context, dossier_key: uuid.UUID, since: dt.datetime) -> list[uuid.UUID]:
+def newly_added(ctx: Context, dossier_key: uuid.UUID, since: dt.datetime) -> list[uuid.UUID]:
     """Documents added to the dossier since ``since``: the audit's record of each addition is the reliable clock
     (``DocumentReference.date`` is the source's, and may be older than the deposit)."""
     from carnet.db.tables import audit
@@ -620,26 +620,27 @@ def home_documents(ctx: Context, dossier_key: uuid.UUID, since: dt.datetime | No
     decision = _readable(ctx, dossier_key, "ITI-67")
     visible = and_(document.c.dossier_key == dossier_key, decision.visibility.where(document, ctx.now))
     newest = (document.c.date.desc(), document.c.document_id.desc())
-    summaries = ctx.conn.execute(select(*_LISTED_COLUMNS).where(
+    summaries = ctx.conn.execute(select(*LISTED_COLUMNS).where(
         visible, document.c.class_code == "11", document.c.type_code != "EXPPAT_3", document.c.status == "current")
         .order_by(*newest).limit(3)).all()
-    directives = ctx.conn.execute(select(*_LISTED_COLUMNS).where(
+    directives = ctx.conn.execute(select(*LISTED_COLUMNS).where(
         visible, document.c.type_code == "EXPPAT_3", document.c.status == "current").order_by(*newest)
         .limit(10)).all()
     if since is None:
-        new = ctx.conn.execute(select(*_LISTED_COLUMNS).where(visible).order_by(*newest).limit(5)).all()
+        new = ctx.conn.execute(select(*LISTED_COLUMNS).where(visible).order_by(*newest).limit(5)).all()
     else:
-        added = _newly_added(ctx, dossier_key, since)
+        added = newly_added(ctx, dossier_key, since)
         lapsed = and_(document.c.invisible_patient.is_(True),
                       document.c.invisible_patient_until > since.astimezone(dt.UTC),
                       document.c.invisible_patient_until <= ctx.now.astimezone(dt.UTC))
-        new = ctx.conn.execute(select(*_LISTED_COLUMNS).where(
+        new = ctx.conn.execute(select(*LISTED_COLUMNS).where(
             visible, or_(document.c.document_id.in_(added), lapsed),
             or_(document.c.author_id.is_(None), document.c.author_id != ctx.actor.audit_id))
             .order_by(*newest).limit(limit)).all()
     ctx.audit(dossier_key, "E", "ITI-67", entity_type="Patient", entity_id=str(dossier_key),
               detail={"query": "portal-home", "returned": len(summaries) + len(directives) + len(new)})
-    return HomeDocuments(_listed(ctx, list(summaries)), _listed(ctx, list(directives)), _listed(ctx, list(new)))
+    return HomeDocuments(listed_from_rows(ctx, list(summaries)), listed_from_rows(ctx, list(directives)),
+                         listed_from_rows(ctx, list(new)))
 
 
 def open_document(ctx: Context, resource_id: str) -> tuple[Listed, dict[str, Any]]:
@@ -647,7 +648,7 @@ def open_document(ctx: Context, resource_id: str) -> tuple[Listed, dict[str, Any
     read: the portal's view of it, and the DocumentReference as stored."""
     row, _ = visible_document(ctx, resource_id, "document.read")
     ctx.audit(row.dossier_key, "R", "document.read", entity_type="DocumentReference", entity_id=resource_id)
-    return _listed(ctx, [row])[0], json.loads(row.resource)
+    return listed_from_rows(ctx, [row])[0], json.loads(row.resource)
 
 
 def set_masked(ctx: Context, resource_id: str, masked: bool) -> bool:

@@ -26,7 +26,7 @@ from carnet.errors import FhirError
 from carnet.ids import SYSTEM_CHAIN
 
 REVIEW_OUTCOMES = ("justified", "questioned", "referred")
-_COLUMNS = documents._LISTED_COLUMNS + (document.c.master_identifier, document.c.invisible_patient)
+_COLUMNS = documents.LISTED_COLUMNS + (document.c.master_identifier, document.c.invisible_patient)
 
 
 def _readable(ctx: Context, key: uuid.UUID) -> None:
@@ -67,7 +67,7 @@ def dossier_documents(ctx: Context, key: uuid.UUID, f: documents.DocumentFilter,
     _readable(ctx, key)
     _, decision = ctx.dossier(key)
     visible = and_(document.c.dossier_key == key, decision.visibility.where(document, ctx.now),
-                   *documents._filter_conditions(f))
+                   *documents.filter_conditions(f))
     rows = list(ctx.conn.execute(select(*_COLUMNS).where(visible, document.c.status != "entered-in-error").order_by(
         document.c.class_code, document.c.date.desc(), document.c.document_id.desc()).limit(limit)))
     by_id = {str(r.document_id): r for r in rows}
@@ -88,7 +88,7 @@ def dossier_documents(ctx: Context, key: uuid.UUID, f: documents.DocumentFilter,
             if old in by_id:
                 todo.extend(_replaced(by_id[old].resource))
         current.append((r, count))
-    listed = documents._listed(ctx, [r for r, _ in current])
+    listed = documents.listed_from_rows(ctx, [r for r, _ in current])
     ctx.audit(key, "E", "ITI-67", entity_type="Patient", entity_id=str(key),
               detail={"query": "pro-portal", "returned": len(listed)})
     return [Entry(d, n, r.master_identifier, bool(r.invisible_patient)) for d, (r, n) in zip(listed, current,
@@ -104,14 +104,14 @@ def new_since(ctx: Context, key: uuid.UUID, since: dt.datetime | None, limit: in
                    document.c.status == "current")
     newest = (document.c.date.desc(), document.c.document_id.desc())
     if since is None:
-        rows = ctx.conn.execute(select(*documents._LISTED_COLUMNS).where(visible).order_by(*newest).limit(5)).all()
+        rows = ctx.conn.execute(select(*documents.LISTED_COLUMNS).where(visible).order_by(*newest).limit(5)).all()
     else:
-        added = documents._newly_added(ctx, key, since)
-        rows = ctx.conn.execute(select(*documents._LISTED_COLUMNS).where(
+        added = documents.newly_added(ctx, key, since)
+        rows = ctx.conn.execute(select(*documents.LISTED_COLUMNS).where(
             visible, document.c.document_id.in_(added),
             or_(document.c.author_id.is_(None), document.c.author_id != ctx.actor.id))
             .order_by(*newest).limit(limit)).all()
-    return documents._listed(ctx, list(rows))
+    return documents.listed_from_rows(ctx, list(rows))
 
 
 # --- the review queue ---------------------------------------------------------------------------------------------

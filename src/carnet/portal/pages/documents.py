@@ -195,7 +195,7 @@ async def document_list(p: Page) -> Response:
 
 # --- adding one's own documents and notes ---------------------------------------------------------------------------
 
-def _sniff(data: bytes, filename: str, declared: str) -> str | None:
+def sniff_content_type(data: bytes, filename: str, declared: str) -> str | None:
     """The content type of an uploaded file, from its first bytes (the browser's word is not enough), or None when
     it is not a kind Carnet accepts from a patient (PDF, JPEG, PNG, plain text)."""
     if data.startswith(b"%PDF-"):
@@ -269,7 +269,7 @@ async def add(p: Page) -> Response:
         data = await upload.read(limit + 1)
         if not data:
             return _new_form(p, 400, p._("This file is empty."), **values)
-        sniffed = _sniff(data, upload.filename or "", upload.content_type or "")
+        sniffed = sniff_content_type(data, upload.filename or "", upload.content_type or "")
         if sniffed is None:
             return _new_form(p, 415, p._("This kind of file is not accepted. Choose a PDF, a JPEG or PNG image, or "
                                          "a text file."), **values)

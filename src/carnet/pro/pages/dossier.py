@@ -20,7 +20,7 @@ from carnet.dossier import service as dossiers
 from carnet.errors import FhirError
 from carnet.fhir.patch import PatchPlan
 from carnet.identity.ins import INS_SYSTEM_DEMO, INS_SYSTEM_NIA, INS_SYSTEM_NIR, INS_SYSTEM_TEST
-from carnet.portal.pages.documents import CDA_TYPES, PREVIEW_TEXT_LIMIT, _sniff, cda_html
+from carnet.portal.pages.documents import CDA_TYPES, PREVIEW_TEXT_LIMIT, cda_html, sniff_content_type
 from carnet.pro import service
 from carnet.pro.web import ProPage, pro_page
 
@@ -302,7 +302,7 @@ async def add(p: ProPage) -> Response:
         data, name, declared = await upload.read(), upload.filename or "", upload.content_type or ""
     if not data and values["text"]:
         data, declared, name = values["text"].encode(), "text/plain", "note.txt"
-    ctype = _sniff(data, name, declared) if data else None
+    ctype = sniff_content_type(data, name, declared) if data else None
     error = ""
     if values["type"] not in TYPES:
         error = p._("Choose the type of document.")
