@@ -24,6 +24,7 @@ from starlette.responses import Response
 from carnet.context import Context
 from carnet.documents import cda, codes
 from carnet.documents import service as documents
+from carnet.documents.content_types import sniff_content_type
 from carnet.errors import FhirError
 from carnet.identity.professions import PROFESSIONS
 from carnet.portal.i18n import N_
@@ -194,26 +195,6 @@ async def document_list(p: Page) -> Response:
 
 
 # --- adding one's own documents and notes ---------------------------------------------------------------------------
-
-def sniff_content_type(data: bytes, filename: str, declared: str) -> str | None:
-    """The content type of an uploaded file, from its first bytes (the browser's word is not enough), or None when
-    it is not a kind Carnet accepts from a patient (PDF, JPEG, PNG, plain text)."""
-    if data.startswith(b"%PDF-"):
-        return "application/pdf"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if declared.split(";")[0].strip().lower() == "text/plain" or filename.lower().endswith(".txt"):
-        if b"\x00" in data:
-            return None
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-        return "text/plain"
-    return None
-
 
 def patient_docref(key: uuid.UUID, type_code: str, title: str, content_type: str, now: dt.datetime,
                    author: dict[str, Any]) -> dict[str, Any]:

@@ -15,12 +15,13 @@ from carnet.clinical.summary import summary_view
 from carnet.context import Context
 from carnet.documents import codes
 from carnet.documents import service as documents
+from carnet.documents.content_types import sniff_content_type
 from carnet.dossier import contacts
 from carnet.dossier import service as dossiers
 from carnet.errors import FhirError
 from carnet.fhir.patch import PatchPlan
 from carnet.identity.ins import INS_SYSTEM_DEMO, INS_SYSTEM_NIA, INS_SYSTEM_NIR, INS_SYSTEM_TEST
-from carnet.portal.pages.documents import CDA_TYPES, PREVIEW_TEXT_LIMIT, cda_html, sniff_content_type
+from carnet.portal.pages.documents import CDA_TYPES, PREVIEW_TEXT_LIMIT, cda_html
 from carnet.pro import service
 from carnet.pro.web import ProPage, pro_page
 
