@@ -1,10 +1,13 @@
-"""Screenshots of every patient-portal screen, at phone (360 px) and desktop (1280 px) widths, from the demo data.
+"""Screenshots of every patient-portal and clinician-portal screen, at phone (360 px) and desktop (1280 px) widths,
+from the demo data.
 
     .venv/bin/python scripts/screenshots.py [--out docs/screenshots]
 
-Builds a fresh embedded Carnet (SQLite, files) in a temporary folder, seeds the demo, serves it on a free port,
-signs in as Jeanne Lefèvre with Debian's Chromium (the one-time code is read from the mail file Carnet writes), and
-saves one PNG per screen and width. The README shows them.
+Builds a fresh embedded Carnet (SQLite, files) in a temporary folder, seeds the demo, serves it on a free port and
+drives Debian's Chromium: signs in as Jeanne Lefèvre (the one-time code is read from the mail file Carnet writes)
+for the patient screens (01-11), then through the demo identity provider as her médecin traitant, Dr Claire Martin,
+and as a cardiologist with no rights who breaks the glass, for the clinician screens (20-29). Saves one PNG per
+screen and width. The README and docs/CLINICIAN_PORTAL.md show some of them.
 """
 
 from __future__ import annotations
@@ -21,13 +24,13 @@ from pathlib import Path
 
 import httpx
 import uvicorn
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from carnet.app import create_app
 from carnet.config import Settings
 from carnet.context import Services
 from carnet.db.migrate import upgrade
-from carnet.demo import DEMO_PASSWORD, patient_ins, seed
+from carnet.demo import DEMO_PASSWORD, patient_ins, pro_id, seed
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 WIDTHS = {"phone": (360, 780), "desktop": (1280, 900)}
@@ -81,6 +84,68 @@ def sign_in(page: Page, base: str, mail: Path) -> None:
     page.wait_for_url("**/portal/")
 
 
+def pro_sign_in(page: Page, base: str, family: str, button: str) -> None:
+    """Through the clinician portal's sign-in and the demo identity provider's page (no password: a demo)."""
+    page.goto(base + "/pro/sign-in")
+    page.locator("main a[href^='/pro/login']").first.click()
+    page.wait_for_url("**/demo-idp/authorize**")
+    page.locator("input[type=search], input[name=q]").first.fill(family)
+    page.locator("main form[method=get] button[type=submit], main form:not([method=post]) button[type=submit]"
+                 ).first.click()
+    page.wait_for_load_state()
+    page.locator("main button", has_text=button).first.click()
+    page.wait_for_url(base + "/pro/")
+
+
+def shoot(page: Page, out: Path, name: str, width_name: str) -> None:
+    page.screenshot(path=str(out / f"{name}-{width_name}.png"), full_page=True)
+
+
+def clinician_screens(browser: Browser, base: str, out: Path, width_name: str, viewport: dict[str, int]) -> None:
+    """20-29: the médecin traitant's day, then a cardiologist's emergency access and the review queue."""
+    ins = patient_ins(1)
+    context = browser.new_context(viewport=viewport, locale="fr-FR")  # type: ignore[arg-type]
+    page = context.new_page()
+    page.goto(base + "/pro/sign-in")
+    shoot(page, out, "20-pro-sign-in", width_name)
+    page.locator("main a[href^='/pro/login']").first.click()
+    page.wait_for_url("**/demo-idp/authorize**")
+    shoot(page, out, "21-pro-demo-idp", width_name)
+    pro_sign_in(page, base, "Martin", "Claire Martin")
+    page.goto(f"{base}/pro/?system=demo&ins={ins}")
+    shoot(page, out, "22-pro-find", width_name)
+    page.locator("#result a[href^='/pro/dossier/']").first.click()
+    page.wait_for_load_state()
+    dossier_url = page.url
+    shoot(page, out, "23-pro-dossier", width_name)
+    page.locator("main a[href*='/documents/']").filter(has_not_text="file").first.click()
+    page.wait_for_load_state()
+    shoot(page, out, "24-pro-document", width_name)
+    page.goto(dossier_url + "/add")
+    shoot(page, out, "25-pro-add-document", width_name)
+    page.goto(dossier_url + "/care-history")
+    shoot(page, out, "26-pro-care-history", width_name)
+    context.close()
+    context = browser.new_context(viewport=viewport, locale="fr-FR")  # type: ignore[arg-type]
+    page = context.new_page()
+    pro_sign_in(page, base, "Bernard", "Hugo Bernard")
+    page.goto(f"{base}/pro/?system=demo&ins={ins}")
+    page.locator("#result a[href^='/pro/emergency']").first.click()
+    page.wait_for_load_state()
+    shoot(page, out, "27-pro-break-the-glass", width_name)
+    page.locator("main textarea").first.fill("Patiente inconsciente aux urgences, antécédents inconnus")
+    page.locator("main form[method=post] button[type=submit]").last.click()
+    page.wait_for_load_state()
+    shoot(page, out, "28-pro-emergency-dossier", width_name)
+    context.close()
+    context = browser.new_context(viewport=viewport, locale="fr-FR")  # type: ignore[arg-type]
+    page = context.new_page()
+    pro_sign_in(page, base, "Martin", "Claire Martin")  # a reviewer in this script's settings
+    page.goto(base + "/pro/review")
+    shoot(page, out, "29-pro-review", width_name)
+    context.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="docs/screenshots")
@@ -92,7 +157,7 @@ def main() -> None:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         os.environ.pop("CARNET_DATABASE_URL", None)
-        settings = Settings(var_dir=Path(tmp), base_url=base)
+        settings = Settings(var_dir=Path(tmp), base_url=base, reviewers=frozenset({pro_id(1)}))
         upgrade(settings.effective_database_url)
         services = Services.build(settings)
         seed(services)
@@ -134,6 +199,7 @@ def main() -> None:
                             continue
                     page.screenshot(path=str(out / f"{name}-{width_name}.png"), full_page=True)
                 context.close()
+                clinician_screens(browser, base, out, width_name, {"width": w, "height": h})
             browser.close()
         server.should_exit = True
         thread.join(timeout=10)

@@ -3,6 +3,7 @@ provider, find by INS, consent, create, documents, break the glass, the review q
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ from carnet.dossier import service as dossiers
 from carnet.identity.ins import fake_nir_for
 from carnet.ids import SYSTEM_CHAIN
 from carnet.pro import demo_idp, oidc
+from carnet.pro.pages.dossier import age_on
 from tests.clinical import samples
 from tests.conftest import World
 from tests.pro.conftest import authorize_params, csrf_of, signed_in
@@ -128,7 +130,18 @@ def test_a_professional_creates_the_dossier_of_a_patient_present(world: World, b
     assert browser.post("/pro/new", data=form).status_code == 422  # no consent box
     r = browser.post("/pro/new", data={**form, "consent": "1"})
     assert r.status_code == 303 and r.headers["location"].startswith("/pro/dossier/")
-    assert "Nouveau" in browser.get(r.headers["location"]).text
+    opened = browser.get(r.headers["location"]).text
+    header = opened[opened.index('id="patient"'):].split("</p>")[0]
+    age = age_on(dt.date(1990, 2, 3), dt.datetime.now(dt.UTC).date())
+    assert "Nouveau" in header and "né(e) le 3 février 1990" in header and f"({age} ans)" in header
+    assert "Masculin" in header and "male" not in header  # the sex in words, not the FHIR code
+
+
+def test_the_age_shown_changes_on_the_birthday() -> None:
+    assert age_on(dt.date(1958, 3, 14), dt.date(2026, 3, 13)) == 67
+    assert age_on(dt.date(1958, 3, 14), dt.date(2026, 3, 14)) == 68
+    assert age_on(dt.date(2000, 2, 29), dt.date(2026, 2, 28)) == 25
+    assert age_on(dt.date(2000, 2, 29), dt.date(2026, 3, 1)) == 26
 
 
 def add_document(browser: Any, key: Any, title: str, **extra: str) -> Any:
