@@ -30,6 +30,8 @@ def test_home_lists_the_structured_items_and_the_patient_disputes_one(patient: P
     b = patient.ready().browser
     html = essentials(b.get("/portal/").text)
     assert "Penicillin" in html and "O Rh+" in html
+    assert world.client_ids["professional"] in html  # the sending software's name (here its client id), no URL
+    assert "/fhir#client=" not in html
     assert FR("Dispute this item") in html
     assert FR("No information recorded.") in html  # no treatment, problem or vaccination yet
     r = b.post(f"/portal/clinical/AllergyIntolerance/{item}/dispute",

@@ -7,13 +7,15 @@ from typing import Any
 
 import pytest
 from fhir.resources.R4B.bundle import Bundle
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from carnet.access.actors import Actor, ActorKind
 from carnet.clinical.pdf import render_summary_pdf
+from carnet.clinical.service import check
+from carnet.clinical.service import create as create_item
 from carnet.clinical.summary import summary_view
 from carnet.context import run
-from carnet.db.tables import audit
+from carnet.db.tables import audit, client
 from carnet.dossier import contacts
 from tests.clinical import samples
 from tests.conftest import World
@@ -142,3 +144,21 @@ def test_a_long_summary_still_fits_one_page(w: World) -> None:
     reader = PdfReader(io.BytesIO(render_summary_pdf(view)))
     assert len(reader.pages) == 1
     assert "more in the dossier" in reader.pages[0].extract_text()
+
+
+def test_the_screen_names_the_sending_software_not_a_url(w: World) -> None:
+    with w.services.engine.begin() as conn:
+        conn.execute(update(client).where(client.c.client_id == w.client_ids["professional"])
+                     .values(name="Logiciel du cabinet"))
+    _create(w, samples.allergy(w.dossier))  # no meta.source: Carnet records the client
+    sent = samples.condition(w.dossier)
+    sent["meta"] = {"source": "urn:oid:1.2.250.1.999.1"}  # the sender's own system
+    _create(w, sent)
+    gp = Actor(ActorKind.PROFESSIONAL, id=w.pros["gp"], profession="10")
+    typed = samples.medication(w.dossier)
+    run(w.services, gp, lambda ctx: create_item(ctx, w.dossier, check(typed, "MedicationStatement")))  # in Carnet
+    view = run(w.services, gp, lambda ctx: summary_view(ctx, w.dossier))
+    assert view.allergies[0].source_label == "Logiciel du cabinet"
+    assert view.allergies[0].source == f"{w.services.settings.base_url}/fhir#client={w.client_ids['professional']}"
+    assert view.problems[0].source_label == "urn:oid:1.2.250.1.999.1"
+    assert view.medications[0].source_label is None

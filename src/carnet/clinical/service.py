@@ -67,6 +67,7 @@ class Item:
     dispute: str | None
     disputed_at: dt.datetime | None
     resource: dict[str, Any]
+    source_label: str | None = None  # the sending software, for a screen (see summary.source_labels)
 
 
 # --- validation and shaping ----------------------------------------------------------------------------------------

@@ -18,14 +18,14 @@ import datetime as dt
 import html
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import select
 
 from carnet.clinical import service as items
 from carnet.context import Context
-from carnet.db.tables import document, practitioner
+from carnet.db.tables import client, document, practitioner
 from carnet.documents import service as documents
 from carnet.documents.service import fhir_instant
 from carnet.dossier import contacts as contacts_service
@@ -104,13 +104,32 @@ def _doc_entry(res: dict[str, Any]) -> DocumentEntry:
     return DocumentEntry(str(res["id"]), str(title), res.get("date"), author)
 
 
+def source_labels(ctx: Context, found: list[items.Item]) -> list[items.Item]:
+    """Each item with the name of the software that sent it, for a screen: ``meta.source`` as the sender gave it
+    (a system URI), the registered client's name when Carnet set it (``{base}/fhir#client={id}``), and nothing when it
+    was entered in Carnet itself (the author says enough). A clinician reads "Logiciel du cabinet", not a URL."""
+    own = f"{ctx.settings.base_url}/fhir"
+    marker = own + "#client="
+    ids = {it.source[len(marker):] for it in found if it.source and it.source.startswith(marker)}
+    names = {r.client_id: r.name for r in ctx.conn.execute(select(client.c.client_id, client.c.name).where(
+        client.c.client_id.in_(sorted(ids))))} if ids else {}
+
+    def label(source: str | None) -> str | None:
+        if not source or source == own:
+            return None
+        if source.startswith(marker):
+            return names.get(source[len(marker):], source[len(marker):])
+        return source
+    return [replace(it, source_label=label(it.source)) for it in found]
+
+
 def _collect(ctx: Context, key: uuid.UUID) -> _Collected:
     row, decision = ctx.dossier(key)
     if not decision.read:
         raise ctx.refuse(key, "R", "summary.read",
                          forbidden(decision.refusal) if decision.check else not_found("Patient"))
     patient = json.loads(dossiers.with_access(row.resource, row, decision))
-    found = items.items_for_summary(ctx, key, decision)
+    found = source_labels(ctx, items.items_for_summary(ctx, key, decision))
     directive_docs, _ = documents.search(ctx, documents.DocumentQuery(
         key, [document.c.type_code == contacts_service.DIRECTIVE_TYPE, document.c.status == "current"], 10, 0),
         "ITI-67", "summary:directives")

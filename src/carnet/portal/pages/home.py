@@ -116,7 +116,8 @@ def _clinical_lists(p: Page, summary: SummaryView | None) -> list[dict[str, Any]
              (N_("Health problems"), summary.problems), (N_("Blood group"), summary.blood_group),
              (N_("Vaccinations"), summary.immunizations))
     return [{"title": p._(title), "entries": [
-        {"id": i.id, "type": i.resource_type, "display": i.display, "author": i.author_name, "dispute": i.dispute,
+        {"id": i.id, "type": i.resource_type, "display": i.display, "author": i.author_name,
+         "source": i.source_label, "dispute": i.dispute,
          "date": i.effective.astimezone(PARIS) if i.effective else None} for i in found]} for title, found in lists]
 
 
