@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 export CARNET_BASE_URL ?= http://$(HOST):$(PORT)
+# `make run` only: the demo's reviewer of emergency accesses (/pro/review), Dr Claire Martin (synthetic).
+DEMO_REVIEWERS ?= 810900000018
 
 .PHONY: run test install lint serve demo clean screenshots
 
@@ -18,9 +20,9 @@ install: $(BIN)/carnet
 
 run: install
 	$(BIN)/carnet db upgrade
-	$(BIN)/carnet demo
+	CARNET_REVIEWERS=$${CARNET_REVIEWERS:-$(DEMO_REVIEWERS)} $(BIN)/carnet demo
 	@echo "Serving on $(CARNET_BASE_URL) (Ctrl-C to stop)"
-	$(BIN)/carnet serve --host $(HOST) --port $(PORT) --with-worker
+	CARNET_REVIEWERS=$${CARNET_REVIEWERS:-$(DEMO_REVIEWERS)} $(BIN)/carnet serve --host $(HOST) --port $(PORT) --with-worker
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks examples scripts

@@ -26,6 +26,7 @@ def test_the_demo_is_idempotent_and_the_audit_verifies(env: Path) -> None:
     runner = CliRunner()
     first = runner.invoke(app, ["demo"])
     assert first.exit_code == 0, first.output
+    assert "/portal/" in first.output and "/pro/" in first.output and "CARNET_REVIEWERS" in first.output
     assert runner.invoke(app, ["demo"]).exit_code == 0
     db = sqlite3.connect(env / "carnet.db")
     assert db.execute("select count(*) from dossier").fetchone()[0] == 3

@@ -102,6 +102,10 @@ def demo() -> None:
                   f"[bold]{DEMO_PASSWORD}[/bold]; the one-time code arrives in {services.settings.var_dir}/mail/ "
                   "(newest file). Activation letters (for the activation page) are in "
                   f"{services.settings.var_dir}/post/.")
+    reviewers = ", ".join(sorted(services.settings.reviewers)) or "none: set CARNET_REVIEWERS (national ids)"
+    console.print(f"Clinician portal: [bold]{base}/pro/[/bold] — sign in through the demo identity provider as any "
+                  "professional above (no password in the demo; Pro Santé Connect when CARNET_PSC_ISSUER is set). "
+                  f"Reviewers of emergency accesses ({base}/pro/review): {reviewers}.")
     console.print("Patient app (SMART standalone launch): client [bold]demo-patient-app[/bold]; try "
                   f"[bold]python examples/patient_app.py --base {base} --client-id demo-patient-app --login "
                   f"{info['patients']['Lefèvre']} --password {DEMO_PASSWORD} --mail-dir "
