@@ -13,7 +13,7 @@ from carnet.audit.log import verify_chain
 from carnet.claims import service as claims
 from carnet.claims.ingest import HeaderError, ingest, months_before
 from carnet.context import Services, run
-from carnet.db.tables import audit, claim_line
+from carnet.db.tables import audit, claim_line, dossier
 from carnet.dossier import service as dossiers
 from carnet.identity.ins import fake_nir_for
 from tests.claims.helpers import byte_lines, claims_file, line, sample
@@ -205,3 +205,42 @@ def test_interleaved_patients_with_identical_lines_each_get_their_own(world: Wor
     assert _count(svc, claim_line, other.dossier) == 2
     assert _ingest_events(svc, world.dossier) == [{"lines": 2}]
     assert _ingest_events(svc, other.dossier) == [{"lines": 2}]
+
+
+def test_purging_a_closed_dossier_takes_its_claim_lines_with_it(world: World) -> None:
+    """claim_line has no foreign key to dossier (migration 0006): the purge itself must leave no orphan line."""
+    svc = world.services
+    ingest(svc, byte_lines(claims_file(sample(world.ins, svc.clock().date()))))
+    assert _count(svc, claim_line, world.dossier) == 4
+    run(svc, Actor(ActorKind.PATIENT, id=world.ins), lambda ctx: dossiers.close(ctx, world.dossier))
+    later = svc.clock() + dt.timedelta(days=366 * 11)
+    original = svc.clock
+    svc.clock = lambda: later
+    try:
+        assert world.dossier in run(svc, OPERATOR, dossiers.purge_due)
+    finally:
+        svc.clock = original
+    assert _count(svc, claim_line, world.dossier) == 0
+
+
+def test_a_line_for_a_dossier_closed_since_the_lookup_is_not_written(world: World) -> None:
+    """The insert joins the dossier, active, in the same statement as it writes: the check the foreign key gave."""
+    from carnet.claims import ingest as ingest_module
+
+    svc = world.services
+    if svc.engine.dialect.name == "sqlite":
+        pytest.skip("SQLite has one writer: the ingest's transaction keeps any close out until it commits")
+    original = ingest_module._allowed_dossiers
+
+    def close_after_lookup(ctx, nirs):  # type: ignore[no-untyped-def]
+        allowed = original(ctx, nirs)
+        with svc.engine.begin() as conn:  # another transaction closes the dossier in between
+            conn.execute(dossier.update().where(dossier.c.dossier_key == world.dossier).values(status="closed"))
+        return allowed
+
+    ingest_module._allowed_dossiers = close_after_lookup
+    try:
+        s = ingest(svc, byte_lines(claims_file(sample(world.ins, svc.clock().date()))))
+    finally:
+        ingest_module._allowed_dossiers = original
+    assert s.inserted == 0 and _count(svc, claim_line, world.dossier) == 0
