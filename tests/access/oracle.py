@@ -36,7 +36,7 @@ class Scenario:
 
 
 ACTIONS = ("read_document", "add_document", "check_dossier", "read_history", "manage_access", "close_or_reopen",
-           "request_access", "copy_dossier")
+           "request_access", "copy_dossier", "read_gp_notices")
 
 # Age at which a minor's legal representatives lose access (DOMAIN.md: Carnet's choice, configurable: 18).
 _AGE_OF_MAJORITY = 18
@@ -86,6 +86,8 @@ def _assurance_maladie(s: Scenario, action: str) -> bool:
 def _patient(s: Scenario, action: str) -> bool:
     if action == "request_access":
         return False  # asking the patient for access is a professional's request
+    if action == "read_gp_notices":
+        return False  # the médecin traitant's inbox is a professional's
     if action == "read_document":
         # "read everything in the dossier except what is invisible to them" -- and what they deleted from their view.
         if s.deleted_by_patient:
@@ -190,6 +192,10 @@ def _professional(s: Scenario, action: str) -> bool:
         return False
     if action == "copy_dossier":
         return False  # the complete copy is the patient's (and their representatives')
+    if action == "read_gp_notices":
+        # The médecin traitant learns of emergency and regulation accesses to their patient (their inbox shows who,
+        # when, why and the patient's identity): whoever is the médecin traitant when reading, never a former one.
+        return s.relation == "treating_gp"
     raise ValueError(f"unknown action {action!r}")
 
 

@@ -116,6 +116,17 @@ def test_the_treating_gp_reads_a_masked_document() -> None:
     assert expected(replace(masked, relation="gp_rights", profession="60"), "read_document")
 
 
+def test_only_the_current_treating_gp_reads_the_notices_of_emergency_accesses() -> None:
+    gp = replace(BASE, relation="treating_gp")
+    assert expected(gp, "read_gp_notices")
+    assert expected(replace(gp, mode="emergency"), "read_gp_notices")
+    # a former médecin traitant (now merely authorized, or nothing), anyone else, a blocked or shut-out GP: no
+    for relation in ("none", "authorized", "care_team", "gp_rights", "blocked"):
+        assert not expected(replace(gp, relation=relation), "read_gp_notices"), relation
+    assert not expected(replace(gp, dossier_status="closed"), "read_gp_notices")
+    assert not expected(PATIENT, "read_gp_notices")
+
+
 def test_the_habilitation_matrix_limits_what_each_profession_reads() -> None:
     def reads(profession: str, doc_class: str, doc_type: str) -> bool:
         return expected(replace(BASE, profession=profession, doc_class=doc_class, doc_type=doc_type), "read_document")

@@ -58,7 +58,7 @@ DOC_TYPES = ("11488-4", "11502-2", "68599-0", "60591-5", "11369-6", "87273-9", "
 CODES = ("MASQUE_PS", "INVISIBLE_PATIENT", "INVISIBLE_REPRESENTANTS_LEGAUX")
 CONFIDENTIALITY_SETS = tuple(frozenset(c) for n in range(len(CODES) + 1) for c in itertools.combinations(CODES, n))
 DOSSIER_ACTIONS = ("check_dossier", "read_history", "manage_access", "close_or_reopen", "request_access",
-                   "copy_dossier")
+                   "copy_dossier", "read_gp_notices")
 
 MATRIX = load_matrix()
 
@@ -127,6 +127,8 @@ def policy_answer(decision: Decision, doc: DocFacts, action: str) -> bool:
         return decision.request_access
     if action == "copy_dossier":
         return decision.copy
+    if action == "read_gp_notices":
+        return decision.gp_notices
     raise ValueError(f"unknown action {action!r}")
 
 

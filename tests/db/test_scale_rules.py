@@ -9,6 +9,7 @@ from carnet.db.tables import metadata
 REFERENCE_TABLES = {"practitioner", "client", "token_jti"}
 LOOKUP_TABLES = {"ins_lookup", "creation_objection", "patient_index", "resource_locator", "document_identifier"}
 LOOKUP_TABLES |= {"account_login"}  # a sign-in identifier -> its account
+LOOKUP_TABLES |= {"pro_notice_by_recipient"}  # a professional's inbox -> the dossiers' notices
 # People's accounts, their codes, sessions and app grants: a second co-location group, distributed by account (or by
 # the hash of their secret); none holds health data, and none is pointed at by a dossier table.
 ACCOUNT_TABLES = {"account", "account_code", "web_session", "oauth_code", "refresh_token", "pro_session"}
@@ -18,7 +19,8 @@ DOSSIER_TABLES = set(metadata.tables) - REFERENCE_TABLES - LOOKUP_TABLES - ACCOU
 def test_every_table_is_classified() -> None:
     assert DOSSIER_TABLES == {"dossier", "representative", "access_grant", "document", "document_token",
                               "submission_set", "audit_chain", "audit", "account_dossier", "outbox", "contact",
-                              "professional_seen", "task", "clinical_item", "claim_line", "access_review"}
+                              "professional_seen", "task", "clinical_item", "claim_line", "access_review",
+                              "pro_notice"}
 
 
 def test_account_tables_are_keyed_by_their_account_or_secret() -> None:

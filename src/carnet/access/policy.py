@@ -139,6 +139,9 @@ class Decision:
     close_or_reopen: bool = False
     copy: bool = False  # may download the complete copy (issue 4 §2): the patient side, closed dossier too
     request_access: bool = False  # may ask the patient for access (an access-request Task, issue 4 §3)
+    # may read their notices of emergency and regulation accesses to this dossier (the clinician-portal inbox: the
+    # patient's identity and the access's audit record): the médecin traitant, at reading time, while they have access
+    gp_notices: bool = False
     visibility: Visibility = field(default_factory=Visibility)
     basis: str = "none"  # why access is granted: patient, representative, authorized, treating_gp, emergency, ...
     refusal: str = "Access to this dossier is not allowed."
@@ -230,4 +233,4 @@ def _professional(actor: Actor, dossier: DossierFacts, standing: Standing, matri
     visibility = Visibility(nothing=False, rights=None if full else rights, hide_masked=not full,
                             author_id=actor.id)
     return Decision(check=True, read=True, add_classes="all-professional", manage_access=manage,
-                    visibility=visibility, basis=basis)
+                    visibility=visibility, basis=basis, gp_notices=basis == "treating_gp")

@@ -521,3 +521,28 @@ pro_session = Table(
     Column("revoked_at", TS),
     Index(None, "national_id"),
 )
+
+# --- the médecin traitant's notices of emergency and regulation accesses (clinician-portal inbox) ------------------
+
+pro_notice = Table(
+    "pro_notice", metadata,  # written with the patient's access.emergency / access.regulation message
+    Column("dossier_key", Uuid, primary_key=True),
+    Column("notice_id", Uuid, primary_key=True),
+    Column("recipient_id", String(12), nullable=False),  # the médecin traitant when it was written (national id)
+    Column("kind", String(16), nullable=False),  # emergency | regulation
+    Column("accessor_id", String(64), nullable=False),  # the professional who accessed (national id)
+    Column("at", TS, nullable=False),  # the access (its audit record has the same time, and the reason)
+    Column("read_at", TS),  # null until the recipient marks it read
+    ForeignKeyConstraint(["dossier_key"], ["dossier.dossier_key"]),
+)
+
+pro_notice_by_recipient = Table(
+    "pro_notice_by_recipient", metadata,  # lookup: a professional's inbox spans dossiers (same transaction)
+    Column("recipient_id", String(12), primary_key=True),
+    Column("notice_id", Uuid, primary_key=True),
+    Column("dossier_key", Uuid, nullable=False),
+    Column("at", TS, nullable=False),
+    Column("read_at", TS),
+    Index(None, "recipient_id", "at"),  # the inbox, newest first
+    Index(None, "recipient_id", "read_at"),  # the unread count in every page's header
+)

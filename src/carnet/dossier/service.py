@@ -380,6 +380,15 @@ def purge_due(ctx: Context) -> list[uuid.UUID]:
         from carnet.db.tables import claim_line  # Assurance Maladie's care history (issue 3 §5)
 
         ctx.conn.execute(delete(claim_line).where(claim_line.c.dossier_key == key))
+        from carnet.db.tables import pro_notice, pro_notice_by_recipient  # the médecin traitant's notices
+
+        recipients = ctx.conn.execute(select(pro_notice.c.recipient_id, pro_notice.c.notice_id).where(
+            pro_notice.c.dossier_key == key)).all()
+        for recipient_id, notice_id in recipients:  # the lookup is keyed by recipient: each row by its key
+            ctx.conn.execute(delete(pro_notice_by_recipient).where(
+                pro_notice_by_recipient.c.recipient_id == recipient_id,
+                pro_notice_by_recipient.c.notice_id == notice_id))
+        ctx.conn.execute(delete(pro_notice).where(pro_notice.c.dossier_key == key))
         ctx.conn.execute(delete(document_identifier).where(document_identifier.c.dossier_key == key))
         if ids or lists:
             ctx.conn.execute(delete(resource_locator).where(resource_locator.c.resource_id.in_(ids + lists)))

@@ -13,7 +13,8 @@ Rules (messages carry no health content; see docs/NOTIFICATIONS.md):
   hidden from legal representatives is not announced to them;
 - any access by a professional in normal mode → access.first, once per professional and dossier;
 - in emergency (break the glass) or regulation mode → access.emergency / access.regulation, always sent, once per
-  professional, mode and (UTC) day;
+  professional, mode and (UTC) day; on the same occasion, a notice in the médecin traitant's clinician-portal inbox
+  (``pro_notice``), unless there is none or they are the one accessing;
 - ``task.access.request`` → access.request (always sent); ``task.rectification.answer`` → rectification.answer;
 - ``access.*`` changes of rights → access.rights;
 - documents awaiting their announcement are found by a periodic job (:func:`announce_due`), not by an event.
@@ -27,13 +28,13 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, false, select, true
+from sqlalchemy import Connection, bindparam, false, insert, select, true
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from carnet.access.actors import ActorKind, Mode
-from carnet.db.tables import document, professional_seen
-from carnet.ids import SYSTEM_CHAIN, parse_id
+from carnet.db.tables import document, dossier, pro_notice, pro_notice_by_recipient, professional_seen
+from carnet.ids import SYSTEM_CHAIN, new_id, parse_id
 from carnet.notify.outbox import enqueue
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ _SEEN_SQLITE = sqlite_insert(professional_seen).values(_SEEN_VALUES).on_conflict
     professional_seen.c.first_at)
 _DOC = select(document.c.invisible_patient, document.c.invisible_representatives).where(
     document.c.dossier_key == bindparam("k"), document.c.document_id == bindparam("d"))
+_TREATING_GP = select(dossier.c.treating_gp).where(dossier.c.dossier_key == bindparam("k"))
 
 
 def first_time(conn: Connection, dossier_key: uuid.UUID, subject_id: str, now: dt.datetime) -> bool:
@@ -93,6 +95,22 @@ def _professional_access(ctx: Context, dossier_key: uuid.UUID, professional_id: 
     seen.add((dossier_key, subject))
     if first_time(ctx.conn, dossier_key, subject, ctx.now):
         enqueue(ctx, dossier_key, notification, always=mode is not Mode.NORMAL)
+        if mode is not Mode.NORMAL:
+            _notice_to_treating_gp(ctx, dossier_key, professional_id, mode)
+
+
+def _notice_to_treating_gp(ctx: Context, dossier_key: uuid.UUID, professional_id: str, mode: Mode) -> None:
+    """The médecin traitant's notice of an emergency or regulation access (their clinician-portal inbox), with its
+    lookup row by recipient, in the access's transaction; none without a médecin traitant or when they are the one
+    accessing. It holds no reason and no health content: the inbox reads the reason from the access's audit record."""
+    gp = ctx.conn.execute(_TREATING_GP, {"k": dossier_key}).scalar()
+    if not gp or gp == professional_id:
+        return
+    notice_id, at = new_id(), ctx.now.astimezone(dt.UTC)
+    ctx.conn.execute(insert(pro_notice).values(dossier_key=dossier_key, notice_id=notice_id, recipient_id=gp,
+                                               kind=mode.value, accessor_id=professional_id, at=at))
+    ctx.conn.execute(insert(pro_notice_by_recipient).values(recipient_id=gp, notice_id=notice_id,
+                                                            dossier_key=dossier_key, at=at))
 
 
 def _simple(notification: str) -> Callable[[Context, uuid.UUID, str | None, str | None], None]:

@@ -26,6 +26,7 @@ from carnet.errors import FhirError
 from carnet.ids import new_id
 from carnet.portal import i18n
 from carnet.portal import web as portal_web
+from carnet.pro import service as pro_service
 from carnet.pro import session as sessions
 
 T = TypeVar("T")
@@ -35,6 +36,7 @@ logger = structlog.get_logger("carnet")
 @dataclass
 class ProPage(portal_web.Page):
     pro: sessions.ProSession | None = None
+    unread_notices: int = 0  # the médecin traitant's unread notices, for the header (read with the session)
 
     async def run(self, work: Callable[[Context], T]) -> T:
         current = self.pro
@@ -53,7 +55,7 @@ class ProPage(portal_web.Page):
             gettext=self.lang.gettext, ngettext=self.lang.ngettext, _=self.lang.gettext, lang=self.lang.code,
             fmt=self.lang.format, pro=self.pro, request=self.request, languages=i18n.LABELS,
             csrf=self.pro.csrf if self.pro else "", path=self.request.url.path, now=self.services.clock(),
-            **values)
+            unread_notices=self.unread_notices, **values)
         return self.finish(HTMLResponse(html, status_code=status))
 
 
@@ -73,13 +75,14 @@ def _endpoint(handler: ProHandler, public: bool, services: Services) -> Callable
         now = services.clock()
         token = request.cookies.get(sessions.COOKIE)
 
-        def load() -> sessions.ProSession | None:
+        def load() -> tuple[sessions.ProSession | None, int]:
             with services.engine.begin() as conn:
-                return sessions.load(conn, token, now, services.settings)
+                loaded = sessions.load(conn, token, now, services.settings)
+                return loaded, pro_service.unread_notices(conn, loaded.national_id) if loaded else 0
 
-        current = await run_in_threadpool(load) if token else None
+        current, unread = await run_in_threadpool(load) if token else (None, 0)
         code = i18n.negotiate(request.cookies.get(portal_web.LANG_COOKIE), request.headers.get("accept-language"))
-        p = ProPage(request, services, None, i18n.language(code), pro=current)
+        p = ProPage(request, services, None, i18n.language(code), pro=current, unread_notices=unread)
         try:
             if not public and current is None:
                 nxt = request.url.path + (f"?{request.url.query}" if request.url.query else "")
