@@ -18,8 +18,9 @@ DEFAULT_SCOPES = {
     "professional": "system/Patient.crs system/DocumentReference.cruds system/List.rs system/Binary.r "
                     "system/Consent.c system/Practitioner.rs system/PractitionerRole.rs system/Task.crus "
                     "system/ExplanationOfBenefit.rs system/AllergyIntolerance.crus system/Condition.crus "
-                    "system/MedicationStatement.crus system/Immunization.crus system/Observation.crus",
-    "patient_portal": "system/Patient.crus system/RelatedPerson.c system/DocumentReference.cruds system/List.rs "
+                    "system/MedicationStatement.crus system/Immunization.crus system/Observation.crus "
+                    "system/RelatedPerson.rs",
+    "patient_portal": "system/Patient.crus system/RelatedPerson.crs system/DocumentReference.cruds system/List.rs "
                       "system/Binary.r system/Consent.c system/AuditEvent.rs system/Practitioner.rs "
                       "system/PractitionerRole.rs system/Task.crus system/ExplanationOfBenefit.rs "
                       "system/AllergyIntolerance.rsu system/Condition.rsu system/MedicationStatement.rsu "

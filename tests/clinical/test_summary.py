@@ -104,6 +104,18 @@ def test_advance_directives_appear_as_document_references(w: World) -> None:
     assert "My directives" in section["text"]["div"]
 
 
+def test_the_emergency_contacts_are_in_the_patient_resource_of_the_summary(w: World) -> None:
+    patient = Actor(ActorKind.PATIENT, id=w.ins)
+    run(w.services, patient, lambda ctx: contacts.add_contact(ctx, w.dossier, name="Camille Martin",
+                                                              relationship="sœur", phone="+33 6 12 34 56 78"))
+    bundle = _summary(w, w.headers("stranger", mode="emergency", reason="unconscious patient"))
+    served = bundle["entry"][1]["resource"]
+    assert served["contact"] == [{
+        "relationship": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0131", "code": "C",
+                                      "display": "Emergency Contact"}], "text": "sœur"}],
+        "name": {"text": "Camille Martin"}, "telecom": [{"system": "phone", "value": "+33 6 12 34 56 78"}]}]
+
+
 def test_a_stranger_is_refused_and_audited_but_breaking_the_glass_gives_the_summary(w: World) -> None:
     _create(w, samples.allergy(w.dossier))
     r = w.client.get(f"/fhir/Patient/{w.dossier}/$summary", headers=w.headers("stranger"))

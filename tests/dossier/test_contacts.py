@@ -150,3 +150,49 @@ def test_a_legal_representative_manages_the_contacts_of_the_person_they_represen
     assert [c.contact_id for c in listed(world, patient(world))] == [cid]
     run(world.services, rep, lambda ctx: contacts.remove_contact(ctx, world.dossier, cid))
     assert listed(world, rep) == []
+
+
+# --- the FHIR API: GET /fhir/RelatedPerson?patient= (issue 3 §2) ----------------------------------------------------
+
+def _search(world: World, headers: dict[str, str], **params: str) -> Any:
+    return world.client.get("/fhir/RelatedPerson", params=params, headers=headers)
+
+
+def test_a_professional_reads_the_emergency_contacts_as_a_searchset_and_the_read_is_audited(world: World) -> None:
+    from fhir.resources.R4B.bundle import Bundle
+
+    first, second = add(world), add(world, name="Louis Martin", relationship="fils", phone=None,
+                                    email="louis@example.test")
+    r = _search(world, world.headers("gp"), patient=f"Patient/{world.dossier}")
+    assert r.status_code == 200, r.text
+    bundle = r.json()
+    Bundle.model_validate(bundle, strict=True)
+    assert bundle["type"] == "searchset" and bundle["total"] == 2
+    served = [e["resource"] for e in bundle["entry"]]
+    assert [p["id"] for p in served] == [str(first), str(second)]
+    assert served[1]["telecom"] == [{"system": "email", "value": "louis@example.test"}]
+    assert all(p["relationship"][0]["coding"][0]["code"] == "C" for p in served)
+    assert "note" not in served[0]  # the patient's own note stays on their page
+    one = _search(world, world.headers("gp"), patient=str(world.dossier), _id=str(second)).json()
+    assert [e["resource"]["id"] for e in one["entry"]] == [str(second)]
+    assert [e for e in events(world) if e[0] == "contact.read"][-1][1] == "0"
+
+
+def test_the_contacts_follow_the_dossier_rules_in_the_api(world: World) -> None:
+    add(world)
+    stranger = _search(world, world.headers("stranger"), patient=str(world.dossier))
+    assert stranger.status_code == 403 and stranger.json()["resourceType"] == "OperationOutcome"
+    assert [e for e in events(world) if e[0] == "contact.read"][-1][1] != "0"  # the refusal is traced
+    urgent = _search(world, world.headers("stranger", mode="emergency", reason="Inconscient"),
+                     patient=str(world.dossier))
+    assert urgent.status_code == 200 and urgent.json()["total"] == 1
+
+
+def test_a_contact_search_needs_the_patient_and_knows_its_parameters(world: World) -> None:
+    missing = _search(world, world.headers("gp"))
+    assert missing.status_code == 400 and missing.json()["issue"][0]["expression"] == ["patient"]
+    unknown = _search(world, world.headers("gp"), patient=str(world.dossier), name="Martin")
+    assert unknown.status_code == 400 and unknown.json()["issue"][0]["expression"] == ["name"]
+    caps = world.client.get("/fhir/metadata").json()
+    related = next(r for r in caps["rest"][0]["resource"] if r["type"] == "RelatedPerson")
+    assert {"create", "search-type"} <= {i["code"] for i in related["interaction"]}

@@ -184,11 +184,21 @@ def _doc_line(d: DocumentEntry) -> str:
     return f"{d.title}" + (f" ({d.date[:10]})" if d.date else "") + (f", {d.author}" if d.author else "")
 
 
+def _patient_contact(key: uuid.UUID, c: contacts_service.Contact) -> dict[str, Any]:
+    """An emergency contact as ``Patient.contact`` (where IPS puts them): the RelatedPerson's relationship, name and
+    telecom."""
+    rp = contacts_service.as_related_person(key, c)
+    return {"relationship": rp["relationship"], "name": rp["name"][0], "telecom": rp["telecom"]}
+
+
 def build_bundle(ctx: Context, key: uuid.UUID) -> dict[str, Any]:
     """The IPS document Bundle for the caller (see the module docstring)."""
     c = _collect(ctx, key)
     v = c.view
     base = f"{ctx.settings.base_url}/fhir"
+    contacts = contacts_service.list_contacts(ctx, key)  # the emergency contacts go in Patient.contact (IPS)
+    if contacts:
+        c.patient["contact"] = [*(c.patient.get("contact") or []), *(_patient_contact(key, x) for x in contacts)]
     patient_ref = f"Patient/{key}"
     by_section: dict[str, tuple[list[str], list[str]]] = {}  # key -> (references, narrative lines)
     lists = {"allergies": v.allergies, "medications": v.medications, "problems": v.problems,

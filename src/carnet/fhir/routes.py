@@ -461,6 +461,34 @@ async def related_person_create(call: Call) -> Response:
     return _created(json.dumps(served, ensure_ascii=False), f"{call.base}/RelatedPerson/{rep_id}")
 
 
+async def related_person_search(call: Call) -> Response:
+    """The dossier's emergency contacts as ``RelatedPerson`` (relationship ``C``), for whoever may read the dossier,
+    emergency modes included (issue 3 §2); the patient side changes them in the portal. ``patient`` is required;
+    ``_id`` narrows to one contact. Legal representatives are not served here."""
+    from carnet.dossier import contacts
+
+    params = call.params()
+    count, offset = call.page()
+    for name, _ in params:
+        if name not in ("patient", "_id", "_count", "_offset", "_format"):
+            raise FhirError(400, "not-supported", "Unknown search parameter", name)
+    given = dict(params)
+    ref = given.get("patient")
+    if not ref:
+        raise FhirError(400, "required", "RelatedPerson search requires patient", "patient")
+    ref = ref if "/" in ref else f"Patient/{ref}"
+    wanted = {v.strip() for v in given["_id"].split(",")} if given.get("_id") else None
+
+    def work(ctx: Context) -> tuple[list[str], int]:
+        key = resolve_patient(ctx, ref, {}, call.base, "patient")
+        found = [c for c in contacts.list_contacts(ctx, key) if wanted is None or str(c.contact_id) in wanted]
+        page = found[offset:offset + count]
+        return [json.dumps(contacts.as_related_person(key, c), ensure_ascii=False) for c in page], len(found)
+
+    rows, total = await call.run(work)
+    return FhirResponse(searchset(call.base, "RelatedPerson", rows, total, params, count, offset))
+
+
 # --- AuditEvent (BALP), the dossier's access history -------------------------------------------------------------
 
 async def audit_search(call: Call) -> Response:
@@ -722,6 +750,8 @@ ROUTES: tuple[Route, ...] = (
           spec="objection to the creation of a dossier", operation="object-creation"),
     Route("RelatedPerson", "create", "POST", "/fhir/RelatedPerson", related_person_create,
           ("RelatedPerson", "c"), spec="legal representatives"),
+    Route("RelatedPerson", "search-type", "GET", "/fhir/RelatedPerson", related_person_search,
+          ("RelatedPerson", "s"), (("patient", "reference"), ("_id", "token")), spec="emergency contacts"),
     Route("AuditEvent", "search-type", "GET", "/fhir/AuditEvent", audit_search, ("AuditEvent", "s"),
           (("patient", "reference"),), spec="IHE BALP"),
     Route("Practitioner", "read", "GET", "/fhir/Practitioner/{id}", practitioner_read, ("Practitioner", "r")),
