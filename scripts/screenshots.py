@@ -6,7 +6,7 @@ from the demo data.
 Builds a fresh embedded Carnet (SQLite, files) in a temporary folder, seeds the demo, serves it on a free port and
 drives Debian's Chromium: signs in as Jeanne Lefèvre (the one-time code is read from the mail file Carnet writes)
 for the patient screens (01-11), then through the demo identity provider as her médecin traitant, Dr Claire Martin,
-and as a cardiologist with no rights who breaks the glass, for the clinician screens (20-29). Saves one PNG per
+and as a cardiologist with no rights who breaks the glass, for the clinician screens (20-30). Saves one PNG per
 screen and width. The README and docs/CLINICIAN_PORTAL.md show some of them.
 """
 
@@ -102,7 +102,7 @@ def shoot(page: Page, out: Path, name: str, width_name: str) -> None:
 
 
 def clinician_screens(browser: Browser, base: str, out: Path, width_name: str, viewport: dict[str, int]) -> None:
-    """20-29: the médecin traitant's day, then a cardiologist's emergency access and the review queue."""
+    """20-30: the médecin traitant's day, a cardiologist's emergency access, the review queue and the GP's notice."""
     ins = patient_ins(1)
     context = browser.new_context(viewport=viewport, locale="fr-FR")  # type: ignore[arg-type]
     page = context.new_page()
@@ -143,6 +143,8 @@ def clinician_screens(browser: Browser, base: str, out: Path, width_name: str, v
     pro_sign_in(page, base, "Martin", "Claire Martin")  # a reviewer in this script's settings
     page.goto(base + "/pro/review")
     shoot(page, out, "29-pro-review", width_name)
+    page.goto(base + "/pro/inbox")  # her notice of the cardiologist's emergency access to her patient
+    shoot(page, out, "30-pro-inbox", width_name)
     context.close()
 
 

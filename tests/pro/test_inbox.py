@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -26,6 +27,10 @@ def midday(world: World, monkeypatch: pytest.MonkeyPatch) -> dt.datetime:
     noon = dt.datetime.combine(world.services.clock().date(), dt.time(12, 0), tzinfo=dt.UTC)
     monkeypatch.setattr(world.services, "clock", lambda: noon)
     return noon
+
+
+def midday_of(world: World) -> dt.datetime:
+    return world.services.clock()
 
 
 def pro(world: World, role: str, mode: Mode = Mode.NORMAL, reason: str | None = None) -> Actor:
@@ -143,6 +148,8 @@ def test_the_gp_reads_the_notice_with_the_reason_and_marks_it_read(world: World,
     text = page.text
     assert reason in text and f"Test {family_of(world, 'stranger')}" in text and "Testé" in text
     assert f'href="/pro/dossier/{world.dossier}"' in text and "Non lue" in text and "17 mai 1980" in text
+    paris = midday_of(world).astimezone(ZoneInfo("Europe/Paris"))  # the access at noon UTC, shown in French time
+    assert f"{paris:%d/%m/%Y %H:%M}" in text and "UTC" not in text and "1 notification · 1 non lue" in text
     with world.services.engine.connect() as conn:
         shown = conn.execute(select(audit.c.detail).where(
             audit.c.dossier_key == world.dossier, audit.c.actor_id == world.pros["gp"],

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 import structlog
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -54,12 +55,16 @@ SECURITY_HEADERS = {
 }
 
 
+PARIS = ZoneInfo("Europe/Paris")
+
+
 @functools.cache
 def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(str(HERE / "templates")), autoescape=select_autoescape(["html"]),
                       extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True)
     env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]  # replaced per render
     env.filters["urlquote"] = lambda v: quote(str(v), safe="")
+    env.filters["paris"] = lambda ts: ts.astimezone(PARIS)  # instants are stored in UTC, read in French time
     return env
 
 
