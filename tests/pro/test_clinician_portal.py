@@ -4,16 +4,19 @@ provider, find by INS, consent, create, documents, break the glass, the review q
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from typing import Any
 
 import pytest
 from joserfc.jwk import ECKey
+from markupsafe import escape
 from sqlalchemy import select, update
 
 from carnet.access.actors import Actor, ActorKind
 from carnet.context import run
 from carnet.db.tables import access_review, audit, practitioner
+from carnet.documents import codes
 from carnet.documents import service as documents
 from carnet.dossier import service as dossiers
 from carnet.identity.ins import fake_nir_for
@@ -155,6 +158,23 @@ def patient_titles(world: World) -> list[str]:
     page = run(world.services, patient,
                lambda ctx: documents.browse(ctx, world.dossier, documents.DocumentFilter()))
     return [d.title for d in page.documents]
+
+
+def test_the_add_form_offers_every_professional_type_of_domain_md_grouped_by_class(world: World,
+                                                                                      browser: Any) -> None:
+    signed_in(browser, world.pros["pharmacist"])
+    html = browser.get(f"/pro/dossier/{world.dossier}/add").text
+    select_ = html[html.index('<select id="type"'):html.index("</select>")]
+    offered = re.findall(r'<option value="([^"]+)"', select_)
+    professional = {t for t in codes.TYPE_CLASS if t not in ("REMB", "EXPPAT_3") and not t.startswith("DOCPAT")}
+    assert set(offered) == professional and len(offered) == len(professional)
+    groups = re.findall(r'<optgroup label="([^"]+)">(.*?)</optgroup>', select_)
+    for label, body in groups:  # each type under its own class
+        cls = next(c for c, name in codes.CLASSES.items() if str(escape(name)) == label)
+        assert {codes.TYPE_CLASS[t] for t in re.findall(r'value="([^"]+)"', body)} == {cls}
+    r = add_document(browser, world.dossier, "Délivrance du jour", type="60593-1")  # a pharmacist's dispensation
+    assert r.status_code == 303
+    assert "Délivrance du jour" in patient_titles(world)
 
 
 def test_add_replace_and_withdraw_ones_own_document(world: World, browser: Any) -> None:
