@@ -285,3 +285,27 @@ def test_the_demo_identity_provider_is_not_served_once_pro_sante_connect_is_conf
         assert c.get("/demo-idp/.well-known/openid-configuration").status_code == 404
         assert c.get("/demo-idp/authorize").status_code == 404
         assert c.post("/demo-idp/token", data={}).status_code in (404, 405)
+
+
+def test_a_heavy_dossier_shows_every_class_with_the_latest_of_each_and_a_link_to_the_rest(
+        world: World, browser: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from carnet.pro import service as pro_service
+    from tests.tasks.helpers import docref
+
+    monkeypatch.setattr(pro_service, "PER_CLASS", 3)  # as 25 of 300 documents, with 5 of 6
+    gp = Actor(ActorKind.PROFESSIONAL, id=world.pros["gp"], profession="10")
+    for i, loinc in enumerate(["11488-4"] * 5 + ["18748-4"]):
+        res = docref(world, loinc=loinc)
+        res["content"][0]["attachment"]["title"] = f"Doc {i}"
+        res["date"] = f"2025-01-{10 + i:02d}T10:00:00Z"
+        run(world.services, gp, lambda ctx, r=res: documents.publish(  # type: ignore[misc]
+            ctx, world.dossier, r, documents.Content(b"%PDF-1.4\n%%EOF\n", "application/pdf"), "ITI-105"))
+    signed_in(browser, world.pros["gp"])
+    html = browser.get(f"/pro/dossier/{world.dossier}").text
+    listing = html[html.index('id="documents"'):]
+    assert all(f"Doc {i}<" in listing for i in (2, 3, 4, 5)) and "Doc 0<" not in listing and "Doc 1<" not in listing
+    assert f'href="/pro/dossier/{world.dossier}?class=10#documents"' in listing
+    assert "Voir les 5 documents : Compte rendu" in listing and "Imagerie" in listing  # the imaging is not cut off
+    one = browser.get(f"/pro/dossier/{world.dossier}", params={"class": "10"}).text
+    one = one[one.index('id="documents"'):]
+    assert all(f"Doc {i}<" in one for i in range(5)) and "Voir les" not in one and "Doc 5<" not in one

@@ -71,16 +71,45 @@ def _replaced(resource: str) -> list[str]:
             for r in res.get("relatesTo") or [] if r.get("code") == "replaces"]
 
 
-def dossier_documents(ctx: Context, key: uuid.UUID, f: documents.DocumentFilter, limit: int = 200) -> list[Entry]:
+PER_CLASS = 25  # the dossier page shows the latest documents of each class, and links to the rest
+ONE_CLASS = 500  # with a class filter: the latest 500 of that class
+
+
+@dataclass(frozen=True)
+class Documents:
+    """The documents of the dossier page: ``entries`` by class then newest first, at most ``limit`` per class;
+    ``totals`` how many current documents each class holds for this caller (with the filters), so the page says what
+    it does not show."""
+
+    entries: list[Entry]
+    totals: dict[str, int]
+    limit: int
+    authors: list[tuple[str, str]]  # (national id, name) of every author of these documents, for the filter
+
+
+def dossier_documents(ctx: Context, key: uuid.UUID, f: documents.DocumentFilter,
+                      per_class: int | None = None) -> Documents:
     """The current documents the caller sees (filters in SQL), de-duplicated: one entry per document id
-    (masterIdentifier) and per replacement chain, the current version, with how many versions it had. Audited as one
-    search (``ITI-67``)."""
+    (masterIdentifier) and per replacement chain, the current version, with how many versions it had. The latest
+    ``per_class`` of each class (``PER_CLASS``; ``ONE_CLASS`` when the filter names classes), so that a heavy dossier
+    shows every class, with each class's total. Audited as one search (``ITI-67``)."""
     _readable(ctx, key)
     _, decision = ctx.dossier(key)
+    limit = per_class or (ONE_CLASS if f.classes else PER_CLASS)
     visible = and_(document.c.dossier_key == key, decision.visibility.where(document, ctx.now),
                    *documents.filter_conditions(f))
-    rows = list(ctx.conn.execute(select(*_COLUMNS).where(visible, document.c.status != "entered-in-error").order_by(
-        document.c.class_code, document.c.date.desc(), document.c.document_id.desc()).limit(limit)))
+    newest = (document.c.date.desc(), document.c.document_id.desc())
+    ranked = select(*_COLUMNS, func.row_number().over(  # current and superseded versions ranked apart
+        partition_by=(document.c.class_code, document.c.status), order_by=newest).label("rank")).where(
+        visible, document.c.status != "entered-in-error").subquery()
+    rows = list(ctx.conn.execute(select(*(ranked.c[c.name] for c in _COLUMNS)).where(ranked.c.rank <= limit)
+                                 .order_by(ranked.c.class_code, ranked.c.date.desc(), ranked.c.document_id.desc())))
+    totals = {str(c): int(n) for c, n in ctx.conn.execute(
+        select(document.c.class_code, func.count()).where(visible, document.c.status == "current")
+        .group_by(document.c.class_code))}
+    authors = sorted({(str(a), " ".join(x for x in (g, fam) if x) or str(a)) for a, g, fam in ctx.conn.execute(
+        select(document.c.author_id, document.c.author_given, document.c.author_family).distinct().where(
+            visible, document.c.status == "current", document.c.author_id.is_not(None)))}, key=lambda a: a[1])
     by_id = {str(r.document_id): r for r in rows}
     replaced_by: dict[str, str] = {}
     for r in rows:
@@ -102,8 +131,8 @@ def dossier_documents(ctx: Context, key: uuid.UUID, f: documents.DocumentFilter,
     listed = documents.listed_from_rows(ctx, [r for r, _ in current])
     ctx.audit(key, "E", "ITI-67", entity_type="Patient", entity_id=str(key),
               detail={"query": "pro-portal", "returned": len(listed)})
-    return [Entry(d, n, r.master_identifier, bool(r.invisible_patient)) for d, (r, n) in zip(listed, current,
-                                                                                             strict=True)]
+    return Documents([Entry(d, n, r.master_identifier, bool(r.invisible_patient))
+                      for d, (r, n) in zip(listed, current, strict=True)], totals, limit, authors)
 
 
 def new_since(ctx: Context, key: uuid.UUID, since: dt.datetime | None, limit: int = 20) -> list[documents.Listed]:

@@ -167,12 +167,12 @@ async def dossier_view(p: ProPage) -> Response:
         info = contacts.emergency_info(ctx, key)
         return {"patient": _traits(patient), "since": since, "new": service.new_since(ctx, key, since),
                 "summary": summary, "contacts": info.contacts,
-                "entries": service.dossier_documents(ctx, key, f), "me": ctx.actor.id}
+                "docs": service.dossier_documents(ctx, key, f), "me": ctx.actor.id}
     data = await p.run(work)
-    authors = sorted({(e.doc.author_id, e.doc.author_name or e.doc.author_id) for e in data["entries"]
-                      if e.doc.author_id}, key=lambda a: a[1] or "")
     return p.render("pro/dossier.html", title=p._("Dossier"), key=key, classes=codes.CLASSES, types=TYPES,
-                    authors=authors, q={k: str(q.get(k) or "") for k in ("class", "type", "author", "since", "until")},
+                    entries=data["docs"].entries, totals=data["docs"].totals, per_class=data["docs"].limit,
+                    authors=data["docs"].authors,
+                    q={k: str(q.get(k) or "") for k in ("class", "type", "author", "since", "until")},
                     flash=p._(DONE.get(str(q.get("done")), "")) if q.get("done") in DONE else "", **data)
 
 
