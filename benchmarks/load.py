@@ -50,6 +50,13 @@ CLIENT_ID = "carnet-bench"
 
 # --- data ------------------------------------------------------------------------------------------------------------
 
+def in_processes(worker: Any, jobs: list[tuple[Any, ...]]) -> list[Any]:
+    """``worker(*job)`` for each job, one spawned process per job (in this process when there is one job)."""
+    if len(jobs) == 1:
+        return [worker(*jobs[0])]
+    with mp.get_context("spawn").Pool(len(jobs)) as pool:
+        return pool.starmap(worker, jobs)
+
 def pdf_bytes(tag: str, size: int = DOC_BYTES) -> bytes:
     """A PDF-like payload of ``size`` bytes: a PDF header, a unique tag, incompressible filler, a trailer."""
     head = f"%PDF-1.4\n% Carnet benchmark {tag}\n1 0 obj << /Type /Catalog >> endobj\nstream\n".encode()
@@ -194,11 +201,7 @@ def fill(db_url: str, var_dir: Path, base_url: str, n_dossiers: int, n_docs: int
     print(f"fill: {n_dossiers} dossiers, {n_docs} documents of {DOC_BYTES // 1024} KiB, {procs} processes "
           f"(existing dossiers: {start})", flush=True)
     t0 = time.perf_counter()
-    if procs == 1:
-        results = [_fill_worker(*jobs[0])]
-    else:
-        with mp.get_context("spawn").Pool(procs) as pool:
-            results = pool.starmap(_fill_worker, jobs)
+    results = in_processes(_fill_worker, jobs)
     elapsed = time.perf_counter() - t0
     d = sum(r[0] for r in results)
     p = sum(r[1] for r in results)

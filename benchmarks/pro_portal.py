@@ -369,11 +369,7 @@ def fill(db_url: str, var_dir: Path, base_url: str, n_dossiers: int, n_heavy: in
     print(f"fill: {n_dossiers} dossiers of {n_docs} documents and {n_heavy} of {n_heavy_docs}, 12 structured items "
           f"each, {procs} processes", flush=True)
     t0 = time.perf_counter()
-    if procs == 1:
-        results = [_fill_worker(*jobs[0])]
-    else:
-        with mp.get_context("spawn").Pool(procs) as pool:
-            results = pool.starmap(_fill_worker, jobs)
+    results = load.in_processes(_fill_worker, jobs)
     docs_s = time.perf_counter() - t0
     made_docs = sum(r[1] for r in results)
     print(f"fill: {sum(r[0] for r in results)} dossiers, {made_docs} documents, {sum(r[2] for r in results)} "

@@ -221,8 +221,6 @@ def record_review(ctx: Context, key: uuid.UUID, seq: int, outcome: str, note: st
               detail={"outcome": outcome})
 
 
-
-
 # --- the médecin traitant's inbox ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
