@@ -2,5 +2,6 @@
 
 import carnet.pro.pages.dossier
 import carnet.pro.pages.inbox
+import carnet.pro.pages.requests
 import carnet.pro.pages.review
 import carnet.pro.pages.signin  # noqa: F401
