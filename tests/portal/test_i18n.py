@@ -9,8 +9,9 @@ from babel.messages.extract import extract_from_dir
 from carnet.portal import i18n
 
 PORTAL = Path(i18n.__file__).parent
-# The portals, and the modules whose refusals the portals show (AccountError messages are message ids).
-SOURCES = [PORTAL, PORTAL.parent / "accounts"]
+# The portals (the clinician portal's pages are in carnet.pro), and the modules whose refusals the portals show
+# (AccountError messages are message ids).
+SOURCES = [PORTAL, PORTAL.parent / "accounts", PORTAL.parent / "pro"]
 METHODS = [("**/templates/**.html", "jinja2"), ("**.py", "python")]
 KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "AccountError": None, "N_": None}
 
