@@ -6,7 +6,7 @@ from the demo data.
 Builds a fresh embedded Carnet (SQLite, files) in a temporary folder, seeds the demo, serves it on a free port and
 drives Debian's Chromium: signs in as Jeanne Lefèvre (the one-time code is read from the mail file Carnet writes)
 for the patient screens (01-11), then through the demo identity provider as her médecin traitant, Dr Claire Martin,
-and as a cardiologist with no rights who breaks the glass, for the clinician screens (20-30). Saves one PNG per
+and as a cardiologist with no rights who breaks the glass, for the clinician screens (20-31). Saves one PNG per
 screen and width. The README and docs/CLINICIAN_PORTAL.md show some of them.
 """
 
@@ -102,7 +102,8 @@ def shoot(page: Page, out: Path, name: str, width_name: str) -> None:
 
 
 def clinician_screens(browser: Browser, base: str, out: Path, width_name: str, viewport: dict[str, int]) -> None:
-    """20-30: the médecin traitant's day, a cardiologist's emergency access, the review queue and the GP's notice."""
+    """20-31: the médecin traitant's day, a cardiologist's access request and emergency access, the review queue
+    and the GP's notice."""
     ins = patient_ins(1)
     context = browser.new_context(viewport=viewport, locale="fr-FR")  # type: ignore[arg-type]
     page = context.new_page()
@@ -129,6 +130,11 @@ def clinician_screens(browser: Browser, base: str, out: Path, width_name: str, v
     context = browser.new_context(viewport=viewport, locale="fr-FR")  # type: ignore[arg-type]
     page = context.new_page()
     pro_sign_in(page, base, "Bernard", "Hugo Bernard")
+    page.goto(f"{base}/pro/?system=demo&ins={ins}")
+    page.locator("#request-reason").fill("Avis cardiologique demandé par son médecin traitant")
+    page.locator("#request-access button[type=submit]").click()  # the patient answers in her portal
+    page.wait_for_url("**/pro/requests**")
+    shoot(page, out, "31-pro-requests", width_name)
     page.goto(f"{base}/pro/?system=demo&ins={ins}")
     page.locator("#result a[href^='/pro/emergency']").first.click()
     page.wait_for_load_state()
