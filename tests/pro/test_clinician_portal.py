@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from joserfc.jwk import ECKey
 from markupsafe import escape
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from carnet.access.actors import Actor, ActorKind
 from carnet.context import run
@@ -309,3 +309,18 @@ def test_a_heavy_dossier_shows_every_class_with_the_latest_of_each_and_a_link_to
     one = browser.get(f"/pro/dossier/{world.dossier}", params={"class": "10"}).text
     one = one[one.index('id="documents"'):]
     assert all(f"Doc {i}<" in one for i in range(5)) and "Voir les" not in one and "Doc 5<" not in one
+
+
+def test_opening_a_dossier_writes_one_audit_record_per_thing_read_and_reads_nothing_twice(
+        world: World, browser: Any) -> None:
+    signed_in(browser, world.pros["gp"])
+    with world.services.engine.connect() as conn:
+        before = conn.execute(select(func.max(audit.c.seq)).where(audit.c.dossier_key == world.dossier)).scalar()
+    assert browser.get(f"/pro/dossier/{world.dossier}").status_code == 200
+    with world.services.engine.connect() as conn:
+        rows = conn.execute(select(audit.c.event, audit.c.detail, audit.c.actor_id).where(
+            audit.c.dossier_key == world.dossier, audit.c.seq > before).order_by(audit.c.seq)).all()
+    assert {r.actor_id for r in rows} == {world.pros["gp"]}
+    seen = sorted(f"{r.event} {(r.detail or {}).get('query', '')}".strip() for r in rows)
+    assert seen == ["ITI-67 pro-portal", "ITI-67 summary:directives", "ITI-67 summary:vsm", "contact.read",
+                    "patient.read", "summary.read"]

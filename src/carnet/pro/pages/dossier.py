@@ -164,9 +164,9 @@ async def dossier_view(p: ProPage) -> Response:
         patient = json.loads(dossiers.read(ctx, key))
         since = service.previous_access(ctx, key, started)
         summary = summary_view(ctx, key)  # the emergency summary first (issue 3 §3)
-        info = contacts.emergency_info(ctx, key)
+        people = contacts.list_contacts(ctx, key)  # the summary already holds the advance directives
         return {"patient": _traits(patient), "since": since, "new": service.new_since(ctx, key, since),
-                "summary": summary, "contacts": info.contacts,
+                "summary": summary, "contacts": people,
                 "docs": service.dossier_documents(ctx, key, f), "me": ctx.actor.id}
     data = await p.run(work)
     return p.render("pro/dossier.html", title=p._("Dossier"), key=key, classes=codes.CLASSES, types=TYPES,
