@@ -22,6 +22,19 @@ TYPE_CLASS = {
     "18776-5": "44", "80565-5": "45", "11369-6": "52", "87273-9": "52", "59284-0": "95", "REMB": "60",
     "EXPPAT_3": "11", **{f"DOCPAT0{i}": "90" for i in range(1, 10)},
 }
+# French labels of the document types DOMAIN.md names (every key of TYPE_CLASS), for forms and for documents whose
+# type carries no display
+TYPE_LABELS = {
+    "11488-4": "Compte rendu de consultation", "11490-0": "Lettre de liaison de sortie",
+    "11502-2": "Compte rendu d'examens de biologie", "11526-1": "Compte rendu d'anatomopathologie",
+    "34874-8": "Compte rendu opératoire", "18748-4": "Compte rendu d'imagerie",
+    "60591-5": "Volet de synthèse médicale", "34133-9": "Synthèse d'épisode de soins",
+    "68599-0": "Synthèse psychiatrique", "57833-6": "Prescription de médicaments",
+    "57832-8": "Prescription d'examens ou de soins", "60593-1": "Dispensation de médicaments",
+    "18776-5": "Plan de soins", "80565-5": "Administration de médicaments", "11369-6": "Historique des vaccinations",
+    "87273-9": "Note de vaccination", "59284-0": "Consentement", "REMB": "Données de remboursement",
+    "EXPPAT_3": "Directives anticipées", **{f"DOCPAT0{i}": "Document déposé par le patient" for i in range(1, 10)},
+}
 
 # Formats (attachment.contentType) Carnet stores; anything else is refused with 415.
 CONTENT_TYPES = {

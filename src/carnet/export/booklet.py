@@ -29,6 +29,7 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from carnet.documents import codes
 from carnet.export.facts import CopyFacts, DocEntry, Grant, HistoryEntry, Person, local
 from carnet.identity.ins import InvalidIdentifier, format_nir
 
@@ -43,18 +44,6 @@ RELATIONS = {"authorized": "autorisé", "gp_rights": "mêmes droits que le méde
 MODES = {"normal": "normal", "emergency": "urgence (bris de glace)", "regulation": "régulation SAMU (centre 15)"}
 STATUSES = {"current": "", "superseded": "remplacé par une version plus récente",
             "entered-in-error": "retiré par son auteur (erreur)"}
-# French labels of the document types DOMAIN.md names, for documents whose type carries no display
-TYPES = {
-    "11488-4": "Compte rendu de consultation", "11490-0": "Lettre de liaison de sortie",
-    "11502-2": "Compte rendu d'examens de biologie", "11526-1": "Compte rendu d'anatomopathologie",
-    "34874-8": "Compte rendu opératoire", "18748-4": "Compte rendu d'imagerie",
-    "60591-5": "Volet de synthèse médicale", "34133-9": "Synthèse d'épisode de soins",
-    "68599-0": "Synthèse psychiatrique", "57833-6": "Prescription de médicaments",
-    "57832-8": "Prescription d'examens ou de soins", "60593-1": "Dispensation de médicaments",
-    "18776-5": "Plan de soins", "80565-5": "Administration de médicaments", "11369-6": "Historique des vaccinations",
-    "87273-9": "Note de vaccination", "59284-0": "Consentement", "REMB": "Données de remboursement",
-    "EXPPAT_3": "Directives anticipées", **{f"DOCPAT0{i}": "Document déposé par le patient" for i in range(1, 10)},
-}
 EVENTS = {
     "dossier.create": "Création du dossier", "dossier.close": "Fermeture du dossier",
     "dossier.reopen": "Réouverture du dossier", "dossier.copy": "Copie complète du dossier",
@@ -266,7 +255,8 @@ def _access(facts: CopyFacts, s: _Styles) -> list[Any]:
 def _type(d: DocEntry) -> str:
     if d.type_display != d.type_code:
         return d.type_display
-    return f"{TYPES[d.type_code]} ({d.type_code})" if d.type_code in TYPES else d.type_code
+    label = codes.TYPE_LABELS.get(d.type_code)
+    return f"{label} ({d.type_code})" if label else d.type_code
 
 
 def _document(d: DocEntry, s: _Styles) -> list[Any]:

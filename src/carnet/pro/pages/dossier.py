@@ -27,14 +27,8 @@ from carnet.pro.web import ProPage, pro_page
 
 SYSTEMS = {"nir": INS_SYSTEM_NIR, "nia": INS_SYSTEM_NIA, "test": INS_SYSTEM_TEST, "demo": INS_SYSTEM_DEMO}
 # Every DOMAIN.md type a professional files (not REMB: Assurance Maladie's; not EXPPAT_3 and DOCPAT: the patient's).
-TYPES = {"11488-4": "Compte rendu de consultation", "34874-8": "Compte rendu opératoire",
-         "11490-0": "Lettre de sortie", "11526-1": "Compte rendu d'anatomopathologie",
-         "11502-2": "Compte rendu de biologie", "18748-4": "Compte rendu d'imagerie",
-         "60591-5": "Synthèse médicale (VSM)", "34133-9": "Synthèse d'épisode de soins",
-         "68599-0": "Bilan psychiatrique", "57833-6": "Prescription de médicaments",
-         "57832-8": "Prescription d'examens ou de soins", "60593-1": "Dispensation de médicaments",
-         "18776-5": "Plan de soins", "80565-5": "Administration de médicaments", "11369-6": "Certificat de vaccination",
-         "87273-9": "Note de vaccination", "59284-0": "Consentement"}
+TYPES = {code: label for code, label in codes.TYPE_LABELS.items()
+         if code not in ("REMB", "EXPPAT_3") and not code.startswith("DOCPAT")}
 UPLOADS = {"application/pdf": ("urn:ihe:iti:xds:2017:mimeTypeSufficient", "urn:ihe:iti:xds:2017:mimeTypeSufficient"),
            "text/plain": ("urn:ihe:iti:xds:2017:mimeTypeSufficient", "urn:ihe:iti:xds:2017:mimeTypeSufficient"),
            "image/jpeg": ("urn:ihe:iti:xds:2017:mimeTypeSufficient", "urn:ihe:iti:xds:2017:mimeTypeSufficient"),
