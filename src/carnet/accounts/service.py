@@ -243,6 +243,16 @@ def _refuse_if_locked(row: Any, now: dt.datetime) -> None:
                            locked_until=until)
 
 
+def normalise_contact(email: str | None, phone: str | None) -> tuple[str, str]:
+    """An email address as typed, trimmed and lower-cased; a mobile number kept to its digits and "+"."""
+    return (email or "").strip().lower(), "".join(ch for ch in (phone or "") if ch.isdigit() or ch == "+")
+
+
+def _require_code_address(channel: str, email: str | None, phone: str | None) -> None:
+    if (channel == "email" and not email) or (channel == "sms" and not phone):
+        raise AccountError("Give the email address or mobile number where your sign-in codes should go.")
+
+
 def activate(services: Services, conn: Connection, now: dt.datetime, *, login: str, code: str,
              birth_date: dt.date | None, password: str, email: str | None, phone: str | None,
              otp_channel: str) -> uuid.UUID:
@@ -255,11 +265,10 @@ def activate(services: Services, conn: Connection, now: dt.datetime, *, login: s
     problem = secrets.password_problem(password, row.login, *row.display_name.split())
     if problem:  # checked before the code, so that a refused password does not spend it
         raise AccountError(problem)
-    email = (email or "").strip().lower() or row.email
-    phone = "".join(ch for ch in (phone or "") if ch.isdigit() or ch == "+") or row.phone
+    email, phone = normalise_contact(email, phone)
+    email, phone = email or row.email, phone or row.phone
     channel = otp_channel if otp_channel in ("email", "sms") else "email"
-    if (channel == "email" and not email) or (channel == "sms" and not phone):
-        raise AccountError("Give the email address or mobile number where your sign-in codes should go.")
+    _require_code_address(channel, email, phone)
     ok = check_code(conn, row.account_id, "activation", code, now)
     if ok and row.kind == "patient":
         own = conn.execute(select(dossier.c.birth_date).select_from(account_dossier.join(
@@ -390,6 +399,23 @@ def change_password(services: Services, conn: Connection, now: dt.datetime, acco
     of the account end, this session goes on."""
     row = check_current_password(services, conn, now, account_id, current)
     _set_password(conn, row, new, now, keep_session=session_hash)
+
+
+def change_contact(services: Services, conn: Connection, now: dt.datetime, account_id: uuid.UUID, current: str,
+                   email: str | None, phone: str | None, otp_channel: str) -> None:
+    """Change the account's email address, mobile number and sign-in code channel from a signed-in session: the
+    current password is checked first (a wrong one counts as a failed attempt), then the new details."""
+    check_current_password(services, conn, now, account_id, current)
+    email, phone = normalise_contact(email, phone)
+    if email and ("@" not in email or len(email) > 320 or " " in email):
+        raise AccountError("This email address is not valid.")
+    if phone and not 8 <= len(phone) <= 16:
+        raise AccountError("This mobile number is not valid.")
+    if otp_channel not in ("email", "sms"):
+        raise AccountError("Give the email address or mobile number where your sign-in codes should go.")
+    _require_code_address(otp_channel, email, phone)
+    conn.execute(update(account).where(account.c.account_id == account_id).values(
+        email=email or None, phone=phone or None, otp_channel=otp_channel, failed_attempts=0, locked_until=None))
 
 
 def send(services: Services, sent: CodeSent, purpose: str) -> None:

@@ -242,20 +242,11 @@ async def account_details(p: Page) -> Response:
     assert p.session is not None
     form = await p.form()
     account_id, now = p.session.account_id, p.services.clock()
-    email = str(form.get("email") or "").strip().lower()
-    phone = "".join(ch for ch in str(form.get("phone") or "") if ch.isdigit() or ch == "+")
-    channel = str(form.get("otp_channel") or "email")
 
     def work(conn: Connection) -> None:
-        accounts.check_current_password(p.services, conn, now, account_id, str(form.get("current") or ""))
-        if email and ("@" not in email or len(email) > 320 or " " in email):
-            raise accounts.AccountError("This email address is not valid.")
-        if phone and not 8 <= len(phone) <= 16:
-            raise accounts.AccountError("This mobile number is not valid.")
-        if channel not in ("email", "sms") or (channel == "email" and not email) or (channel == "sms" and not phone):
-            raise accounts.AccountError("Give the email address or mobile number where your sign-in codes should go.")
-        conn.execute(update(account).where(account.c.account_id == account_id).values(
-            email=email or None, phone=phone or None, otp_channel=channel, failed_attempts=0, locked_until=None))
+        accounts.change_contact(p.services, conn, now, account_id, str(form.get("current") or ""),
+                                str(form.get("email") or ""), str(form.get("phone") or ""),
+                                str(form.get("otp_channel") or "email"))
     try:
         await p.db(work)
     except accounts.AccountError as err:
