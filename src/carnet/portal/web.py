@@ -237,6 +237,18 @@ def routes(services: Services) -> list[Route | Mount]:
     return out
 
 
+MAX_OFFSET = 1_000_000
+
+
+def offset_param(value: object) -> int:
+    """A paging offset from a query or form field: a whole number from 0 to ``MAX_OFFSET``, 0 when absent or not a
+    number (a hand-edited URL shows the first page, not an error)."""
+    try:
+        return max(0, min(int(str(value or "0")), MAX_OFFSET))
+    except ValueError:
+        return 0
+
+
 def utc(ts: dt.datetime | None) -> dt.datetime | None:
     if ts is None:
         return None

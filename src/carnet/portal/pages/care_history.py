@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from carnet.claims import service as claims
-from carnet.portal.web import Page, page
+from carnet.portal.web import Page, offset_param, page
 
 PAGE = 50
 
@@ -13,10 +13,7 @@ PAGE = 50
 @page("GET", "/portal/care-history")
 async def care_history(p: Page) -> Response:
     key = p.dossier_key
-    try:
-        offset = max(0, int(p.request.query_params.get("offset") or 0))
-    except ValueError:
-        offset = 0
+    offset = offset_param(p.request.query_params.get("offset"))
     lines, total = await p.run(lambda ctx: claims.search(ctx, key, PAGE, offset))
     more = f"/portal/care-history?offset={offset + PAGE}" if offset + PAGE < total else None
     return p.render("portal/care_history.html", title=p._("Reimbursement data"), lines=lines, total=total,

@@ -22,6 +22,7 @@ from carnet.errors import FhirError
 from carnet.fhir.patch import PatchPlan
 from carnet.identity.ins import INS_SYSTEM_DEMO, INS_SYSTEM_NIA, INS_SYSTEM_NIR, INS_SYSTEM_TEST
 from carnet.portal.pages.documents import CDA_TYPES, PREVIEW_TEXT_LIMIT, cda_html
+from carnet.portal.web import offset_param
 from carnet.pro import service
 from carnet.pro.web import ProPage, pro_page
 
@@ -185,10 +186,7 @@ async def care_history(p: ProPage) -> Response:
     from carnet.claims import service as claims
 
     key = _key(p)
-    try:
-        offset = max(0, int(p.request.query_params.get("offset") or 0))
-    except ValueError:
-        offset = 0
+    offset = offset_param(p.request.query_params.get("offset"))
     lines, total = await p.run(lambda ctx: claims.search(ctx, key, 50, offset))
     more = f"/pro/dossier/{key}/care-history?offset={offset + 50}" if offset + 50 < total else None
     return p.render("pro/care_history.html", title=p._("Reimbursement data"), key=key, lines=lines, total=total,

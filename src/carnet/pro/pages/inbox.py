@@ -12,22 +12,16 @@ from starlette.responses import Response
 
 from carnet.errors import FhirError
 from carnet.identity.professions import profession_label
+from carnet.portal.web import offset_param
 from carnet.pro import service
 from carnet.pro.web import ProPage, pro_page
 
 PAGE = 25
 
 
-def _offset(value: object) -> int:
-    try:
-        return max(0, min(int(str(value or "0")), 1_000_000))
-    except ValueError:
-        return 0
-
-
 @pro_page("GET", "/pro/inbox")
 async def inbox(p: ProPage) -> Response:
-    offset = _offset(p.request.query_params.get("offset"))
+    offset = offset_param(p.request.query_params.get("offset"))
     notices, total, unread = await p.run(lambda ctx: service.inbox(ctx, PAGE, offset))
     lang: Any = "en" if p.lang.code == "en" else "fr"
 
@@ -52,5 +46,5 @@ async def mark_read(p: ProPage) -> Response:
     except ValueError:
         raise FhirError(404, "not-found", "This notice does not exist, or is not yours.") from None
     await p.run(lambda ctx: service.mark_notice_read(ctx, key, notice_id))
-    offset = _offset(form.get("offset"))
+    offset = offset_param(form.get("offset"))
     return p.redirect(f"/pro/inbox?done=1{f'&offset={offset}' if offset else ''}")

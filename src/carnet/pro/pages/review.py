@@ -8,6 +8,7 @@ import uuid
 from starlette.responses import Response
 
 from carnet.errors import FhirError
+from carnet.portal.web import offset_param
 from carnet.pro import service
 from carnet.pro.web import ProPage, pro_page
 
@@ -16,10 +17,7 @@ PAGE = 50
 
 @pro_page("GET", "/pro/review")
 async def queue(p: ProPage) -> Response:
-    try:
-        offset = max(0, int(str(p.request.query_params.get("offset") or "0")))
-    except ValueError:
-        offset = 0
+    offset = offset_param(p.request.query_params.get("offset"))
     pending = p.request.query_params.get("pending") == "1"
     rows, total = await p.run(lambda ctx: service.review_queue(ctx, PAGE, offset, pending))
     return p.render("pro/review.html", title=p._("Emergency accesses to review"), rows=rows, total=total,
