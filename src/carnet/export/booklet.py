@@ -228,20 +228,15 @@ def _access(facts: CopyFacts, s: _Styles) -> list[Any]:
     allowed = [g for g in facts.grants if g.relation != "blocked"]
     blocked = [g for g in facts.grants if g.relation == "blocked"]
     header = [_p(h, s.cell) for h in ("Qui", "Profession, organisation", "Accès", "Depuis le")]
-    out.append(_heading("Autorisations", "Authorizations", s.h2))
-    if allowed:
-        out.append(Table([header] + [_grant_row(g, s) for g in allowed], colWidths=[45 * mm, 60 * mm, 45 * mm,
-                                                                                    24 * mm],
-                         style=GRID, repeatRows=1))
-    else:
-        out.append(_p("Aucune autorisation en cours.", s.body))
-    out.append(_heading("Professionnels bloqués", "Blocked professionals", s.h2))
-    if blocked:
-        out.append(Table([header] + [_grant_row(g, s) for g in blocked], colWidths=[45 * mm, 60 * mm, 45 * mm,
-                                                                                    24 * mm],
-                         style=GRID, repeatRows=1))
-    else:
-        out.append(_p("Aucun professionnel bloqué.", s.body))
+    for french, english, grants, none in (("Autorisations", "Authorizations", allowed, "Aucune autorisation en cours."),
+                                          ("Professionnels bloqués", "Blocked professionals", blocked,
+                                           "Aucun professionnel bloqué.")):
+        out.append(_heading(french, english, s.h2))
+        if grants:
+            out.append(Table([header] + [_grant_row(g, s) for g in grants],
+                             colWidths=[45 * mm, 60 * mm, 45 * mm, 24 * mm], style=GRID, repeatRows=1))
+        else:
+            out.append(_p(none, s.body))
     out.append(_heading("Accès sans autorisation préalable", "Access without prior authorization", s.h2))
     glass = "vous vous y êtes opposé" if facts.objects_break_glass else "possible (vous ne vous y êtes pas opposé)"
     samu = "vous vous y êtes opposé" if facts.objects_regulation else "possible (vous ne vous y êtes pas opposé)"
