@@ -7,6 +7,7 @@ run instead of skipping. Personas are built through the real services; tokens th
 
 from __future__ import annotations
 
+import base64
 import itertools
 import os
 import time
@@ -188,6 +189,29 @@ class World:
     def headers(self, role: str | None = "gp", **kw: Any) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(role, **kw)}", "Accept": "application/fhir+json"}
 
+
+
+def provide_bundle(doc: dict[str, Any], data: bytes, *, date: str = "2025-01-10T10:00:00Z",
+                   ids: tuple[str, str, str] = ("urn:uuid:list-1", "urn:uuid:doc-1", "urn:uuid:bin-1")
+                   ) -> dict[str, Any]:
+    """An ITI-65 transaction Bundle of one SubmissionSet, the DocumentReference ``doc`` and its content ``data`` as a
+    Binary (``ids``: the three fullUrls). The attachment's data moves to the Binary and the attachment points to it;
+    the Binary's content type is the attachment's."""
+    list_id, doc_id, bin_id = ids
+    attachment = doc["content"][0]["attachment"]
+    attachment.pop("data", None)
+    attachment["url"] = bin_id
+    return {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": list_id, "request": {"method": "POST", "url": "List"},
+         "resource": {"resourceType": "List", "status": "current", "mode": "working",
+                      "code": {"coding": [{"system": "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes",
+                                           "code": "submissionset"}]},
+                      "subject": {"reference": doc["subject"]["reference"]}, "date": date,
+                      "entry": [{"item": {"reference": doc_id}}]}},
+        {"fullUrl": doc_id, "request": {"method": "POST", "url": "DocumentReference"}, "resource": doc},
+        {"fullUrl": bin_id, "request": {"method": "POST", "url": "Binary"},
+         "resource": {"resourceType": "Binary", "contentType": attachment["contentType"],
+                      "data": base64.b64encode(data).decode()}}]}
 
 @pytest.fixture
 def world(services: Services, client: TestClient) -> World:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from carnet.db.tables import document
-from tests.conftest import World
+from tests.conftest import World, provide_bundle
 
 VALID: dict[str, Any] = {
     "resourceType": "DocumentReference", "status": "current",
@@ -144,18 +144,8 @@ BUNDLE_PATHS = [("entry",), ("entry", 0), ("entry", 0, "resource"), ("entry", 0,
 def test_a_mutated_provide_bundle_is_stored_whole_or_not_at_all(world: World,
                                                                  mutations: list[tuple[tuple[Any, ...], Any]]) -> None:
     doc = fresh_document(world)
-    doc["content"][0]["attachment"] = {"contentType": "text/plain", "url": "urn:uuid:bin-1"}
-    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"fullUrl": "urn:uuid:list-1", "request": {"method": "POST", "url": "List"},
-         "resource": {"resourceType": "List", "status": "current", "mode": "working",
-                      "code": {"coding": [{"system": "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes",
-                                           "code": "submissionset"}]},
-                      "subject": {"reference": f"Patient/{world.dossier}"}, "date": "2025-01-10T10:00:00Z",
-                      "entry": [{"item": {"reference": "urn:uuid:doc-1"}}]}},
-        {"fullUrl": "urn:uuid:doc-1", "request": {"method": "POST", "url": "DocumentReference"}, "resource": doc},
-        {"fullUrl": "urn:uuid:bin-1", "request": {"method": "POST", "url": "Binary"},
-         "resource": {"resourceType": "Binary", "contentType": "text/plain",
-                      "data": base64.b64encode(b"hello").decode()}}]}
+    doc["content"][0]["attachment"] = {"contentType": "text/plain"}
+    bundle = provide_bundle(doc, b"hello")
     post_stored_or_refused(world, "/fhir", mutate(bundle, mutations), document, 200)
 
 

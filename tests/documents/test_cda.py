@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from carnet.db.tables import document, document_identifier, document_token, resource_locator, submission_set
 from carnet.documents import cda
 from carnet.identity.ins import fake_nir_for
-from tests.conftest import World
+from tests.conftest import World, provide_bundle
 from tests.portal.conftest import Patient, browser, patient  # noqa: F401 - the portal's fixtures, used below
 
 SAMPLES = Path(__file__).parent / "cda_samples"
@@ -96,20 +96,9 @@ def test_a_cda_is_accepted_in_an_iti65_bundle(world: World) -> None:
     data = sample("letter_pdf_body.xml", world)
     res = docref(world, data, type_code="11490-0", creation="2024-04-02T07:15:00Z", start="2024-03-28",
                  end="2024-04-02")
-    del res["content"][0]["attachment"]["data"]
-    res["content"][0]["attachment"]["url"] = "urn:uuid:00000000-0000-4000-8000-0000000000b1"
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"fullUrl": "urn:uuid:00000000-0000-4000-8000-0000000000a1", "request": {"method": "POST", "url": "List"},
-         "resource": {"resourceType": "List", "status": "current", "mode": "working",
-                      "code": {"coding": [{"system": "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes",
-                                           "code": "submissionset"}]},
-                      "subject": {"reference": f"Patient/{world.dossier}"}, "date": "2024-04-02T08:00:00Z",
-                      "entry": [{"item": {"reference": "urn:uuid:00000000-0000-4000-8000-0000000000c1"}}]}},
-        {"fullUrl": "urn:uuid:00000000-0000-4000-8000-0000000000c1",
-         "request": {"method": "POST", "url": "DocumentReference"}, "resource": res},
-        {"fullUrl": "urn:uuid:00000000-0000-4000-8000-0000000000b1", "request": {"method": "POST", "url": "Binary"},
-         "resource": {"resourceType": "Binary", "contentType": "text/xml", "data": base64.b64encode(data).decode()}},
-    ]}
+    bundle = provide_bundle(res, data, date="2024-04-02T08:00:00Z", ids=(
+        "urn:uuid:00000000-0000-4000-8000-0000000000a1", "urn:uuid:00000000-0000-4000-8000-0000000000c1",
+        "urn:uuid:00000000-0000-4000-8000-0000000000b1"))
     r = world.client.post("/fhir", json=bundle, headers=world.headers("gp"))
     assert r.status_code == 200, r.text
     assert [e["response"]["status"][:3] for e in r.json()["entry"]] == ["201", "201", "201"]

@@ -15,7 +15,7 @@ from carnet.auth.tokens import make_client_assertion
 from carnet.context import run
 from carnet.db.tables import access_grant, audit, client, task
 from carnet.dossier import service as dossiers
-from tests.conftest import BASE, World
+from tests.conftest import BASE, World, provide_bundle
 
 PROFESSIONS = {"gp": "10", "doctor": "10", "nurse": "60", "pharmacist": "21", "regulator": "10", "blocked": "10",
                "stranger": "10", "physio": "70"}
@@ -117,18 +117,8 @@ def publish(world: World, role: str = "gp", **kw: Any) -> str:
 def provide_replacement(world: World, role: str, replaced: str) -> tuple[int, str | None]:
     """ITI-65: a Provide Document Bundle whose one document replaces ``replaced``; (status, new document id)."""
     doc = docref(world, replaces=replaced)
-    doc["content"][0]["attachment"] = {"contentType": "text/plain", "url": "urn:uuid:bin-1"}
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"fullUrl": "urn:uuid:list-1", "request": {"method": "POST", "url": "List"},
-         "resource": {"resourceType": "List", "status": "current", "mode": "working",
-                      "code": {"coding": [{"system": "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes",
-                                           "code": "submissionset"}]},
-                      "subject": {"reference": f"Patient/{world.dossier}"}, "date": "2025-01-10T10:00:00Z",
-                      "entry": [{"item": {"reference": "urn:uuid:doc-1"}}]}},
-        {"fullUrl": "urn:uuid:doc-1", "request": {"method": "POST", "url": "DocumentReference"}, "resource": doc},
-        {"fullUrl": "urn:uuid:bin-1", "request": {"method": "POST", "url": "Binary"},
-         "resource": {"resourceType": "Binary", "contentType": "text/plain",
-                      "data": base64.b64encode(b"corrected report").decode()}}]}
+    doc["content"][0]["attachment"] = {"contentType": "text/plain"}
+    bundle = provide_bundle(doc, b"corrected report")
     r = world.client.post("/fhir", json=bundle, headers=world.headers(role))
     if r.status_code != 200:
         return r.status_code, None
