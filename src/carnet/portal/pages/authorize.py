@@ -89,7 +89,8 @@ def _with_form_action(response: Response, redirect_uri: str) -> Response:
 
 
 async def _checked(p: Page, params: dict[str, str]) -> tuple[smart.AuthorizeRequest | None, Response | None]:
-    """The checked request, or the response to give instead (a problem page, or a redirect back to the app)."""
+    """The checked request from a signed-in person, or the response to give instead (a problem page, a redirect
+    back to the app, or to the sign-in page that comes back here)."""
     def client_first(conn: Connection) -> tuple[smart.AppClient, str]:
         return smart.check_client(conn, params)
 
@@ -102,6 +103,8 @@ async def _checked(p: Page, params: dict[str, str]) -> tuple[smart.AuthorizeRequ
     except smart.RedirectProblem as err:
         return None, p.redirect(smart.error_location(redirect_uri, err.error, err.description,
                                                      params.get("state")))
+    if p.session is None or not p.session.signed_in:
+        return None, p.redirect(f"/portal/sign-in?next={quote(_authorize_url(params), safe='')}")
     return req, None
 
 
@@ -111,9 +114,7 @@ async def authorize_form(p: Page) -> Response:
     req, answer = await _checked(p, params)
     if answer is not None:
         return answer
-    assert req is not None
-    if p.session is None or not p.session.signed_in:
-        return p.redirect(f"/portal/sign-in?next={quote(_authorize_url(params), safe='')}")
+    assert req is not None and p.session is not None
     current = p.session
     links = await p.db(lambda conn: sessions.links(conn, current.account_id))
     if not links:
@@ -134,9 +135,7 @@ async def authorize(p: Page) -> Response:
     req, answer = await _checked(p, params)
     if answer is not None:
         return answer
-    assert req is not None
-    if p.session is None or not p.session.signed_in:
-        return p.redirect(f"/portal/sign-in?next={quote(_authorize_url(params), safe='')}")
+    assert req is not None and p.session is not None
     if form.get("decision") != "allow":
         return p.redirect(smart.error_location(req.redirect_uri, "access_denied", "The person did not allow access",
                                                req.state))
