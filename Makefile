@@ -27,6 +27,7 @@ run: install
 lint: install
 	$(BIN)/ruff check src tests benchmarks examples scripts
 	$(BIN)/mypy src
+	$(BIN)/lint-imports --no-logo --no-cache
 
 test: install lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
