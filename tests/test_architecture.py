@@ -66,7 +66,6 @@ KNOWN_MODULE_CYCLE_EDGES: set[tuple[str, str]] = {
 }
 KNOWN_COMPONENT_CYCLE_EDGES: set[tuple[str, str]] = {
     ('carnet.accounts', 'carnet.audit'),
-    ('carnet.accounts', 'carnet.documents'),
     ('carnet.accounts', 'carnet.notify'),
     ('carnet.accounts', 'carnet.portal'),
     ('carnet.audit', 'carnet.context'),
@@ -79,7 +78,6 @@ KNOWN_COMPONENT_CYCLE_EDGES: set[tuple[str, str]] = {
     ('carnet.claims', 'carnet.notify'),
     ('carnet.clinical', 'carnet.fhir'),
     ('carnet.clinical', 'carnet.portal'),
-    ('carnet.context', 'carnet.documents'),
     ('carnet.context', 'carnet.notify'),
     ('carnet.documents', 'carnet.dossier'),
     ('carnet.documents', 'carnet.fhir'),
@@ -205,8 +203,6 @@ KNOWN_CONTRACT_EXCEPTIONS: dict[str, list[str]] = {
         'carnet.dossier.contacts -> carnet.fhir.validate',
         'carnet.audit.fhir -> carnet.documents.service',
         'carnet.audit.fhir -> carnet.context',
-        'carnet.context -> carnet.documents.crypto',
-        'carnet.context -> carnet.documents.blobstore',
         'carnet.context -> carnet.notify.rules',
         'carnet.accounts.service -> carnet.portal.session',
     ],

@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from carnet.blobs import KeyRing, rewrap
 from carnet.db.tables import client, document, practitioner
-from carnet.documents.crypto import KeyRing, rewrap
 from carnet.identity.ins import InvalidIdentifier
 from carnet.identity.professionals import national_id, normalize_adeli, normalize_rpps
 from carnet.identity.professions import PROFESSIONS

@@ -22,10 +22,9 @@ from carnet.access.actors import Actor, ActorKind
 from carnet.access.matrix import Matrix, load_matrix
 from carnet.access.policy import Decision, DossierFacts, Standing, decide
 from carnet.audit import log as audit_log
+from carnet.blobs import BlobStore, KeyRing, blobstore_from_url
 from carnet.config import Settings
 from carnet.db.tables import access_grant, dossier, representative
-from carnet.documents.blobstore import BlobStore
-from carnet.documents.crypto import KeyRing
 from carnet.errors import FhirError
 from carnet.notify import rules as notify_rules
 
@@ -47,7 +46,6 @@ class Services:
     @classmethod
     def build(cls, settings: Settings, engine: Engine | None = None) -> Services:
         from carnet.db.engine import make_engine
-        from carnet.documents.blobstore import blobstore_from_url
 
         settings.ensure_var()
         if settings.master_key:

@@ -21,10 +21,10 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, update
 
 from carnet.access.policy import Decision, DocFacts
+from carnet.blobs import IntegrityError, Sealed, open_sealed, seal
 from carnet.context import Context
 from carnet.db.tables import document, document_identifier, document_token, resource_locator, submission_set
 from carnet.documents import cda, codes
-from carnet.documents.crypto import IntegrityError, Sealed, open_sealed, seal
 from carnet.documents.metadata import DocMeta, read_metadata
 from carnet.errors import FhirError, Issue, conflict, forbidden, not_found, unprocessable
 from carnet.fhir.patch import PatchPlan

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from carnet.documents import blobstore
-from carnet.documents.blobstore import (
+from carnet.blobs import local as blobstore
+from carnet.blobs.local import (
     BlobConflict,
     BlobNotFound,
     BlobStore,

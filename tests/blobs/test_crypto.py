@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from carnet.documents import crypto
-from carnet.documents.crypto import IntegrityError, KeyRing, Sealed, open_sealed, rewrap, seal
+from carnet.blobs import crypto
+from carnet.blobs.crypto import IntegrityError, KeyRing, Sealed, open_sealed, rewrap, seal
 
 AAD = b"dossier-123/doc-456"
 
