@@ -220,3 +220,13 @@ KNOWN_CONTRACT_EXCEPTIONS: dict[str, list[str]] = {
         'carnet.pro.session -> carnet.db.tables',
     ],
 }
+
+
+def test_the_layer_picture_in_the_docs_is_drawn_from_the_contracts() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("layers_diagram", ROOT / "scripts" / "layers_diagram.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.current() == module.block(), "run: python scripts/layers_diagram.py --write"
