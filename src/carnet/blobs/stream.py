@@ -57,6 +57,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Final, TypeVar
 
@@ -253,57 +254,104 @@ def seal_stream(keyring: KeyRing, chunks: Iterable[bytes | bytearray | memoryvie
 
 
 class _Reader:
-    """Exact-size reads over an iterable of chunks, buffering no more than one read plus one chunk."""
+    """Exact-size reads over an iterable of chunks, buffering at most one read plus one chunk.
+
+    Chunks are kept as they come (a mutable buffer is copied first, since its producer may reuse it), so a read that
+    one chunk covers is a view of it, not a copy.
+    """
 
     def __init__(self, chunks: Iterable[bytes | bytearray | memoryview]) -> None:
         self._source = iter(chunks)
-        self._buf = bytearray()
+        self._chunks: deque[bytes] = deque()
+        self._offset = 0  # bytes of self._chunks[0] already read
+        self._buffered = 0  # unread bytes in self._chunks
         self._eof = False
 
     def _fill(self, n: int) -> None:
-        while len(self._buf) < n and not self._eof:
+        while self._buffered < n and not self._eof:
             try:
                 chunk = next(self._source)
             except StopIteration:
                 self._eof = True
             else:
-                self._buf += chunk
+                chunk = chunk if type(chunk) is bytes else bytes(chunk)
+                if chunk:
+                    self._chunks.append(chunk)
+                    self._buffered += len(chunk)
+
+    def _head(self, n: int) -> bytes | memoryview:
+        """The next ``n`` buffered bytes (fewer if fewer are buffered), not consumed: a view if one chunk holds them."""
+        n = min(n, self._buffered)
+        if n and len(self._chunks[0]) - self._offset >= n:
+            return memoryview(self._chunks[0])[self._offset:self._offset + n]
+        parts, offset = [], self._offset
+        for chunk in self._chunks:
+            if n <= 0:
+                break
+            parts.append(chunk[offset:offset + n])
+            n -= len(parts[-1])
+            offset = 0
+        return b"".join(parts)
+
+    def _consume(self, n: int) -> None:
+        self._buffered -= n
+        while n:
+            left = len(self._chunks[0]) - self._offset
+            if n < left:
+                self._offset += n
+                return
+            self._chunks.popleft()
+            self._offset = 0
+            n -= left
 
     def peek(self, n: int) -> bytes:
         """Up to ``n`` bytes (fewer only at the end of the stream), not consumed."""
         self._fill(n)
-        return bytes(self._buf[:n])
+        return bytes(self._head(n))
 
     def read(self, n: int) -> bytes:
         """Up to ``n`` bytes (fewer only at the end of the stream)."""
-        self._fill(n)
-        out = bytes(self._buf[:n])
-        del self._buf[:n]
+        out = self.peek(n)
+        self._consume(len(out))
         return out
 
-    def take(self, n: int, use: Callable[[memoryview, bool], _T]) -> _T:
-        """``use(the next n bytes or fewer, whether they end the stream)``, then consume them (not if ``use`` raised).
+    def take(self, n: int, use: Callable[[bytes | bytearray | memoryview, bool], _T]) -> _T:
+        """Consume the next ``n`` bytes (fewer at the end) and return ``use(those bytes, whether they end the stream)``.
 
-        ``use`` sees a view into the buffer, so a segment is decrypted without being copied out first.
+        When one chunk holds them all (e.g. a segment as the sealer yields it) ``use`` gets a view of it; otherwise the
+        chunks are released as they are copied into one buffer, so the bytes are never held twice.
         """
         self._fill(n + 1)
-        at_end = len(self._buf) <= n
-        with memoryview(self._buf) as view, view[:n] as head:
-            result = use(head, at_end)
-        del self._buf[:n]
-        return result
+        at_end = self._buffered <= n
+        n = min(n, self._buffered)
+        head: bytearray | memoryview
+        if not n or len(self._chunks[0]) - self._offset >= n:
+            head = memoryview(self._chunks[0] if n else b"")[self._offset:self._offset + n]
+            self._consume(n)
+        else:
+            head = bytearray(n)
+            done = 0
+            while done < n:
+                piece = min(len(self._chunks[0]) - self._offset, n - done)
+                head[done:done + piece] = memoryview(self._chunks[0])[self._offset:self._offset + piece]
+                self._consume(piece)
+                done += piece
+        return use(head, at_end)
 
     def rest(self) -> Iterator[bytes | bytearray | memoryview]:
         """The unread bytes, as chunks."""
-        if self._buf:
-            buf, self._buf = self._buf, bytearray()
-            yield buf
+        while self._chunks:
+            chunk = self._chunks.popleft()
+            self._buffered -= len(chunk) - self._offset
+            yield memoryview(chunk)[self._offset:] if self._offset else chunk
+            self._offset = 0
         if not self._eof:
             yield from self._source
             self._eof = True
 
     def close(self) -> None:
-        self._buf = bytearray()
+        self._chunks.clear()
+        self._buffered = self._offset = 0
         close = getattr(self._source, "close", None)
         if close is not None:
             close()
@@ -331,7 +379,7 @@ def _open_segments(reader: _Reader, aead: AESGCM, segment_size: int) -> Iterator
     index = 0
     last = False
 
-    def open_segment(segment: memoryview, at_end: bool) -> bytes:
+    def open_segment(segment: bytes | bytearray | memoryview, at_end: bool) -> bytes:
         nonlocal last
         last = at_end
         if len(segment) < TAG_BYTES or (len(segment) == TAG_BYTES and index > 0):
@@ -400,9 +448,11 @@ def _primed(segments: Iterator[bytes]) -> Iterator[bytes]:
 def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     if first:
         yield first
+    del first  # not held while the next segment is produced
     for plaintext in rest:
         if plaintext:
             yield plaintext
+        del plaintext
 
 
 def open_stream(keyring: KeyRing, ciphertext_chunks: Iterable[bytes | bytearray | memoryview], wrapped_key: bytes,
