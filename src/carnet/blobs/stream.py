@@ -236,6 +236,7 @@ class StreamSealer:
             if close is not None and not self._finished:
                 close()
 
+
 def seal_stream(keyring: KeyRing, chunks: Iterable[bytes | bytearray | memoryview], aad: bytes, *,
                 segment_size: int = DEFAULT_SEGMENT_SIZE) -> StreamSealer:
     """Seal ``chunks`` under a fresh data key bound to ``aad``; iterate the result for the blob's bytes.
