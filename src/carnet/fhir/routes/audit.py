@@ -1,5 +1,4 @@
-"""AuditEvent (IHE BALP): the dossier's access history.
-"""
+"""AuditEvent (IHE BALP): the dossier's access history."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""ExplanationOfBenefit: Assurance Maladie's care history (issue 3 §5), read-only.
-"""
+"""ExplanationOfBenefit: Assurance Maladie's care history (issue 3 §5), read-only."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Practitioner and PractitionerRole: the professionals' directory, read-only (:mod:`carnet.directory`).
-"""
+"""Practitioner and PractitionerRole: the professionals' directory, read-only (:mod:`carnet.directory`)."""
 
 from __future__ import annotations
 
