@@ -101,7 +101,6 @@ KNOWN_LONG_MODULES: set[str] = {
     'auth/tokens.py',
     'documents/service.py',
     'dossier/service.py',
-    'fhir/routes.py',
 }
 
 
@@ -195,12 +194,7 @@ def test_the_contracts_list_no_exception(section: str) -> None:
 
 KNOWN_CONTRACT_EXCEPTIONS: dict[str, list[str]] = {
     'importlinter:contract:layers': [
-        'carnet.clinical.summary -> carnet.fhir.directory',
-        'carnet.clinical.api -> carnet.fhir.transaction',
-        'carnet.clinical.api -> carnet.fhir.http',
         'carnet.documents.service -> carnet.fhir.patch',
-        'carnet.dossier.contacts -> carnet.fhir.transaction',
-        'carnet.dossier.contacts -> carnet.fhir.validate',
         'carnet.audit.fhir -> carnet.documents.service',
         'carnet.audit.fhir -> carnet.context',
         'carnet.context -> carnet.notify.rules',
@@ -208,10 +202,6 @@ KNOWN_CONTRACT_EXCEPTIONS: dict[str, list[str]] = {
     ],
     'importlinter:contract:faces-no-tables': [
         'carnet.cli -> carnet.db.tables',
-        'carnet.fhir.directory -> carnet.db.tables',
-        'carnet.fhir.routes -> carnet.db.tables',
-        'carnet.fhir.search -> carnet.db.tables',
-        'carnet.fhir.transaction -> carnet.db.tables',
         'carnet.portal.pages.auth -> carnet.db.tables',
         'carnet.portal.pages.settings -> carnet.db.tables',
         'carnet.portal.session -> carnet.db.tables',

@@ -186,7 +186,7 @@ def test_a_mutated_consent_is_recorded_or_refused_cleanly(world: World,
                               "/content", 3]),
      "value": JUNK})), max_size=3)))
 def test_a_garbled_patch_changes_nothing_unless_accepted(world: World, ops: Any) -> None:
-    from tests.api.test_documents_api import publish
+    from tests.fhir.routes.test_documents import publish
 
     doc_id = publish(world)
     before = world.client.get(f"/fhir/DocumentReference/{doc_id}", headers=world.headers()).json()

@@ -23,8 +23,8 @@ from carnet.context import Services, run
 from carnet.db.tables import account_dossier, refresh_token, representative
 from carnet.dossier import service as dossiers
 from carnet.identity.ins import fake_nir_for
-from tests.api.test_documents_api import publish
 from tests.conftest import BASE, World, _counter
+from tests.fhir.routes.test_documents import publish
 from tests.portal.conftest import Patient, browser, csrf_of, last_code_sent_to, patient  # noqa: F401
 
 REDIRECT = "https://app.example.test/callback"

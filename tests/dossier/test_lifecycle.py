@@ -64,7 +64,7 @@ def test_the_treating_gp_cannot_be_blocked_while_designated(world: World) -> Non
 
 
 def test_a_purge_erases_only_dossiers_past_retention_and_keeps_the_chains_verifiable(world: World) -> None:
-    from tests.api.test_documents_api import publish
+    from tests.fhir.routes.test_documents import publish
 
     publish(world)
     run(world.services, as_patient(world), lambda ctx: dossiers.close(ctx, world.dossier))

@@ -23,9 +23,9 @@ from carnet.auth.tokens import make_client_assertion
 from carnet.context import run
 from carnet.db.tables import audit, practitioner
 from carnet.documents.codes import TRE_A07
+from carnet.documents.validate import validate
 from carnet.dossier import service as dossiers
 from carnet.export.copy import build_copy
-from carnet.fhir.validate import validate
 from carnet.identity.ins import fake_nir_for
 from tests.conftest import BASE, World
 

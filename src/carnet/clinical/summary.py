@@ -26,12 +26,12 @@ from sqlalchemy import select
 from carnet.clinical import service as items
 from carnet.context import Context
 from carnet.db.tables import client, document, practitioner
+from carnet.directory import practitioner_resource
 from carnet.documents import service as documents
 from carnet.documents.service import fhir_instant
 from carnet.dossier import contacts as contacts_service
 from carnet.dossier import service as dossiers
 from carnet.errors import forbidden, not_found
-from carnet.fhir.directory import practitioner_resource
 from carnet.ids import new_id
 
 LOINC = "http://loinc.org"

@@ -39,6 +39,8 @@ from carnet.db.tables import contact, document
 from carnet.documents import codes
 from carnet.documents import service as documents
 from carnet.documents.metadata import parse_datetime
+from carnet.documents.submission_sets import implicit_submission_set
+from carnet.documents.validate import validate
 from carnet.errors import FhirError, forbidden, not_found, unprocessable
 from carnet.ids import new_id
 
@@ -266,8 +268,6 @@ def deposit_directive(ctx: Context, key: uuid.UUID, data: bytes, content_type: s
     """The patient side deposits its advance directives (a PDF, an image, or typed text as ``text/plain``), as a
     class-90 ``EXPPAT_3`` document through :func:`carnet.documents.service.publish` (audited ``ITI-105``).
     ``replaces`` is the id of the directive this one replaces (``relatesTo.replaces``: it becomes superseded)."""
-    from carnet.fhir.validate import validate
-
     _, decision = ctx.dossier(key)
     if decision.basis not in ("patient", "representative"):
         raise ctx.refuse(key, "C", "ITI-105", forbidden(
@@ -290,7 +290,5 @@ def deposit_directive(ctx: Context, key: uuid.UUID, data: bytes, content_type: s
     list_id = new_id()
     published = documents.publish(ctx, key, resource, documents.Content(data, ctype), "ITI-105",
                                   submission_set_id=list_id, decision=decision)
-    from carnet.fhir.transaction import implicit_submission_set
-
     implicit_submission_set(ctx, key, published.document_id, list_id)
     return published.document_id

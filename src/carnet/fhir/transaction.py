@@ -13,19 +13,15 @@ import json
 import uuid
 from typing import Any
 
-from sqlalchemy import insert
-
 from carnet.context import Context
-from carnet.db.tables import resource_locator, submission_set
 from carnet.documents import service as documents
 from carnet.documents.metadata import parse_datetime, read_metadata
+from carnet.documents.submission_sets import MHD_LIST_TYPES, record_submission_set
+from carnet.documents.validate import validate
 from carnet.dossier import service as dossiers
 from carnet.errors import FhirError, Issue, unprocessable
 from carnet.fhir.patch import PatchPlan
-from carnet.fhir.validate import validate
 from carnet.ids import new_id
-
-MHD_LIST_TYPES = "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes"
 
 
 def resolve_patient(ctx: Context, ref: str | None, in_bundle: dict[str, dict[str, Any]], base: str,
@@ -197,29 +193,6 @@ def provide_bundle(ctx: Context, bundle: dict[str, Any]) -> dict[str, Any]:
                                         "issue": [w.to_fhir() for w in warnings]}}
         out_entries.append({"response": resp})
     return {"resourceType": "Bundle", "id": str(new_id()), "type": "transaction-response", "entry": out_entries}
-
-
-def record_submission_set(ctx: Context, key: uuid.UUID, list_id: uuid.UUID, served: dict[str, Any], *, code: str,
-                          source_id: str | None, identifiers: list[str], date: Any,
-                          document_ids: list[str]) -> None:
-    """Store a SubmissionSet (or folder) List, found later by ITI-66, and its id's dossier."""
-    ctx.conn.execute(insert(submission_set).values(
-        dossier_key=key, list_id=list_id, code=code, status=served.get("status") or "current", source_id=source_id,
-        identifiers=identifiers, date=date, author_id=ctx.actor.audit_id, document_ids=document_ids,
-        last_updated=ctx.now, resource=json.dumps(served, ensure_ascii=False, separators=(",", ":"))))
-    ctx.conn.execute(insert(resource_locator).values(resource_id=list_id, dossier_key=key))
-
-
-def implicit_submission_set(ctx: Context, key: uuid.UUID, document_id: uuid.UUID, list_id: uuid.UUID) -> None:
-    """ITI-105 carries no SubmissionSet; the Document Recipient makes one, so that ITI-66 finds the submission."""
-    served = {"resourceType": "List", "id": str(list_id),
-              "meta": {"versionId": "1", "lastUpdated": documents.fhir_instant(ctx.now)},
-              "status": "current", "mode": "working",
-              "code": {"coding": [{"system": MHD_LIST_TYPES, "code": "submissionset"}]},
-              "subject": {"reference": f"Patient/{key}"}, "date": documents.fhir_instant(ctx.now),
-              "entry": [{"item": {"reference": f"DocumentReference/{document_id}"}}]}
-    record_submission_set(ctx, key, list_id, served, code="submissionset", source_id=ctx.actor.client_id,
-                          identifiers=[f"urn:uuid:{list_id}"], date=ctx.now, document_ids=[str(document_id)])
 
 
 def _patch_status(resource: Any, i: int) -> str:

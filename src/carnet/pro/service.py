@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
+from carnet import directory
 from carnet.access.actors import ActorKind, Mode
 from carnet.context import Context
 from carnet.db.tables import (
@@ -33,7 +34,6 @@ from carnet.db.tables import (
 )
 from carnet.documents import service as documents
 from carnet.errors import FhirError
-from carnet.fhir import directory
 from carnet.ids import SYSTEM_CHAIN
 
 REVIEW_OUTCOMES = ("justified", "questioned", "referred")

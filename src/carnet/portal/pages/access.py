@@ -13,10 +13,10 @@ from typing import Any
 
 from starlette.responses import Response
 
+from carnet import directory
 from carnet.context import Context
 from carnet.dossier import service as dossiers
 from carnet.errors import FhirError
-from carnet.fhir import directory
 from carnet.identity.professions import DOCTOR, profession_label
 from carnet.portal.i18n import N_
 from carnet.portal.web import Page, page

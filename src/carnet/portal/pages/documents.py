@@ -267,8 +267,8 @@ async def add(p: Page) -> Response:
 
     def work(ctx: Context) -> uuid.UUID:
         from carnet.documents.metadata import read_metadata
-        from carnet.fhir.transaction import implicit_submission_set
-        from carnet.fhir.validate import validate
+        from carnet.documents.submission_sets import implicit_submission_set
+        from carnet.documents.validate import validate
 
         validate(body, "DocumentReference")
         list_id = uuid.uuid4()

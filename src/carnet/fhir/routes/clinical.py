@@ -1,6 +1,6 @@
-"""FHIR interactions for structured data and the emergency summary; :mod:`carnet.fhir.routes` adds
-:func:`route_specs` to its table (so the CapabilityStatement lists them). Handlers parse, call a service with the
-caller's context, and shape the answer; they never decide access.
+"""Structured data and the emergency summary (issue 3 §2, §3): the FHIR interactions this family declares in the
+route table (so the CapabilityStatement lists them). Handlers parse, call a service with the caller's context, and
+shape the answer; they never decide access.
 
 - ``POST /fhir/{type}``, ``GET /fhir/{type}/{id}``, ``GET /fhir/{type}?patient=``, for the five types of
   :data:`carnet.clinical.service.TYPES`;
@@ -13,8 +13,6 @@ caller's context, and shape the answer; they never decide access.
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.responses import Response
@@ -23,8 +21,9 @@ from carnet.clinical import service
 from carnet.clinical.pdf import render_summary_pdf
 from carnet.clinical.summary import build_bundle, summary_view
 from carnet.context import Context
-from carnet.errors import FhirError, invalid, not_found, unprocessable
+from carnet.errors import FhirError, invalid, unprocessable
 from carnet.fhir.http import FhirResponse, json_body, searchset
+from carnet.fhir.routes.base import Call, Handler, Route, uuid_or_404
 from carnet.fhir.transaction import resolve_patient
 
 PARAMS = (("patient", "reference"), ("code", "token"), ("category", "token"), ("status", "token"),
@@ -32,20 +31,13 @@ PARAMS = (("patient", "reference"), ("code", "token"), ("category", "token"), ("
 _KNOWN = {name for name, _ in PARAMS} | {"subject", "_count", "_offset", "_format"}
 
 
-def _uuid(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise not_found() from None
-
-
 def _subject(body: dict[str, Any], rtype: str) -> str | None:
     field = "patient" if rtype in ("AllergyIntolerance", "Immunization") else "subject"
     return (body.get(field) or {}).get("reference")
 
 
-def _handlers(rtype: str) -> dict[str, Callable[..., Awaitable[Response]]]:
-    async def create(call: Any) -> Response:
+def _handlers(rtype: str) -> dict[str, Handler]:
+    async def create(call: Call) -> Response:
         body = await json_body(call.request, 256 * 1024)
         service.check(body, rtype)
 
@@ -58,11 +50,11 @@ def _handlers(rtype: str) -> dict[str, Callable[..., Awaitable[Response]]]:
         return FhirResponse(served, 201, headers={"Location": f"{call.base}/{rtype}/{rid}/_history/1",
                                                   "ETag": 'W/"1"'})
 
-    async def read(call: Any, id: str) -> Response:
+    async def read(call: Call, id: str) -> Response:
         text = await call.run(lambda ctx: service.read(ctx, rtype, id))
         return FhirResponse(text, headers={"ETag": f'W/"{json.loads(text)["meta"]["versionId"]}"'})
 
-    async def search(call: Any) -> Response:
+    async def search(call: Call) -> Response:
         params = call.params()
         count, offset = call.page()
         for name, _ in params:
@@ -83,10 +75,10 @@ def _handlers(rtype: str) -> dict[str, Callable[..., Awaitable[Response]]]:
         rows, total = await call.run(work)
         return FhirResponse(searchset(call.base, rtype, rows, total, params, count, offset))
 
-    async def withdraw(call: Any, id: str) -> Response:
+    async def withdraw(call: Call, id: str) -> Response:
         return FhirResponse(await call.run(lambda ctx: service.withdraw(ctx, rtype, id)))
 
-    async def dispute(call: Any, id: str) -> Response:
+    async def dispute(call: Call, id: str) -> Response:
         body = await json_body(call.request, 64 * 1024)
         if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
             raise invalid("A Parameters resource is expected", "Parameters")
@@ -98,46 +90,42 @@ def _handlers(rtype: str) -> dict[str, Callable[..., Awaitable[Response]]]:
     return {"create": create, "read": read, "search": search, "withdraw": withdraw, "dispute": dispute}
 
 
-async def patient_summary(call: Any, id: str) -> Response:
+async def patient_summary(call: Call, id: str) -> Response:
     """``$summary`` (IPS): the emergency summary as a document Bundle."""
-    key = _uuid(id)
+    key = uuid_or_404(id)
     return FhirResponse(await call.run(lambda ctx: build_bundle(ctx, key)))
 
 
-async def patient_summary_pdf(call: Any, id: str) -> Response:
+async def patient_summary_pdf(call: Call, id: str) -> Response:
     """``$summary-pdf``: the emergency summary as a one-page PDF."""
-    key = _uuid(id)
+    key = uuid_or_404(id)
     view = await call.run(lambda ctx: summary_view(ctx, key))
     return Response(render_summary_pdf(view), media_type="application/pdf", headers={
         "Content-Disposition": 'inline; filename="patient-summary.pdf"', "Cache-Control": "no-store"})
 
 
-def route_specs() -> list[dict[str, Any]]:
-    """Keyword arguments of :class:`carnet.fhir.routes.Route`, one per interaction."""
-    out: list[dict[str, Any]] = []
+def _routes() -> tuple[Route, ...]:
+    """One route per interaction: five for each of the five types, then the two summary operations."""
+    out: list[Route] = []
     for rtype in service.TYPES:
         h = _handlers(rtype)
         spec = "structured data (issue 3 §2)"
         out += [
-            dict(resource=rtype, interaction="create", method="POST", path=f"/fhir/{rtype}", handler=h["create"],
-                 scope=(rtype, "c"), spec=spec),
-            dict(resource=rtype, interaction="read", method="GET", path=f"/fhir/{rtype}/{{id}}", handler=h["read"],
-                 scope=(rtype, "r"), spec=spec),
-            dict(resource=rtype, interaction="search-type", method="GET", path=f"/fhir/{rtype}",
-                 handler=h["search"], scope=(rtype, "s"), search_params=PARAMS, spec=spec),
-            dict(resource=rtype, interaction="operation", method="POST", path=f"/fhir/{rtype}/{{id}}/$entered-in-error",
-                 handler=h["withdraw"], scope=(rtype, "u"), spec="the author withdraws their item",
-                 operation="entered-in-error"),
-            dict(resource=rtype, interaction="operation", method="POST", path=f"/fhir/{rtype}/{{id}}/$dispute",
-                 handler=h["dispute"], scope=(rtype, "u"), spec="the patient disputes an item (a note)",
-                 operation="dispute"),
+            Route(rtype, "create", "POST", f"/fhir/{rtype}", h["create"], (rtype, "c"), spec=spec),
+            Route(rtype, "read", "GET", f"/fhir/{rtype}/{{id}}", h["read"], (rtype, "r"), spec=spec),
+            Route(rtype, "search-type", "GET", f"/fhir/{rtype}", h["search"], (rtype, "s"), PARAMS, spec=spec),
+            Route(rtype, "operation", "POST", f"/fhir/{rtype}/{{id}}/$entered-in-error", h["withdraw"], (rtype, "u"),
+                  spec="the author withdraws their item", operation="entered-in-error"),
+            Route(rtype, "operation", "POST", f"/fhir/{rtype}/{{id}}/$dispute", h["dispute"], (rtype, "u"),
+                  spec="the patient disputes an item (a note)", operation="dispute"),
         ]
     out += [
-        dict(resource="Patient", interaction="operation", method="GET", path="/fhir/Patient/{id}/$summary",
-             handler=patient_summary, scope=("Patient", "r"),
-             spec="International Patient Summary (https://hl7.org/fhir/uv/ips/)", operation="summary"),
-        dict(resource="Patient", interaction="operation", method="GET", path="/fhir/Patient/{id}/$summary-pdf",
-             handler=patient_summary_pdf, scope=("Patient", "r"), spec="the emergency summary as a one-page PDF",
-             operation="summary-pdf"),
+        Route("Patient", "operation", "GET", "/fhir/Patient/{id}/$summary", patient_summary, ("Patient", "r"),
+              spec="International Patient Summary (https://hl7.org/fhir/uv/ips/)", operation="summary"),
+        Route("Patient", "operation", "GET", "/fhir/Patient/{id}/$summary-pdf", patient_summary_pdf,
+              ("Patient", "r"), spec="the emergency summary as a one-page PDF", operation="summary-pdf"),
     ]
-    return out
+    return tuple(out)
+
+
+ROUTES: tuple[Route, ...] = _routes()

@@ -1,6 +1,8 @@
-"""The professionals' directory, exposed read-only as FHIR Practitioner and PractitionerRole.
+"""The professionals' directory, read-only: served as FHIR Practitioner and PractitionerRole (by the FHIR face,
+:mod:`carnet.fhir.routes.directory`), found by name or number (the portals), named on screens and in summaries.
 
 The directory is reference data (no health data); reading it needs an authenticated client but no dossier right.
+The operator's changes to it are :mod:`carnet.admin`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Dossiers through the API: creation, TD0.2 check, PDQm search, identity errors, tokens, capability."""
+"""Dossiers through the API (:mod:`carnet.fhir.routes.patients`): creation, TD0.2 check, PDQm search, identity errors,
+tokens, the dossier's life."""
 
 from __future__ import annotations
 
@@ -97,37 +98,6 @@ def test_a_replayed_client_assertion_is_refused(world: World) -> None:
     assert world.client.post("/oauth/token", data=form).status_code == 200
     r = world.client.post("/oauth/token", data=form)
     assert r.status_code == 401 and r.json()["error"] == "invalid_client"
-
-
-def test_the_capability_statement_lists_the_routes_that_exist(world: World) -> None:
-    from carnet.fhir.routes import ROUTES
-
-    cs = world.client.get("/fhir/metadata").json()
-    listed = {(r["type"], i["code"]) for r in cs["rest"][0]["resource"] for i in r["interaction"]}
-    assert listed == {(r.resource, r.interaction) for r in ROUTES if r.resource and r.interaction != "operation"}
-    operations = {(r["type"], o["name"]) for r in cs["rest"][0]["resource"] for o in r.get("operation", [])}
-    assert operations == {(r.resource, r.operation) for r in ROUTES if r.interaction == "operation"}
-    smart = world.client.get("/.well-known/smart-configuration").json()
-    assert "private_key_jwt" in smart["token_endpoint_auth_methods_supported"]
-
-
-def test_an_unknown_path_and_a_wrong_method_are_operation_outcomes(world: World) -> None:
-    r = world.client.get("/fhir/Nothing/1")
-    assert r.status_code == 404 and r.json()["resourceType"] == "OperationOutcome"
-    r = world.client.delete(f"/fhir/Patient/{world.dossier}")
-    assert r.status_code == 405 and r.json()["resourceType"] == "OperationOutcome"
-
-
-def test_the_capability_statement_and_resources_are_served_as_xml_on_request(world: World) -> None:
-    r = world.client.get("/fhir/metadata", params={"_format": "xml"})
-    assert r.status_code == 200
-    assert r.headers["content-type"].startswith("application/fhir+xml")
-    assert r.text.lstrip().startswith("<?xml") and "<CapabilityStatement" in r.text
-    r = world.client.get(f"/fhir/Patient/{world.dossier}",
-                         headers={**world.headers("gp"), "Accept": "application/fhir+xml"})
-    assert r.status_code == 200 and "<Patient" in r.text
-    r = world.client.get("/fhir/Patient/not-a-uuid", headers={**world.headers("gp"), "Accept": "application/fhir+xml"})
-    assert r.status_code == 404 and "<OperationOutcome" in r.text
 
 
 def test_a_patient_sent_as_xml_is_accepted(world: World) -> None:

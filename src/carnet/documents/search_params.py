@@ -1,4 +1,5 @@
-"""Parsing FHIR search parameters (R4 §3.1.1) into SQL conditions on the document tables."""
+"""Parsing FHIR search parameters (R4 §3.1.1) into SQL conditions on the document tables (ITI-67, for the FHIR
+face; the documents' search applies them under the caller's Visibility)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Validation of incoming resources with ``fhir.resources.R4B`` (structure, cardinality, formats).
 
 Carnet stores the JSON it accepted, not a re-serialisation; the model is only the gate. Errors become a 400/422
-OperationOutcome naming the FHIRPath of each field at fault, never its value.
+OperationOutcome naming the FHIRPath of each field at fault, never its value. The faces check what they receive with
+it, and the services check the resources they build from a person's input (an advance directive) before storing them.
 """
 
 from __future__ import annotations

@@ -1,0 +1,187 @@
+"""Documents: IHE MHD Document Recipient (ITI-65 transaction, ITI-105 Simplified Publish) and Document Responder
+(ITI-67 DocumentReference search and read, ITI-68 Binary, ITI-66 List), ANS PDSm PATCH, the patient's deletion.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+
+from starlette.responses import Response
+
+from carnet.context import Context
+from carnet.documents import service as documents
+from carnet.documents.metadata import read_metadata
+from carnet.documents.search_params import document_conditions
+from carnet.documents.submission_sets import implicit_submission_set, list_conditions
+from carnet.documents.validate import validate
+from carnet.dossier import service as dossiers
+from carnet.errors import FhirError, invalid, unprocessable
+from carnet.fhir.http import FHIR_JSON, FhirResponse, json_body, searchset
+from carnet.fhir.patch import parse as patch_plan
+from carnet.fhir.routes.base import Call, Route, created
+from carnet.fhir.transaction import provide_bundle, resolve_patient
+from carnet.ids import SYSTEM_CHAIN, new_id
+
+
+async def transaction(call: Call) -> Response:
+    body = await json_body(call.request, call.services.settings.max_document_bytes * 4 // 3 * 10 + 1024 * 1024)
+    if not isinstance(body, dict):
+        raise invalid("A Bundle is expected", "Bundle")
+    result = await call.run(lambda ctx: provide_bundle(ctx, body))
+    return FhirResponse(result, 200)
+
+
+def _patient_key(ctx: Context, call: Call, params: list[tuple[str, str]]) -> uuid.UUID | None:
+    q = {k: v for k, v in params}
+    if "patient" in q or "subject" in q:
+        ref = q.get("patient") or q.get("subject") or ""
+        ref = ref if "/" in ref else f"Patient/{ref}"
+        return resolve_patient(ctx, ref, {}, call.base, "patient")
+    if "patient.identifier" in q:
+        system, _, value = q["patient.identifier"].partition("|")
+        key = dossiers.lookup(ctx, dossiers.ins_value(system, value, "patient.identifier"))
+        if key is None:
+            ctx.audit(SYSTEM_CHAIN, "E", "ITI-67", detail={"query": "patient.identifier", "returned": 0})
+        return key
+    raise FhirError(400, "required", "ITI-67 requires patient or patient.identifier", "patient")
+
+
+async def _document_search(call: Call, params: list[tuple[str, str]]) -> Response:
+    count, offset = call.page(params)
+    conds = document_conditions(params)
+    sort = dict(params).get("_sort", "-date")
+    if sort not in ("-date", "date"):
+        raise FhirError(400, "not-supported", "Only _sort=date and _sort=-date are supported", "_sort")
+    text = "&".join(sorted({k for k, _ in params}))
+
+    def work(ctx: Context) -> tuple[list[str], int]:
+        key = _patient_key(ctx, call, params)
+        if key is None:
+            return [], 0
+        q = documents.DocumentQuery(key, conds, count, offset, sort_desc=sort == "-date")
+        return documents.search(ctx, q, "ITI-67", text)
+
+    rows, total = await call.run(work)
+    return FhirResponse(searchset(call.base, "DocumentReference", rows, total, params, count, offset))
+
+
+async def docref_search(call: Call) -> Response:
+    return await _document_search(call, call.params())
+
+
+async def docref_search_post(call: Call) -> Response:
+    form = await call.request.form()
+    params = [(k, str(v)) for k, v in form.multi_items()] + call.params()
+    return await _document_search(call, params)
+
+
+async def docref_read(call: Call, id: str) -> Response:
+    text = await call.run(lambda ctx: documents.read(ctx, id))
+    version = json.loads(text)["meta"]["versionId"]
+    return FhirResponse(text, headers={"ETag": f'W/"{version}"'})
+
+
+async def docref_create(call: Call) -> Response:
+    """ITI-105 Simplified Publish: a DocumentReference with its content inline (``attachment.data``)."""
+    body = await json_body(call.request, call.services.settings.max_document_bytes * 4 // 3 + 1024 * 1024)
+    validate(body, "DocumentReference")
+    meta = read_metadata(body)
+    att = body["content"][0]["attachment"]
+    if not att.get("data"):
+        raise unprocessable("ITI-105 carries the document in attachment.data",
+                            "DocumentReference.content[0].attachment.data", "required")
+    try:
+        data = base64.b64decode(att["data"], validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        raise unprocessable("attachment.data is not valid base64",
+                            "DocumentReference.content[0].attachment.data") from None
+    content = documents.Content(data, att.get("contentType") or "")
+
+    def work(ctx: Context) -> documents.Published:
+        key = resolve_patient(ctx, (body.get("subject") or {}).get("reference"), {}, call.base,
+                              "DocumentReference.subject")
+        list_id = new_id()
+        pub = documents.publish(ctx, key, body, content, "ITI-105", submission_set_id=list_id, meta=meta)
+        implicit_submission_set(ctx, key, pub.document_id, list_id)
+        return pub
+
+    pub = await call.run(work)
+    return created(pub.resource, f"{call.base}/DocumentReference/{pub.document_id}/_history/1")
+
+
+async def docref_patch(call: Call, id: str) -> Response:
+    """PDSm TD3.2/TD3.3: JSON Patch (or FHIRPath Patch Parameters) of ``status`` and ``securityLabel`` only."""
+    body = await json_body(call.request, 1024 * 1024)
+    plan = patch_plan(body)
+    return FhirResponse(await call.run(lambda ctx: documents.patch(ctx, id, plan)))
+
+
+async def docref_delete(call: Call, id: str) -> Response:
+    """The patient deletes a document from the dossier (the audit keeps the trace)."""
+    await call.run(lambda ctx: documents.delete_from_dossier(ctx, id))
+    return Response(status_code=204)
+
+
+async def binary_read(call: Call, id: str) -> Response:
+    """ITI-68: the exact bytes with their Content-Type; a Binary resource if the client asks for FHIR JSON."""
+    data, ctype, row = await call.run(lambda ctx: documents.retrieve(ctx, id))
+    accept = call.request.headers.get("accept", "")
+    if FHIR_JSON in accept or "application/json" in accept.split(",")[0]:
+        return FhirResponse({"resourceType": "Binary", "id": id, "contentType": ctype,
+                             "data": base64.b64encode(data).decode()})
+    return Response(data, media_type=ctype, headers={"ETag": f'"{row.sha256}"',
+                                                     "Content-Disposition": "inline",
+                                                     "Cache-Control": "no-store"})
+
+
+async def list_search(call: Call) -> Response:
+    params = call.params()
+    count, offset = call.page()
+    known = {"patient", "patient.identifier", "subject", "code", "status", "_count", "_offset", "_format",
+             "designationType", "source.identifier", "sourceId", "identifier", "date"}
+    for name, _ in params:
+        if name.split(":")[0] not in known:
+            raise FhirError(400, "not-supported", "Unknown search parameter", name)
+    conds = list_conditions(params)
+    text = "&".join(sorted(k for k, _ in params))
+
+    def work(ctx: Context) -> tuple[list[str], int]:
+        key = _patient_key(ctx, call, params)
+        if key is None:
+            return [], 0
+        return documents.search_lists(ctx, key, conds, count, offset, text)
+
+    rows, total = await call.run(work)
+    return FhirResponse(searchset(call.base, "List", rows, total, params, count, offset))
+
+
+DOCREF_PARAMS = (
+    ("patient", "reference"), ("patient.identifier", "token"), ("status", "token"), ("_id", "token"),
+    ("_lastUpdated", "date"), ("author.given", "string"), ("author.family", "string"), ("category", "token"),
+    ("creation", "date"), ("date", "date"), ("event", "token"), ("facility", "token"), ("format", "token"),
+    ("identifier", "token"), ("period", "date"), ("related", "reference"), ("security-label", "token"),
+    ("setting", "token"), ("type", "token"),
+)
+
+
+ROUTES: tuple[Route, ...] = (
+    Route(None, "transaction", "POST", "/fhir", transaction, ("DocumentReference", "c"), spec="IHE ITI-65"),
+    Route("DocumentReference", "search-type", "GET", "/fhir/DocumentReference", docref_search,
+          ("DocumentReference", "s"), DOCREF_PARAMS, spec="IHE ITI-67"),
+    Route("DocumentReference", "search-type", "POST", "/fhir/DocumentReference/_search", docref_search_post,
+          ("DocumentReference", "s"), DOCREF_PARAMS, spec="IHE ITI-67"),
+    Route("DocumentReference", "read", "GET", "/fhir/DocumentReference/{id}", docref_read,
+          ("DocumentReference", "r"), spec="IHE ITI-67"),
+    Route("DocumentReference", "create", "POST", "/fhir/DocumentReference", docref_create,
+          ("DocumentReference", "c"), spec="IHE ITI-105"),
+    Route("DocumentReference", "patch", "PATCH", "/fhir/DocumentReference/{id}", docref_patch,
+          ("DocumentReference", "u"), spec="ANS PDSm TD3.2/TD3.3"),
+    Route("DocumentReference", "delete", "DELETE", "/fhir/DocumentReference/{id}", docref_delete,
+          ("DocumentReference", "d"), spec="the patient deletes a document from the dossier"),
+    Route("Binary", "read", "GET", "/fhir/Binary/{id}", binary_read, ("Binary", "r"), spec="IHE ITI-68"),
+    Route("List", "search-type", "GET", "/fhir/List", list_search, ("List", "s"),
+          (("patient", "reference"), ("code", "token"), ("status", "token")), spec="IHE ITI-66"),
+)
