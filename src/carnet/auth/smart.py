@@ -58,7 +58,11 @@ from urllib.parse import urlencode, urlsplit
 from sqlalchemy import Connection, and_, delete, insert, select, update
 from starlette.responses import JSONResponse
 
-from carnet.auth import tokens
+from carnet.auth.access_tokens import issue_access_token
+from carnet.auth.claims import AssertionClaims
+from carnet.auth.errors import TokenError
+from carnet.auth.keys import ServerKey
+from carnet.auth.scopes import negotiate_scopes
 from carnet.context import Services
 from carnet.db.tables import account, account_dossier, client, dossier, oauth_code, refresh_token
 
@@ -195,8 +199,8 @@ def check_request(app: AppClient, redirect_uri: str, params: Mapping[str, str], 
     if str(params.get("aud") or "").rstrip("/") != fhir_base.rstrip("/"):
         raise RedirectProblem("invalid_request", f"aud must be this server's FHIR base URL, {fhir_base}")
     try:
-        scopes = tokens.negotiate_scopes(str(params.get("scope") or ""), app.scopes)
-    except tokens.TokenError as err:
+        scopes = negotiate_scopes(str(params.get("scope") or ""), app.scopes)
+    except TokenError as err:
         raise RedirectProblem("invalid_scope", err.description) from None
     if not any(s.startswith("patient/") for s in scopes):
         raise RedirectProblem("invalid_scope", "Ask for at least one patient/ resource scope")
@@ -258,10 +262,10 @@ def _link_holds(conn: Connection, account_id: uuid.UUID, dossier_key: uuid.UUID,
 
 def _public_client(conn: Connection, form: Mapping[str, str]) -> AppClient:
     if form.get("client_assertion") or form.get("client_secret"):
-        raise tokens.TokenError("invalid_client", "Patient apps are public clients: send client_id only")
+        raise TokenError("invalid_client", "Patient apps are public clients: send client_id only")
     app = load_app(conn, str(form.get("client_id") or ""))
     if app is None:
-        raise tokens.TokenError("invalid_client", "Unknown or disabled patient app")
+        raise TokenError("invalid_client", "Unknown or disabled patient app")
     return app
 
 
@@ -274,15 +278,15 @@ def revoke_grant(conn: Connection, grant_id: uuid.UUID, now: dt.datetime, accoun
     return conn.execute(update(refresh_token).where(cond).values(revoked_at=now)).rowcount
 
 
-def _issue(conn: Connection, services: Services, server_key: tokens.ServerKey, *, app: AppClient,
+def _issue(conn: Connection, services: Services, server_key: ServerKey, *, app: AppClient,
            grant_id: uuid.UUID, account_id: uuid.UUID, dossier_key: uuid.UUID, representative_id: uuid.UUID | None,
            ins: str, scopes: frozenset[str], now: dt.datetime, refresh_expires: dt.datetime | None) -> dict[str, Any]:
     settings = services.settings
-    claims = tokens.AssertionClaims(client_id=app.client_id, jti="", exp=0, patient_ins=ins,
-                                    representative_id=str(representative_id) if representative_id else None,
-                                    client_kind="patient_app", grant_id=str(grant_id))
-    access, expires_in = tokens.issue_access_token(server_key, claims, set(scopes), int(time.time()),
-                                                   settings.token_lifetime, issuer=settings.base_url)
+    claims = AssertionClaims(client_id=app.client_id, jti="", exp=0, patient_ins=ins,
+                             representative_id=str(representative_id) if representative_id else None,
+                             client_kind="patient_app", grant_id=str(grant_id))
+    access, expires_in = issue_access_token(server_key, claims, set(scopes), int(time.time()),
+                                            settings.token_lifetime, issuer=settings.base_url)
     body: dict[str, Any] = {"access_token": access, "token_type": "Bearer", "expires_in": expires_in,
                             "scope": " ".join(sorted(scopes)), "patient": str(dossier_key)}
     refresh = secrets.token_urlsafe(32)
@@ -300,88 +304,88 @@ def _issue(conn: Connection, services: Services, server_key: tokens.ServerKey, *
     return body
 
 
-def _authorization_code(conn: Connection, services: Services, server_key: tokens.ServerKey,
+def _authorization_code(conn: Connection, services: Services, server_key: ServerKey,
                         form: Mapping[str, str], now: dt.datetime) -> dict[str, Any]:
     app = _public_client(conn, form)
     code, verifier = str(form.get("code") or ""), str(form.get("code_verifier") or "")
     if not code or len(code) > _MAX_TOKEN_CHARS:
-        raise tokens.TokenError("invalid_request", "code is required")
+        raise TokenError("invalid_request", "code is required")
     if not _VERIFIER.fullmatch(verifier):
-        raise tokens.TokenError("invalid_request", "a PKCE code_verifier (43 to 128 characters) is required")
+        raise TokenError("invalid_request", "a PKCE code_verifier (43 to 128 characters) is required")
     code_hash = _digest(code)
     row = conn.execute(select(oauth_code).where(oauth_code.c.code_hash == code_hash)).first()
     if row is None:
-        raise tokens.TokenError("invalid_grant", "Unknown authorization code")
+        raise TokenError("invalid_grant", "Unknown authorization code")
     grant_id = _family_of_code(code_hash)
     if row.used_at is not None:
         revoke_grant(conn, grant_id, now)  # RFC 6749 §4.1.2: what was issued from it is revoked
-        raise tokens.TokenError("invalid_grant", "This authorization code was already used")
+        raise TokenError("invalid_grant", "This authorization code was already used")
     spent = conn.execute(update(oauth_code).where(and_(oauth_code.c.code_hash == code_hash,
                                                        oauth_code.c.used_at.is_(None))).values(used_at=now))
     if spent.rowcount != 1:  # another request spent it between our read and our write
         revoke_grant(conn, grant_id, now)
-        raise tokens.TokenError("invalid_grant", "This authorization code was already used")
+        raise TokenError("invalid_grant", "This authorization code was already used")
     if row.client_id != app.client_id:
-        raise tokens.TokenError("invalid_grant", "This authorization code was issued to another client")
+        raise TokenError("invalid_grant", "This authorization code was issued to another client")
     if _utc(row.expires_at) <= now:
-        raise tokens.TokenError("invalid_grant", "This authorization code has expired")
+        raise TokenError("invalid_grant", "This authorization code has expired")
     if str(form.get("redirect_uri") or "") != row.redirect_uri:
-        raise tokens.TokenError("invalid_grant", "redirect_uri is not the one of the authorization request")
+        raise TokenError("invalid_grant", "redirect_uri is not the one of the authorization request")
     if not hmac.compare_digest(pkce_challenge(verifier), row.code_challenge):
-        raise tokens.TokenError("invalid_grant", "The PKCE code_verifier does not match the code_challenge")
+        raise TokenError("invalid_grant", "The PKCE code_verifier does not match the code_challenge")
     ins = _link_holds(conn, row.account_id, row.dossier_key, row.representative_id)
     if ins is None:
-        raise tokens.TokenError("invalid_grant", "This account no longer acts on this dossier")
+        raise TokenError("invalid_grant", "This account no longer acts on this dossier")
     return _issue(conn, services, server_key, app=app, grant_id=grant_id, account_id=row.account_id,
                   dossier_key=row.dossier_key, representative_id=row.representative_id, ins=ins,
                   scopes=frozenset(row.scopes.split()), now=now, refresh_expires=None)
 
 
-def _refresh(conn: Connection, services: Services, server_key: tokens.ServerKey, form: Mapping[str, str],
+def _refresh(conn: Connection, services: Services, server_key: ServerKey, form: Mapping[str, str],
              now: dt.datetime) -> dict[str, Any]:
     app = _public_client(conn, form)
     presented = str(form.get("refresh_token") or "")
     if not presented or len(presented) > _MAX_TOKEN_CHARS:
-        raise tokens.TokenError("invalid_request", "refresh_token is required")
+        raise TokenError("invalid_request", "refresh_token is required")
     h = _digest(presented)
     row = conn.execute(select(refresh_token).where(refresh_token.c.token_hash == h)).first()
     if row is None or row.client_id != app.client_id:
-        raise tokens.TokenError("invalid_grant", "Unknown refresh token")
+        raise TokenError("invalid_grant", "Unknown refresh token")
     if row.revoked_at is not None:
-        raise tokens.TokenError("invalid_grant", "This refresh token has been revoked")
+        raise TokenError("invalid_grant", "This refresh token has been revoked")
     if row.used_at is not None:
         revoke_grant(conn, row.family_id, now)  # RFC 9700 §4.14.2: a spent token again means theft
-        raise tokens.TokenError("invalid_grant", "This refresh token was already used; the app must sign in again")
+        raise TokenError("invalid_grant", "This refresh token was already used; the app must sign in again")
     spent = conn.execute(update(refresh_token).where(and_(refresh_token.c.token_hash == h,
                                                           refresh_token.c.used_at.is_(None))).values(used_at=now))
     if spent.rowcount != 1:
         revoke_grant(conn, row.family_id, now)
-        raise tokens.TokenError("invalid_grant", "This refresh token was already used; the app must sign in again")
+        raise TokenError("invalid_grant", "This refresh token was already used; the app must sign in again")
     if _utc(row.expires_at) <= now:
-        raise tokens.TokenError("invalid_grant", "This refresh token has expired")
+        raise TokenError("invalid_grant", "This refresh token has expired")
     scopes = frozenset(row.scopes.split())
     if form.get("scope"):
-        narrower = frozenset(tokens.negotiate_scopes(str(form["scope"]), scopes))
+        narrower = frozenset(negotiate_scopes(str(form["scope"]), scopes))
         if not any(s.startswith("patient/") for s in narrower):
-            raise tokens.TokenError("invalid_scope", "Ask for at least one patient/ resource scope")
+            raise TokenError("invalid_scope", "Ask for at least one patient/ resource scope")
         scopes = narrower | (scopes & REFRESH_SCOPES)  # a narrower access token; the grant itself is unchanged
     ins = _link_holds(conn, row.account_id, row.dossier_key, row.representative_id)
     if ins is None:
         revoke_grant(conn, row.family_id, now)
-        raise tokens.TokenError("invalid_grant", "This account no longer acts on this dossier")
+        raise TokenError("invalid_grant", "This account no longer acts on this dossier")
     keep = None if "offline_access" in scopes else _utc(row.expires_at)  # online_access: not past the first one
     return _issue(conn, services, server_key, app=app, grant_id=row.family_id, account_id=row.account_id,
                   dossier_key=row.dossier_key, representative_id=row.representative_id, ins=ins, scopes=scopes,
                   now=now, refresh_expires=keep)
 
 
-def token_endpoint(services: Services, server_key: tokens.ServerKey, form: Mapping[str, str]) -> JSONResponse:
+def token_endpoint(services: Services, server_key: ServerKey, form: Mapping[str, str]) -> JSONResponse:
     """``POST /oauth/token`` for ``authorization_code`` and ``refresh_token`` (public patient apps).
 
     A refusal that revokes something (a code or a refresh token presented twice) commits the revocation."""
     now = services.clock()
     grant_type = form.get("grant_type")
-    refused: tokens.TokenError | None = None
+    refused: TokenError | None = None
     body: dict[str, Any] = {}
     with services.engine.begin() as conn:
         try:
@@ -390,8 +394,8 @@ def token_endpoint(services: Services, server_key: tokens.ServerKey, form: Mappi
             elif grant_type == "refresh_token":
                 body = _refresh(conn, services, server_key, form, now)
             else:
-                raise tokens.TokenError("unsupported_grant_type", "Unsupported grant_type")
-        except tokens.TokenError as err:
+                raise TokenError("unsupported_grant_type", "Unsupported grant_type")
+        except TokenError as err:
             refused = err  # leave the block normally: what was revoked or spent stays so
     if refused is not None:
         return JSONResponse(refused.as_response(), status_code=refused.http_status, headers=_NO_STORE)

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from carnet.audit import fhir as audit_fhir
-from carnet.auth.tokens import AssertionClaims
+from carnet.auth.claims import AssertionClaims
 from carnet.auth.web import resolve_actor
 from carnet.clinical import api as clinical_api
 from carnet.context import Context, Services, run
