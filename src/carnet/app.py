@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as StarletteRoute
 
 from carnet import __version__
+from carnet.accounts import service as accounts
 from carnet.auth import web as auth_web
 from carnet.auth.keys import ServerKey
 from carnet.auth.scopes import scope_allows
@@ -97,7 +98,7 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
     async def token(request: Request) -> Response:
         form = await request.form()
         return await run_in_threadpool(auth_web.token_endpoint, services, server_key,
-                                       {k: str(v) for k, v in form.items()})
+                                       {k: str(v) for k, v in form.items()}, accounts.acting_link)
 
     @app.get("/.well-known/smart-configuration")
     async def smart() -> Response:

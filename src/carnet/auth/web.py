@@ -1,7 +1,9 @@
 """The OAuth 2.0 token endpoint, SMART discovery, and the bearer check that turns a request into an Actor.
 
-No data access here beyond the reference tables (clients, professionals, the jti replay cache): who is calling is
-decided here; what they may do is decided by :mod:`carnet.access.policy`.
+No data access here beyond the reference tables (clients, professionals, the jti replay cache): whether a patient
+app's account still acts on its dossier is asked of the caller (``acting_link``, see
+:data:`carnet.auth.smart.ActingLinkReader`). Who is calling is decided here; what they may do is decided by
+:mod:`carnet.access.policy`.
 """
 
 from __future__ import annotations
@@ -59,11 +61,13 @@ def _oauth_error(err: TokenError) -> JSONResponse:
                         headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 
-def token_endpoint(services: Services, server_key: ServerKey, form: dict[str, str]) -> JSONResponse:
-    """``POST /oauth/token``: client credentials with ``private_key_jwt`` (RFC 7523, SMART Backend Services)."""
+def token_endpoint(services: Services, server_key: ServerKey, form: dict[str, str],
+                   acting_link: smart.ActingLinkReader) -> JSONResponse:
+    """``POST /oauth/token``: client credentials with ``private_key_jwt`` (RFC 7523, SMART Backend Services); the
+    grants of patients' apps go to :func:`carnet.auth.smart.token_endpoint`, with ``acting_link``."""
     settings = services.settings
     if form.get("grant_type") in smart.GRANT_TYPES:  # patients' apps (SMART standalone launch)
-        return smart.token_endpoint(services, server_key, form)
+        return smart.token_endpoint(services, server_key, form, acting_link)
     try:
         if form.get("grant_type") != GRANT:
             raise TokenError("unsupported_grant_type",
@@ -170,9 +174,11 @@ _CALLER = (select(client.c.kind, client.c.enabled, _p.c.national_id, _p.c.given,
            .where(client.c.client_id == bindparam("cid")))
 
 
-def resolve_actor(conn: Connection, who: AssertionClaims) -> Actor:
+def resolve_actor(conn: Connection, who: AssertionClaims, acting_link: smart.ActingLinkReader) -> Actor:
     """Build the Actor inside the request's own transaction: one query reads the client and the professional, so a
-    disabled client or professional stops working at once (both are checked on every request)."""
+    disabled client or professional stops working at once (both are checked on every request). A patient app's
+    grant is checked too: ``acting_link`` (:data:`carnet.auth.smart.ActingLinkReader`) says whether its account still
+    acts on the dossier."""
     row = conn.execute(_CALLER, {"cid": who.client_id, "nid": who.professional_id or ""}).first()
     if row is None or not row.enabled:
         raise FhirError(401, "login", "This client is disabled",
@@ -185,7 +191,7 @@ def resolve_actor(conn: Connection, who: AssertionClaims) -> Actor:
         return Actor(kind=ActorKind.PROFESSIONAL, id=row.national_id, display=f"{row.given} {row.family}",
                      profession=row.profession, organisation_id=who.organisation_id or row.organisation_id,
                      is_regulator=row.is_regulator, mode=mode, reason=who.reason, client_id=who.client_id)
-    if row.kind == "patient_app" and not smart.grant_alive(conn, who.grant_id, who.client_id):
+    if row.kind == "patient_app" and not smart.grant_alive(conn, who.grant_id, who.client_id, acting_link):
         raise FhirError(401, "login", "This app's access has been revoked",
                         headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
     if row.kind in ("patient_portal", "patient_app"):

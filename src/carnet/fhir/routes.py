@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from carnet.accounts.service import acting_link
 from carnet.audit import fhir as audit_fhir
 from carnet.auth.claims import AssertionClaims
 from carnet.auth.web import resolve_actor
@@ -68,7 +69,7 @@ class Call:
 
     def run(self, work: Callable[[Context], Any]) -> Awaitable[Any]:
         claims = self.claims
-        return run_in_threadpool(run, self.services, lambda conn: resolve_actor(conn, claims), work)
+        return run_in_threadpool(run, self.services, lambda conn: resolve_actor(conn, claims, acting_link), work)
 
     def params(self) -> list[tuple[str, str]]:
         return list(self.request.query_params.multi_items())
