@@ -258,7 +258,7 @@ def register_client(services: Any) -> Any:
 
 
 async def get_token(http: Any, key: Any, base: str, professional_id: str) -> str:
-    from carnet.auth.tokens import make_client_assertion
+    from carnet.auth.assertions import make_client_assertion
 
     assertion = make_client_assertion(key, CLIENT_ID, f"{base}/oauth/token", int(time.time()),
                                       professional_id=professional_id)

@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from carnet import admin
 from carnet.access.actors import Actor, ActorKind
 from carnet.app import create_app
-from carnet.auth.tokens import make_client_assertion
+from carnet.auth.assertions import make_client_assertion
 from carnet.config import Settings
 from carnet.context import Services, run
 from carnet.db.engine import make_engine

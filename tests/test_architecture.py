@@ -98,7 +98,6 @@ KNOWN_COMPONENT_CYCLE_EDGES: set[tuple[str, str]] = {
     ('carnet.portal', 'carnet.tasks'),
 }
 KNOWN_LONG_MODULES: set[str] = {
-    'auth/tokens.py',
     'documents/service.py',
     'dossier/service.py',
 }

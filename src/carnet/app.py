@@ -21,8 +21,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as StarletteRoute
 
 from carnet import __version__
-from carnet.auth import tokens
+from carnet.accounts import service as accounts
 from carnet.auth import web as auth_web
+from carnet.auth.keys import ServerKey
+from carnet.auth.scopes import scope_allows
 from carnet.config import Settings
 from carnet.context import Services
 from carnet.errors import FhirError
@@ -47,11 +49,11 @@ def _outcome(status: int, code: str, text: str, headers: dict[str, str] | None =
     return FhirResponse(FhirError(status, code, text).outcome(), status, headers=headers)
 
 
-def _token_key(settings: Settings) -> tokens.ServerKey:
+def _token_key(settings: Settings) -> ServerKey:
     from pathlib import Path
 
     path = Path(settings.token_key_file) if settings.token_key_file else settings.var_dir / "token-key.pem"
-    return tokens.ServerKey.load_or_create(path)
+    return ServerKey.load_or_create(path)
 
 
 def create_app(services: Services | None = None, settings: Settings | None = None) -> FastAPI:
@@ -96,7 +98,7 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
     async def token(request: Request) -> Response:
         form = await request.form()
         return await run_in_threadpool(auth_web.token_endpoint, services, server_key,
-                                       {k: str(v) for k, v in form.items()})
+                                       {k: str(v) for k, v in form.items()}, accounts.acting_link)
 
     @app.get("/.well-known/smart-configuration")
     async def smart() -> Response:
@@ -117,13 +119,13 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
     return app
 
 
-def _endpoint(route: Route, services: Services, server_key: tokens.ServerKey):
+def _endpoint(route: Route, services: Services, server_key: ServerKey):
     @functools.wraps(route.handler)
     async def endpoint(request: Request) -> Response:
         started = time.perf_counter()
         try:
             who, scopes = auth_web.verify_bearer(services, server_key, request)
-            if route.scope and not tokens.scope_allows(scopes, route.scope[0], route.scope[1]):
+            if route.scope and not scope_allows(scopes, route.scope[0], route.scope[1]):
                 raise FhirError(403, "forbidden", "The access token's scopes do not cover this interaction",
                                 headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'})
             params: dict[str, Any] = dict(request.path_params)

@@ -33,7 +33,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from carnet.access.actors import Actor, ActorKind
-from carnet.auth.tokens import make_client_assertion
+from carnet.auth.assertions import make_client_assertion
 from carnet.context import Services, run
 from carnet.documents.codes import TRE_A03, TRE_A07
 from carnet.dossier import service as dossiers

@@ -159,10 +159,10 @@ def test_the_whole_launch_goes_through_sign_in_consent_and_token_then_reads_only
 def test_the_access_token_carries_the_patients_claims_and_its_grant(signed_in: Patient, app_for: Any) -> None:
     import json
 
-    from carnet.auth.tokens import _b64url_object
+    from carnet.auth.jwt import b64url_object
 
     body = app_for().tokens()
-    claims = _b64url_object(body["access_token"].split(".")[1])
+    claims = b64url_object(body["access_token"].split(".")[1])
     assert claims["extensions"]["ihe_iua"]["person_id"] == signed_in.world.ins
     assert claims["extensions"]["carnet"]["client_kind"] == "patient_app"
     uuid.UUID(claims["extensions"]["carnet"]["grant_id"])
@@ -288,7 +288,7 @@ def test_a_code_expires_after_a_minute(world: World, signed_in: Patient, app_for
 
 def test_a_patient_app_cannot_use_client_credentials_and_backend_clients_still_can(world: World,
                                                                                    app_for: Any) -> None:
-    from carnet.auth.tokens import make_client_assertion
+    from carnet.auth.assertions import make_client_assertion
 
     app = app_for()
     assertion = make_client_assertion(world.key, app.client_id, f"{BASE}/oauth/token", int(time.time()),

@@ -19,7 +19,7 @@ from pypdf import PdfReader
 from sqlalchemy import select
 
 from carnet.access.actors import Actor, ActorKind
-from carnet.auth.tokens import make_client_assertion
+from carnet.auth.assertions import make_client_assertion
 from carnet.context import run
 from carnet.db.tables import audit, practitioner
 from carnet.documents.codes import TRE_A07

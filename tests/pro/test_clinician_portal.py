@@ -61,7 +61,7 @@ def test_a_forged_id_token_or_a_wrong_nonce_is_refused(services: Any) -> None:
     assert oidc.verify_id_token(settings, good, jwks, "n1").national_id == "810000000001"
     with pytest.raises(oidc.LoginError):
         oidc.verify_id_token(settings, good, jwks, "another nonce")
-    from carnet.auth.tokens import ServerKey
+    from carnet.auth.keys import ServerKey
 
     forged = ServerKey(ECKey.generate_key("P-256", private=True)).sign(claims, typ="JWT")
     with pytest.raises(oidc.LoginError):

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from carnet.access.actors import Actor, ActorKind, Mode
-from carnet.auth.tokens import make_client_assertion
+from carnet.auth.assertions import make_client_assertion
 from carnet.context import run
 from carnet.db.tables import access_grant, audit, client, task
 from carnet.dossier import service as dossiers

@@ -21,8 +21,9 @@ from __future__ import annotations
 import datetime as dt
 import secrets as pysecrets
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, insert, select, update
 
@@ -164,6 +165,40 @@ def link(conn: Connection, account_id: uuid.UUID, dossier_key: uuid.UUID, role: 
     conn.execute(insert(account_dossier).values(
         dossier_key=dossier_key, account_id=account_id, role=role, representative_id=representative_id, since=now,
         notify=default_notify()))
+
+
+class ActingLink(NamedTuple):
+    """How an account acts on a dossier today: the dossier's INS, and the representative record it acts as (None when
+    it acts as the owner)."""
+
+    ins: str
+    representative_id: uuid.UUID | None
+
+
+def acting_link(conn: Connection, account_id: uuid.UUID, dossier_key: uuid.UUID) -> ActingLink | None:
+    """How the account acts on the dossier, when the account is active and still linked to the dossier; else None.
+
+    What a patient app's grant rests on (:mod:`carnet.auth.smart` asks it through its callers, reading no account
+    nor dossier table itself): checked when a code or a refresh token is exchanged, and on every API request."""
+    row = conn.execute(
+        select(dossier.c.ins, account_dossier.c.representative_id, account.c.status)
+        .select_from(account_dossier
+                     .join(account, account.c.account_id == account_dossier.c.account_id)
+                     .join(dossier, dossier.c.dossier_key == account_dossier.c.dossier_key))
+        .where(and_(account_dossier.c.dossier_key == dossier_key, account_dossier.c.account_id == account_id,
+                    account_dossier.c.ended_at.is_(None)))).first()
+    if row is None or row.status != "active":
+        return None
+    return ActingLink(row.ins, row.representative_id)
+
+
+def dossier_names(conn: Connection, dossier_keys: Collection[uuid.UUID]) -> dict[uuid.UUID, tuple[str, str]]:
+    """The (given, family) names on each of these dossiers: which dossier an account's app reads, in its own words."""
+    if not dossier_keys:
+        return {}
+    rows = conn.execute(select(dossier.c.dossier_key, dossier.c.given, dossier.c.family)
+                        .where(dossier.c.dossier_key.in_(list(dossier_keys))))
+    return {r.dossier_key: (r.given, r.family) for r in rows}
 
 
 def _letter(ctx: Context, dossier_key: uuid.UUID, invitation: Invitation, name: str) -> None:

@@ -50,24 +50,30 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from sqlalchemy import Connection, and_, delete, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
 from starlette.responses import JSONResponse
 
-from carnet.auth import tokens
+from carnet.auth.access_tokens import issue_access_token
+from carnet.auth.claims import AssertionClaims
+from carnet.auth.errors import TokenError
+from carnet.auth.keys import ServerKey
+from carnet.auth.scopes import negotiate_scopes
 from carnet.context import Services
-from carnet.db.tables import account, account_dossier, client, dossier, oauth_code, refresh_token
+from carnet.db.tables import client, oauth_code, refresh_token
 
 __all__ = [
     "CODE_SECONDS",
     "DEFAULT_SCOPES",
+    "ActingLinkReader",
     "AppClient",
     "AuthorizeRequest",
     "ClientProblem",
+    "DossierNames",
     "RedirectProblem",
     "check_client",
     "check_request",
@@ -94,6 +100,14 @@ _MAX_STATE_CHARS = 1024
 _MAX_TOKEN_CHARS = 512
 _FAMILY_NS = uuid.UUID("6f1c3a52-8d0e-4a57-9a44-2c1f3e7b9d10")
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+#: How an account acts on a dossier today, asked of the accounts service by the caller (auth reads no account nor
+#: dossier table): ``acting_link(conn, account_id, dossier_key)`` is ``(the dossier's INS, the representative record
+#: or None)`` when the account is active and still linked to the dossier, else None
+#: (:func:`carnet.accounts.service.acting_link`).
+ActingLinkReader = Callable[[Connection, uuid.UUID, uuid.UUID], tuple[str, uuid.UUID | None] | None]
+#: The (given, family) names on dossiers, by dossier key (:func:`carnet.accounts.service.dossier_names`).
+DossierNames = Callable[[Connection, Collection[uuid.UUID]], Mapping[uuid.UUID, tuple[str, str]]]
 
 
 def _digest(secret: str) -> str:
@@ -195,8 +209,8 @@ def check_request(app: AppClient, redirect_uri: str, params: Mapping[str, str], 
     if str(params.get("aud") or "").rstrip("/") != fhir_base.rstrip("/"):
         raise RedirectProblem("invalid_request", f"aud must be this server's FHIR base URL, {fhir_base}")
     try:
-        scopes = tokens.negotiate_scopes(str(params.get("scope") or ""), app.scopes)
-    except tokens.TokenError as err:
+        scopes = negotiate_scopes(str(params.get("scope") or ""), app.scopes)
+    except TokenError as err:
         raise RedirectProblem("invalid_scope", err.description) from None
     if not any(s.startswith("patient/") for s in scopes):
         raise RedirectProblem("invalid_scope", "Ask for at least one patient/ resource scope")
@@ -241,27 +255,21 @@ def _utc(ts: dt.datetime) -> dt.datetime:
     return ts if ts.tzinfo is not None else ts.replace(tzinfo=dt.UTC)
 
 
-def _link_holds(conn: Connection, account_id: uuid.UUID, dossier_key: uuid.UUID,
-                representative_id: uuid.UUID | None) -> Any:
+def _link_holds(conn: Connection, acting_link: ActingLinkReader, account_id: uuid.UUID, dossier_key: uuid.UUID,
+                representative_id: uuid.UUID | None) -> str | None:
     """The dossier's INS when the account is active and still acts on the dossier as it did at consent, else None."""
-    row = conn.execute(
-        select(dossier.c.ins, account_dossier.c.representative_id, account.c.status)
-        .select_from(account_dossier
-                     .join(account, account.c.account_id == account_dossier.c.account_id)
-                     .join(dossier, dossier.c.dossier_key == account_dossier.c.dossier_key))
-        .where(and_(account_dossier.c.dossier_key == dossier_key, account_dossier.c.account_id == account_id,
-                    account_dossier.c.ended_at.is_(None)))).first()
-    if row is None or row.status != "active" or row.representative_id != representative_id:
+    link = acting_link(conn, account_id, dossier_key)
+    if link is None or link[1] != representative_id:
         return None
-    return row.ins
+    return link[0]
 
 
 def _public_client(conn: Connection, form: Mapping[str, str]) -> AppClient:
     if form.get("client_assertion") or form.get("client_secret"):
-        raise tokens.TokenError("invalid_client", "Patient apps are public clients: send client_id only")
+        raise TokenError("invalid_client", "Patient apps are public clients: send client_id only")
     app = load_app(conn, str(form.get("client_id") or ""))
     if app is None:
-        raise tokens.TokenError("invalid_client", "Unknown or disabled patient app")
+        raise TokenError("invalid_client", "Unknown or disabled patient app")
     return app
 
 
@@ -274,15 +282,15 @@ def revoke_grant(conn: Connection, grant_id: uuid.UUID, now: dt.datetime, accoun
     return conn.execute(update(refresh_token).where(cond).values(revoked_at=now)).rowcount
 
 
-def _issue(conn: Connection, services: Services, server_key: tokens.ServerKey, *, app: AppClient,
+def _issue(conn: Connection, services: Services, server_key: ServerKey, *, app: AppClient,
            grant_id: uuid.UUID, account_id: uuid.UUID, dossier_key: uuid.UUID, representative_id: uuid.UUID | None,
            ins: str, scopes: frozenset[str], now: dt.datetime, refresh_expires: dt.datetime | None) -> dict[str, Any]:
     settings = services.settings
-    claims = tokens.AssertionClaims(client_id=app.client_id, jti="", exp=0, patient_ins=ins,
-                                    representative_id=str(representative_id) if representative_id else None,
-                                    client_kind="patient_app", grant_id=str(grant_id))
-    access, expires_in = tokens.issue_access_token(server_key, claims, set(scopes), int(time.time()),
-                                                   settings.token_lifetime, issuer=settings.base_url)
+    claims = AssertionClaims(client_id=app.client_id, jti="", exp=0, patient_ins=ins,
+                             representative_id=str(representative_id) if representative_id else None,
+                             client_kind="patient_app", grant_id=str(grant_id))
+    access, expires_in = issue_access_token(server_key, claims, set(scopes), int(time.time()),
+                                            settings.token_lifetime, issuer=settings.base_url)
     body: dict[str, Any] = {"access_token": access, "token_type": "Bearer", "expires_in": expires_in,
                             "scope": " ".join(sorted(scopes)), "patient": str(dossier_key)}
     refresh = secrets.token_urlsafe(32)
@@ -300,98 +308,100 @@ def _issue(conn: Connection, services: Services, server_key: tokens.ServerKey, *
     return body
 
 
-def _authorization_code(conn: Connection, services: Services, server_key: tokens.ServerKey,
+def _authorization_code(conn: Connection, services: Services, server_key: ServerKey, acting_link: ActingLinkReader,
                         form: Mapping[str, str], now: dt.datetime) -> dict[str, Any]:
     app = _public_client(conn, form)
     code, verifier = str(form.get("code") or ""), str(form.get("code_verifier") or "")
     if not code or len(code) > _MAX_TOKEN_CHARS:
-        raise tokens.TokenError("invalid_request", "code is required")
+        raise TokenError("invalid_request", "code is required")
     if not _VERIFIER.fullmatch(verifier):
-        raise tokens.TokenError("invalid_request", "a PKCE code_verifier (43 to 128 characters) is required")
+        raise TokenError("invalid_request", "a PKCE code_verifier (43 to 128 characters) is required")
     code_hash = _digest(code)
     row = conn.execute(select(oauth_code).where(oauth_code.c.code_hash == code_hash)).first()
     if row is None:
-        raise tokens.TokenError("invalid_grant", "Unknown authorization code")
+        raise TokenError("invalid_grant", "Unknown authorization code")
     grant_id = _family_of_code(code_hash)
     if row.used_at is not None:
         revoke_grant(conn, grant_id, now)  # RFC 6749 §4.1.2: what was issued from it is revoked
-        raise tokens.TokenError("invalid_grant", "This authorization code was already used")
+        raise TokenError("invalid_grant", "This authorization code was already used")
     spent = conn.execute(update(oauth_code).where(and_(oauth_code.c.code_hash == code_hash,
                                                        oauth_code.c.used_at.is_(None))).values(used_at=now))
     if spent.rowcount != 1:  # another request spent it between our read and our write
         revoke_grant(conn, grant_id, now)
-        raise tokens.TokenError("invalid_grant", "This authorization code was already used")
+        raise TokenError("invalid_grant", "This authorization code was already used")
     if row.client_id != app.client_id:
-        raise tokens.TokenError("invalid_grant", "This authorization code was issued to another client")
+        raise TokenError("invalid_grant", "This authorization code was issued to another client")
     if _utc(row.expires_at) <= now:
-        raise tokens.TokenError("invalid_grant", "This authorization code has expired")
+        raise TokenError("invalid_grant", "This authorization code has expired")
     if str(form.get("redirect_uri") or "") != row.redirect_uri:
-        raise tokens.TokenError("invalid_grant", "redirect_uri is not the one of the authorization request")
+        raise TokenError("invalid_grant", "redirect_uri is not the one of the authorization request")
     if not hmac.compare_digest(pkce_challenge(verifier), row.code_challenge):
-        raise tokens.TokenError("invalid_grant", "The PKCE code_verifier does not match the code_challenge")
-    ins = _link_holds(conn, row.account_id, row.dossier_key, row.representative_id)
+        raise TokenError("invalid_grant", "The PKCE code_verifier does not match the code_challenge")
+    ins = _link_holds(conn, acting_link, row.account_id, row.dossier_key, row.representative_id)
     if ins is None:
-        raise tokens.TokenError("invalid_grant", "This account no longer acts on this dossier")
+        raise TokenError("invalid_grant", "This account no longer acts on this dossier")
     return _issue(conn, services, server_key, app=app, grant_id=grant_id, account_id=row.account_id,
                   dossier_key=row.dossier_key, representative_id=row.representative_id, ins=ins,
                   scopes=frozenset(row.scopes.split()), now=now, refresh_expires=None)
 
 
-def _refresh(conn: Connection, services: Services, server_key: tokens.ServerKey, form: Mapping[str, str],
-             now: dt.datetime) -> dict[str, Any]:
+def _refresh(conn: Connection, services: Services, server_key: ServerKey, acting_link: ActingLinkReader,
+             form: Mapping[str, str], now: dt.datetime) -> dict[str, Any]:
     app = _public_client(conn, form)
     presented = str(form.get("refresh_token") or "")
     if not presented or len(presented) > _MAX_TOKEN_CHARS:
-        raise tokens.TokenError("invalid_request", "refresh_token is required")
+        raise TokenError("invalid_request", "refresh_token is required")
     h = _digest(presented)
     row = conn.execute(select(refresh_token).where(refresh_token.c.token_hash == h)).first()
     if row is None or row.client_id != app.client_id:
-        raise tokens.TokenError("invalid_grant", "Unknown refresh token")
+        raise TokenError("invalid_grant", "Unknown refresh token")
     if row.revoked_at is not None:
-        raise tokens.TokenError("invalid_grant", "This refresh token has been revoked")
+        raise TokenError("invalid_grant", "This refresh token has been revoked")
     if row.used_at is not None:
         revoke_grant(conn, row.family_id, now)  # RFC 9700 §4.14.2: a spent token again means theft
-        raise tokens.TokenError("invalid_grant", "This refresh token was already used; the app must sign in again")
+        raise TokenError("invalid_grant", "This refresh token was already used; the app must sign in again")
     spent = conn.execute(update(refresh_token).where(and_(refresh_token.c.token_hash == h,
                                                           refresh_token.c.used_at.is_(None))).values(used_at=now))
     if spent.rowcount != 1:
         revoke_grant(conn, row.family_id, now)
-        raise tokens.TokenError("invalid_grant", "This refresh token was already used; the app must sign in again")
+        raise TokenError("invalid_grant", "This refresh token was already used; the app must sign in again")
     if _utc(row.expires_at) <= now:
-        raise tokens.TokenError("invalid_grant", "This refresh token has expired")
+        raise TokenError("invalid_grant", "This refresh token has expired")
     scopes = frozenset(row.scopes.split())
     if form.get("scope"):
-        narrower = frozenset(tokens.negotiate_scopes(str(form["scope"]), scopes))
+        narrower = frozenset(negotiate_scopes(str(form["scope"]), scopes))
         if not any(s.startswith("patient/") for s in narrower):
-            raise tokens.TokenError("invalid_scope", "Ask for at least one patient/ resource scope")
+            raise TokenError("invalid_scope", "Ask for at least one patient/ resource scope")
         scopes = narrower | (scopes & REFRESH_SCOPES)  # a narrower access token; the grant itself is unchanged
-    ins = _link_holds(conn, row.account_id, row.dossier_key, row.representative_id)
+    ins = _link_holds(conn, acting_link, row.account_id, row.dossier_key, row.representative_id)
     if ins is None:
         revoke_grant(conn, row.family_id, now)
-        raise tokens.TokenError("invalid_grant", "This account no longer acts on this dossier")
+        raise TokenError("invalid_grant", "This account no longer acts on this dossier")
     keep = None if "offline_access" in scopes else _utc(row.expires_at)  # online_access: not past the first one
     return _issue(conn, services, server_key, app=app, grant_id=row.family_id, account_id=row.account_id,
                   dossier_key=row.dossier_key, representative_id=row.representative_id, ins=ins, scopes=scopes,
                   now=now, refresh_expires=keep)
 
 
-def token_endpoint(services: Services, server_key: tokens.ServerKey, form: Mapping[str, str]) -> JSONResponse:
+def token_endpoint(services: Services, server_key: ServerKey, form: Mapping[str, str],
+                   acting_link: ActingLinkReader) -> JSONResponse:
     """``POST /oauth/token`` for ``authorization_code`` and ``refresh_token`` (public patient apps).
 
-    A refusal that revokes something (a code or a refresh token presented twice) commits the revocation."""
+    ``acting_link`` says whether the account still acts on the dossier (see :data:`ActingLinkReader`). A refusal that
+    revokes something (a code or a refresh token presented twice) commits the revocation."""
     now = services.clock()
     grant_type = form.get("grant_type")
-    refused: tokens.TokenError | None = None
+    refused: TokenError | None = None
     body: dict[str, Any] = {}
     with services.engine.begin() as conn:
         try:
             if grant_type == "authorization_code":
-                body = _authorization_code(conn, services, server_key, form, now)
+                body = _authorization_code(conn, services, server_key, acting_link, form, now)
             elif grant_type == "refresh_token":
-                body = _refresh(conn, services, server_key, form, now)
+                body = _refresh(conn, services, server_key, acting_link, form, now)
             else:
-                raise tokens.TokenError("unsupported_grant_type", "Unsupported grant_type")
-        except tokens.TokenError as err:
+                raise TokenError("unsupported_grant_type", "Unsupported grant_type")
+        except TokenError as err:
             refused = err  # leave the block normally: what was revoked or spent stays so
     if refused is not None:
         return JSONResponse(refused.as_response(), status_code=refused.http_status, headers=_NO_STORE)
@@ -402,26 +412,22 @@ def token_endpoint(services: Services, server_key: tokens.ServerKey, form: Mappi
 # Checking and listing grants
 
 
-_GRANT_ALIVE = (
-    select(refresh_token.c.family_id)
-    .select_from(refresh_token
-                 .join(account, account.c.account_id == refresh_token.c.account_id)
-                 .join(account_dossier, and_(account_dossier.c.account_id == refresh_token.c.account_id,
-                                             account_dossier.c.dossier_key == refresh_token.c.dossier_key)))
-    .where(and_(refresh_token.c.revoked_at.is_(None), account.c.status == "active",
-                account_dossier.c.ended_at.is_(None)))
-)
+_GRANT = (select(refresh_token.c.account_id, refresh_token.c.dossier_key)
+          .where(and_(refresh_token.c.family_id == bindparam("family"), refresh_token.c.client_id == bindparam("cid"),
+                      refresh_token.c.revoked_at.is_(None)))
+          .limit(1))
 
 
-def grant_alive(conn: Connection, grant_id: str | None, client_id: str) -> bool:
+def grant_alive(conn: Connection, grant_id: str | None, client_id: str, acting_link: ActingLinkReader) -> bool:
     """Whether an app's access token may still be used: its grant is not revoked, the account is active and still
-    acts on the dossier. One indexed query, in the request's own transaction."""
+    acts on the dossier (``acting_link``, see :data:`ActingLinkReader`). Two indexed queries, in the request's own
+    transaction."""
     try:
         family = uuid.UUID(str(grant_id))
     except ValueError:
         return False
-    return conn.execute(_GRANT_ALIVE.where(and_(refresh_token.c.family_id == family,
-                                                refresh_token.c.client_id == client_id)).limit(1)).first() is not None
+    grant = conn.execute(_GRANT, {"family": family, "cid": client_id}).first()
+    return grant is not None and acting_link(conn, grant.account_id, grant.dossier_key) is not None
 
 
 @dataclass(frozen=True)
@@ -437,19 +443,21 @@ class ConnectedApp:
     scopes: tuple[str, ...]
 
 
-def connected_apps(conn: Connection, account_id: uuid.UUID, now: dt.datetime) -> list[ConnectedApp]:
-    """The apps this account has allowed and not revoked (grants with a live token), newest first."""
+def connected_apps(conn: Connection, account_id: uuid.UUID, now: dt.datetime,
+                   dossier_names: DossierNames) -> list[ConnectedApp]:
+    """The apps this account has allowed and not revoked (grants with a live token), newest first; each names its
+    dossier with ``dossier_names`` (see :data:`DossierNames`)."""
     rows = conn.execute(
         select(refresh_token.c.family_id, refresh_token.c.client_id, refresh_token.c.dossier_key,
                refresh_token.c.created_at, refresh_token.c.expires_at, refresh_token.c.revoked_at,
-               refresh_token.c.used_at, refresh_token.c.scopes, client.c.name, dossier.c.given, dossier.c.family)
-        .select_from(refresh_token
-                     .join(client, client.c.client_id == refresh_token.c.client_id)
-                     .join(dossier, dossier.c.dossier_key == refresh_token.c.dossier_key))
+               refresh_token.c.used_at, refresh_token.c.scopes, client.c.name)
+        .select_from(refresh_token.join(client, client.c.client_id == refresh_token.c.client_id))
         .where(refresh_token.c.account_id == account_id)).all()
+    names = dossier_names(conn, {r.dossier_key for r in rows}) if rows else {}
     grants: dict[uuid.UUID, list[Any]] = {}
     for r in rows:
-        grants.setdefault(r.family_id, []).append(r)
+        if r.dossier_key in names:  # a dossier that is no more is not listed
+            grants.setdefault(r.family_id, []).append(r)
     out = []
     for family_id, members in grants.items():
         if any(m.revoked_at is not None for m in members):
@@ -458,8 +466,9 @@ def connected_apps(conn: Connection, account_id: uuid.UUID, now: dt.datetime) ->
         if not live:
             continue
         first, last = min(members, key=lambda m: _utc(m.created_at)), max(members, key=lambda m: _utc(m.created_at))
+        given, family = names[last.dossier_key]
         out.append(ConnectedApp(grant_id=family_id, client_id=last.client_id, name=last.name,
-                                dossier_key=last.dossier_key, given=last.given, family=last.family,
+                                dossier_key=last.dossier_key, given=given, family=family,
                                 since=_utc(first.created_at), last_used=_utc(last.created_at),
                                 scopes=tuple(sorted(last.scopes.split()))))
     return sorted(out, key=lambda a: a.last_used, reverse=True)

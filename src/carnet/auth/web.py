@@ -1,7 +1,9 @@
 """The OAuth 2.0 token endpoint, SMART discovery, and the bearer check that turns a request into an Actor.
 
-No data access here beyond the reference tables (clients, professionals, the jti replay cache): who is calling is
-decided here; what they may do is decided by :mod:`carnet.access.policy`.
+No data access here beyond the reference tables (clients, professionals, the jti replay cache): whether a patient
+app's account still acts on its dossier is asked of the caller (``acting_link``, see
+:data:`carnet.auth.smart.ActingLinkReader`). Who is calling is decided here; what they may do is decided by
+:mod:`carnet.access.policy`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from carnet.access.actors import Actor, ActorKind, Mode
-from carnet.auth import smart, tokens
+from carnet.auth import smart
+from carnet.auth.access_tokens import access_token_actor, issue_access_token, verify_access_token
+from carnet.auth.assertions import ASSERTION_ALGORITHMS, ClientRecord, unverified_client_id, verify_client_assertion
+from carnet.auth.claims import AssertionClaims
+from carnet.auth.errors import TokenError
+from carnet.auth.keys import ServerKey
+from carnet.auth.scopes import negotiate_scopes
 from carnet.context import Services
 from carnet.db.tables import client, practitioner, token_jti
 from carnet.errors import FhirError
@@ -25,14 +33,14 @@ GRANT = "client_credentials"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
-def client_record(services: Services, client_id: str) -> tokens.ClientRecord | None:
+def client_record(services: Services, client_id: str) -> ClientRecord | None:
     with services.engine.connect() as conn:
         row = conn.execute(select(client).where(client.c.client_id == client_id)).first()
         conn.rollback()
     if row is None:
         return None
-    return tokens.ClientRecord(client_id=row.client_id, kind=row.kind, jwks=json.loads(row.jwks),
-                               scopes=frozenset(row.scopes.split()), enabled=row.enabled)
+    return ClientRecord(client_id=row.client_id, kind=row.kind, jwks=json.loads(row.jwks),
+                        scopes=frozenset(row.scopes.split()), enabled=row.enabled)
 
 
 def _jti_seen(services: Services, client_id: str):
@@ -48,38 +56,40 @@ def _jti_seen(services: Services, client_id: str):
     return seen
 
 
-def _oauth_error(err: tokens.TokenError) -> JSONResponse:
+def _oauth_error(err: TokenError) -> JSONResponse:
     return JSONResponse(err.as_response(), status_code=err.http_status,
                         headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 
-def token_endpoint(services: Services, server_key: tokens.ServerKey, form: dict[str, str]) -> JSONResponse:
-    """``POST /oauth/token``: client credentials with ``private_key_jwt`` (RFC 7523, SMART Backend Services)."""
+def token_endpoint(services: Services, server_key: ServerKey, form: dict[str, str],
+                   acting_link: smart.ActingLinkReader) -> JSONResponse:
+    """``POST /oauth/token``: client credentials with ``private_key_jwt`` (RFC 7523, SMART Backend Services); the
+    grants of patients' apps go to :func:`carnet.auth.smart.token_endpoint`, with ``acting_link``."""
     settings = services.settings
     if form.get("grant_type") in smart.GRANT_TYPES:  # patients' apps (SMART standalone launch)
-        return smart.token_endpoint(services, server_key, form)
+        return smart.token_endpoint(services, server_key, form, acting_link)
     try:
         if form.get("grant_type") != GRANT:
-            raise tokens.TokenError("unsupported_grant_type",
-                                    "grant_type must be client_credentials, authorization_code or refresh_token")
+            raise TokenError("unsupported_grant_type",
+                             "grant_type must be client_credentials, authorization_code or refresh_token")
         if form.get("client_assertion_type") != ASSERTION_TYPE or not form.get("client_assertion"):
-            raise tokens.TokenError("invalid_request", "A private_key_jwt client assertion is required")
+            raise TokenError("invalid_request", "A private_key_jwt client assertion is required")
         assertion = form["client_assertion"]
-        record = client_record(services, tokens.unverified_client_id(assertion))
+        record = client_record(services, unverified_client_id(assertion))
         if record is None:
-            raise tokens.TokenError("invalid_client", "Unknown client")
+            raise TokenError("invalid_client", "Unknown client")
         if record.kind == "patient_app":
-            raise tokens.TokenError("unauthorized_client", "A patient app uses the authorization code grant")
-        claims = tokens.verify_client_assertion(assertion, record, settings.token_endpoint, int(time.time()),
-                                                _jti_seen(services, record.client_id))
+            raise TokenError("unauthorized_client", "A patient app uses the authorization code grant")
+        claims = verify_client_assertion(assertion, record, settings.token_endpoint, int(time.time()),
+                                         _jti_seen(services, record.client_id))
         if claims.professional_id:
             _professional(services, claims.professional_id, claims.mode, token_time=True)
-        scopes = tokens.negotiate_scopes(form.get("scope") or " ".join(sorted(record.scopes)), record.scopes)
+        scopes = negotiate_scopes(form.get("scope") or " ".join(sorted(record.scopes)), record.scopes)
         if not scopes:
-            raise tokens.TokenError("invalid_scope", "None of the requested scopes is allowed for this client")
-        token, expires_in = tokens.issue_access_token(server_key, claims, scopes, int(time.time()),
-                                                      settings.token_lifetime, issuer=settings.base_url)
-    except tokens.TokenError as err:
+            raise TokenError("invalid_scope", "None of the requested scopes is allowed for this client")
+        token, expires_in = issue_access_token(server_key, claims, scopes, int(time.time()),
+                                               settings.token_lifetime, issuer=settings.base_url)
+    except TokenError as err:
         return _oauth_error(err)
     return JSONResponse({"access_token": token, "token_type": "Bearer", "expires_in": expires_in,
                          "scope": " ".join(sorted(scopes))},
@@ -92,11 +102,11 @@ def _professional(services: Services, national_id: str, mode: str, token_time: b
         conn.rollback()
     if row is None or not row.enabled:
         if token_time:
-            raise tokens.TokenError("invalid_grant", "This professional is unknown or disabled")
+            raise TokenError("invalid_grant", "This professional is unknown or disabled")
         raise FhirError(401, "login", "This professional is unknown or disabled",
                         headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
     if mode == "regulation" and not row.is_regulator and token_time:
-        raise tokens.TokenError("invalid_grant", "Regulation mode is reserved to SAMU centre-15 regulators")
+        raise TokenError("invalid_grant", "Regulation mode is reserved to SAMU centre-15 regulators")
     return row
 
 
@@ -106,7 +116,7 @@ def smart_configuration(services: Services) -> dict[str, Any]:
         "issuer": base,
         "token_endpoint": services.settings.token_endpoint,
         "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
-        "token_endpoint_auth_signing_alg_values_supported": sorted(tokens.ASSERTION_ALGORITHMS),
+        "token_endpoint_auth_signing_alg_values_supported": sorted(ASSERTION_ALGORITHMS),
         "grant_types_supported": [GRANT, *smart.GRANT_TYPES],
         "authorization_endpoint": f"{base}/oauth/authorize",
         "code_challenge_methods_supported": ["S256"],
@@ -123,12 +133,12 @@ def smart_configuration(services: Services) -> dict[str, Any]:
     }
 
 
-_VERIFIED: dict[str, tuple[int, tokens.AssertionClaims, frozenset[str]]] = {}
+_VERIFIED: dict[str, tuple[int, AssertionClaims, frozenset[str]]] = {}
 _VERIFIED_MAX = 10_000
 
 
-def verify_bearer(services: Services, server_key: tokens.ServerKey, request: Request
-                  ) -> tuple[tokens.AssertionClaims, frozenset[str]]:
+def verify_bearer(services: Services, server_key: ServerKey, request: Request
+                  ) -> tuple[AssertionClaims, frozenset[str]]:
     """Check the bearer token's signature, issuer and expiry (CPU only, no database).
 
     A token verified once is remembered until it expires (a token never changes, and its expiry is re-checked),
@@ -144,9 +154,9 @@ def verify_bearer(services: Services, server_key: tokens.ServerKey, request: Req
     if known is not None and known[0] > now:
         return known[1], known[2]
     try:
-        claims = tokens.verify_access_token(server_key, token, now, services.settings.base_url)
-        who = tokens.access_token_actor(claims)
-    except tokens.TokenError:
+        claims = verify_access_token(server_key, token, now, services.settings.base_url)
+        who = access_token_actor(claims)
+    except TokenError:
         raise FhirError(401, "login", "The access token is invalid or expired",
                         headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
     scopes = frozenset(str(claims.get("scope", "")).split())
@@ -164,9 +174,11 @@ _CALLER = (select(client.c.kind, client.c.enabled, _p.c.national_id, _p.c.given,
            .where(client.c.client_id == bindparam("cid")))
 
 
-def resolve_actor(conn: Connection, who: tokens.AssertionClaims) -> Actor:
+def resolve_actor(conn: Connection, who: AssertionClaims, acting_link: smart.ActingLinkReader) -> Actor:
     """Build the Actor inside the request's own transaction: one query reads the client and the professional, so a
-    disabled client or professional stops working at once (both are checked on every request)."""
+    disabled client or professional stops working at once (both are checked on every request). A patient app's
+    grant is checked too: ``acting_link`` (:data:`carnet.auth.smart.ActingLinkReader`) says whether its account still
+    acts on the dossier."""
     row = conn.execute(_CALLER, {"cid": who.client_id, "nid": who.professional_id or ""}).first()
     if row is None or not row.enabled:
         raise FhirError(401, "login", "This client is disabled",
@@ -179,7 +191,7 @@ def resolve_actor(conn: Connection, who: tokens.AssertionClaims) -> Actor:
         return Actor(kind=ActorKind.PROFESSIONAL, id=row.national_id, display=f"{row.given} {row.family}",
                      profession=row.profession, organisation_id=who.organisation_id or row.organisation_id,
                      is_regulator=row.is_regulator, mode=mode, reason=who.reason, client_id=who.client_id)
-    if row.kind == "patient_app" and not smart.grant_alive(conn, who.grant_id, who.client_id):
+    if row.kind == "patient_app" and not smart.grant_alive(conn, who.grant_id, who.client_id, acting_link):
         raise FhirError(401, "login", "This app's access has been revoked",
                         headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
     if row.kind in ("patient_portal", "patient_app"):

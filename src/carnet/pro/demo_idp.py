@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from carnet.auth.tokens import ServerKey
+from carnet.auth.keys import ServerKey
 from carnet.config import Settings
 from carnet.context import Services
 from carnet.db.tables import practitioner

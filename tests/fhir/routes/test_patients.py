@@ -89,7 +89,7 @@ def test_a_disabled_professional_stops_working_at_once(world: World) -> None:
 
 
 def test_a_replayed_client_assertion_is_refused(world: World) -> None:
-    from carnet.auth.tokens import make_client_assertion
+    from carnet.auth.assertions import make_client_assertion
 
     a = make_client_assertion(world.key, world.client_ids["professional"], "http://testserver/oauth/token",
                               int(time.time()), professional_id=world.pros["gp"])

@@ -13,7 +13,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from carnet.auth.tokens import AssertionClaims
+from carnet.accounts.service import acting_link
+from carnet.auth.claims import AssertionClaims
 from carnet.auth.web import resolve_actor
 from carnet.context import Context, Services, run
 from carnet.documents.validate import validate
@@ -48,7 +49,7 @@ class Call:
 
     def run(self, work: Callable[[Context], Any]) -> Awaitable[Any]:
         claims = self.claims
-        return run_in_threadpool(run, self.services, lambda conn: resolve_actor(conn, claims), work)
+        return run_in_threadpool(run, self.services, lambda conn: resolve_actor(conn, claims, acting_link), work)
 
     def params(self) -> list[tuple[str, str]]:
         return list(self.request.query_params.multi_items())

@@ -18,6 +18,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from sqlalchemy import Connection
 from starlette.responses import Response
 
+from carnet.accounts import service as accounts
 from carnet.auth import smart
 from carnet.portal import session as sessions
 from carnet.portal.i18n import N_
@@ -163,7 +164,7 @@ async def authorize(p: Page) -> Response:
 async def apps(p: Page) -> Response:
     assert p.session is not None
     current, now = p.session, p.services.clock()
-    rows = await p.db(lambda conn: smart.connected_apps(conn, current.account_id, now))
+    rows = await p.db(lambda conn: smart.connected_apps(conn, current.account_id, now, accounts.dossier_names))
     flash = p._("The app no longer has access.") if p.request.query_params.get("flash") == "revoked" else ""
     return p.render("portal/apps.html", title=p._("Connected apps"), apps=rows, flash=flash,
                     described={a.grant_id: _describe(p, frozenset(a.scopes)) for a in rows},
