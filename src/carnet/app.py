@@ -23,6 +23,7 @@ from starlette.routing import Route as StarletteRoute
 from carnet import __version__
 from carnet.auth import tokens
 from carnet.auth import web as auth_web
+from carnet.compose import build_services
 from carnet.config import Settings
 from carnet.context import Services
 from carnet.errors import FhirError
@@ -57,7 +58,7 @@ def _token_key(settings: Settings) -> tokens.ServerKey:
 def create_app(services: Services | None = None, settings: Settings | None = None) -> FastAPI:
     configure_logs()
     settings = settings or (services.settings if services else Settings())
-    services = services or Services.build(settings)
+    services = services or build_services(settings)
     server_key = _token_key(settings)
     app = FastAPI(title="Carnet", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = services

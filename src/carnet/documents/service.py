@@ -27,6 +27,7 @@ from carnet.db.tables import document, document_identifier, document_token, reso
 from carnet.documents import cda, codes
 from carnet.documents.metadata import DocMeta, read_metadata
 from carnet.errors import FhirError, Issue, conflict, forbidden, not_found, unprocessable
+from carnet.events import DocumentReplaced
 from carnet.fhir.patch import PatchPlan
 from carnet.ids import new_id
 
@@ -177,7 +178,8 @@ def _supersede(ctx: Context, dossier_key: uuid.UUID, decision: Decision, ref: st
                replacement: uuid.UUID | None = None) -> None:
     """``relatesTo.replaces``: the replaced document becomes ``superseded``. Only its author (or someone with the
     médecin traitant's rights) may replace it, and only within the same dossier. Open rectification requests on the
-    replaced document are completed with ``replacement`` as their output (issue 4 §3)."""
+    replaced document are completed with ``replacement`` as their output (issue 4 §3): the task service hears of it
+    through :class:`~carnet.events.DocumentReplaced`."""
     target = _locate(ctx, ref.rsplit("/", 1)[-1], dossier_key)
     if target is None:
         raise unprocessable("The replaced document does not exist in this dossier",
@@ -188,9 +190,7 @@ def _supersede(ctx: Context, dossier_key: uuid.UUID, decision: Decision, ref: st
         raise forbidden("Only the author of a document may replace it")
     _set_status(ctx, target, "superseded")
     if replacement is not None:
-        from carnet.tasks.service import complete_rectifications
-
-        complete_rectifications(ctx, dossier_key, target.document_id, replacement)
+        ctx.publish(DocumentReplaced(dossier_key, target.document_id, replacement))
 
 
 def _locate(ctx: Context, doc_id: str, dossier_key: uuid.UUID) -> Any:
