@@ -26,9 +26,9 @@ from carnet.context import Context
 from carnet.db.tables import document, document_identifier, document_token, resource_locator, submission_set
 from carnet.documents import cda, codes
 from carnet.documents.metadata import DocMeta, read_metadata
+from carnet.documents.patch_plan import PatchPlan
 from carnet.errors import FhirError, Issue, conflict, forbidden, not_found, unprocessable
 from carnet.events import DocumentReplaced
-from carnet.fhir.patch import PatchPlan
 from carnet.ids import new_id
 
 
