@@ -70,8 +70,6 @@ KNOWN_COMPONENT_CYCLE_EDGES: set[tuple[str, str]] = {
 }
 KNOWN_LONG_MODULES: set[str] = {
     'auth/tokens.py',
-    'documents/service.py',
-    'dossier/service.py',
     'fhir/routes.py',
 }
 

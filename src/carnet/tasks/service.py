@@ -40,6 +40,7 @@ from carnet.access.policy import AUTHORIZED_RELATIONS, Decision
 from carnet.audit.log import utc
 from carnet.context import Context
 from carnet.db.tables import practitioner, resource_locator, task
+from carnet.documents import service as documents
 from carnet.dossier import service as dossiers
 from carnet.errors import FhirError, conflict, forbidden, not_found, unprocessable
 from carnet.events import DocumentReplaced
@@ -415,8 +416,6 @@ def set_access_request_policy(ctx: Context, dossier_key: uuid.UUID, policy: str)
 def request_rectification(ctx: Context, document_id: str, text: str | None) -> TaskView:
     """The patient (or a legal representative) asks the author of a document they see to correct it (GDPR art. 16).
     The document must be current and written by a professional; the author becomes the Task's owner."""
-    from carnet.documents import service as documents
-
     event = EVENTS["rectification.request"]
     doc, decision = documents.visible_document(ctx, document_id, event, "C")
     key = doc.dossier_key
