@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from carnet.audit.log import verify_chain  # noqa: E402
 from carnet.claims.ingest import HEADER, ingest  # noqa: E402
+from carnet.compose import build_services  # noqa: E402
 from carnet.config import Settings  # noqa: E402
 from carnet.context import Services  # noqa: E402
 from carnet.db.engine import make_engine  # noqa: E402
@@ -116,7 +117,7 @@ def main() -> None:
     upgrade(url)
     var = Path(tempfile.mkdtemp(prefix="carnet-bench-claims-"))
     os.environ.pop("CARNET_MASTER_KEY", None)
-    services = Services.build(Settings(var_dir=var, database_url=url), make_engine(url))
+    services = build_services(Settings(var_dir=var, database_url=url), make_engine(url))
     t = time.perf_counter()
     nirs = create_dossiers(services, a.dossiers)
     print(f"{a.dossiers} dossiers created in {time.perf_counter() - t:.1f} s")

@@ -132,12 +132,12 @@ def fresh_database() -> str:
 
 
 def make_services(db_url: str, var_dir: Path, base_url: str, pool_size: int = 2):  # type: ignore[no-untyped-def]
+    from carnet.compose import build_services
     from carnet.config import Settings
-    from carnet.context import Services
     from carnet.db.engine import make_engine
 
     settings = Settings(var_dir=var_dir, database_url=db_url, base_url=base_url)
-    return Services.build(settings, make_engine(db_url, pool_size=pool_size))
+    return build_services(settings, make_engine(db_url, pool_size=pool_size))
 
 
 def pro_actor():  # type: ignore[no-untyped-def]

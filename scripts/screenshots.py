@@ -27,8 +27,8 @@ import uvicorn
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from carnet.app import create_app
+from carnet.compose import build_services
 from carnet.config import Settings
-from carnet.context import Services
 from carnet.db.migrate import upgrade
 from carnet.demo import DEMO_PASSWORD, patient_ins, pro_id, seed
 
@@ -167,7 +167,7 @@ def main() -> None:
         os.environ.pop("CARNET_DATABASE_URL", None)
         settings = Settings(var_dir=Path(tmp), base_url=base, reviewers=frozenset({pro_id(1)}))
         upgrade(settings.effective_database_url)
-        services = Services.build(settings)
+        services = build_services(settings)
         seed(services)
         server = uvicorn.Server(uvicorn.Config(create_app(services), host="127.0.0.1", port=port,
                                                log_level="warning", lifespan="off"))

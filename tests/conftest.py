@@ -26,6 +26,7 @@ from carnet import admin
 from carnet.access.actors import Actor, ActorKind
 from carnet.app import create_app
 from carnet.auth.assertions import make_client_assertion
+from carnet.compose import build_services
 from carnet.config import Settings
 from carnet.context import Services, run
 from carnet.db.engine import make_engine
@@ -99,7 +100,7 @@ def services(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     var = tmp_path_factory.mktemp("var")
     os.environ.pop("CARNET_MASTER_KEY", None)
     settings = Settings(var_dir=var, database_url=database_url, base_url=BASE, max_document_bytes=64 * 1024)
-    svc = Services.build(settings, make_engine(database_url, pool_size=5))
+    svc = build_services(settings, make_engine(database_url, pool_size=5))
     yield svc
     svc.engine.dispose()
 

@@ -20,12 +20,6 @@ MAX_LINES = 600
 
 # Issue 14 empties these lists; a new entry is a regression.
 KNOWN_MODULE_CYCLE_EDGES: set[tuple[str, str]] = {
-    ('carnet.context', 'carnet.notify.rules'),
-    ('carnet.documents.service', 'carnet.tasks.service'),
-    ('carnet.dossier.service', 'carnet.documents.service'),
-    ('carnet.notify.outbox', 'carnet.context'),
-    ('carnet.notify.rules', 'carnet.context'),
-    ('carnet.notify.rules', 'carnet.notify.outbox'),
     ('carnet.portal.pages', 'carnet.portal.pages.access'),
     ('carnet.portal.pages', 'carnet.portal.pages.auth'),
     ('carnet.portal.pages', 'carnet.portal.pages.authorize'),
@@ -61,46 +55,17 @@ KNOWN_MODULE_CYCLE_EDGES: set[tuple[str, str]] = {
     ('carnet.pro.pages.signin', 'carnet.pro.web'),
     ('carnet.pro.web', 'carnet.pro.demo_idp'),
     ('carnet.pro.web', 'carnet.pro.pages'),
-    ('carnet.tasks.service', 'carnet.documents.service'),
-    ('carnet.tasks.service', 'carnet.dossier.service'),
 }
 KNOWN_COMPONENT_CYCLE_EDGES: set[tuple[str, str]] = {
-    ('carnet.accounts', 'carnet.audit'),
-    ('carnet.accounts', 'carnet.notify'),
     ('carnet.accounts', 'carnet.portal'),
     ('carnet.audit', 'carnet.context'),
     ('carnet.audit', 'carnet.documents'),
-    ('carnet.audit', 'carnet.dossier'),
-    ('carnet.audit', 'carnet.fhir'),
-    ('carnet.audit', 'carnet.notify'),
-    ('carnet.audit', 'carnet.portal'),
-    ('carnet.audit', 'carnet.tasks'),
-    ('carnet.claims', 'carnet.notify'),
-    ('carnet.clinical', 'carnet.fhir'),
     ('carnet.clinical', 'carnet.portal'),
-    ('carnet.context', 'carnet.notify'),
-    ('carnet.documents', 'carnet.dossier'),
-    ('carnet.documents', 'carnet.fhir'),
-    ('carnet.documents', 'carnet.notify'),
-    ('carnet.documents', 'carnet.portal'),
-    ('carnet.documents', 'carnet.tasks'),
-    ('carnet.dossier', 'carnet.fhir'),
-    ('carnet.dossier', 'carnet.notify'),
     ('carnet.dossier', 'carnet.portal'),
-    ('carnet.dossier', 'carnet.tasks'),
-    ('carnet.export', 'carnet.fhir'),
     ('carnet.export', 'carnet.portal'),
-    ('carnet.fhir', 'carnet.notify'),
-    ('carnet.fhir', 'carnet.portal'),
-    ('carnet.fhir', 'carnet.tasks'),
-    ('carnet.notify', 'carnet.portal'),
-    ('carnet.notify', 'carnet.tasks'),
     ('carnet.portal', 'carnet.tasks'),
 }
-KNOWN_LONG_MODULES: set[str] = {
-    'documents/service.py',
-    'dossier/service.py',
-}
+KNOWN_LONG_MODULES: set[str] = set()
 
 
 @cache
@@ -193,10 +158,8 @@ def test_the_contracts_list_no_exception(section: str) -> None:
 
 KNOWN_CONTRACT_EXCEPTIONS: dict[str, list[str]] = {
     'importlinter:contract:layers': [
-        'carnet.documents.service -> carnet.fhir.patch',
         'carnet.audit.fhir -> carnet.documents.service',
         'carnet.audit.fhir -> carnet.context',
-        'carnet.context -> carnet.notify.rules',
         'carnet.accounts.service -> carnet.portal.session',
     ],
     'importlinter:contract:faces-no-tables': [

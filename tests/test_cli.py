@@ -55,11 +55,12 @@ def test_key_rotation_rewraps_every_document_key_and_documents_still_open(env: P
     kids = {r[0] for r in db.execute("select distinct key_id from document")}
     assert kids == {keys["current"]}
     from carnet.access.actors import Actor, ActorKind
+    from carnet.compose import build_services
     from carnet.config import Settings
-    from carnet.context import Services, run
+    from carnet.context import run
     from carnet.documents import service as documents
 
-    services = Services.build(Settings())
+    services = build_services(Settings())
     doc_id = db.execute("select document_id from document limit 1").fetchone()[0]
     gp = Actor(ActorKind.PROFESSIONAL, id="810900000018", profession="10")
     data, _, _ = run(services, gp, lambda ctx: documents.retrieve(ctx, str(__import__("uuid").UUID(doc_id))))

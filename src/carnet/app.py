@@ -25,6 +25,7 @@ from carnet.accounts import service as accounts
 from carnet.auth import web as auth_web
 from carnet.auth.keys import ServerKey
 from carnet.auth.scopes import scope_allows
+from carnet.compose import build_services
 from carnet.config import Settings
 from carnet.context import Services
 from carnet.errors import FhirError
@@ -59,7 +60,7 @@ def _token_key(settings: Settings) -> ServerKey:
 def create_app(services: Services | None = None, settings: Settings | None = None) -> FastAPI:
     configure_logs()
     settings = settings or (services.settings if services else Settings())
-    services = services or Services.build(settings)
+    services = services or build_services(settings)
     server_key = _token_key(settings)
     app = FastAPI(title="Carnet", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = services

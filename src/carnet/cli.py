@@ -48,9 +48,9 @@ def _trace(conn: Any, action: str, event: str, entity_type: str, entity_id: str)
 
 
 def _services():
-    from carnet.context import Services
+    from carnet.compose import build_services
 
-    return Services.build(Settings())
+    return build_services(Settings())
 
 
 @db_app.command("upgrade")

@@ -5,6 +5,9 @@ dossier data only through services that take this context: the context loads a d
 :class:`~carnet.access.policy.Decision` for the caller, and writes the audit record in the same transaction. A refusal
 rolls the transaction back (nothing changes) and is then audited in a transaction of its own, so refused attempts are
 traced too. Blobs written before a failure are removed: a refused document leaves nothing behind.
+
+Services tell each other what happened through the context (:meth:`Context.publish`, :mod:`carnet.events`): every
+successful audit record is published, and the subscribers (notifications, say) write in the same transaction.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from carnet.blobs import BlobStore, KeyRing, blobstore_from_url
 from carnet.config import Settings
 from carnet.db.tables import access_grant, dossier, representative
 from carnet.errors import FhirError
-from carnet.notify import rules as notify_rules
+from carnet.events import Audited, Subscribers
 
 T = TypeVar("T")
 logger = structlog.get_logger("carnet")
@@ -34,7 +37,9 @@ logger = structlog.get_logger("carnet")
 
 @dataclass
 class Services:
-    """What a process holds for its whole life: settings, the engine, keys, the blob store, the matrix."""
+    """What a process holds for its whole life: settings, the engine, keys, the blob store, the matrix; and what
+    :mod:`carnet.compose` wires into it: the subscribers to the services' events (:mod:`carnet.events`) and the
+    periodic jobs the notification worker runs."""
 
     settings: Settings
     engine: Engine
@@ -42,9 +47,13 @@ class Services:
     blobs: BlobStore
     matrix: Matrix
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
+    events: Subscribers[Context] = field(default_factory=Subscribers)
+    periodic_jobs: list[Callable[[Services], object]] = field(default_factory=list)
 
     @classmethod
     def build(cls, settings: Settings, engine: Engine | None = None) -> Services:
+        """The process's resources, with nothing wired: no subscriber, no periodic job. Processes build theirs with
+        :func:`carnet.compose.build_services`, which calls this and then wires the services together."""
         from carnet.db.engine import make_engine
 
         settings.ensure_var()
@@ -106,7 +115,12 @@ class Context:
               entity_id: str | None = None, detail: dict[str, Any] | None = None) -> None:
         audit_log.record(self.conn, dossier_key=dossier_key, actor=self.actor, action=action, event=event,
                          now=self.now, entity_type=entity_type, entity_id=entity_id, detail=detail)
-        notify_rules.on_audit(self, dossier_key, event, audit_log.OUTCOME_SUCCESS, entity_type, entity_id, detail)
+        self.publish(Audited(dossier_key, event, entity_type, entity_id, detail))
+
+    def publish(self, event: object) -> None:
+        """Tell the event's subscribers (:mod:`carnet.events`), now and in this transaction: what they write
+        commits or rolls back with the change that caused it."""
+        self.services.events.publish(self, event)
 
     def refuse(self, dossier_key: uuid.UUID, action: str, event: str, error: FhirError, *,
                entity_type: str | None = None, entity_id: str | None = None,

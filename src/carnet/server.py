@@ -37,11 +37,11 @@ def _serve_one(host: str, port: int) -> None:
 
 def serve(host: str, port: int, workers: int, *, with_worker: bool = False) -> None:
     if with_worker:  # the notification worker, as a thread of this (parent) process: for the embedded default
+        from carnet.compose import build_services
         from carnet.config import Settings
-        from carnet.context import Services
         from carnet.notify.worker import start_in_thread
 
-        start_in_thread(Services.build(Settings()))
+        start_in_thread(build_services(Settings()))
     if workers <= 1:
         uvicorn.run(APP, host=host, port=port, **LOG)  # type: ignore[arg-type]
         return

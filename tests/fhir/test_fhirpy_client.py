@@ -22,6 +22,7 @@ from fhirpy import SyncFHIRClient
 
 import tests.conftest as conftest
 from carnet.app import create_app
+from carnet.compose import build_services
 from carnet.config import Settings
 from carnet.context import Services
 from carnet.db.engine import make_engine
@@ -49,7 +50,7 @@ def live(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     var: Path = tmp_path_factory.mktemp("fhirpy-var")
-    services = Services.build(Settings(var_dir=var, database_url=database_url, base_url=base),
+    services = build_services(Settings(var_dir=var, database_url=database_url, base_url=base),
                               make_engine(database_url))
     app = create_app(services)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))

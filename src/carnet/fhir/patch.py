@@ -1,68 +1,18 @@
 """PATCH of a DocumentReference as PDSm allows it (TD3.2 withdraw, TD3.3 mask/unmask): ``status`` and
 ``securityLabel`` only, sent as a JSON Patch (RFC 6902, ``application/json-patch+json``) or a FHIRPath Patch
-(``Parameters``). Parsing is separate from applying: the plan is applied to the document's current labels inside the
-transaction, so an index in ``/securityLabel/0`` means the document's own first label, and ``test`` operations are
-checked against what is stored."""
+(``Parameters``). Parsing is separate from applying: parsing makes a :class:`~carnet.documents.patch_plan.PatchPlan`,
+which the documents service applies to the document's current labels inside the transaction, so an index in
+``/securityLabel/0`` means the document's own first label, and ``test`` operations are checked against what is
+stored."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
-from carnet.errors import conflict, invalid, unprocessable
+from carnet.documents.patch_plan import LABELS, PatchPlan
+from carnet.errors import invalid, unprocessable
 
-LABELS = "/securityLabel"
-
-
-@dataclass
-class PatchPlan:
-    status: str | None = None
-    label_ops: list[dict[str, Any]] = field(default_factory=list)
-    tests: list[dict[str, Any]] = field(default_factory=list)
-
-    def check_tests(self, resource: dict[str, Any]) -> None:
-        for i, op in enumerate(self.tests):
-            if _pointer(resource, op["path"]) != op.get("value"):
-                raise conflict("A JSON Patch test failed: the document has changed", f"[{i}].value")
-
-    def new_labels(self, current: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
-        if not self.label_ops:
-            return None
-        out = list(current)
-        for i, op in enumerate(self.label_ops):
-            kind, path, value = op["op"], op["path"], op.get("value")
-            if path == LABELS:
-                if kind == "remove":
-                    out = []
-                elif isinstance(value, list) and all(isinstance(v, dict) for v in value):
-                    out = list(value)
-                else:
-                    raise unprocessable("securityLabel must be a list of CodeableConcepts", f"[{i}].value")
-                continue
-            idx = path[len(LABELS) + 1:]
-            if kind != "remove" and not isinstance(value, dict):
-                raise unprocessable("A securityLabel must be a CodeableConcept", f"[{i}].value")
-            if kind == "add" and idx == "-":
-                out.append(value)  # type: ignore[arg-type]
-            elif not idx.isdigit() or int(idx) > len(out) or (kind != "add" and int(idx) == len(out)):
-                raise unprocessable("No securityLabel at this index", f"[{i}].path")
-            elif kind == "remove":
-                out.pop(int(idx))
-            elif kind == "add":
-                out.insert(int(idx), value)  # type: ignore[arg-type]
-            else:
-                out[int(idx)] = value  # type: ignore[assignment]
-        return out
-
-
-def _pointer(resource: dict[str, Any], path: str) -> Any:
-    if path == "/status":
-        return resource.get("status")
-    labels = resource.get("securityLabel") or []
-    if path == LABELS:
-        return labels
-    idx = path[len(LABELS) + 1:]
-    return labels[int(idx)] if idx.isdigit() and int(idx) < len(labels) else None
+__all__ = ["PatchPlan", "parse"]  # PatchPlan lives in the documents package; the face's callers find it here too
 
 
 def _allowed(path: str) -> bool:

@@ -20,18 +20,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import bindparam, insert, select
 
 from carnet.access.actors import Actor, ActorKind
 from carnet.access.policy import DossierFacts, Standing, decide
 from carnet.config import Settings
+from carnet.context import Context
 from carnet.db.tables import account, account_dossier, dossier, outbox, representative
 from carnet.ids import new_id
-
-if TYPE_CHECKING:
-    from carnet.context import Context
 
 # The groups a person chooses channels for (the portal shows one row of checkboxes per group). The labels are the
 # English source strings; the portal translates them.

@@ -1,6 +1,7 @@
 """Which audited events notify the people linked to a dossier (issue 4 §5; DOMAIN.md: break-glass and regulation
-accesses are notified afterwards). :func:`on_audit` is called by :meth:`carnet.context.Context.audit` for every
-successful record, inside the same transaction, so a message exists exactly when its event committed.
+accesses are notified afterwards). :func:`on_audit` subscribes to :class:`carnet.events.Audited`, which
+:meth:`carnet.context.Context.audit` publishes for every successful record, inside the same transaction, so a message
+exists exactly when its event committed (the subscription is wired by :mod:`carnet.compose`).
 
 The hot path stays cheap: an event with no rule, by anyone but a professional, costs nothing; a professional's read
 in normal mode costs one insert-if-absent into ``professional_seen`` (the first access is notified once, ever).
@@ -26,21 +27,19 @@ import datetime as dt
 import uuid
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, false, insert, select, true
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from carnet.access.actors import ActorKind, Mode
+from carnet.context import Context
 from carnet.db.tables import document, dossier, pro_notice, pro_notice_by_recipient, professional_seen
+from carnet.events import Audited
 from carnet.ids import SYSTEM_CHAIN, new_id, parse_id
 from carnet.notify.outbox import enqueue
 
-if TYPE_CHECKING:
-    from carnet.context import Context
-
-SUCCESS = "0"
 PATIENT_SIDE = frozenset({ActorKind.PATIENT, ActorKind.REPRESENTATIVE})
 PUBLISH_EVENTS = frozenset({"ITI-65", "ITI-105"})
 RIGHTS_EVENTS = frozenset({"access.consent", "access.gp_rights", "access.block", "access.withdraw",
@@ -64,19 +63,19 @@ def first_time(conn: Connection, dossier_key: uuid.UUID, subject_id: str, now: d
     return conn.execute(stmt, {"k": dossier_key, "s": subject_id, "t": now.astimezone(dt.UTC)}).first() is not None
 
 
-def on_audit(ctx: Context, dossier_key: uuid.UUID, event: str, outcome: str, entity_type: str | None,
-             entity_id: str | None, detail: dict[str, Any] | None) -> None:
+def on_audit(ctx: Context, audited: Audited) -> None:
     """Turn one successful audit record into notifications (see the module docstring). Refusals are never
-    notified: they are rolled back and recorded elsewhere."""
-    if outcome != SUCCESS or dossier_key == SYSTEM_CHAIN:
+    notified: they are rolled back and recorded elsewhere (and never published)."""
+    dossier_key, event = audited.dossier_key, audited.event
+    if dossier_key == SYSTEM_CHAIN:
         return
     actor = ctx.actor
     if actor.kind is ActorKind.PROFESSIONAL and actor.id and not (
-            event == "ITI-78" and (detail or {}).get("returned") == 0):  # a check that found nothing shows nothing
+            event == "ITI-78" and (audited.detail or {}).get("returned") == 0):  # a check that found nothing
         _professional_access(ctx, dossier_key, actor.id, actor.mode)
     rule = _RULES.get(event)
     if rule is not None:
-        rule(ctx, dossier_key, entity_type, entity_id)
+        rule(ctx, dossier_key, audited.entity_type, audited.entity_id)
 
 
 # Markers already written by this transaction: a bundle of fifty documents costs one insert, not fifty.

@@ -129,15 +129,11 @@ def deliver(services: Services, channels: Channels, msg: Claimed) -> str:
 
 
 def run_jobs(services: Services) -> int:
-    """The periodic jobs: access requests past their expiry are recorded as expired (the professional's software
-    sees it, the patient's history too), then documents awaiting their announcement are announced. Returns how many
-    were announced."""
-    from carnet.claims.service import purge_old
-    from carnet.tasks.service import expire_due
-
-    while run(services, WORKER_ACTOR, expire_due) >= 1000:  # a batch at a time, each in its own transaction
-        pass
-    run(services, WORKER_ACTOR, purge_old)  # claim lines leave the rolling window (issue 3 §5)
+    """The periodic jobs: first the other services' (``services.periodic_jobs``, wired by :mod:`carnet.compose`:
+    access requests past their expiry are recorded as expired, claim lines leave the rolling window), then documents
+    awaiting their announcement are announced. Returns how many were announced."""
+    for job in services.periodic_jobs:
+        job(services)
     return run(services, WORKER_ACTOR, announce_due)
 
 

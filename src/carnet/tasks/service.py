@@ -9,8 +9,9 @@ its dossier):
   grant) or refuses, in one step. A request expires after ``settings.access_request_hours``. When the dossier's
   ``access_requests`` setting is ``refuse``, a request is rejected at once and the patient is never asked.
 - **rectification** (GDPR art. 16): the patient asks the author of a document they see for a correction. The author
-  answers by replacing the document (ITI-65/ITI-105 ``relatesTo.replaces``: :func:`complete_rectifications` is called
-  from the replacement path) or by a reasoned refusal.
+  answers by replacing the document (ITI-65/ITI-105 ``relatesTo.replaces``: the documents service publishes
+  :class:`~carnet.events.DocumentReplaced`, and :func:`on_document_replaced` completes the request) or by a reasoned
+  refusal.
 
 Who sees a Task: the patient and current legal representatives (every Task of their dossier), the requester (their
 own), the owner (the author, for a rectification addressed to them, unless blocked or shut out of the dossier).
@@ -39,8 +40,10 @@ from carnet.access.policy import AUTHORIZED_RELATIONS, Decision
 from carnet.audit.log import utc
 from carnet.context import Context
 from carnet.db.tables import practitioner, resource_locator, task
+from carnet.documents import service as documents
 from carnet.dossier import service as dossiers
 from carnet.errors import FhirError, conflict, forbidden, not_found, unprocessable
+from carnet.events import DocumentReplaced
 from carnet.ids import new_id, parse_id
 
 ACCESS = "access"
@@ -413,8 +416,6 @@ def set_access_request_policy(ctx: Context, dossier_key: uuid.UUID, policy: str)
 def request_rectification(ctx: Context, document_id: str, text: str | None) -> TaskView:
     """The patient (or a legal representative) asks the author of a document they see to correct it (GDPR art. 16).
     The document must be current and written by a professional; the author becomes the Task's owner."""
-    from carnet.documents import service as documents
-
     event = EVENTS["rectification.request"]
     doc, decision = documents.visible_document(ctx, document_id, event, "C")
     key = doc.dossier_key
@@ -471,6 +472,12 @@ def complete_rectifications(ctx: Context, dossier_key: uuid.UUID, replaced: uuid
         ctx.audit(dossier_key, "U", EVENTS["rectification.answer"], entity_type="Task", entity_id=str(row.task_id),
                   detail={"outcome": "replaced", "document": str(replacement)})
     return len(rows)
+
+
+def on_document_replaced(ctx: Context, replaced: DocumentReplaced) -> None:
+    """Subscriber to :class:`~carnet.events.DocumentReplaced` (wired by :mod:`carnet.compose`), in the replacement's
+    transaction: :func:`complete_rectifications`."""
+    complete_rectifications(ctx, replaced.dossier_key, replaced.replaced, replaced.replacement)
 
 
 # --- the API's answers: one entry point per operation --------------------------------------------------------------

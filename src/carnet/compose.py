@@ -1,0 +1,46 @@
+"""The composition root: how a process's services are wired together, in one place.
+
+Every process that serves or changes dossiers (the ASGI app, ``carnet serve --with-worker``, ``carnet worker`` and
+the other CLI commands, the tests, the benchmarks) builds its :class:`~carnet.context.Services` with
+:func:`build_services`. The services sit side by side and never import back up: what one must tell another goes
+through an event (:mod:`carnet.events`) published in the request's transaction, subscribed here; the jobs the
+notification worker runs for the other services are listed here too.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from carnet.claims import service as claims
+from carnet.config import Settings
+from carnet.context import Services, run
+from carnet.events import Audited, DocumentReplaced
+from carnet.notify import rules as notify_rules
+from carnet.notify.worker import WORKER_ACTOR
+from carnet.tasks import service as tasks
+
+
+def build_services(settings: Settings, engine: Engine | None = None) -> Services:
+    """The process's services (:meth:`Services.build`), wired by :func:`wire`."""
+    services = Services.build(settings, engine)
+    wire(services)
+    return services
+
+
+def wire(services: Services) -> None:
+    """Subscribe the services to each other's events and give the worker its periodic jobs (run in this order)."""
+    services.events.subscribe(Audited, notify_rules.on_audit)  # notifications, in the audited change's transaction
+    services.events.subscribe(DocumentReplaced, tasks.on_document_replaced)  # a replacement answers rectifications
+    services.periodic_jobs.extend([_expire_access_requests, _purge_claim_lines])
+
+
+def _expire_access_requests(services: Services) -> None:
+    """Access requests past their expiry are recorded as expired (the professional's software sees it, the patient's
+    history too): a batch at a time, each in its own transaction."""
+    while run(services, WORKER_ACTOR, tasks.expire_due) >= 1000:  # a full batch (its default): there may be more
+        pass
+
+
+def _purge_claim_lines(services: Services) -> None:
+    """Claim lines leave the rolling window (issue 3 §5)."""
+    run(services, WORKER_ACTOR, claims.purge_old)

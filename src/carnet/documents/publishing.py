@@ -1,0 +1,151 @@
+"""Publishing a document (ITI-65, ITI-105): the metadata checked, the content sealed (AES-256-GCM, a fresh data key
+per document) and written durably to the blob store *before* the metadata is inserted; if the transaction then
+fails, :func:`carnet.context.run` removes the blob. A document that replaces others (``relatesTo.replaces``)
+supersedes them (:func:`carnet.documents.lifecycle.supersede`)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert, select
+
+from carnet.access.policy import Decision
+from carnet.blobs import seal
+from carnet.context import Context
+from carnet.db.tables import document, document_identifier, document_token, resource_locator
+from carnet.documents import cda
+from carnet.documents.lifecycle import supersede
+from carnet.documents.metadata import DocMeta, read_metadata
+from carnet.documents.stored import aad, fhir_instant
+from carnet.errors import FhirError, Issue, conflict, forbidden, unprocessable
+from carnet.ids import new_id
+
+
+@dataclass
+class Content:
+    data: bytes
+    content_type: str
+
+
+@dataclass
+class Published:
+    document_id: uuid.UUID
+    version: int
+    last_updated: dt.datetime
+    warnings: list[Issue]
+    resource: str  # the DocumentReference as stored and served
+
+
+def require_write(ctx: Context, dossier_key: uuid.UUID, decision: Decision, class_code: str, event: str) -> None:
+    if not decision.may_add(class_code):
+        msg = decision.refusal if not decision.read and decision.add_classes == "none" else \
+            "This caller may not add a document of this class to this dossier."
+        raise ctx.refuse(dossier_key, "C", event, forbidden(msg), detail={"class": class_code})
+
+
+def publish(ctx: Context, dossier_key: uuid.UUID, resource: dict[str, Any], content: Content,
+            event: str, submission_set_id: uuid.UUID | None = None, decision: Decision | None = None,
+            meta: DocMeta | None = None) -> Published:
+    """Store one document (metadata + sealed content). ``resource`` is the validated DocumentReference JSON."""
+    if decision is None:
+        _, decision = ctx.dossier(dossier_key)
+    meta = meta or read_metadata(resource)
+    require_write(ctx, dossier_key, decision, meta.class_code, event)
+    if meta.status != "current":
+        raise unprocessable("A new document must have status current", "DocumentReference.status")
+    if len(content.data) > ctx.settings.max_document_bytes:
+        raise FhirError(413, "too-costly", "The document is larger than this server accepts",
+                        "DocumentReference.content[0].attachment")
+    if content.content_type.split(";")[0].strip().lower() != meta.content_type:
+        raise unprocessable("The content's type differs from attachment.contentType",
+                            "DocumentReference.content[0].attachment.contentType")
+    if meta.content_type in cda.CONTENT_TYPES:  # issue 3 §4: the CDA header must not contradict the metadata
+        from carnet.db.tables import dossier
+
+        ins = ctx.conn.execute(select(dossier.c.ins).where(dossier.c.dossier_key == dossier_key)).scalar_one()
+        cda.check_header(content.data, resource, ins)
+    taken = ctx.conn.execute(select(document_identifier.c.document_id).where(
+        document_identifier.c.master_identifier == meta.master_identifier)).first()
+    if taken is not None:
+        raise conflict("A document with this masterIdentifier already exists", "DocumentReference.masterIdentifier")
+
+    document_id = new_id()
+    now = ctx.now
+    warnings = _check_size_and_hash(resource, content.data)
+    sha256 = hashlib.sha256(content.data).hexdigest()
+    sealed = seal(ctx.services.keyring, content.data, aad(dossier_key, document_id))
+    blob_key = hashlib.sha256(sealed.ciphertext).hexdigest()
+    ctx.services.blobs.put(blob_key, sealed.ciphertext)  # durable before the metadata commits
+    ctx.new_blobs.append(blob_key)
+
+    for ref in meta.replaces:
+        supersede(ctx, dossier_key, decision, ref, document_id)
+
+    author = ctx.actor.id if ctx.actor.kind.value == "professional" else ctx.actor.audit_id
+    served = json.dumps(_served_resource(ctx, resource, document_id, dossier_key, content, sha256, now, 1),
+                        ensure_ascii=False, separators=(",", ":"))
+    invisible_until = now + dt.timedelta(days=ctx.settings.invisible_patient_days) if meta.invisible_patient \
+        else None
+    ctx.conn.execute(insert(document).values(
+        dossier_key=dossier_key, document_id=document_id, master_identifier=meta.master_identifier,
+        status=meta.status, class_code=meta.class_code, type_system=meta.type_system, type_code=meta.type_code,
+        author_id=author, author_given=meta.author_given, author_family=meta.author_family, masked=meta.masked,
+        invisible_patient=meta.invisible_patient, invisible_patient_until=invisible_until,
+        invisible_representatives=meta.invisible_representatives, deleted=False, creation=meta.creation,
+        date=meta.date or now, period_start=meta.period_start, period_end=meta.period_end,
+        content_type=meta.content_type, format_code=meta.format_code, language=meta.language,
+        size=len(content.data), sha256=sha256, title=meta.title, blob_key=blob_key,
+        wrapped_key=sealed.wrapped_key, key_id=sealed.key_id, submission_set_id=submission_set_id, version=1,
+        last_updated=now, resource=served))
+    ctx.conn.execute(insert(document_identifier).values(master_identifier=meta.master_identifier,
+                                                         dossier_key=dossier_key, document_id=document_id))
+    ctx.conn.execute(insert(resource_locator).values(resource_id=document_id, dossier_key=dossier_key))
+    if meta.tokens:
+        ctx.conn.execute(insert(document_token), [
+            {"dossier_key": dossier_key, "document_id": document_id, "param": p, "system": s, "code": c}
+            for p, s, c in sorted(meta.tokens)])
+    ctx.audit(dossier_key, "C", event, entity_type="DocumentReference", entity_id=str(document_id),
+              detail={"class": meta.class_code, "type": meta.type_code, "size": len(content.data)})
+    return Published(document_id, 1, now, warnings, served)
+
+
+def _check_size_and_hash(resource: dict[str, Any], data: bytes) -> list[Issue]:
+    """MHD lets the source state size and (SHA-1, R4) hash. Carnet computes both itself and serves its own values;
+    a stated value that differs is reported as a warning rather than refused, as published examples carry
+    placeholder hashes."""
+    att = resource["content"][0]["attachment"]
+    warnings: list[Issue] = []
+    expr = "DocumentReference.content[0].attachment"
+    if att.get("size") is not None and int(att["size"]) != len(data):
+        warnings.append(Issue("value", "attachment.size differs from the content; the actual size is kept",
+                              [expr + ".size"], "warning"))
+    sha1 = base64.b64encode(hashlib.sha1(data, usedforsecurity=False).digest()).decode()
+    if att.get("hash") and att["hash"] != sha1:
+        warnings.append(Issue("value", "attachment.hash differs from the content; the actual hash is kept",
+                              [expr + ".hash"], "warning"))
+    return warnings
+
+
+def _served_resource(ctx: Context, resource: dict[str, Any], document_id: uuid.UUID, dossier_key: uuid.UUID,
+                     content: Content, sha256: str, now: dt.datetime, version: int) -> dict[str, Any]:
+    # resourceType and id first: searchsets read the id from the head of the stored text
+    res = {"resourceType": "DocumentReference", "id": str(document_id),
+           **{k: v for k, v in resource.items() if k not in ("resourceType", "id")}}
+    res["meta"] = {**(res.get("meta") or {}), "versionId": str(version), "lastUpdated": fhir_instant(now)}
+    res["subject"] = {"reference": f"Patient/{dossier_key}"}
+    content0 = dict(res["content"][0])
+    att = {k: v for k, v in content0["attachment"].items() if k != "data"}
+    att.update({"contentType": content.content_type, "size": len(content.data),
+                "hash": base64.b64encode(hashlib.sha1(content.data, usedforsecurity=False).digest()).decode(),
+                "url": f"{ctx.settings.base_url}/fhir/Binary/{document_id}"})
+    content0["attachment"] = att
+    res["content"] = [content0] + list(res["content"][1:])
+    if not res.get("date"):
+        res["date"] = fhir_instant(now)
+    return res

@@ -1,0 +1,80 @@
+"""A stored document: the one way to a document the caller may see (:func:`visible_document`: 404 when they may
+not, exactly like one that does not exist; a refused read is audited), its sealed content opened with its SHA-256
+checked (:func:`open_content`), and the small pieces every documents module shares."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from typing import Any
+
+from sqlalchemy import bindparam, select
+
+from carnet.access.policy import Decision, DocFacts
+from carnet.blobs import IntegrityError, Sealed, open_sealed
+from carnet.context import Context
+from carnet.db.tables import document, resource_locator
+from carnet.errors import FhirError, not_found
+
+
+def aad(dossier_key: uuid.UUID, document_id: uuid.UUID) -> bytes:
+    return dossier_key.bytes + document_id.bytes
+
+
+def fhir_instant(ts: dt.datetime) -> str:
+    ts = ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts.astimezone(dt.UTC)
+    return ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def doc_facts(row: Any) -> DocFacts:
+    until = row.invisible_patient_until
+    if until is not None and until.tzinfo is None:
+        until = until.replace(tzinfo=dt.UTC)
+    return DocFacts(class_code=row.class_code, type_code=row.type_code, author_id=row.author_id, masked=row.masked,
+                    invisible_patient=row.invisible_patient, invisible_patient_until=until,
+                    invisible_representatives=row.invisible_representatives, deleted=row.deleted)
+
+
+_LOCATE = select(resource_locator.c.dossier_key).where(resource_locator.c.resource_id == bindparam("rid"))
+_DOCUMENT = select(document).where(document.c.dossier_key == bindparam("k"), document.c.document_id == bindparam("d"))
+
+
+def dossier_of(ctx: Context, resource_id: str) -> uuid.UUID:
+    """The dossier a DocumentReference, Binary or List id belongs to (a lookup keyed by the id), or 404."""
+    try:
+        rid = uuid.UUID(resource_id)
+    except ValueError:
+        raise not_found() from None
+    key = ctx.conn.execute(_LOCATE, {"rid": rid}).scalar()
+    if key is None:
+        raise not_found()
+    return key
+
+
+def visible_document(ctx: Context, resource_id: str, event: str, action: str = "R",
+                     lock: bool = False) -> tuple[Any, Decision]:
+    """A document the caller may see, or 404 (forbidden looks like not found); a refused read is audited.
+    ``lock`` takes the row for update (a change follows)."""
+    dossier_key = dossier_of(ctx, resource_id)
+    _, decision = ctx.dossier(dossier_key)
+    query = _DOCUMENT.with_for_update() if lock else _DOCUMENT
+    row = ctx.conn.execute(query, {"k": dossier_key, "d": uuid.UUID(resource_id)}).first()
+    if row is None or not decision.read or not decision.visibility.allows(doc_facts(row), ctx.now):
+        raise ctx.refuse(dossier_key, action, event, not_found(), entity_type="DocumentReference",
+                         entity_id=resource_id)
+    return row, decision
+
+
+def open_content(ctx: Context, row: Any) -> bytes:
+    """The original bytes of the ``document`` row ``row``, decrypted, with the SHA-256 checked: a mismatch is a 500,
+    never served. The caller has already decided that the row may be read, and audits the reading."""
+    try:
+        ciphertext = ctx.services.blobs.get(row.blob_key)
+        data = open_sealed(ctx.services.keyring, Sealed(ciphertext, bytes(row.wrapped_key), row.key_id),
+                           aad(row.dossier_key, row.document_id))
+    except (IntegrityError, OSError, LookupError) as exc:
+        raise FhirError(500, "exception", "The stored document failed its integrity check") from exc
+    if hashlib.sha256(data).hexdigest() != row.sha256:
+        raise FhirError(500, "exception", "The stored document failed its integrity check")
+    return data
