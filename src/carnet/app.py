@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as StarletteRoute
 
-from carnet import __version__
+from carnet import __version__, health
 from carnet.accounts import service as accounts
 from carnet.auth import web as auth_web
 from carnet.auth.keys import ServerKey
@@ -89,6 +89,7 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
 
     app.router.routes.extend(portal_web.routes(services))
     app.router.routes.extend(pro_web.routes(services))
+    app.router.routes.extend(health.routes(services))  # /health/live, /health/ready (docs/SCALE.md)
 
     @app.get("/fhir/metadata")
     async def metadata(request: Request) -> Response:
@@ -112,10 +113,6 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
     @app.get("/oauth/jwks")
     async def jwks() -> Response:
         return JSONResponse(server_key.public_jwks())
-
-    @app.get("/healthz")
-    async def health() -> Response:
-        return JSONResponse({"status": "ok"})
 
     return app
 

@@ -65,6 +65,8 @@ class Settings:
     psc_issuer: str | None = field(default_factory=lambda: (_env("CARNET_PSC_ISSUER") or "").rstrip("/") or None)
     psc_client_id: str = field(default_factory=lambda: _env("CARNET_PSC_CLIENT_ID", "carnet-pro-portal") or "")
     psc_client_secret: str | None = field(default_factory=lambda: _env("CARNET_PSC_CLIENT_SECRET"))
+    # the built-in demo identity provider's signing key (every node of a several-node demo must read the same file)
+    demo_idp_key_file: str | None = field(default_factory=lambda: _env("CARNET_DEMO_IDP_KEY_FILE"))
     # national ids of the professionals who review emergency accesses (/pro/review)
     reviewers: frozenset[str] = field(default_factory=lambda: frozenset(
         v.strip() for v in (_env("CARNET_REVIEWERS") or "").split(",") if v.strip()))

@@ -111,14 +111,17 @@ def check_code(conn: Connection, account_id: uuid.UUID, purpose: str, presented:
         account_code.c.expires_at > now)).order_by(account_code.c.created_at.desc()).limit(1)).first()
     if row is None:
         return False
-    key = and_(account_code.c.account_id == account_id, account_code.c.code_id == row.code_id)
+    # Several nodes may check the same code at once: every write is conditional on the row as it is now (live,
+    # tries counted in SQL), so a right code is spent by exactly one request and no wrong try goes uncounted.
+    key = and_(account_code.c.account_id == account_id, account_code.c.code_id == row.code_id,
+               account_code.c.used_at.is_(None))
     if row.attempts >= CODE_TRIES:
         return False
     if secrets.code_matches(row.code_id, row.code_hash, presented):
-        conn.execute(update(account_code).where(key).values(used_at=now, attempts=row.attempts + 1))
-        return True
-    conn.execute(update(account_code).where(key).values(
-        attempts=row.attempts + 1, **({"used_at": now} if row.attempts + 1 >= CODE_TRIES else {})))
+        return conn.execute(update(account_code).where(key, account_code.c.attempts < CODE_TRIES)
+                            .values(used_at=now, attempts=account_code.c.attempts + 1)).rowcount == 1
+    conn.execute(update(account_code).where(key).values(attempts=account_code.c.attempts + 1))
+    conn.execute(update(account_code).where(key, account_code.c.attempts >= CODE_TRIES).values(used_at=now))
     return False
 
 
@@ -262,13 +265,15 @@ def _telecom(resource: dict[str, Any]) -> tuple[str | None, str | None]:
 
 
 def _lock_after_failure(conn: Connection, row: Any, now: dt.datetime, services: Services) -> None:
-    failures = row.failed_attempts + 1
-    values: dict[str, Any] = {"failed_attempts": failures}
+    """Count a failed attempt in SQL (``failed_attempts + 1``, never a value read earlier: failures arriving at once on
+    several nodes all count), then lock the account when the count reaches the limit."""
+    where = account.c.account_id == row.account_id
+    conn.execute(update(account).where(where).values(failed_attempts=account.c.failed_attempts + 1))
+    failures = conn.execute(select(account.c.failed_attempts).where(where)).scalar_one()  # our row lock holds it
     limit = services.settings.max_failed_attempts
     if failures >= limit:
         span = dt.timedelta(minutes=services.settings.lockout_minutes) * (2 ** min(failures - limit, 10))
-        values["locked_until"] = now + min(span, MAX_LOCK)
-    conn.execute(update(account).where(account.c.account_id == row.account_id).values(**values))
+        conn.execute(update(account).where(where).values(locked_until=now + min(span, MAX_LOCK)))
 
 
 def _refuse_if_locked(row: Any, now: dt.datetime) -> None:

@@ -3,10 +3,12 @@
 It plays Pro Santé Connect's part for a newcomer: its authorize page lists the enabled professionals of the
 ``practitioner`` table and signs in as the one picked, with no password (the page says so in a banner: it is a demo).
 Discovery, an authorize page, a token endpoint (authorization code + PKCE S256) and a JWKS; the id_token is signed
-ES256 with a key of its own (``var/demo-idp-key.pem``) and carries ``sub`` and ``SubjectNameID`` (the national id),
+ES256 with a key of its own (``CARNET_DEMO_IDP_KEY_FILE``, default ``var/demo-idp-key.pem``: every node of a
+several-node demo reads the same file) and carries ``sub`` and ``SubjectNameID`` (the national id),
 ``nonce`` and ``acr = "demo"``.
 
-The authorization code is itself a short-lived token signed by the demo key (no table needed), spent once per process.
+The authorization code is itself a short-lived token signed by the demo key; its ``jti`` is recorded in the
+``token_jti`` table when it is exchanged, so that it is spent once on every node (docs/SCALE.md).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import Any
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, insert, or_, select
+from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -28,13 +31,13 @@ from starlette.routing import Route
 from carnet.auth.keys import ServerKey
 from carnet.config import Settings
 from carnet.context import Services
-from carnet.db.tables import practitioner
+from carnet.db.tables import practitioner, token_jti
 from carnet.pro import oidc
 from carnet.pro.web import ProPage, pro_page
 
 CODE_SECONDS = 120
 ID_TOKEN_SECONDS = 300
-_spent: set[str] = set()  # authorization codes already exchanged (per process: the demo runs as one)
+SPENT_CLIENT = "demo-idp"  # the client id under which exchanged codes' jti are recorded in token_jti
 AUTH_PARAMS = ("client_id", "redirect_uri", "state", "nonce", "code_challenge", "code_challenge_method", "scope",
                "response_type")
 
@@ -47,7 +50,7 @@ def _key(path: str) -> ServerKey:
 
 
 def key(settings: Settings) -> ServerKey:
-    return _key(str(settings.var_dir / "demo-idp-key.pem"))
+    return _key(settings.demo_idp_key_file or str(settings.var_dir / "demo-idp-key.pem"))
 
 
 def configuration(settings: Settings) -> dict[str, Any]:
@@ -125,6 +128,17 @@ def _grant_error(text: str) -> Response:
                         headers={"Cache-Control": "no-store"})
 
 
+def _spend(services: Services, jti: str, exp: int) -> bool:
+    """Record a code's jti in the database every node shares; False if it was already there (the code is spent)."""
+    try:
+        with services.engine.begin() as conn:
+            conn.execute(insert(token_jti).values(jti=f"{SPENT_CLIENT}:{jti}"[:200], client_id=SPENT_CLIENT,
+                                                  expires_at=exp))
+    except IntegrityError:
+        return False
+    return True
+
+
 def token(services: Services, form: dict[str, str]) -> Response:
     settings = services.settings
     if form.get("grant_type") != "authorization_code":
@@ -135,13 +149,14 @@ def token(services: Services, form: dict[str, str]) -> Response:
     except (JoseError, ValueError, TypeError):
         return _grant_error("unknown code")
     c = decoded.claims
-    if decoded.header.get("typ") != "demo-code" or c.get("exp", 0) <= time.time() or c.get("jti") in _spent:
+    if decoded.header.get("typ") != "demo-code" or c.get("exp", 0) <= time.time() or not c.get("jti"):
         return _grant_error("expired or spent code")
     if c.get("cid") != form.get("client_id") or c.get("ru") != form.get("redirect_uri"):
         return _grant_error("client or redirect_uri mismatch")
     if oidc.challenge(form.get("code_verifier") or "") != c.get("cc"):
         return _grant_error("PKCE verification failed")
-    _spent.add(str(c["jti"]))
+    if not _spend(services, str(c["jti"]), int(c["exp"])):
+        return _grant_error("expired or spent code")
     with services.engine.connect() as conn:
         ok = conn.execute(select(practitioner.c.enabled).where(practitioner.c.national_id == c["sub"])).scalar()
     if not ok:

@@ -387,8 +387,13 @@ def answer_access(ctx: Context, task_id: str | uuid.UUID, accept: bool, note: st
 
 
 def _expire(ctx: Context, row: Any) -> None:
-    ctx.conn.execute(update(task).where(task.c.dossier_key == row.dossier_key, task.c.task_id == row.task_id).values(
+    # Conditional on the status: when workers on two nodes expire the same request at once, one of them does (and
+    # audits it); the other finds it no longer "requested" and leaves it.
+    done = ctx.conn.execute(update(task).where(task.c.dossier_key == row.dossier_key, task.c.task_id == row.task_id,
+                                               task.c.status == "requested").values(
         status="expired", last_updated=ctx.now, version=row.version + 1))
+    if done.rowcount != 1:
+        return
     ctx.audit(row.dossier_key, "U", EVENTS["access.expire"], entity_type="Task", entity_id=str(row.task_id),
               detail={"requester": row.requester_id})
 
