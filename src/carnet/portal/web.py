@@ -230,8 +230,8 @@ def _same_origin(request: Request, services: Services) -> bool:
 
 
 def routes(services: Services) -> list[Route | Mount]:
-    from carnet.portal import pages  # noqa: F401  # registers the pages
-
+    """The routes of the pages registered so far, and the static files. :mod:`carnet.portal.app` imports the pages
+    (which registers them) before asking."""
     out: list[Route | Mount] = [Route(r.path, _endpoint(r, services), methods=[r.method]) for r in PAGES]
     out.append(Mount("/portal/static", app=StaticFiles(directory=str(HERE / "static")), name="portal-static"))
     return out

@@ -18,7 +18,6 @@ from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
 
 from carnet.access.actors import Actor
 from carnet.context import Context, Services, run
@@ -70,7 +69,7 @@ def pro_page(method: str, path: str, *, public: bool = False) -> Callable[[ProHa
     return register
 
 
-def _endpoint(handler: ProHandler, public: bool, services: Services) -> Callable[[Request], Awaitable[Response]]:
+def endpoint(handler: ProHandler, public: bool, services: Services) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         now = services.clock()
         token = request.cookies.get(sessions.COOKIE)
@@ -103,14 +102,3 @@ def _endpoint(handler: ProHandler, public: bool, services: Services) -> Callable
             return p.render("pro/error.html", status=500, status_code=500,
                             message=p._("Something went wrong on our side. Please try again later."))
     return endpoint
-
-
-def routes(services: Services) -> list[Route]:
-    from carnet.pro import demo_idp, pages  # noqa: F401  # registers the pages
-
-    demo = not services.settings.psc_issuer
-    out = [Route(path, _endpoint(h, public, services), methods=[method]) for method, path, h, public in PAGES
-           if demo or not path.startswith("/demo-idp")]
-    if demo:
-        out.extend(demo_idp.routes(services))
-    return out
