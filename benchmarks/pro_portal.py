@@ -13,10 +13,10 @@
    (``benchmarks/claims.py``'s synthetic file). With ``--skip-fill``, each dossier first gets two new documents
    (unless ``--no-news``): an earlier run's visits would otherwise leave "new since your last access" empty.
 2. **Measure** against ``carnet serve --workers N`` (a subprocess started by ``load.py``'s helper, on ``--port``,
-   fixed so that the fill and the server share one base URL). Clinicians' sessions
-   are created directly with ``carnet.pro.session.open_session`` in the benchmark database and their cookie sent with
-   each request: **the OIDC sign-in (Pro Santé Connect) is not measured.** Pages: find by INS
-   (``GET /pro/?system=demo&ins=…``), the dossier (``GET /pro/dossier/{key}``: emergency summary, new since your last
+   fixed so that the fill and the server share one base URL). Clinicians' sessions are created directly with
+   ``carnet.auth.pro_sessions.open_session`` in the benchmark database and their cookie sent with each request:
+   **the OIDC sign-in (Pro Santé Connect) is not measured.** Pages: find by INS (``GET /pro/?system=demo&ins=…``),
+   the dossier (``GET /pro/dossier/{key}``: emergency summary, new since your last
    access, documents by class), a document's page, the care history, the one-page summary PDF and the FHIR
    ``$summary`` Bundle (API, bearer token of a registered client acting for the GP).
 
@@ -526,7 +526,7 @@ async def concurrent(base: str, name: str, make: Any, keys: list[str], duration:
 
 
 def open_sessions(services: Any, gp_id: str, n: int) -> list[str]:
-    from carnet.pro import session
+    from carnet.auth import pro_sessions as session
 
     with services.engine.begin() as conn:
         return [session.open_session(conn, gp_id, "eidas1", services.clock(), services.settings) for _ in range(n)]

@@ -21,7 +21,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from carnet.audit import fhir as audit_fhir
 from carnet.auth.tokens import AssertionClaims
 from carnet.auth.web import resolve_actor
 from carnet.clinical import api as clinical_api
@@ -36,6 +35,7 @@ from carnet.fhir.patch import parse as patch_plan
 from carnet.fhir.search import document_conditions
 from carnet.fhir.transaction import implicit_submission_set, provide_bundle, resolve_patient
 from carnet.fhir.validate import validate
+from carnet.history import audit_events as audit_fhir
 from carnet.ids import SYSTEM_CHAIN, new_id
 from carnet.tasks import fhir as task_fhir
 from carnet.tasks import service as tasks

@@ -1,5 +1,5 @@
 """The clinician portal's page machinery: the patient portal's :class:`~carnet.portal.web.Page` (templates,
-languages, cookies, security headers), wrapped for a clinician session (:mod:`carnet.pro.session`).
+languages, cookies, security headers), wrapped for a clinician session (:mod:`carnet.auth.pro_sessions`).
 
 Order of checks for every page: the session (unless ``public``), then for POST the CSRF token (or, before any
 session, the same-origin check), then the handler. :meth:`ProPage.run` runs the work in one transaction as the
@@ -20,13 +20,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from carnet.access.actors import Actor
+from carnet.auth import pro_sessions as sessions
 from carnet.context import Context, Services, run
 from carnet.errors import FhirError
 from carnet.ids import new_id
+from carnet.notify import notices
 from carnet.portal import i18n
 from carnet.portal import web as portal_web
-from carnet.pro import service as pro_service
-from carnet.pro import session as sessions
 
 T = TypeVar("T")
 logger = structlog.get_logger("carnet")
@@ -77,7 +77,7 @@ def endpoint(handler: ProHandler, public: bool, services: Services) -> Callable[
         def load() -> tuple[sessions.ProSession | None, int]:
             with services.engine.begin() as conn:
                 loaded = sessions.load(conn, token, now, services.settings)
-                return loaded, pro_service.unread_notices(conn, loaded.national_id) if loaded else 0
+                return loaded, notices.unread_notices(conn, loaded.national_id) if loaded else 0
 
         current, unread = await run_in_threadpool(load) if token else (None, 0)
         code = i18n.negotiate(request.cookies.get(portal_web.LANG_COOKIE), request.headers.get("accept-language"))

@@ -18,8 +18,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from sqlalchemy import Connection
 from starlette.responses import Response
 
-from carnet.auth import smart
-from carnet.portal import session as sessions
+from carnet.auth import sessions, smart
 from carnet.portal.i18n import N_
 from carnet.portal.web import SECURITY_HEADERS, Page, page
 
