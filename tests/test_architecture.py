@@ -12,60 +12,11 @@ from functools import cache
 from pathlib import Path
 
 import grimp
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "carnet"
 MAX_LINES = 600
 
-# Issue 14 empties these lists; a new entry is a regression.
-KNOWN_MODULE_CYCLE_EDGES: set[tuple[str, str]] = {
-    ('carnet.portal.pages', 'carnet.portal.pages.access'),
-    ('carnet.portal.pages', 'carnet.portal.pages.auth'),
-    ('carnet.portal.pages', 'carnet.portal.pages.authorize'),
-    ('carnet.portal.pages', 'carnet.portal.pages.care_history'),
-    ('carnet.portal.pages', 'carnet.portal.pages.documents'),
-    ('carnet.portal.pages', 'carnet.portal.pages.dossier'),
-    ('carnet.portal.pages', 'carnet.portal.pages.history'),
-    ('carnet.portal.pages', 'carnet.portal.pages.home'),
-    ('carnet.portal.pages', 'carnet.portal.pages.requests'),
-    ('carnet.portal.pages', 'carnet.portal.pages.settings'),
-    ('carnet.portal.pages.access', 'carnet.portal.web'),
-    ('carnet.portal.pages.auth', 'carnet.portal.web'),
-    ('carnet.portal.pages.authorize', 'carnet.portal.web'),
-    ('carnet.portal.pages.care_history', 'carnet.portal.web'),
-    ('carnet.portal.pages.documents', 'carnet.portal.web'),
-    ('carnet.portal.pages.dossier', 'carnet.portal.web'),
-    ('carnet.portal.pages.history', 'carnet.portal.web'),
-    ('carnet.portal.pages.home', 'carnet.portal.pages.documents'),
-    ('carnet.portal.pages.home', 'carnet.portal.web'),
-    ('carnet.portal.pages.requests', 'carnet.portal.web'),
-    ('carnet.portal.pages.settings', 'carnet.portal.web'),
-    ('carnet.portal.web', 'carnet.portal.pages'),
-    ('carnet.pro.demo_idp', 'carnet.pro.web'),
-    ('carnet.pro.pages', 'carnet.pro.pages.dossier'),
-    ('carnet.pro.pages', 'carnet.pro.pages.inbox'),
-    ('carnet.pro.pages', 'carnet.pro.pages.requests'),
-    ('carnet.pro.pages', 'carnet.pro.pages.review'),
-    ('carnet.pro.pages', 'carnet.pro.pages.signin'),
-    ('carnet.pro.pages.dossier', 'carnet.pro.web'),
-    ('carnet.pro.pages.inbox', 'carnet.pro.web'),
-    ('carnet.pro.pages.requests', 'carnet.pro.web'),
-    ('carnet.pro.pages.review', 'carnet.pro.web'),
-    ('carnet.pro.pages.signin', 'carnet.pro.web'),
-    ('carnet.pro.web', 'carnet.pro.demo_idp'),
-    ('carnet.pro.web', 'carnet.pro.pages'),
-}
-KNOWN_COMPONENT_CYCLE_EDGES: set[tuple[str, str]] = {
-    ('carnet.accounts', 'carnet.portal'),
-    ('carnet.audit', 'carnet.context'),
-    ('carnet.audit', 'carnet.documents'),
-    ('carnet.clinical', 'carnet.portal'),
-    ('carnet.dossier', 'carnet.portal'),
-    ('carnet.export', 'carnet.portal'),
-    ('carnet.portal', 'carnet.tasks'),
-}
-KNOWN_LONG_MODULES: set[str] = set()
 
 
 @cache
@@ -102,15 +53,11 @@ def cyclic_component_edges() -> set[tuple[str, str]]:
 
 
 def test_no_module_imports_itself_back() -> None:
-    found = cyclic_module_edges()
-    assert found - KNOWN_MODULE_CYCLE_EDGES == set(), "new import circle"
-    assert KNOWN_MODULE_CYCLE_EDGES - found == set(), "an allowed circle is gone: remove it from the list"
+    assert cyclic_module_edges() == set()
 
 
 def test_no_two_components_import_each_other() -> None:
-    found = cyclic_component_edges()
-    assert found - KNOWN_COMPONENT_CYCLE_EDGES == set(), "new circle between components"
-    assert KNOWN_COMPONENT_CYCLE_EDGES - found == set(), "an allowed circle is gone: remove it from the list"
+    assert cyclic_component_edges() == set()
 
 
 def test_the_cycle_check_sees_a_circle() -> None:
@@ -130,8 +77,7 @@ def test_the_cycle_check_sees_a_circle() -> None:
 def test_no_module_over_600_lines() -> None:
     long = {str(p.relative_to(SRC)) for p in SRC.rglob("*.py")
             if "migrations" not in p.parts and len(p.read_text(encoding="utf-8").splitlines()) > MAX_LINES}
-    assert long - KNOWN_LONG_MODULES == set(), f"modules over {MAX_LINES} lines"
-    assert KNOWN_LONG_MODULES - long == set(), "an allowed long module is now short: remove it from the list"
+    assert long == set(), f"modules over {MAX_LINES} lines"
 
 
 def test_the_contracts_cover_every_component() -> None:
@@ -148,30 +94,14 @@ def test_the_contracts_cover_every_component() -> None:
     assert set(components()) - {"carnet.__init__"} <= layered | utilities
 
 
-@pytest.mark.parametrize("section", ["importlinter:contract:layers", "importlinter:contract:faces-no-tables"])
-def test_the_contracts_list_no_exception(section: str) -> None:
+def test_the_contracts_list_no_exception() -> None:
+    """No contract carries an ``ignore_imports`` list: every layer holds without exceptions."""
     cfg = configparser.ConfigParser()
     cfg.read(ROOT / ".importlinter", encoding="utf-8")
-    ignored = [line for line in cfg[section].get("ignore_imports", "").split("\n") if line.strip()]
-    assert ignored == KNOWN_CONTRACT_EXCEPTIONS.get(section, [])
-
-
-KNOWN_CONTRACT_EXCEPTIONS: dict[str, list[str]] = {
-    'importlinter:contract:layers': [
-        'carnet.audit.fhir -> carnet.documents.service',
-        'carnet.audit.fhir -> carnet.context',
-        'carnet.accounts.service -> carnet.portal.session',
-    ],
-    'importlinter:contract:faces-no-tables': [
-        'carnet.cli -> carnet.db.tables',
-        'carnet.portal.pages.auth -> carnet.db.tables',
-        'carnet.portal.pages.settings -> carnet.db.tables',
-        'carnet.portal.session -> carnet.db.tables',
-        'carnet.pro.demo_idp -> carnet.db.tables',
-        'carnet.pro.service -> carnet.db.tables',
-        'carnet.pro.session -> carnet.db.tables',
-    ],
-}
+    contracts = [name for name in cfg.sections() if name.startswith("importlinter:contract:")]
+    assert len(contracts) >= 3
+    for name in contracts:
+        assert "ignore_imports" not in cfg[name], name
 
 
 def test_the_layer_picture_in_the_docs_is_drawn_from_the_contracts() -> None:

@@ -59,6 +59,11 @@ def set_practitioner_enabled(conn: Connection, nid: str, enabled: bool) -> bool:
     return res.rowcount == 1
 
 
+def list_practitioners(conn: Connection) -> list[Any]:
+    """The whole directory, by family name (the operator's listing)."""
+    return list(conn.execute(select(practitioner).order_by(practitioner.c.family)))
+
+
 def add_client(conn: Connection, *, client_id: str, name: str, kind: str, jwks: dict[str, Any] | None,
                scopes: str | None = None, redirect_uris: list[str] | None = None) -> None:
     if kind not in DEFAULT_SCOPES:
@@ -103,6 +108,10 @@ def _check_patient_app(jwks: dict[str, Any], scopes: str | None, redirect_uris: 
 
 def set_client_enabled(conn: Connection, client_id: str, enabled: bool) -> bool:
     return conn.execute(update(client).where(client.c.client_id == client_id).values(enabled=enabled)).rowcount == 1
+
+
+def list_clients(conn: Connection) -> list[Any]:
+    return list(conn.execute(select(client).order_by(client.c.name)))
 
 
 def rewrap_all(conn: Connection, keyring: KeyRing, batch: int = 500) -> int:

@@ -34,8 +34,8 @@ from carnet.fhir.routes import ROUTES, Call, Route, capability_statement
 from carnet.fhir.xml import to_xml, wants_xml
 from carnet.ids import new_id
 from carnet.logs import configure as configure_logs
-from carnet.portal import web as portal_web
-from carnet.pro import web as pro_web
+from carnet.portal import app as portal_app
+from carnet.pro import app as pro_app
 
 logger = structlog.get_logger("carnet")
 
@@ -87,8 +87,8 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
         app.router.routes.append(StarletteRoute(route.path, _endpoint(route, services, server_key),
                                                 methods=[route.method]))
 
-    app.router.routes.extend(portal_web.routes(services))
-    app.router.routes.extend(pro_web.routes(services))
+    app.router.routes.extend(portal_app.routes(services))
+    app.router.routes.extend(pro_app.routes(services))
     app.router.routes.extend(health.routes(services))  # /health/live, /health/ready (docs/SCALE.md)
 
     @app.get("/fhir/metadata")

@@ -11,7 +11,6 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import select
 
 from carnet.config import Settings
 
@@ -138,12 +137,12 @@ def practitioner_add(family: str = typer.Option(...), given: str = typer.Option(
 @practitioner_app.command("list")
 def practitioner_list() -> None:
     """List the directory."""
-    from carnet.db.tables import practitioner
+    from carnet.admin import list_practitioners
 
     services = _services()
     table = Table("national id", "name", "profession", "specialty", "organisation", "regulator", "enabled")
     with services.engine.connect() as conn:
-        for r in conn.execute(select(practitioner).order_by(practitioner.c.family)):
+        for r in list_practitioners(conn):
             table.add_row(r.national_id, f"{r.given} {r.family}", r.profession, r.specialty or "",
                           r.organisation_id or "", "yes" if r.is_regulator else "", "yes" if r.enabled else "NO")
     console.print(table)
@@ -193,11 +192,11 @@ def client_add(name: str = typer.Option(...), jwks: Path | None = typer.Option(N
 
 @client_app.command("list")
 def client_list() -> None:
-    from carnet.db.tables import client
+    from carnet.admin import list_clients
 
     table = Table("client id", "name", "kind", "enabled")
     with _services().engine.connect() as conn:
-        for r in conn.execute(select(client).order_by(client.c.name)):
+        for r in list_clients(conn):
             table.add_row(r.client_id, r.name, r.kind, "yes" if r.enabled else "NO")
     console.print(table)
 
@@ -315,16 +314,12 @@ def outbox_list(status: list[str] | None = typer.Option(None, help="pending, sen
     """The latest notifications, newest first (addresses masked)."""
     from rich.table import Column
 
-    from carnet.db.tables import outbox
-    from carnet.notify.outbox import mask_address
+    from carnet.notify.outbox import latest, mask_address
 
-    q = select(outbox).order_by(outbox.c.created_at.desc(), outbox.c.message_id.desc()).limit(limit)
-    if status:
-        q = q.where(outbox.c.status.in_(status))
     table = Table("event", "channel", "address", "status", "attempts", "last error", "created")
     table.columns.insert(0, Column("id", min_width=36, no_wrap=True))  # whole, to copy into `outbox retry`
     with _services().engine.connect() as conn:
-        for r in conn.execute(q):
+        for r in latest(conn, status, limit):
             style = {"failed": "red", "uncertain": "yellow"}.get(r.status, "")
             table.add_row(str(r.message_id), r.event, r.channel, mask_address(r.channel, r.address),
                           f"[{style}]{r.status}[/{style}]" if style else r.status, str(r.attempts),

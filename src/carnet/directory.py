@@ -15,6 +15,7 @@ from sqlalchemy import select
 from carnet.context import Context
 from carnet.db.tables import practitioner
 from carnet.errors import FhirError, not_found
+from carnet.identity import practitioners
 from carnet.identity.professionals import IDNPS_SYSTEM
 from carnet.identity.professions import PROFESSION_SYSTEM, SPECIALTY_SYSTEM
 
@@ -97,18 +98,9 @@ def find(ctx: Context, text: str, limit: int = 20) -> list[Any]:
 
 def by_ids(ctx: Context, national_ids: set[str] | list[str]) -> dict[str, Any]:
     """Directory rows for these national ids (a name, a profession and an organisation to show), by id."""
-    wanted = sorted({i for i in national_ids if i})
-    if not wanted:
-        return {}
-    rows = ctx.conn.execute(select(practitioner).where(practitioner.c.national_id.in_(wanted))).all()
-    return {r.national_id: r for r in rows}
+    return practitioners.by_ids(ctx.conn, national_ids)
 
 
 def organisation_names(ctx: Context, organisation_ids: set[str] | list[str]) -> dict[str, str]:
     """The name the directory gives each organisation (from its professionals' records), by organisation id."""
-    wanted = sorted({i for i in organisation_ids if i})
-    if not wanted:
-        return {}
-    rows = ctx.conn.execute(select(practitioner.c.organisation_id, practitioner.c.organisation_name).where(
-        practitioner.c.organisation_id.in_(wanted), practitioner.c.organisation_name.is_not(None))).all()
-    return {r.organisation_id: r.organisation_name for r in rows}
+    return practitioners.organisation_names(ctx.conn, organisation_ids)

@@ -7,10 +7,10 @@ import datetime as dt
 import uuid
 
 from carnet.access.actors import Actor, ActorKind
-from carnet.audit import fhir as audit_fhir
 from carnet.context import run
 from carnet.demo import docref
 from carnet.documents import service as documents
+from carnet.history import audit_events as audit_fhir
 from tests.conftest import World
 
 

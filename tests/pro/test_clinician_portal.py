@@ -289,10 +289,10 @@ def test_the_demo_identity_provider_is_not_served_once_pro_sante_connect_is_conf
 
 def test_a_heavy_dossier_shows_every_class_with_the_latest_of_each_and_a_link_to_the_rest(
         world: World, browser: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from carnet.pro import service as pro_service
+    from carnet.documents import current
     from tests.tasks.helpers import docref
 
-    monkeypatch.setattr(pro_service, "PER_CLASS", 3)  # as 25 of 300 documents, with 5 of 6
+    monkeypatch.setattr(current, "PER_CLASS", 3)  # as 25 of 300 documents, with 5 of 6
     gp = Actor(ActorKind.PROFESSIONAL, id=world.pros["gp"], profession="10")
     for i, loinc in enumerate(["11488-4"] * 5 + ["18748-4"]):
         res = docref(world, loinc=loinc)

@@ -206,7 +206,7 @@ def test_the_inbox_is_read_in_normal_mode_only(world: World, browser: Any) -> No
 
 
 def test_the_inbox_pages_newest_first(world: World, monkeypatch: pytest.MonkeyPatch, midday: dt.datetime) -> None:
-    from carnet.pro import service
+    from carnet.notify import notices
     from carnet.pro.pages.inbox import PAGE
 
     for day in range(PAGE + 2):  # one notice a day
@@ -215,8 +215,8 @@ def test_the_inbox_pages_newest_first(world: World, monkeypatch: pytest.MonkeyPa
         read_as(world, pro(world, "stranger", Mode.EMERGENCY, f"Jour {day}"))
     monkeypatch.setattr(world.services, "clock", lambda: midday)
     gp = pro(world, "gp")
-    first, total, unread = run(world.services, gp, lambda ctx: service.inbox(ctx, PAGE, 0))
-    rest, _, _ = run(world.services, gp, lambda ctx: service.inbox(ctx, PAGE, PAGE))
+    first, total, unread = run(world.services, gp, lambda ctx: notices.inbox(ctx, PAGE, 0))
+    rest, _, _ = run(world.services, gp, lambda ctx: notices.inbox(ctx, PAGE, PAGE))
     assert total == unread == PAGE + 2 and len(first) == PAGE and len(rest) == 2
     assert [n.reason for n in first[:2]] == ["Jour 0", "Jour 1"] and [n.reason for n in rest] == [
         f"Jour {PAGE}", f"Jour {PAGE + 1}"]

@@ -43,16 +43,22 @@ def client_record(services: Services, client_id: str) -> ClientRecord | None:
                         scopes=frozenset(row.scopes.split()), enabled=row.enabled)
 
 
+def spend_jti(services: Services, client_id: str, jti: str, exp: int) -> bool:
+    """Record ``client_id``'s one-time ``jti`` (valid until ``exp``) in the table every node shares; False if it was
+    already there (a replay, on this node or another). Expired entries are swept on the way."""
+    try:
+        with services.engine.begin() as conn:
+            conn.execute(delete(token_jti).where(token_jti.c.expires_at < int(time.time()) - 600))
+            conn.execute(insert(token_jti).values(jti=f"{client_id}:{jti}"[:200], client_id=client_id,
+                                                  expires_at=exp))
+    except IntegrityError:
+        return False
+    return True
+
+
 def _jti_seen(services: Services, client_id: str):
     def seen(jti: str, exp: int) -> bool:
-        try:
-            with services.engine.begin() as conn:
-                conn.execute(delete(token_jti).where(token_jti.c.expires_at < int(time.time()) - 600))
-                conn.execute(insert(token_jti).values(jti=f"{client_id}:{jti}"[:200], client_id=client_id,
-                                                      expires_at=exp))
-        except IntegrityError:
-            return True
-        return False
+        return not spend_jti(services, client_id, jti, exp)
     return seen
 
 

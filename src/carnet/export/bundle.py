@@ -7,7 +7,7 @@
   reuse: permit + actor with role ``authorized``, ``gp_rights`` or ``treating_gp``; deny + actor for a block; deny +
   purpose ``ETREAT`` (break the glass) or ``REGULATION`` (SAMU centre 15) for an objection.
 - ``DocumentReference``: as served, with ``content[0].attachment.url`` the relative path of the file in the zip.
-- ``AuditEvent``: the access history in the BALP shape of :mod:`carnet.audit.fhir`.
+- ``AuditEvent``: the access history in the BALP shape of :mod:`carnet.history.audit_events`.
 
 Relative references (``Patient/{id}``) resolve inside the Bundle through each entry's ``fullUrl``.
 """
@@ -19,9 +19,9 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from carnet.audit.fhir import ACT_REASON
 from carnet.documents.service import fhir_instant
 from carnet.dossier.service import CANONICAL
+from carnet.history.audit_events import ACT_REASON
 from carnet.ids import new_id
 
 ROLE_CODE = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"

@@ -41,7 +41,6 @@ from sqlalchemy import Row, select
 
 from carnet.access.actors import ActorKind
 from carnet.access.policy import Decision
-from carnet.audit import fhir as audit_fhir
 from carnet.context import Context
 from carnet.db.tables import access_grant, audit, document, practitioner, representative
 from carnet.documents import codes
@@ -58,6 +57,7 @@ from carnet.export.facts import (
     class_folder,
     local,
 )
+from carnet.history import audit_events as audit_fhir
 from carnet.identity.ins import INS_SYSTEMS
 from carnet.identity.professions import PROFESSIONS
 
@@ -189,8 +189,9 @@ def _open(ctx: Context, row: Any) -> bytes:
 
 def _history_rows(ctx: Context, dossier_key: uuid.UUID, decision: Decision) -> list[Row[Any]]:
     """The dossier's audit records, less those about a document the caller may not see yet (the one rule of
-    :func:`carnet.audit.fhir.not_about_hidden_documents`): the copy must not reveal that such a document exists."""
-    from carnet.audit.fhir import not_about_hidden_documents
+    :func:`carnet.history.audit_events.not_about_hidden_documents`): the copy must not reveal that such a document
+    exists."""
+    from carnet.history.audit_events import not_about_hidden_documents
 
     conds = [audit.c.dossier_key == dossier_key, *not_about_hidden_documents(ctx, dossier_key, decision)]
     return list(ctx.conn.execute(select(audit).where(*conds).order_by(audit.c.seq)).all())

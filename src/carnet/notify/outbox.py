@@ -22,7 +22,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import Connection, bindparam, insert, select
 
 from carnet.access.actors import Actor, ActorKind
 from carnet.access.policy import DossierFacts, Standing, decide
@@ -269,3 +269,11 @@ def mask_address(channel: str, address: str) -> str:
     if channel == "sms":
         return f"{address[:3]}******{address[-2:]}" if len(address) > 5 else "***"
     return address[:2] + "***" if address else ""
+
+
+def latest(conn: Connection, statuses: list[str] | None = None, limit: int = 100) -> list[Any]:
+    """The latest messages, newest first, of these statuses (all when none): the operator's view of the outbox."""
+    q = select(outbox).order_by(outbox.c.created_at.desc(), outbox.c.message_id.desc()).limit(limit)
+    if statuses:
+        q = q.where(outbox.c.status.in_(statuses))
+    return list(conn.execute(q))

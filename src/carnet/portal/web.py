@@ -2,7 +2,7 @@
 
 A page is an ``async`` function taking a :class:`Page` and returning a response, registered with :func:`page`. Pages
 are thin: they parse the form, then call services through :meth:`Page.run`, which runs the work in one transaction
-bound to the Actor of the signed-in session (see :mod:`carnet.portal.session`), exactly as the API does from a token.
+bound to the Actor of the signed-in session (see :mod:`carnet.auth.sessions`), exactly as the API does from a token.
 Pages never decide access and never write audit records: the services do.
 
 Order of checks for every page: the session (unless ``public``), then for POST the CSRF token, then the handler. A
@@ -33,11 +33,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from carnet.access.actors import Actor
+from carnet.auth import sessions
 from carnet.context import Context, Services, run
 from carnet.errors import FhirError
 from carnet.ids import new_id
 from carnet.portal import i18n
-from carnet.portal import session as sessions
 
 T = TypeVar("T")
 logger = structlog.get_logger("carnet")
@@ -230,8 +230,8 @@ def _same_origin(request: Request, services: Services) -> bool:
 
 
 def routes(services: Services) -> list[Route | Mount]:
-    from carnet.portal import pages  # noqa: F401  # registers the pages
-
+    """The routes of the pages registered so far, and the static files. :mod:`carnet.portal.app` imports the pages
+    (which registers them) before asking."""
     out: list[Route | Mount] = [Route(r.path, _endpoint(r, services), methods=[r.method]) for r in PAGES]
     out.append(Mount("/portal/static", app=StaticFiles(directory=str(HERE / "static")), name="portal-static"))
     return out

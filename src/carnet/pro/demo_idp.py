@@ -21,17 +21,16 @@ from typing import Any
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from sqlalchemy import func, insert, or_, select
-from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from carnet.auth.keys import ServerKey
+from carnet.auth.web import spend_jti
 from carnet.config import Settings
 from carnet.context import Services
-from carnet.db.tables import practitioner, token_jti
+from carnet.identity import practitioners
 from carnet.pro import oidc
 from carnet.pro.web import ProPage, pro_page
 
@@ -85,12 +84,8 @@ async def authorize_form(p: ProPage) -> Response:
     find = str(p.request.query_params.get("find") or "").strip()[:100]
 
     def load() -> list[Any]:
-        q = select(practitioner).where(practitioner.c.enabled.is_(True))
-        if find:  # a directory with many professionals: by national id, or the start of the family name
-            q = q.where(or_(practitioner.c.national_id == find,
-                            func.lower(practitioner.c.family).startswith(find.lower(), autoescape=True)))
-        with p.services.engine.connect() as conn:
-            return list(conn.execute(q.order_by(practitioner.c.family, practitioner.c.given).limit(100)))
+        with p.services.engine.connect() as conn:  # a directory with many professionals: by id or family name
+            return practitioners.find(conn, find, limit=100)
     people = await run_in_threadpool(load)
     return p.render("pro/demo_idp.html", title=p._("Demo identity provider"), people=people, params=params,
                     find=find)
@@ -107,8 +102,7 @@ async def authorize(p: ProPage) -> Response:
 
     def enabled() -> bool:
         with p.services.engine.connect() as conn:
-            return bool(conn.execute(select(practitioner.c.enabled).where(
-                practitioner.c.national_id == national_id)).scalar())
+            return practitioners.enabled(conn, national_id)
     if not await run_in_threadpool(enabled):
         return p.render("pro/error.html", status=403, status_code=403,
                         message=p._("This professional is not, or no longer, allowed to use Carnet."))
@@ -130,13 +124,7 @@ def _grant_error(text: str) -> Response:
 
 def _spend(services: Services, jti: str, exp: int) -> bool:
     """Record a code's jti in the database every node shares; False if it was already there (the code is spent)."""
-    try:
-        with services.engine.begin() as conn:
-            conn.execute(insert(token_jti).values(jti=f"{SPENT_CLIENT}:{jti}"[:200], client_id=SPENT_CLIENT,
-                                                  expires_at=exp))
-    except IntegrityError:
-        return False
-    return True
+    return spend_jti(services, SPENT_CLIENT, jti, exp)
 
 
 def token(services: Services, form: dict[str, str]) -> Response:
@@ -158,7 +146,7 @@ def token(services: Services, form: dict[str, str]) -> Response:
     if not _spend(services, str(c["jti"]), int(c["exp"])):
         return _grant_error("expired or spent code")
     with services.engine.connect() as conn:
-        ok = conn.execute(select(practitioner.c.enabled).where(practitioner.c.national_id == c["sub"])).scalar()
+        ok = practitioners.enabled(conn, str(c["sub"]))
     if not ok:
         return _grant_error("this professional is disabled")
     now = int(time.time())

@@ -1,5 +1,5 @@
 """The clinician portal's page machinery: the patient portal's :class:`~carnet.portal.web.Page` (templates,
-languages, cookies, security headers), wrapped for a clinician session (:mod:`carnet.pro.session`).
+languages, cookies, security headers), wrapped for a clinician session (:mod:`carnet.auth.pro_sessions`).
 
 Order of checks for every page: the session (unless ``public``), then for POST the CSRF token (or, before any
 session, the same-origin check), then the handler. :meth:`ProPage.run` runs the work in one transaction as the
@@ -18,16 +18,15 @@ from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
 
 from carnet.access.actors import Actor
+from carnet.auth import pro_sessions as sessions
 from carnet.context import Context, Services, run
 from carnet.errors import FhirError
 from carnet.ids import new_id
+from carnet.notify import notices
 from carnet.portal import i18n
 from carnet.portal import web as portal_web
-from carnet.pro import service as pro_service
-from carnet.pro import session as sessions
 
 T = TypeVar("T")
 logger = structlog.get_logger("carnet")
@@ -70,7 +69,7 @@ def pro_page(method: str, path: str, *, public: bool = False) -> Callable[[ProHa
     return register
 
 
-def _endpoint(handler: ProHandler, public: bool, services: Services) -> Callable[[Request], Awaitable[Response]]:
+def endpoint(handler: ProHandler, public: bool, services: Services) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         now = services.clock()
         token = request.cookies.get(sessions.COOKIE)
@@ -78,7 +77,7 @@ def _endpoint(handler: ProHandler, public: bool, services: Services) -> Callable
         def load() -> tuple[sessions.ProSession | None, int]:
             with services.engine.begin() as conn:
                 loaded = sessions.load(conn, token, now, services.settings)
-                return loaded, pro_service.unread_notices(conn, loaded.national_id) if loaded else 0
+                return loaded, notices.unread_notices(conn, loaded.national_id) if loaded else 0
 
         current, unread = await run_in_threadpool(load) if token else (None, 0)
         code = i18n.negotiate(request.cookies.get(portal_web.LANG_COOKIE), request.headers.get("accept-language"))
@@ -103,14 +102,3 @@ def _endpoint(handler: ProHandler, public: bool, services: Services) -> Callable
             return p.render("pro/error.html", status=500, status_code=500,
                             message=p._("Something went wrong on our side. Please try again later."))
     return endpoint
-
-
-def routes(services: Services) -> list[Route]:
-    from carnet.pro import demo_idp, pages  # noqa: F401  # registers the pages
-
-    demo = not services.settings.psc_issuer
-    out = [Route(path, _endpoint(h, public, services), methods=[method]) for method, path, h, public in PAGES
-           if demo or not path.startswith("/demo-idp")]
-    if demo:
-        out.extend(demo_idp.routes(services))
-    return out

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from carnet.audit import fhir as audit_fhir
 from carnet.context import Context
 from carnet.errors import FhirError
 from carnet.fhir.http import FhirResponse, searchset
 from carnet.fhir.routes.base import Call, Route
 from carnet.fhir.transaction import resolve_patient
+from carnet.history import audit_events as audit_fhir
 
 
 async def audit_search(call: Call) -> Response:

@@ -7,14 +7,14 @@ import uuid
 from urllib.parse import quote
 
 import structlog
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from carnet.accounts import preferences
 from carnet.accounts import service as accounts
-from carnet.db.tables import account
+from carnet.auth import sessions
 from carnet.portal import i18n
-from carnet.portal import session as sessions
 from carnet.portal.i18n import N_
 from carnet.portal.web import LANG_COOKIE, Page, page
 
@@ -175,8 +175,7 @@ async def language(p: Page) -> Response:
         p.set_cookie(LANG_COOKIE, code, max_age=365 * 24 * 3600)
         if p.session is not None and p.session.signed_in:
             account_id = p.session.account_id
-            await p.db(lambda conn: conn.execute(update(account).where(account.c.account_id == account_id)
-                                                 .values(lang=code)))
+            await p.db(lambda conn: preferences.set_language(conn, account_id, code))
     nxt = str(form.get("next") or "/portal/")
     return p.redirect(nxt if nxt.startswith("/portal/") and "//" not in nxt else "/portal/")
 

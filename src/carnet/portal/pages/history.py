@@ -1,9 +1,9 @@
 """History: every access to the dossier and every change, who, when, what, in which mode (issue 4 §2).
 
-The records come from the dossier's audit chain through :func:`carnet.audit.fhir.history`, which the policy lets only
-the patient side read and which filters in SQL (period, kind of actor, emergency modes, kind of event), so that paging
-holds. The person's own page views are audited too (every read is); they are hidden unless asked for. Emergency and
-SAMU regulation accesses stand out: a class and a text label, never colour alone.
+The records come from the dossier's audit chain through :func:`carnet.history.audit_events.history`, which the
+policy lets only the patient side read and which filters in SQL (period, kind of actor, emergency modes, kind of
+event), so that paging holds. The person's own page views are audited too (every read is); they are hidden unless
+asked for. Emergency and SAMU regulation accesses stand out: a class and a text label, never colour alone.
 """
 
 from __future__ import annotations
@@ -14,14 +14,15 @@ from urllib.parse import urlencode
 
 from starlette.responses import Response
 
-from carnet.audit import fhir as audit_fhir
+from carnet.history import audit_events as audit_fhir
 from carnet.identity.professions import profession_label
 from carnet.portal.i18n import N_
 from carnet.portal.web import Page, page
 
 PAGE_SIZE = 25
 
-# What each event is, as a patient reads it (the audit records' event names; see carnet.audit.fhir.HISTORY_KINDS).
+# What each event is, as a patient reads it (the audit records' event names; see
+# carnet.history.audit_events.HISTORY_KINDS).
 EVENTS = {
     "ITI-65": N_("added documents"), "ITI-105": N_("added a document"),
     "ITI-67": N_("searched the documents"), "ITI-66": N_("looked at the lists of documents"),

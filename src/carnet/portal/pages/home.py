@@ -17,13 +17,13 @@ from typing import Any
 
 from starlette.responses import Response
 
-from carnet.audit import fhir as audit_fhir
 from carnet.clinical import service as clinical
 from carnet.clinical.summary import SummaryView, summary_view
 from carnet.context import Context
 from carnet.documents import service as documents
 from carnet.dossier import contacts as contacts_service
 from carnet.errors import FhirError
+from carnet.history import audit_events as audit_fhir
 from carnet.portal.i18n import N_
 from carnet.portal.pages.documents import PARIS, profession_label, view
 from carnet.portal.web import Page, page

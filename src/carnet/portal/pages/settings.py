@@ -3,8 +3,8 @@
 Emergency contacts and advance directives are dossier data: they go through :mod:`carnet.dossier.contacts` inside
 :meth:`Page.run` (the policy decides, the service audits). Notification preferences belong to this account's link to
 the dossier (``account_dossier.notify``), and "My account" to the account itself: both are account tables, written
-through :meth:`Page.db`. A legal representative sees the contacts and directives of the person they represent, and
-their own account.
+through :meth:`Page.db` by :mod:`carnet.accounts`. A legal representative sees the contacts and directives of the
+person they represent, and their own account.
 
 Choices: changing the email address, mobile number or where sign-in codes go asks for the current password (they
 are the second factor); a password change signs out every other session and app of the account.
@@ -15,13 +15,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Connection, and_, select, update
+from sqlalchemy import Connection
 from starlette.datastructures import FormData, UploadFile
 from starlette.responses import Response
 
+from carnet.accounts import preferences
 from carnet.accounts import service as accounts
 from carnet.context import Context
-from carnet.db.tables import account, account_dossier
 from carnet.dossier import contacts
 from carnet.errors import FhirError
 from carnet.notify import outbox
@@ -87,13 +87,10 @@ def _service_error(p: Page, exc: FhirError) -> str:
 
 
 def _account_view(conn: Connection, account_id: uuid.UUID, key: uuid.UUID) -> dict[str, Any]:
-    row = conn.execute(select(account).where(account.c.account_id == account_id)).one()
-    link = conn.execute(select(account_dossier.c.notify).where(and_(
-        account_dossier.c.account_id == account_id, account_dossier.c.dossier_key == key))).first()
-    prefs = link.notify if link is not None and isinstance(link.notify, dict) else {}
-    return {"login": row.login, "email": row.email or "", "phone": row.phone or "", "otp_channel": row.otp_channel,
-            "lang": row.lang, "password_changed_at": row.password_changed_at,
-            "prefs": outbox.effective_prefs(prefs, row.email, row.phone)}
+    mine = preferences.details(conn, account_id, key)
+    return {"login": mine.login, "email": mine.email or "", "phone": mine.phone or "", "otp_channel": mine.otp_channel,
+            "lang": mine.lang, "password_changed_at": mine.password_changed_at,
+            "prefs": outbox.effective_prefs(mine.notify, mine.email, mine.phone)}
 
 
 async def _render(p: Page, status: int = 200, *, error: str = "", section: str = "",
@@ -223,11 +220,7 @@ async def notifications(p: Page) -> Response:
     chosen = {g: [c for c in outbox.PERSONAL_CHANNELS if c in form.getlist(f"notify.{g}")]
               for g, _ in outbox.EVENT_GROUPS}
 
-    def save(conn: Connection) -> None:
-        conn.execute(update(account_dossier).where(and_(
-            account_dossier.c.account_id == account_id, account_dossier.c.dossier_key == key,
-            account_dossier.c.ended_at.is_(None))).values(notify=chosen))
-    await p.db(save)
+    await p.db(lambda conn: preferences.set_notify(conn, account_id, key, chosen))
     return p.redirect("/portal/settings?done=notifications#notifications")
 
 
@@ -280,7 +273,6 @@ async def language(p: Page) -> Response:
     code, account_id = str(form.get("lang") or ""), p.session.account_id
     if code not in i18n.LANGUAGES:
         return p.redirect("/portal/settings#account")
-    await p.db(lambda conn: conn.execute(update(account).where(account.c.account_id == account_id)
-                                         .values(lang=code)))
+    await p.db(lambda conn: preferences.set_language(conn, account_id, code))
     p.set_cookie(LANG_COOKIE, code, max_age=365 * 24 * 3600)
     return p.redirect("/portal/settings?done=language#account")

@@ -13,17 +13,17 @@ from starlette.responses import Response
 from carnet.clinical.pdf import render_summary_pdf
 from carnet.clinical.summary import summary_view
 from carnet.context import Context
-from carnet.documents import codes
+from carnet.documents import codes, current
 from carnet.documents import service as documents
 from carnet.documents.content_types import sniff_content_type
 from carnet.dossier import contacts
 from carnet.dossier import service as dossiers
 from carnet.errors import FhirError
 from carnet.fhir.patch import PatchPlan
+from carnet.history import accesses
 from carnet.identity.ins import INS_SYSTEM_DEMO, INS_SYSTEM_NIA, INS_SYSTEM_NIR, INS_SYSTEM_TEST
 from carnet.portal.pages.documents import CDA_TYPES, PREVIEW_TEXT_LIMIT, cda_html
 from carnet.portal.web import offset_param
-from carnet.pro import service
 from carnet.pro.web import ProPage, pro_page
 
 SYSTEMS = {"nir": INS_SYSTEM_NIR, "nia": INS_SYSTEM_NIA, "test": INS_SYSTEM_TEST, "demo": INS_SYSTEM_DEMO}
@@ -157,12 +157,12 @@ async def dossier_view(p: ProPage) -> Response:
 
     def work(ctx: Context) -> dict[str, Any]:
         patient = json.loads(dossiers.read(ctx, key))
-        since = service.previous_access(ctx, key, started)
+        since = accesses.previous_access(ctx, key, started)
         summary = summary_view(ctx, key)  # the emergency summary first (issue 3 §3)
         people = contacts.list_contacts(ctx, key)  # the summary already holds the advance directives
-        return {"patient": _traits(patient), "since": since, "new": service.new_since(ctx, key, since),
+        return {"patient": _traits(patient), "since": since, "new": current.new_since(ctx, key, since),
                 "summary": summary, "contacts": people,
-                "docs": service.dossier_documents(ctx, key, f), "me": ctx.actor.id}
+                "docs": current.dossier_documents(ctx, key, f), "me": ctx.actor.id}
     data = await p.run(work)
     return p.render("pro/dossier.html", title=p._("Dossier"), key=key, classes=codes.CLASSES, types=TYPES,
                     entries=data["docs"].entries, totals=data["docs"].totals, per_class=data["docs"].limit,

@@ -1,6 +1,6 @@
 """The médecin traitant's inbox (``/pro/inbox``): notices of emergency (break the glass) and regulation accesses to
 their patients' dossiers, newest first, each with who accessed, the reason they gave, the patient, a link to the
-dossier and "mark as read". What a notice may show is the policy's decision (:func:`carnet.pro.service.inbox`): a
+dossier and "mark as read". What a notice may show is the policy's decision (:func:`carnet.notify.notices.inbox`): a
 former médecin traitant sees the date and the mode only."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from starlette.responses import Response
 
 from carnet.errors import FhirError
 from carnet.identity.professions import profession_label
+from carnet.notify import notices as inbox_notices
 from carnet.portal.web import offset_param
-from carnet.pro import service
 from carnet.pro.web import ProPage, pro_page
 
 PAGE = 25
@@ -22,7 +22,7 @@ PAGE = 25
 @pro_page("GET", "/pro/inbox")
 async def inbox(p: ProPage) -> Response:
     offset = offset_param(p.request.query_params.get("offset"))
-    notices, total, unread = await p.run(lambda ctx: service.inbox(ctx, PAGE, offset))
+    notices, total, unread = await p.run(lambda ctx: inbox_notices.inbox(ctx, PAGE, offset))
     lang: Any = "en" if p.lang.code == "en" else "fr"
 
     def profession(code: str | None) -> str:
@@ -45,6 +45,6 @@ async def mark_read(p: ProPage) -> Response:
         key, notice_id = uuid.UUID(str(form.get("dossier") or "")), uuid.UUID(str(form.get("notice") or ""))
     except ValueError:
         raise FhirError(404, "not-found", "This notice does not exist, or is not yours.") from None
-    await p.run(lambda ctx: service.mark_notice_read(ctx, key, notice_id))
+    await p.run(lambda ctx: inbox_notices.mark_notice_read(ctx, key, notice_id))
     offset = offset_param(form.get("offset"))
     return p.redirect(f"/pro/inbox?done=1{f'&offset={offset}' if offset else ''}")

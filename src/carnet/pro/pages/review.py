@@ -8,8 +8,8 @@ import uuid
 from starlette.responses import Response
 
 from carnet.errors import FhirError
+from carnet.history import accesses
 from carnet.portal.web import offset_param
-from carnet.pro import service
 from carnet.pro.web import ProPage, pro_page
 
 PAGE = 50
@@ -19,9 +19,9 @@ PAGE = 50
 async def queue(p: ProPage) -> Response:
     offset = offset_param(p.request.query_params.get("offset"))
     pending = p.request.query_params.get("pending") == "1"
-    rows, total = await p.run(lambda ctx: service.review_queue(ctx, PAGE, offset, pending))
+    rows, total = await p.run(lambda ctx: accesses.review_queue(ctx, PAGE, offset, pending))
     return p.render("pro/review.html", title=p._("Emergency accesses to review"), rows=rows, total=total,
-                    offset=offset, page=PAGE, pending=pending, outcomes=service.REVIEW_OUTCOMES,
+                    offset=offset, page=PAGE, pending=pending, outcomes=accesses.REVIEW_OUTCOMES,
                     flash=p._("Your review is recorded.") if p.request.query_params.get("done") else "",
                     lead=p._("Every emergency and regulation access, newest first. Mark each one justified, "
                              "questioned or referred."))
@@ -35,5 +35,5 @@ async def review(p: ProPage) -> Response:
     except ValueError:
         raise FhirError(404, "not-found", "This access is not in the review queue.") from None
     outcome, note = str(form.get("outcome") or ""), str(form.get("note") or "")
-    await p.run(lambda ctx: service.record_review(ctx, key, seq, outcome, note))
+    await p.run(lambda ctx: accesses.record_review(ctx, key, seq, outcome, note))
     return p.redirect("/pro/review?done=1")

@@ -7,10 +7,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from carnet.access.actors import Mode
+from carnet.auth import pro_sessions as sessions
 from carnet.portal import i18n
 from carnet.portal.web import LANG_COOKIE
 from carnet.pro import oidc
-from carnet.pro import session as sessions
 from carnet.pro.web import ProPage, pro_page
 
 LOGIN_COOKIE = "carnet_pro_login"
