@@ -5,11 +5,18 @@ dossier data only through services that take this context: the context loads a d
 :class:`~carnet.access.policy.Decision` for the caller, and writes the audit record in the same transaction. A refusal
 rolls the transaction back (nothing changes) and is then audited in a transaction of its own, so refused attempts are
 traced too. Blobs written before a failure are removed: a refused document leaves nothing behind.
+
+A blob store that cannot be reached (:class:`~carnet.blobs.BlobStoreUnavailable`) becomes a ``503`` with the issue
+code ``transient``: the transaction rolled back, nothing is saved, the caller may try again. A transaction that wrote
+a blob must commit within ``CARNET_TRANSACTION_SECONDS`` of its start, or it rolls back (``503``): that hard bound is
+what lets the blob garbage collector (:mod:`carnet.documents.blob_gc`) take a blob older than its grace period that
+no row references for an orphan, never for a blob whose transaction is still in flight.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +29,7 @@ from carnet.access.actors import Actor, ActorKind
 from carnet.access.matrix import Matrix, load_matrix
 from carnet.access.policy import Decision, DossierFacts, Standing, decide
 from carnet.audit import log as audit_log
-from carnet.blobs import BlobStore, KeyRing, blobstore_from_url
+from carnet.blobs import BlobStore, BlobStoreUnavailable, KeyRing, blobstore_from_url
 from carnet.config import Settings
 from carnet.db.tables import access_grant, dossier, representative
 from carnet.errors import FhirError
@@ -181,6 +188,7 @@ def run(services: Services, actor: Actor | Callable[[Connection], Actor], work: 
     """Run ``work`` in one transaction bound to ``actor``; see the module docstring for failures. ``actor`` may be a
     function that resolves the caller inside that same transaction (the API does so from its token's claims)."""
     now = services.clock()
+    started = time.monotonic()
     ctx: Context | None = None
     try:
         with services.engine.begin() as conn:
@@ -188,6 +196,9 @@ def run(services: Services, actor: Actor | Callable[[Connection], Actor], work: 
                 actor = actor(conn)
             ctx = Context(services, conn, actor, now)
             result = work(ctx)
+            if ctx.new_blobs and time.monotonic() - started > services.settings.transaction_seconds:
+                raise FhirError(503, "transient", "Storing the document took too long; nothing was saved. "
+                                "Please try again.")
     except BaseException as exc:
         if ctx is not None:
             for key in ctx.new_blobs:
@@ -201,7 +212,13 @@ def run(services: Services, actor: Actor | Callable[[Connection], Actor], work: 
                         audit_log.record(conn, dossier_key=r.dossier_key, actor=ctx.actor, action=r.action,
                                          event=r.event, now=now, outcome=audit_log.OUTCOME_REFUSED,
                                          entity_type=r.entity_type, entity_id=r.entity_id, detail=r.detail)
+        if isinstance(exc, BlobStoreUnavailable):
+            raise FhirError(503, "transient", "The document store is unavailable; nothing was saved. Please try "
+                            "again in a moment.", headers={"Retry-After": "10"}) from exc
         raise
     for key in ctx.after_commit_deletes:
-        services.blobs.delete(key)
+        try:
+            services.blobs.delete(key)
+        except OSError:  # committed: the garbage collector removes the blob once no row references it
+            logger.warning("blob.delete_failed")
     return result

@@ -11,9 +11,10 @@ The contract is the local store's (:mod:`carnet.blobs.base`):
   for ``put_stream``; parts of :data:`PART_SIZE`, the upload aborted on any failure, so nothing is left under the
   key).
 * It never replaces an object with different bytes. Where the store honours ``If-None-Match: *`` (AWS since 2024,
-  Ceph RGW, MinIO, moto: detected once per process by a probe under ``prefix/.carnet-probe-…``), the write is
-  conditional: a ``412 Precondition Failed`` means the key exists, and the existing object is then compared with the
-  new bytes (identical: a no-op; different: :class:`BlobConflict`). Where it does not, the store checks then writes;
+  MinIO, moto; Ceph RGW 16 on PutObject only), the write is conditional: a ``412 Precondition Failed`` means the key
+  exists, and the existing object is then compared with the new bytes (identical: a no-op; different:
+  :class:`BlobConflict`). Whether it does is probed once per process, for PutObject and for CompleteMultipartUpload
+  separately, on a probe object under ``prefix/.carnet-probe-…``. Where it does not, the store checks then writes;
   that is racy only against a concurrent put of the same key, and a key is the SHA-256 of the ciphertext, so two
   puts of one key carry the same bytes.
 * Timeouts are short and the retries few (``CARNET_BLOB_TIMEOUT`` seconds to connect and per read,
@@ -28,7 +29,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import itertools
 import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -77,7 +77,9 @@ class S3BlobStore(BlobStore):
         self.timeout = timeout if timeout is not None else _env_float("CARNET_BLOB_TIMEOUT", 5.0)
         self.attempts = attempts if attempts is not None else int(_env_float("CARNET_BLOB_ATTEMPTS", 3))
         self.client = client or self._make_client(endpoint_url, **(client_options or {}))
-        self._conditional = conditional_writes  # None: not known yet, probed on the first write
+        # does the store honour If-None-Match on PutObject, on CompleteMultipartUpload? None: probed on first write
+        self._conditional: tuple[bool, bool] | None = None if conditional_writes is None else \
+            (conditional_writes, conditional_writes)
 
     def __repr__(self) -> str:
         return f"S3BlobStore({self.url!r})"
@@ -107,12 +109,13 @@ class S3BlobStore(BlobStore):
     # --- calls, with their errors mapped ---------------------------------------------------------------------
     def _call(self, what: Callable[..., T], key: str | None = None, **kwargs: Any) -> T:
         from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+        from botocore.exceptions import ConnectionError as BotoConnectionError
 
         try:
             return what(Bucket=self.bucket, **kwargs)
         except ClientError as exc:
             raise _mapped(exc, key) from exc
-        except HTTPClientError as exc:  # connect or read timeout, connection refused or closed (after the retries)
+        except (HTTPClientError, BotoConnectionError) as exc:  # connect or read timeout, connection refused or closed (after the retries)
             raise BlobStoreUnavailable(f"object store unreachable: {type(exc).__name__}") from exc
         except BotoCoreError as exc:
             raise BlobStoreError(f"object store error: {type(exc).__name__}") from exc
@@ -134,7 +137,7 @@ class S3BlobStore(BlobStore):
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError("blob data must be bytes")
         data = bytes(data)
-        if self._conditional_writes():
+        if self._conditional_writes()[0]:
             if self._put_if_absent(name, key, data):
                 return
         elif not self.exists(key):
@@ -154,12 +157,12 @@ class S3BlobStore(BlobStore):
     def put_stream(self, key: str, chunks: Iterable[bytes]) -> int:
         name = self._name(key)
         parts = _parts(chunks, self.part_size)
-        head = list(itertools.islice(parts, 2))  # one part only: one PutObject
-        if len(head) < 2:
-            data = head.pop() if head else b""
+        head = [next(parts, b"")]
+        if len(head[0]) < self.part_size:  # the only part: one PutObject
+            data = head.pop()
             self.put(key, data)
             return len(data)
-        conditional = self._conditional_writes()
+        conditional = self._conditional_writes()[1]
         if not conditional and self.exists(key):
             digest, size = _sha256_of(_chain(head, parts))
             if digest != self._digest(key):
@@ -249,25 +252,43 @@ class S3BlobStore(BlobStore):
     def _digest(self, key: str) -> bytes:
         return _sha256_of(self.get_stream(key))[0]
 
-    def _conditional_writes(self) -> bool:
-        """Does the store honour ``If-None-Match: *``? Probed once (writes, then rewrites, a probe object)."""
+    def _conditional_writes(self) -> tuple[bool, bool]:
+        """Does the store honour ``If-None-Match: *`` on PutObject, and on CompleteMultipartUpload? Probed once, on
+        a probe object that is written, then rewritten both ways, then deleted (Ceph RGW 16 honours the first and
+        ignores the second)."""
         if self._conditional is None:
             probe = f"{self.prefix}/.carnet-probe-{uuid.uuid4().hex}" if self.prefix else \
                 f".carnet-probe-{uuid.uuid4().hex}"
             self._call(self.client.put_object, Key=probe, Body=b"1")
             try:
-                self._call(self.client.put_object, Key=probe, Body=b"2", IfNoneMatch="*")
-                honoured = False
-            except _Exists:
-                honoured = True
-            except BlobStoreUnavailable:
-                raise
-            except BlobStoreError:  # 400 or 501: the header is not understood
-                honoured = False
+                put = self._refused(lambda: self._call(self.client.put_object, Key=probe, Body=b"2",
+                                                       IfNoneMatch="*"))
+                upload = self._call(self.client.create_multipart_upload, Key=probe)["UploadId"]
+                try:
+                    etag = self._call(self.client.upload_part, Key=probe, UploadId=upload, PartNumber=1,
+                                      Body=b"3")["ETag"]
+                    complete = self._refused(lambda: self._call(
+                        self.client.complete_multipart_upload, Key=probe, UploadId=upload, IfNoneMatch="*",
+                        MultipartUpload={"Parts": [{"ETag": etag, "PartNumber": 1}]}))
+                finally:
+                    self._abort(probe, upload)
             finally:
                 self._call(self.client.delete_object, Key=probe)
-            self._conditional = honoured
+            self._conditional = (put, complete)
         return self._conditional
+
+    @staticmethod
+    def _refused(write: Callable[[], object]) -> bool:
+        """True if the conditional ``write`` was refused with 412 (the condition is honoured)."""
+        try:
+            write()
+            return False
+        except _Exists:
+            return True
+        except BlobStoreUnavailable:
+            raise
+        except BlobStoreError:  # 400 or 501: the header is not understood
+            return False
 
 
 class _Exists(BlobStoreError):
@@ -295,20 +316,23 @@ def _md5(data: bytes) -> str:
 
 
 def _parts(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
-    """Regroup ``chunks`` into parts of ``size`` bytes (the last may be shorter), one part in memory at a time."""
-    buf = bytearray()
+    """Regroup ``chunks`` into parts of at least ``size`` bytes (the last may be shorter; S3 parts need not be of one
+    size), one part in memory at a time: the chunks of a part, then their join."""
+    pending: list[bytes] = []
+    total = 0
     for chunk in chunks:
         if not isinstance(chunk, bytes | bytearray | memoryview):
             raise TypeError("blob data must be bytes")
-        buf += chunk
-        while len(buf) >= size:
-            with memoryview(buf) as view:
-                part = bytes(view[:size])
-            del buf[:size]
+        pending.append(bytes(chunk))
+        total += len(chunk)
+        if total >= size:
+            part = b"".join(pending)
+            pending.clear()
+            total = 0
             yield part
             del part
-    if buf:
-        yield bytes(buf)
+    if pending:
+        yield b"".join(pending)
 
 
 def _chain(head: list[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:
