@@ -3,8 +3,8 @@
 Order of error handling, outermost last: a :class:`~carnet.errors.FhirError` becomes its OperationOutcome; a
 Starlette HTTP error (unknown path 404, wrong method 405) becomes an OperationOutcome with the same status; a blob
 store that cannot be reached becomes a 503 (``transient``; inside a unit of work :func:`carnet.context.run` already
-turns it into that FhirError, for the portals too); anything else becomes a generic 500 OperationOutcome with no exception text (it could carry health data) and a log line that
-names only the exception type and the request id.
+turns it into that FhirError, for the portals too); anything else becomes a generic 500 OperationOutcome with no
+exception text (it could carry health data) and a log line that names only the exception type and the request id.
 """
 
 from __future__ import annotations

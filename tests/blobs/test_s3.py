@@ -167,7 +167,7 @@ def test_the_store_recovers_by_itself_when_the_server_is_back() -> None:
         server.stop()
 
 
-# --- memory: a 100 MB object through put_stream/get_stream -------------------------------------------------------------
+# --- memory: a 100 MB object through put_stream/get_stream ------------------------------------------------------------
 
 SIZE = 100 * 1024 * 1024
 PART = 8 * 1024 * 1024

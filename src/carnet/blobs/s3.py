@@ -115,7 +115,7 @@ class S3BlobStore(BlobStore):
             return what(Bucket=self.bucket, **kwargs)
         except ClientError as exc:
             raise _mapped(exc, key) from exc
-        except (HTTPClientError, BotoConnectionError) as exc:  # connect or read timeout, connection refused or closed (after the retries)
+        except (HTTPClientError, BotoConnectionError) as exc:  # timeouts, refused or closed, after the retries
             raise BlobStoreUnavailable(f"object store unreachable: {type(exc).__name__}") from exc
         except BotoCoreError as exc:
             raise BlobStoreError(f"object store error: {type(exc).__name__}") from exc
