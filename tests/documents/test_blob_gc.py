@@ -189,3 +189,14 @@ def test_the_worker_runs_the_gc_every_interval(services: Services, monkeypatch: 
     monkeypatch.setattr(services.settings, "blob_gc_interval_hours", 1e-12)
     worker.loop(services, interval=0.01, stop=stop, channels=worker.channels_for(services.settings))
     assert passes == [1]
+
+
+def test_a_transaction_that_wrote_a_blob_and_outlived_the_bound_rolls_back(gc_services: Services, world: World,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from carnet.errors import FhirError
+
+    monkeypatch.setattr(gc_services.settings, "transaction_seconds", -1)  # any duration is now too long
+    with pytest.raises(FhirError) as info:
+        publish(gc_services, world)
+    assert info.value.status == 503 and info.value.issues[0].code == "transient"
+    assert list(gc_services.blobs.iter_blobs()) == []  # its blob removed, its row never committed

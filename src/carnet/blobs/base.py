@@ -44,9 +44,10 @@ class BlobConflict(BlobStoreError):
         self.key = key
 
 
-class BlobStoreUnavailable(BlobStoreError, ConnectionError):
+class BlobStoreUnavailable(BlobStoreError):
     """The store did not answer in time, or answered that it cannot serve now (5xx after the retries). Transient: the
-    caller may try again later. It is also a :class:`ConnectionError` (an ``OSError``), as a failing disk is."""
+    caller may try again later (:func:`carnet.context.run` makes it a ``503``). Deliberately not an ``OSError``: a
+    reader that takes an ``OSError`` for a damaged blob must not take an outage for one."""
 
 
 def is_key(name: str) -> bool:
