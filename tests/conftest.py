@@ -271,3 +271,12 @@ def smtp_server(request: pytest.FixtureRequest) -> Iterator[SmtpInbox]:
     controller.start()
     yield inbox
     controller.stop()
+
+
+# --- a real S3 server over HTTP (moto_server in a subprocess; CARNET_TEST_S3_ENDPOINT for another) -------------------
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[Any]:
+    from tests.s3server import serve
+
+    yield from serve()

@@ -1,9 +1,10 @@
 """The application factory: error handling order, the FHIR route table, OAuth endpoints.
 
 Order of error handling, outermost last: a :class:`~carnet.errors.FhirError` becomes its OperationOutcome; a
-Starlette HTTP error (unknown path 404, wrong method 405) becomes an OperationOutcome with the same status; anything
-else becomes a generic 500 OperationOutcome with no exception text (it could carry health data) and a log line that
-names only the exception type and the request id.
+Starlette HTTP error (unknown path 404, wrong method 405) becomes an OperationOutcome with the same status; a blob
+store that cannot be reached becomes a 503 (``transient``; inside a unit of work :func:`carnet.context.run` already
+turns it into that FhirError, for the portals too); anything else becomes a generic 500 OperationOutcome with no
+exception text (it could carry health data) and a log line that names only the exception type and the request id.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from carnet.accounts import service as accounts
 from carnet.auth import web as auth_web
 from carnet.auth.keys import ServerKey
 from carnet.auth.scopes import scope_allows
+from carnet.blobs import BlobStoreUnavailable
 from carnet.compose import build_services
 from carnet.config import Settings
 from carnet.context import Services
@@ -69,6 +71,11 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
     @app.exception_handler(FhirError)
     async def fhir_error(_: Request, exc: FhirError) -> Response:
         return FhirResponse(exc.outcome(), exc.status, headers=exc.headers)
+
+    @app.exception_handler(BlobStoreUnavailable)
+    async def store_unavailable(_: Request, exc: BlobStoreUnavailable) -> Response:
+        return _outcome(503, "transient", "The document store is unavailable; please try again in a moment.",
+                        headers={"Retry-After": "10"})
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> Response:

@@ -30,6 +30,8 @@ outbox_app = typer.Typer(help="Notifications waiting, sent, failed.", no_args_is
 app.add_typer(outbox_app, name="outbox")
 ingest_app = typer.Typer(help="Feeds from outside systems (Assurance Maladie).", no_args_is_help=True)
 app.add_typer(ingest_app, name="ingest")
+blobs_app = typer.Typer(help="Document contents at rest (local files or S3).", no_args_is_help=True)
+app.add_typer(blobs_app, name="blobs")
 console = Console()
 
 
@@ -278,6 +280,71 @@ def worker(once: bool = typer.Option(False, help="one pass, then exit"),
         notify_worker.loop(services, interval)
     except KeyboardInterrupt:
         pass
+
+
+@blobs_app.command("migrate")
+def blobs_migrate(to: str = typer.Option(..., "--to", help="the target store, s3://bucket/prefix")) -> None:
+    """Copy every blob of the configured store to another (resumable, each blob verified by hash); the source is
+    kept."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+    from carnet.blobs import BlobStoreError, blobstore_from_url
+    from carnet.blobs.migrate import migrate
+
+    settings = Settings()
+    source, target = blobstore_from_url(settings.effective_blob_url), blobstore_from_url(to)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TextColumn("{task.fields[n]}"),
+                  TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console) as progress:
+        task = progress.add_task("copying", total=None, n="", rate="")
+
+        def step(_: str, r: Any) -> None:
+            progress.update(task, total=r.total, completed=r.copied + r.skipped + len(r.failed),
+                            n=f"{r.copied + r.skipped}/{r.total} blobs",
+                            rate=f"{progress.tasks[0].speed or 0:.1f} blobs/s")
+        try:
+            report = migrate(source, target, on_blob=step)
+        except BlobStoreError as exc:
+            console.print(f"[red]stopped: {exc}[/red] (run the command again to resume)")
+            raise typer.Exit(1) from None
+    console.print(f"{report.copied} copied ({report.bytes_copied} bytes), {report.skipped} already there, "
+                  f"{len(report.failed)} failed verification")
+    if report.failed:
+        raise typer.Exit(1)
+    console.print(f"every blob is in {to}, verified. Next: set CARNET_BLOB_URL={to} (and the AWS_* settings) on "
+                  f"every node, restart, then remove {settings.effective_blob_url} once satisfied.")
+
+
+@blobs_app.command("gc")
+def blobs_gc(grace: str = typer.Option("", help="e.g. 24h, 90m, 2d (default: CARNET_BLOB_GC_GRACE_HOURS)"),
+             dry_run: bool = typer.Option(False, "--dry-run", help="count, remove nothing"),
+             force: bool = typer.Option(False, help="accept a grace shorter than 4 x CARNET_TRANSACTION_SECONDS")
+             ) -> None:
+    """Remove the blobs that no row references, once older than the grace period (and stale temp files)."""
+    import datetime as dt
+
+    from carnet.documents.blob_gc import collect, minimum_grace
+
+    services = _services()
+    period = _duration(grace) if grace else dt.timedelta(hours=services.settings.blob_gc_grace_hours)
+    if period < minimum_grace(services) and not force:
+        console.print(f"[red]a grace of {period} could remove the blob of a transaction still in flight (minimum "
+                      f"{minimum_grace(services)}); use --force to accept it[/red]")
+        raise typer.Exit(2)
+    r = collect(services, grace=period, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    console.print(f"{r.scanned} blobs, {r.old} older than {period}: {verb} {r.removed} unreferenced, "
+                  f"{r.leftovers} leftovers of interrupted writes")
+
+
+def _duration(text: str) -> Any:
+    import datetime as dt
+
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    try:
+        return dt.timedelta(**{units[text[-1]]: float(text[:-1])}) if text[-1] in units else \
+            dt.timedelta(hours=float(text))
+    except ValueError:
+        raise typer.BadParameter(f"not a duration: {text!r} (e.g. 24h, 90m, 2d)") from None
 
 
 @ingest_app.command("claims")

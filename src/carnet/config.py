@@ -26,6 +26,12 @@ class Settings:
     var_dir: Path = field(default_factory=lambda: Path(_env("CARNET_VAR_DIR", "var") or "var").resolve())
     database_url: str | None = field(default_factory=lambda: _env("CARNET_DATABASE_URL"))
     blob_url: str | None = field(default_factory=lambda: _env("CARNET_BLOB_URL"))
+    # a transaction that wrote a blob commits within this many seconds of its start, or rolls back (503)
+    transaction_seconds: int = field(default_factory=lambda: _int("CARNET_TRANSACTION_SECONDS", 600))
+    # the blob garbage collector: blobs no row references are removed once older than the grace period
+    blob_gc_grace_hours: float = field(default_factory=lambda: float(_env("CARNET_BLOB_GC_GRACE_HOURS", "24") or 24))
+    blob_gc_interval_hours: float = field(default_factory=lambda: float(_env("CARNET_BLOB_GC_INTERVAL_HOURS", "6")
+                                                                        or 0))
     master_key: str | None = field(default_factory=lambda: _env("CARNET_MASTER_KEY"))
     master_key_file: str | None = field(default_factory=lambda: _env("CARNET_MASTER_KEY_FILE"))
     token_key_file: str | None = field(default_factory=lambda: _env("CARNET_TOKEN_KEY_FILE"))

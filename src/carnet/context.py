@@ -8,11 +8,18 @@ traced too. Blobs written before a failure are removed: a refused document leave
 
 Services tell each other what happened through the context (:meth:`Context.publish`, :mod:`carnet.events`): every
 successful audit record is published, and the subscribers (notifications, say) write in the same transaction.
+
+A blob store that cannot be reached (:class:`~carnet.blobs.BlobStoreUnavailable`) becomes a ``503`` with the issue
+code ``transient``: the transaction rolled back, nothing is saved, the caller may try again. A transaction that wrote
+a blob must commit within ``CARNET_TRANSACTION_SECONDS`` of its start, or it rolls back (``503``): that hard bound is
+what lets the blob garbage collector (:mod:`carnet.documents.blob_gc`) take a blob older than its grace period that
+no row references for an orphan, never for a blob whose transaction is still in flight.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +32,7 @@ from carnet.access.actors import Actor, ActorKind
 from carnet.access.matrix import Matrix, load_matrix
 from carnet.access.policy import Decision, DossierFacts, Standing, decide
 from carnet.audit import log as audit_log
-from carnet.blobs import BlobStore, KeyRing, blobstore_from_url
+from carnet.blobs import BlobStore, BlobStoreError, BlobStoreUnavailable, KeyRing, blobstore_from_url
 from carnet.config import Settings
 from carnet.db.tables import access_grant, dossier, representative
 from carnet.errors import FhirError
@@ -195,6 +202,7 @@ def run(services: Services, actor: Actor | Callable[[Connection], Actor], work: 
     """Run ``work`` in one transaction bound to ``actor``; see the module docstring for failures. ``actor`` may be a
     function that resolves the caller inside that same transaction (the API does so from its token's claims)."""
     now = services.clock()
+    started = time.monotonic()
     ctx: Context | None = None
     try:
         with services.engine.begin() as conn:
@@ -202,12 +210,15 @@ def run(services: Services, actor: Actor | Callable[[Connection], Actor], work: 
                 actor = actor(conn)
             ctx = Context(services, conn, actor, now)
             result = work(ctx)
+            if ctx.new_blobs and time.monotonic() - started > services.settings.transaction_seconds:
+                raise FhirError(503, "transient", "Storing the document took too long; nothing was saved. "
+                                "Please try again.")
     except BaseException as exc:
         if ctx is not None:
             for key in ctx.new_blobs:
                 try:
                     services.blobs.delete(key)
-                except OSError:
+                except (OSError, BlobStoreError):  # the garbage collector removes it later
                     logger.warning("blob.cleanup_failed")
             if isinstance(exc, FhirError) and ctx.refusals:
                 with services.engine.begin() as conn:
@@ -215,7 +226,13 @@ def run(services: Services, actor: Actor | Callable[[Connection], Actor], work: 
                         audit_log.record(conn, dossier_key=r.dossier_key, actor=ctx.actor, action=r.action,
                                          event=r.event, now=now, outcome=audit_log.OUTCOME_REFUSED,
                                          entity_type=r.entity_type, entity_id=r.entity_id, detail=r.detail)
+        if isinstance(exc, BlobStoreUnavailable):
+            raise FhirError(503, "transient", "The document store is unavailable; nothing was saved. Please try "
+                            "again in a moment.", headers={"Retry-After": "10"}) from exc
         raise
     for key in ctx.after_commit_deletes:
-        services.blobs.delete(key)
+        try:
+            services.blobs.delete(key)
+        except (OSError, BlobStoreError):  # committed: the garbage collector removes the blob (no row has it)
+            logger.warning("blob.delete_failed")
     return result

@@ -10,14 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from carnet.blobs import BlobConflict, LocalBlobStore, blobstore_from_url
 from carnet.blobs import local as blobstore
-from carnet.blobs.local import (
-    BlobConflict,
-    BlobNotFound,
-    BlobStore,
-    LocalBlobStore,
-    blobstore_from_url,
-)
 
 
 def key_of(data: bytes) -> str:
@@ -33,15 +27,6 @@ def store(tmp_path: Path) -> LocalBlobStore:
     return LocalBlobStore(tmp_path / "blobs")
 
 
-def test_a_local_store_is_a_blob_store(store: LocalBlobStore) -> None:
-    assert isinstance(store, BlobStore)
-
-
-def test_a_blob_put_can_be_got_back(store: LocalBlobStore) -> None:
-    data = b"%PDF-1.7 ..."
-    store.put(key_of(data), data)
-    assert store.get(key_of(data)) == data
-    assert store.exists(key_of(data))
 
 
 @settings(max_examples=30)
@@ -67,45 +52,9 @@ def test_blob_files_have_mode_0600(store: LocalBlobStore) -> None:
     assert stat.S_IMODE(store.path_for(key_of(b"x")).stat().st_mode) == 0o600
 
 
-def test_getting_a_missing_key_raises_blob_not_found(store: LocalBlobStore) -> None:
-    with pytest.raises(BlobNotFound) as info:
-        store.get(key_of(b"never stored"))
-    assert info.value.key == key_of(b"never stored")
-    assert not store.exists(key_of(b"never stored"))
 
 
-def test_putting_the_same_content_twice_is_fine(store: LocalBlobStore) -> None:
-    store.put(key_of(b"x"), b"x")
-    store.put(key_of(b"x"), b"x")
-    assert store.get(key_of(b"x")) == b"x"
-    assert len(all_files(store.root)) == 1
 
-
-def test_putting_different_content_under_an_existing_key_is_refused_and_keeps_the_first(store: LocalBlobStore) -> None:
-    key = key_of(b"first")
-    store.put(key, b"first")
-    with pytest.raises(BlobConflict):
-        store.put(key, b"second")
-    assert store.get(key) == b"first"
-    assert len(all_files(store.root)) == 1  # and no temp file left
-
-
-def test_delete_removes_a_blob_and_is_idempotent(store: LocalBlobStore) -> None:
-    key = key_of(b"x")
-    store.put(key, b"x")
-    store.delete(key)
-    assert not store.exists(key)
-    with pytest.raises(BlobNotFound):
-        store.get(key)
-    store.delete(key)
-    store.delete(key_of(b"never stored"))
-    assert all_files(store.root) == []
-
-
-def test_uuid_keys_are_accepted(store: LocalBlobStore) -> None:
-    key = "0f8fad5b-d9cb-469f-a165-70867728950e"
-    store.put(key, b"x")
-    assert store.get(key) == b"x"
 
 
 @pytest.mark.parametrize("key", [
@@ -119,10 +68,6 @@ def test_keys_outside_lowercase_hex_and_dashes_are_refused(store: LocalBlobStore
             op()
     assert all_files(store.root.parent) == []
 
-
-def test_keys_of_up_to_128_characters_are_accepted(store: LocalBlobStore) -> None:
-    store.put("a" * 128, b"x")
-    assert store.get("a" * 128) == b"x"
 
 
 def test_non_bytes_data_is_refused_before_anything_is_written(store: LocalBlobStore) -> None:
@@ -260,12 +205,18 @@ def test_a_plain_path_makes_a_local_store(tmp_path: Path) -> None:
     assert isinstance(s, LocalBlobStore) and s.root == tmp_path / "blobs" and s.root.is_dir()
 
 
-def test_an_s3_url_is_not_implemented_yet() -> None:
-    with pytest.raises(NotImplementedError, match="S3"):
-        blobstore_from_url("s3://bucket/prefix")
+def test_an_s3_url_makes_an_s3_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    from carnet.blobs.s3 import S3BlobStore
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    s = blobstore_from_url("s3://carnet-docs/prod/blobs/")
+    assert isinstance(s, S3BlobStore) and (s.bucket, s.prefix) == ("carnet-docs", "prod/blobs")
+    assert s.url == "s3://carnet-docs/prod/blobs"
 
 
-@pytest.mark.parametrize("url", ["", "file://otherhost/blobs", "file:relative/blobs", "http://example.org/blobs"])
+@pytest.mark.parametrize("url", ["", "file://otherhost/blobs", "file:relative/blobs", "http://example.org/blobs", "s3://",
+                                 "s3:///prefix", "s3://bucket/prefix?endpoint=x"])
 def test_unusable_urls_are_refused(url: str) -> None:
     with pytest.raises(ValueError):
         blobstore_from_url(url)

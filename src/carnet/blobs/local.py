@@ -1,76 +1,42 @@
-"""Blob storage for (encrypted) document contents, behind a small interface.
+"""Blobs as files on a local disk: :class:`LocalBlobStore`, the embedded default (``var/blobs``).
 
-:class:`LocalBlobStore` keeps blobs as files; an S3-compatible store will implement the same :class:`BlobStore`
-protocol later (``blobstore_from_url("s3://bucket/prefix")`` is reserved for it).
-
-Durability contract, relied on by the document service ("contents reach disk before the metadata commits"):
+Durability contract (see :mod:`carnet.blobs.base`), relied on by the document service ("contents reach disk before the
+metadata commits"):
 
 * ``put`` returns only once the blob is durable: written to a temp file in the final directory, flushed, fsync'd,
   atomically published under its final name, and the directory fsync'd.  A reader never sees a partial blob, and a
   ``put`` that fails leaves no file behind (neither the temp file nor a final one).
 * ``put`` never replaces an existing blob with *different* bytes: that raises :class:`BlobConflict` (an acknowledged
-  document must never be lost).  ``put`` of identical bytes under an existing key is a no-op.
+  document must never be lost).  ``put`` of identical bytes under an existing key is a no-op (it only refreshes the
+  file's modification time, so that the garbage collector's grace period counts from the latest put).
 * ``delete`` is idempotent and durable (the directory is fsync'd), so that a refused document leaves nothing behind.
+* ``put_stream`` and ``get_stream`` do the same a chunk at a time: the whole blob is never in memory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import errno
 import os
-import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Protocol, runtime_checkable
-from urllib.parse import unquote, urlsplit
+from typing import BinaryIO
 
+from carnet.blobs.base import (
+    CHUNK_SIZE,
+    BlobConflict,
+    BlobNotFound,
+    BlobStore,
+    BlobStoreError,
+    check_key,
+    is_key,
+)
 from carnet.fsutil import fsync_directory
 
-__all__ = ["BlobConflict", "BlobNotFound", "BlobStore", "BlobStoreError", "LocalBlobStore", "blobstore_from_url"]
+__all__ = ["BlobConflict", "BlobNotFound", "BlobStore", "BlobStoreError", "LocalBlobStore"]
 
-_KEY = re.compile(r"[0-9a-f-]{4,128}")
 _TMP_PREFIX = ".tmp-"  # keys never contain '.', so temp names can never collide with a blob
-
-
-class BlobStoreError(Exception):
-    """Base class of blob store errors (messages carry keys, which are hashes or ids, never contents)."""
-
-
-class BlobNotFound(BlobStoreError):
-    def __init__(self, key: str) -> None:
-        super().__init__(f"blob {key} not found")
-        self.key = key
-
-
-class BlobConflict(BlobStoreError):
-    def __init__(self, key: str) -> None:
-        super().__init__(f"blob {key} already exists with different contents")
-        self.key = key
-
-
-def check_key(key: str) -> str:
-    """Validate a blob key: 4 to 128 characters among ``0-9 a-f -`` (hex hashes, UUIDs); ValueError otherwise."""
-    if not isinstance(key, str) or not _KEY.fullmatch(key):
-        raise ValueError("blob key must be 4-128 characters among 0-9 a-f and '-'")
-    return key
-
-
-@runtime_checkable
-class BlobStore(Protocol):
-    def put(self, key: str, data: bytes) -> None:
-        """Store ``data`` under ``key``; durable when this returns. Identical re-put is a no-op; different bytes
-        under an existing key raise :class:`BlobConflict`."""
-        ...
-
-    def get(self, key: str) -> bytes:
-        """The bytes stored under ``key``; :class:`BlobNotFound` if none."""
-        ...
-
-    def delete(self, key: str) -> None:
-        """Remove ``key`` if present (idempotent)."""
-        ...
-
-    def exists(self, key: str) -> bool:
-        ...
 
 
 class LocalBlobStore(BlobStore):
@@ -82,6 +48,10 @@ class LocalBlobStore(BlobStore):
 
     def __repr__(self) -> str:
         return f"LocalBlobStore({str(self.root)!r})"
+
+    @property
+    def url(self) -> str:
+        return self.root.as_uri()
 
     def path_for(self, key: str) -> Path:
         check_key(key)
@@ -102,26 +72,39 @@ class LocalBlobStore(BlobStore):
             fsync_directory(d.parent)
 
     def put(self, key: str, data: bytes) -> None:
-        final = self.path_for(key)
         if not isinstance(data, bytes | bytearray | memoryview):
+            self.path_for(key)
             raise TypeError("blob data must be bytes")
+        self._write(key, (data,))
+
+    def put_stream(self, key: str, chunks: Iterable[bytes]) -> int:
+        return self._write(key, chunks)
+
+    def _write(self, key: str, chunks: Iterable[bytes]) -> int:
+        final = self.path_for(key)
         directory = final.parent
         self._ensure_dir(directory)
         tmp = directory / f"{_TMP_PREFIX}{key}-{os.getpid()}-{os.urandom(6).hex()}"
+        size = 0
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
             with os.fdopen(fd, "wb") as f:
                 os.fchmod(f.fileno(), 0o600)  # independent of the umask
-                f.write(data)
+                for chunk in chunks:
+                    if not isinstance(chunk, bytes | bytearray | memoryview):
+                        raise TypeError("blob data must be bytes")
+                    f.write(chunk)
+                    size += len(chunk)
                 f.flush()
                 os.fsync(f.fileno())
-            self._publish(tmp, final, key, data)
+            self._publish(tmp, final, key)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         fsync_directory(directory)
+        return size
 
-    def _publish(self, tmp: Path, final: Path, key: str, data: bytes) -> None:
+    def _publish(self, tmp: Path, final: Path, key: str) -> None:
         """Give the fsync'd temp file its final name, without ever clobbering an existing blob."""
         try:
             os.link(tmp, final)  # atomic and no-clobber (rename would silently replace)
@@ -135,18 +118,29 @@ class LocalBlobStore(BlobStore):
             if not final.exists():
                 os.replace(tmp, final)
                 return
-        if self._read(final, key) != bytes(data):
+        if not _same_contents(tmp, final, key):
             raise BlobConflict(key)
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(final)  # the grace period of the garbage collector counts from the latest put
 
-    def _read(self, path: Path, key: str) -> bytes:
+    def _open(self, key: str) -> BinaryIO:
         try:
-            with open(path, "rb") as f:
-                return f.read()
+            return open(self.path_for(key), "rb")  # noqa: SIM115 - closed by the caller
         except (FileNotFoundError, NotADirectoryError):
             raise BlobNotFound(key) from None
 
     def get(self, key: str) -> bytes:
-        return self._read(self.path_for(key), key)
+        with self._open(key) as f:
+            return f.read()
+
+    def get_stream(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        f = self._open(key)  # BlobNotFound now, not at the first chunk
+
+        def chunks() -> Iterator[bytes]:
+            with f:
+                while chunk := f.read(chunk_size):
+                    yield chunk
+        return chunks()
 
     def delete(self, key: str) -> None:
         path = self.path_for(key)
@@ -159,27 +153,53 @@ class LocalBlobStore(BlobStore):
     def exists(self, key: str) -> bool:
         return self.path_for(key).is_file()
 
+    def iter_blobs(self) -> Iterator[tuple[str, dt.datetime]]:
+        for first in _subdirs(self.root):
+            for second in _subdirs(first):
+                with os.scandir(second) as entries:
+                    for e in entries:
+                        if is_key(e.name) and e.name[0:2] == first.name and e.name[2:4] == second.name:
+                            with contextlib.suppress(FileNotFoundError):
+                                yield e.name, _mtime(e.stat(follow_symlinks=False).st_mtime)
+
     def leftover_temp_files(self) -> list[Path]:
-        """Temp files left by a crash between write and publish (never by a failed put); safe to remove at startup."""
+        """Temp files left by a crash between write and publish (never by a failed put)."""
         return sorted(self.root.glob(f"*/*/{_TMP_PREFIX}*"))
 
+    def remove_leftovers(self, older_than: dt.datetime, *, dry_run: bool = False) -> int:
+        """Remove the temp files last written before ``older_than`` (a put in progress keeps writing to its own)."""
+        removed = 0
+        for path in self.leftover_temp_files():
+            try:
+                if _mtime(path.stat().st_mtime) >= older_than:
+                    continue
+                if not dry_run:
+                    path.unlink()
+            except FileNotFoundError:
+                continue
+            removed += 1
+        return removed
 
-def blobstore_from_url(url: str) -> BlobStore:
-    """``file:///abs/path`` or a plain filesystem path → :class:`LocalBlobStore`; ``s3://bucket/prefix`` is reserved."""
-    if not url:
-        raise ValueError("empty blob store URL")
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme == "file":
-        if parts.netloc not in ("", "localhost"):
-            raise ValueError("file: blob store URLs must be local (file:///absolute/path)")
-        path = unquote(parts.path)
-        if not path.startswith("/"):
-            raise ValueError("file: blob store URLs need an absolute path (file:///absolute/path)")
-        return LocalBlobStore(path)
-    if scheme == "s3":
-        raise NotImplementedError("S3-compatible blob storage (s3://bucket/prefix) is not implemented yet; "
-                                  "use a local path or file:///absolute/path")
-    if "://" in url:
-        raise ValueError(f"unsupported blob store URL scheme {parts.scheme!r} (use file:// or a path)")
-    return LocalBlobStore(url)
+
+def _subdirs(directory: Path) -> Iterator[Path]:
+    with os.scandir(directory) as entries:
+        names = sorted(e.name for e in entries if len(e.name) == 2 and e.is_dir(follow_symlinks=False))
+    for name in names:
+        yield directory / name
+
+
+def _mtime(seconds: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)
+
+
+def _same_contents(a: Path, b: Path, key: str) -> bool:
+    try:
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            while True:
+                ca, cb = fa.read(CHUNK_SIZE), fb.read(CHUNK_SIZE)
+                if ca != cb:
+                    return False
+                if not ca:
+                    return True
+    except (FileNotFoundError, NotADirectoryError):
+        raise BlobNotFound(key) from None

@@ -211,6 +211,7 @@ document = Table(
     Column("resource", Text, nullable=False),
     ForeignKeyConstraint(["dossier_key"], ["dossier.dossier_key"]),
     Index(None, "dossier_key", "date"),
+    Index(None, "blob_key"),  # the blob garbage collector's lookups (carnet.documents.blob_refs)
 )
 
 document_token = Table(

@@ -1,4 +1,5 @@
-"""``carnet worker``: delivers the outbox, and runs the periodic notification job.
+"""``carnet worker``: delivers the outbox, runs the periodic notification job, and the blob garbage collector every
+``CARNET_BLOB_GC_INTERVAL_HOURS`` (:func:`collect_blobs`; 0 turns it off).
 
 Delivery is at most once: a message is claimed (``pending`` → ``sending``, with a lease) and that claim is committed
 *before* the message is handed to its channel; the outcome is recorded afterwards (``sent``; back to ``pending`` with
@@ -159,6 +160,14 @@ def run_once(services: Services, channels: Channels | None = None, *, jobs: bool
             return report
 
 
+def collect_blobs(services: Services) -> None:
+    """The blob garbage collector's periodic pass (:mod:`carnet.documents.blob_gc`), with the configured grace. Each
+    node's worker may run it: two passes at once only delete the same orphans twice (deletes are idempotent)."""
+    from carnet.documents.blob_gc import collect
+
+    collect(services)
+
+
 def loop(services: Services, interval: float = 1.0, stop: threading.Event | None = None,
          channels: Channels | None = None) -> None:
     """Deliver until ``stop`` is set; the periodic job runs every :data:`JOBS_EVERY`. An error in one pass is
@@ -166,9 +175,17 @@ def loop(services: Services, interval: float = 1.0, stop: threading.Event | None
     stop = stop or threading.Event()
     channels = channels or channels_for(services.settings)
     last_jobs: dt.datetime | None = None
+    last_gc = _now(services)  # the first gc pass one interval after the start
     while not stop.is_set():
         now = _now(services)
         due = last_jobs is None or now - last_jobs >= JOBS_EVERY
+        gc_every = services.settings.blob_gc_interval_hours
+        if gc_every > 0 and now - last_gc >= dt.timedelta(hours=gc_every):
+            last_gc = now
+            try:
+                collect_blobs(services)
+            except Exception as exc:  # noqa: BLE001 - the store or the database may be away: next interval
+                logger.error("blob_gc.error", error_type=type(exc).__name__)
         try:
             report = run_once(services, channels, jobs=due)
             if due:
