@@ -8,6 +8,7 @@ import dataclasses
 import os
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,9 @@ def test_a_hung_blob_store_makes_ready_fail_within_its_time_bound(services: Serv
     store = HungStore()
     hung = dataclasses.replace(services, blobs=store)  # type: ignore[arg-type]
     try:
-        ok, checks = asyncio.run(health.readiness(hung, timeout=0.2))
+        # in a thread of its own: another test's browser may hold an event loop in this one
+        with ThreadPoolExecutor(1) as pool:
+            ok, checks = pool.submit(asyncio.run, health.readiness(hung, timeout=0.2)).result()
     finally:
         store.release.set()
     assert not ok

@@ -29,7 +29,7 @@ from sqlalchemy import Connection, and_, insert, select, update
 
 from carnet.access.actors import Actor, ActorKind
 from carnet.accounts import secrets
-from carnet.auth.sessions import PORTAL_CLIENT, revoke_everywhere
+from carnet.accounts.sessions import PORTAL_CLIENT, revoke_everywhere
 from carnet.context import Context, Services
 from carnet.db.tables import account, account_code, account_dossier, account_login, dossier
 from carnet.ids import new_id

@@ -2,7 +2,7 @@
 
 A page is an ``async`` function taking a :class:`Page` and returning a response, registered with :func:`page`. Pages
 are thin: they parse the form, then call services through :meth:`Page.run`, which runs the work in one transaction
-bound to the Actor of the signed-in session (see :mod:`carnet.auth.sessions`), exactly as the API does from a token.
+bound to the Actor of the signed-in session (see :mod:`carnet.accounts.sessions`), exactly as the API does from a token.
 Pages never decide access and never write audit records: the services do.
 
 Order of checks for every page: the session (unless ``public``), then for POST the CSRF token, then the handler. A
@@ -33,7 +33,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from carnet.access.actors import Actor
-from carnet.auth import sessions
+from carnet.accounts import sessions
 from carnet.context import Context, Services, run
 from carnet.errors import FhirError
 from carnet.ids import new_id

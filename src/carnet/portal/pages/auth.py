@@ -11,9 +11,8 @@ from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from carnet.accounts import preferences
+from carnet.accounts import preferences, sessions
 from carnet.accounts import service as accounts
-from carnet.auth import sessions
 from carnet.portal import i18n
 from carnet.portal.i18n import N_
 from carnet.portal.web import LANG_COOKIE, Page, page

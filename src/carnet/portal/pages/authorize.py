@@ -19,7 +19,8 @@ from sqlalchemy import Connection
 from starlette.responses import Response
 
 from carnet.accounts import service as accounts
-from carnet.auth import sessions, smart
+from carnet.accounts import sessions
+from carnet.auth import smart
 from carnet.portal.i18n import N_
 from carnet.portal.web import SECURITY_HEADERS, Page, page
 
