@@ -21,8 +21,8 @@ from carnet.config import Settings
 from carnet.context import Services
 from carnet.db.engine import make_engine
 from carnet.db.tables import document
-from tests.api.test_documents_api import docref
 from tests.conftest import BASE, World
+from tests.fhir.routes.test_documents import docref
 from tests.s3server import S3Server
 
 

@@ -26,8 +26,8 @@ from carnet.db.tables import document
 from carnet.documents import blob_refs
 from carnet.documents import service as documents
 from carnet.documents.blob_gc import collect
-from tests.api.test_documents_api import docref
 from tests.conftest import World
+from tests.fhir.routes.test_documents import docref
 
 PDF = b"%PDF-1.4\n% gc\n%%EOF\n"
 

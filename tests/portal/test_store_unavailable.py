@@ -11,8 +11,8 @@ from carnet.app import create_app
 from carnet.config import Settings
 from carnet.context import Services
 from carnet.db.engine import make_engine
-from tests.api.test_documents_api import docref
 from tests.conftest import BASE, World
+from tests.fhir.routes.test_documents import docref
 from tests.portal.conftest import PORTAL_BASE, Patient
 from tests.s3server import S3Server
 
