@@ -70,7 +70,7 @@ async def json_body(request: Request, max_bytes: int) -> dict[str, Any]:
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > max_bytes:
         raise FhirError(413, "too-costly", "The request is larger than this server accepts")
-    body = b""
+    body = bytearray()  # grown in place: appending to bytes would copy the whole body at every chunk
     async for chunk in request.stream():
         body += chunk
         if len(body) > max_bytes:
@@ -78,7 +78,7 @@ async def json_body(request: Request, max_bytes: int) -> dict[str, Any]:
     if xml:
         from carnet.fhir.xml import from_xml
 
-        return from_xml(body)
+        return from_xml(bytes(body))
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
