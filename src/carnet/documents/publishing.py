@@ -16,13 +16,13 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from carnet.access.policy import Decision
-from carnet.blobs import seal
+from carnet.blobs import seal_stream
 from carnet.context import Context
 from carnet.db.tables import document, document_identifier, document_token, resource_locator
 from carnet.documents import cda
 from carnet.documents.lifecycle import supersede
 from carnet.documents.metadata import DocMeta, read_metadata
-from carnet.documents.stored import aad, fhir_instant
+from carnet.documents.stored import aad, fhir_instant, segments
 from carnet.errors import FhirError, Issue, conflict, forbidden, unprocessable
 from carnet.ids import new_id
 
@@ -79,10 +79,12 @@ def publish(ctx: Context, dossier_key: uuid.UUID, resource: dict[str, Any], cont
     now = ctx.now
     warnings = _check_size_and_hash(resource, content.data)
     sha256 = hashlib.sha256(content.data).hexdigest()
-    sealed = seal(ctx.services.keyring, content.data, aad(dossier_key, document_id))
-    blob_key = hashlib.sha256(sealed.ciphertext).hexdigest()
-    ctx.services.blobs.put(blob_key, sealed.ciphertext)  # durable before the metadata commits
-    ctx.new_blobs.append(blob_key)
+    # Sealed in segments straight into the store (multipart on S3): the ciphertext is never whole in memory. A
+    # streamed blob's hash is known only at its end, so its key is the document's id, which is never reused.
+    sealed = seal_stream(ctx.services.keyring, segments(content.data), aad(dossier_key, document_id))
+    blob_key = document_id.hex
+    ctx.new_blobs.append(blob_key)  # removed again if anything below fails (idempotent if it was never written)
+    ctx.services.blobs.put_stream(blob_key, sealed)  # durable before the metadata commits
 
     for ref in meta.replaces:
         supersede(ctx, dossier_key, decision, ref, document_id)

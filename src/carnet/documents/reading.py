@@ -25,10 +25,22 @@ def read(ctx: Context, resource_id: str) -> str:
 
 def retrieve(ctx: Context, resource_id: str) -> tuple[bytes, str, Any]:
     """ITI-68: the exact bytes. The SHA-256 is checked on every retrieval; a mismatch is an error, never served."""
+    row = _retrieved(ctx, resource_id)
+    return open_content(ctx, row), row.content_type, row
+
+
+def retrieve_or_stream(ctx: Context, resource_id: str, stream_above: int) -> tuple[bytes | None, str, Any]:
+    """:func:`retrieve`, except that a document larger than ``stream_above`` bytes is not opened here (``None``
+    instead of its bytes): the caller streams it with :func:`~carnet.documents.stored.content_stream` once this
+    transaction, which decided and audited the reading, has committed."""
+    row = _retrieved(ctx, resource_id)
+    return (None if row.size > stream_above else open_content(ctx, row)), row.content_type, row
+
+
+def _retrieved(ctx: Context, resource_id: str) -> Any:
     row, _ = visible_document(ctx, resource_id, "ITI-68")
-    data = open_content(ctx, row)
     ctx.audit(row.dossier_key, "R", "ITI-68", entity_type="Binary", entity_id=resource_id)
-    return data, row.content_type, row
+    return row
 
 
 # --- search (ITI-67) -------------------------------------------------------------------------------------------

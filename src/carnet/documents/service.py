@@ -32,13 +32,28 @@ from carnet.documents.listing import (
 )
 from carnet.documents.patch_plan import PatchPlan
 from carnet.documents.publishing import Content, Published, publish, require_write
-from carnet.documents.reading import DocumentQuery, read, retrieve, search, search_lists, token_condition
-from carnet.documents.stored import doc_facts, dossier_of, fhir_instant, open_content, visible_document
+from carnet.documents.reading import (
+    DocumentQuery,
+    read,
+    retrieve,
+    retrieve_or_stream,
+    search,
+    search_lists,
+    token_condition,
+)
+from carnet.documents.stored import (
+    content_stream,
+    doc_facts,
+    dossier_of,
+    fhir_instant,
+    open_content,
+    visible_document,
+)
 
 __all__ = [
     "LISTED_COLUMNS", "Content", "DocumentFilter", "DocumentPage", "DocumentQuery", "HomeDocuments", "Listed",
     "PatchPlan", "Published", "browse", "delete_from_dossier", "doc_facts", "dossier_of", "fhir_instant",
-    "filter_conditions", "home_documents", "listed_from_rows", "newly_added", "open_content", "open_document",
-    "patch", "publish", "read", "require_write", "retrieve", "search", "search_lists", "set_masked",
-    "token_condition", "visible_document",
+    "content_stream", "filter_conditions", "home_documents", "listed_from_rows", "newly_added", "open_content",
+    "open_document", "patch", "publish", "read", "require_write", "retrieve", "retrieve_or_stream", "search",
+    "search_lists", "set_masked", "token_condition", "visible_document",
 ]

@@ -7,13 +7,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
+import structlog
 from sqlalchemy import bindparam, select
 
 from carnet.access.policy import Decision, DocFacts
-from carnet.blobs import IntegrityError, Sealed, open_sealed
-from carnet.context import Context
+from carnet.blobs import IntegrityError, open_any
+from carnet.blobs.stream import DEFAULT_SEGMENT_SIZE
+from carnet.context import Context, Services
 from carnet.db.tables import document, resource_locator
 from carnet.errors import FhirError, not_found
 
@@ -35,6 +38,8 @@ def doc_facts(row: Any) -> DocFacts:
                     invisible_patient=row.invisible_patient, invisible_patient_until=until,
                     invisible_representatives=row.invisible_representatives, deleted=row.deleted)
 
+
+logger = structlog.get_logger("carnet")
 
 _LOCATE = select(resource_locator.c.dossier_key).where(resource_locator.c.resource_id == bindparam("rid"))
 _DOCUMENT = select(document).where(document.c.dossier_key == bindparam("k"), document.c.document_id == bindparam("d"))
@@ -66,15 +71,58 @@ def visible_document(ctx: Context, resource_id: str, event: str, action: str = "
     return row, decision
 
 
+def segments(data: bytes, size: int = DEFAULT_SEGMENT_SIZE) -> Iterator[memoryview]:
+    """``data`` in slices of ``size`` bytes, without copying: what :func:`~carnet.blobs.seal_stream` seals."""
+    view = memoryview(data)
+    for start in range(0, len(view), size):
+        yield view[start:start + size]
+
+
+def _plaintext(services: Services, row: Any) -> Iterator[bytes]:
+    """The row's content, read from the store as a stream and opened segment by segment (either blob format)."""
+    return open_any(services.keyring, services.blobs.get_stream(row.blob_key), bytes(row.wrapped_key), row.key_id,
+                    aad(row.dossier_key, row.document_id))
+
+
 def open_content(ctx: Context, row: Any) -> bytes:
     """The original bytes of the ``document`` row ``row``, decrypted, with the SHA-256 checked: a mismatch is a 500,
-    never served. The caller has already decided that the row may be read, and audits the reading."""
+    never served. The caller has already decided that the row may be read, and audits the reading. The ciphertext is
+    read as a stream: only the plaintext is ever whole in memory."""
+    digest = hashlib.sha256()
+    parts = []
     try:
-        ciphertext = ctx.services.blobs.get(row.blob_key)
-        data = open_sealed(ctx.services.keyring, Sealed(ciphertext, bytes(row.wrapped_key), row.key_id),
-                           aad(row.dossier_key, row.document_id))
+        for part in _plaintext(ctx.services, row):
+            digest.update(part)
+            parts.append(part)
     except (IntegrityError, OSError, LookupError) as exc:
         raise FhirError(500, "exception", "The stored document failed its integrity check") from exc
-    if hashlib.sha256(data).hexdigest() != row.sha256:
+    if digest.hexdigest() != row.sha256:
         raise FhirError(500, "exception", "The stored document failed its integrity check")
-    return data
+    return b"".join(parts)
+
+
+def content_stream(services: Services, row: Any) -> Iterator[bytes]:
+    """The content of a row already decided on and audited, for a response that streams it (a large document on
+    ITI-68): never whole in memory. The blob's header and first segment are checked before this returns (a failure is
+    the same 500 as :func:`open_content`); a later segment that fails its tag, or a SHA-256 that differs at the end,
+    raises :class:`~carnet.blobs.IntegrityError` mid-stream, so the server aborts the response (the client sees a
+    body shorter than its Content-Length), never a complete wrong document."""
+    try:
+        opened = _plaintext(services, row)
+    except (IntegrityError, OSError, LookupError) as exc:
+        raise FhirError(500, "exception", "The stored document failed its integrity check") from exc
+
+    def checked() -> Iterator[bytes]:
+        digest = hashlib.sha256()
+        try:
+            for part in opened:
+                digest.update(part)
+                yield part
+        except IntegrityError:
+            logger.error("document.integrity_failed", when="streaming")
+            raise
+        if digest.hexdigest() != row.sha256:
+            logger.error("document.integrity_failed", when="streaming")
+            raise IntegrityError("the document's SHA-256 differs from the one recorded")
+
+    return checked()

@@ -6,6 +6,7 @@ import json
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -70,7 +71,7 @@ async def json_body(request: Request, max_bytes: int) -> dict[str, Any]:
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > max_bytes:
         raise FhirError(413, "too-costly", "The request is larger than this server accepts")
-    body = b""
+    body = bytearray()  # grown in place: appending to bytes would copy the whole body at every chunk
     async for chunk in request.stream():
         body += chunk
         if len(body) > max_bytes:
@@ -78,9 +79,9 @@ async def json_body(request: Request, max_bytes: int) -> dict[str, Any]:
     if xml:
         from carnet.fhir.xml import from_xml
 
-        return from_xml(body)
+        return from_xml(bytes(body))
     try:
-        data = json.loads(body)
+        data = orjson.loads(body)  # parses the UTF-8 bytes in place: no text copy of a large body beside them
     except (ValueError, UnicodeDecodeError):
         raise FhirError(400, "structure", "The body is not valid JSON") from None
     if not isinstance(data, dict | list):
