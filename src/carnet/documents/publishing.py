@@ -29,7 +29,7 @@ from carnet.ids import new_id
 
 @dataclass
 class Content:
-    data: bytes
+    data: bytes | bytearray  # a large document decoded in place (fhir.routes.documents.decode_base64) is a bytearray
     content_type: str
 
 
@@ -69,7 +69,7 @@ def publish(ctx: Context, dossier_key: uuid.UUID, resource: dict[str, Any], cont
         from carnet.db.tables import dossier
 
         ins = ctx.conn.execute(select(dossier.c.ins).where(dossier.c.dossier_key == dossier_key)).scalar_one()
-        cda.check_header(content.data, resource, ins)
+        cda.check_header(bytes(content.data), resource, ins)
     taken = ctx.conn.execute(select(document_identifier.c.document_id).where(
         document_identifier.c.master_identifier == meta.master_identifier)).first()
     if taken is not None:
@@ -117,7 +117,7 @@ def publish(ctx: Context, dossier_key: uuid.UUID, resource: dict[str, Any], cont
     return Published(document_id, 1, now, warnings, served)
 
 
-def _check_size_and_hash(resource: dict[str, Any], data: bytes) -> list[Issue]:
+def _check_size_and_hash(resource: dict[str, Any], data: bytes | bytearray) -> list[Issue]:
     """MHD lets the source state size and (SHA-1, R4) hash. Carnet computes both itself and serves its own values;
     a stated value that differs is reported as a warning rather than refused, as published examples carry
     placeholder hashes."""

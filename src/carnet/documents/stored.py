@@ -71,7 +71,7 @@ def visible_document(ctx: Context, resource_id: str, event: str, action: str = "
     return row, decision
 
 
-def segments(data: bytes, size: int = DEFAULT_SEGMENT_SIZE) -> Iterator[memoryview]:
+def segments(data: bytes | bytearray, size: int = DEFAULT_SEGMENT_SIZE) -> Iterator[memoryview]:
     """``data`` in slices of ``size`` bytes, without copying: what :func:`~carnet.blobs.seal_stream` seals."""
     view = memoryview(data)
     for start in range(0, len(view), size):

@@ -6,7 +6,6 @@ import json
 from typing import Any
 from urllib.parse import urlencode
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -81,7 +80,9 @@ async def json_body(request: Request, max_bytes: int) -> dict[str, Any]:
 
         return from_xml(bytes(body))
     try:
-        data = orjson.loads(body)  # parses the UTF-8 bytes in place: no text copy of a large body beside them
+        text = body.decode(json.detect_encoding(body), "surrogatepass")  # as json.loads does with bytes
+        del body  # a large body is held once as bytes, then once as text, never both while it is parsed
+        data = json.loads(text)
     except (ValueError, UnicodeDecodeError):
         raise FhirError(400, "structure", "The body is not valid JSON") from None
     if not isinstance(data, dict | list):

@@ -120,3 +120,25 @@ def test_a_document_sealed_whole_before_streaming_existed_still_opens(world: Wor
     r = streamed.client.get(f"/fhir/Binary/{doc_id}", headers={**streamed.headers(), "Accept": "*/*"})
     assert r.status_code == 200
     assert r.content == data
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 3 * 1024 * 1024 - 1, 3 * 1024 * 1024, 3 * 1024 * 1024 + 2,
+                                  7 * 1024 * 1024 + 1])
+def test_large_base64_is_decoded_in_slices_exactly_as_whole(size: int) -> None:
+    import base64
+
+    data = os.urandom(size)
+    assert bytes(routes.decode_base64(base64.b64encode(data).decode())) == data
+
+
+@pytest.mark.parametrize("damage", ["pad-inside", "bad-char", "short", "non-ascii"])
+def test_large_base64_that_is_not_strict_is_refused(damage: str) -> None:
+    import base64
+    import binascii
+
+    text = base64.b64encode(os.urandom(6 * 1024 * 1024 + 1)).decode()
+    cut = routes.DECODE_CHUNK
+    bad = {"pad-inside": text[:cut - 2] + "==" + text[cut:], "bad-char": text[:100] + "*" + text[101:],
+           "short": text[:-1], "non-ascii": text[:100] + "é" + text[101:]}[damage]
+    with pytest.raises((binascii.Error, ValueError)):
+        routes.decode_base64(bad)
