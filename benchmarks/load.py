@@ -13,9 +13,14 @@ and var dir; ``--concurrency`` asyncio clients (httpx) drive each operation for 
 * ITI-67 Find Document References by patient (``GET /fhir/DocumentReference?patient=<id>&_count=20``),
 * ITI-68 Retrieve Document (``GET /fhir/Binary/<id>``).
 
-The load generator runs on the same machine as the server (and PostgreSQL): its CPU use is reported.
+Each operation is measured on every configuration of ``--blob-stores`` (``local`` files or ``s3``) and ``--nodes``
+(N ``carnet serve`` nodes of ``--workers``/N processes each, the clients spread over them in turn), in one run against
+the same database; the table gives each configuration's rate against the first one's. The nodes and the S3 server are
+started by ``cluster.py``. The load generator runs on the same machine as the server (and PostgreSQL): its CPU use is
+reported.
 
     python benchmarks/load.py --dossiers 10000 --documents 100000 --concurrency 16 --duration 20
+    python benchmarks/load.py --dossiers 1000 --documents 10000 --duration 10 --blob-stores local,s3 --nodes 1,2
 """
 
 from __future__ import annotations
@@ -29,7 +34,6 @@ import os
 import platform
 import random
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +41,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from cluster import S3, Cluster, start_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -214,37 +220,6 @@ def fill(db_url: str, var_dir: Path, base_url: str, n_dossiers: int, n_docs: int
 
 # --- measure ---------------------------------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(db_url: str, var_dir: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, CARNET_DATABASE_URL=db_url, CARNET_VAR_DIR=str(var_dir),
-               CARNET_BASE_URL=f"http://127.0.0.1:{port}")
-    env.pop("CARNET_MASTER_KEY", None)
-    log = (var_dir / "server.log").open("ab")  # the per-request log lines, kept out of the terminal
-    proc = subprocess.Popen([sys.executable, "-m", "carnet.cli", "serve", "--host", "127.0.0.1", "--port",
-                             str(port), "--workers", str(workers)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    log.close()
-    import httpx
-
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"carnet serve exited with {proc.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/fhir/metadata", timeout=2).status_code == 200:
-                time.sleep(1.0 if workers > 1 else 0.2)  # let every worker finish starting
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    proc.terminate()
-    raise SystemExit("carnet serve did not answer within 60 s")
-
-
 def register_client(services: Any) -> Any:
     from joserfc.jwk import ECKey
 
@@ -257,12 +232,13 @@ def register_client(services: Any) -> Any:
     return key
 
 
-async def get_token(http: Any, key: Any, base: str, professional_id: str) -> str:
+async def get_token(http: Any, key: Any, public: str, professional_id: str, node: str | None = None) -> str:
+    """An access token from ``node`` (default: ``public``); the assertion's audience is the public base URL."""
     from carnet.auth.assertions import make_client_assertion
 
-    assertion = make_client_assertion(key, CLIENT_ID, f"{base}/oauth/token", int(time.time()),
+    assertion = make_client_assertion(key, CLIENT_ID, f"{public}/oauth/token", int(time.time()),
                                       professional_id=professional_id)
-    r = await http.post(f"{base}/oauth/token", data={
+    r = await http.post(f"{node or public}/oauth/token", data={
         "grant_type": "client_credentials",
         "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
         "client_assertion": assertion})
@@ -277,18 +253,23 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[idx]
 
 
-async def run_phase(name: str, base: str, key: Any, pro_id: str, concurrency: int, duration: float,
+async def run_phase(name: str, cluster: Cluster, key: Any, pro_id: str, concurrency: int, duration: float,
                     make_request: Any, expect: int) -> dict[str, Any]:
+    """``concurrency`` clients for ``duration`` s; client i talks to node i mod N (a load balancer's round robin of
+    connections) with a token that node issued."""
     import httpx
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    nodes = cluster.bases
     async with httpx.AsyncClient(limits=limits, timeout=30) as http:
-        tokens = [await get_token(http, key, base, pro_id) for _ in range(concurrency)]
+        tokens = [await get_token(http, key, cluster.public, pro_id, nodes[i % len(nodes)])
+                  for i in range(concurrency)]
         latencies: list[float] = []
         errors: dict[str, int] = {}
         stop_at = 0.0
 
         async def client(i: int) -> None:
+            base = nodes[i % len(nodes)]
             headers = {"Authorization": f"Bearer {tokens[i]}", "Accept": "application/fhir+json"}
             while time.perf_counter() < stop_at:
                 method, url, kwargs = make_request()
@@ -314,11 +295,13 @@ async def run_phase(name: str, base: str, key: Any, pro_id: str, concurrency: in
         latencies.clear()
         errors.clear()
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
+        load0 = os.getloadavg()[0]
         t0 = time.perf_counter()
         stop_at = t0 + duration
         await asyncio.gather(*(client(i) for i in range(concurrency)))
         elapsed = time.perf_counter() - t0
         ru1 = resource.getrusage(resource.RUSAGE_SELF)
+        load1 = os.getloadavg()[0]
     lat = sorted(latencies)
     gen_cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     out = {"operation": name, "ok": len(lat), "errors": sum(errors.values()), "error_codes": errors,
@@ -326,7 +309,7 @@ async def run_phase(name: str, base: str, key: Any, pro_id: str, concurrency: in
            "p50_ms": round(percentile(lat, 50) * 1000, 1), "p95_ms": round(percentile(lat, 95) * 1000, 1),
            "p99_ms": round(percentile(lat, 99) * 1000, 1),
            "mean_ms": round(statistics.fmean(lat) * 1000, 1) if lat else None,
-           "load_generator_cpu_cores": round(gen_cpu / elapsed, 2)}
+           "load_generator_cpu_cores": round(gen_cpu / elapsed, 2), "load_average_1m": [load0, load1]}
     print(f"{name}: {out['throughput_per_s']}/s ok, {out['errors']} errors, p50 {out['p50_ms']} ms, "
           f"p95 {out['p95_ms']} ms, p99 {out['p99_ms']} ms (generator used {out['load_generator_cpu_cores']} cores)",
           flush=True)
@@ -383,26 +366,33 @@ def run_phase_wrk(name: str, base: str, token: str, concurrency: int, duration: 
     return out
 
 
-def measure(db_url: str, var_dir: Path, workers: int, concurrency: int, duration: float,
-            ops: list[str], generator: str = "httpx", repeat: int = 1) -> list[dict[str, Any]]:
+def measure(db_url: str, var_dir: Path, configs: list[tuple[str, int]], blob_urls: dict[str, str],
+            s3_env: dict[str, str], workers: int, concurrency: int, duration: float, ops: list[str],
+            generator: str = "httpx", repeat: int = 1) -> list[dict[str, Any]]:
+    """Each operation on each configuration ``(blob store, nodes)`` in turn (a fresh cluster for each, so that every
+    configuration of an operation sees the same data); one result per operation and configuration."""
     from sqlalchemy import select, text
 
+    from carnet.blobs import LocalBlobStore
     from carnet.db.tables import document, dossier
 
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    services = make_services(db_url, var_dir, base)
+    services = make_services(db_url, var_dir, "http://127.0.0.1:8000")
     pro_id = ensure_reference_data(services)
     key = register_client(services)
+    local = LocalBlobStore(var_dir / "blobs")
     with services.engine.connect() as conn:
         dossier_ids = [str(r[0]) for r in conn.execute(select(dossier.c.dossier_key))]
+        # retrieves go to documents whose blob is in the local store, hence (migrated) in S3 too: not to one that an
+        # earlier run published into an S3 server that is gone
         doc_ids = [str(r[0]) for r in conn.execute(
-            select(document.c.document_id).order_by(text("random()")).limit(50_000))]
+            select(document.c.document_id, document.c.blob_key).order_by(text("random()")).limit(50_000))
+            if local.exists(r[1])]
     services.engine.dispose()
     if not dossier_ids or not doc_ids:
         raise SystemExit("no data: run the fill phase first")
-    print(f"measure: {len(dossier_ids)} dossiers, sampling {len(doc_ids)} documents; {workers} uvicorn workers, "
-          f"{concurrency} clients, {duration:g} s per phase", flush=True)
+    print(f"measure: {len(dossier_ids)} dossiers, sampling {len(doc_ids)} documents; {workers} server processes "
+          f"in all, {concurrency} clients, {duration:g} s per phase; configurations: "
+          f"{', '.join(f'{s} × {n} node(s)' for s, n in configs)}", flush=True)
     payload = pdf_bytes("http")  # same bytes for every publish; each gets its own data key and blob
 
     def iti105() -> tuple[str, str, dict[str, Any]]:
@@ -421,39 +411,54 @@ def measure(db_url: str, var_dir: Path, workers: int, concurrency: int, duration
         return "GET", f"/fhir/Binary/{random.choice(doc_ids)}", {"headers": {"Accept": "application/pdf"}}
 
     table = {"ITI-105": (iti105, 201), "ITI-65": (iti65, 200), "ITI-67": (iti67, 200), "ITI-68": (iti68, 200)}
-    server = start_server(db_url, var_dir, port, workers)
-    results = []
+    results: list[dict[str, Any]] = []
+    cluster: Cluster | None = None
+    running: tuple[str, int] | None = None
     try:
         for op in ops:
             make, expect = table[op]
-            runs = []
-            for _ in range(max(1, repeat)):
-                if generator == "wrk":
-                    runs.append(wrk_phase(op, base, key, pro_id, concurrency, duration, dossier_ids, doc_ids,
-                                          payload))
-                else:
-                    runs.append(asyncio.run(run_phase(op, base, key, pro_id, concurrency, duration, make,
-                                                      expect)))
-            runs.sort(key=lambda r: r["throughput_per_s"])
-            median = dict(runs[len(runs) // 2])
-            median["runs_throughput_per_s"] = [r["throughput_per_s"] for r in runs]
-            results.append(median)
+            for store, nodes in configs:
+                if running != (store, nodes):  # one configuration only: one cluster for every operation
+                    if cluster is not None:
+                        cluster.stop()
+                    cluster = None
+                    cluster = start_cluster(db_url, var_dir, nodes, workers // nodes, blob_urls[store],
+                                            s3_env if store == "s3" else None)
+                    running = (store, nodes)
+                assert cluster is not None
+                print(f"{op} on {store}, {nodes} node(s) × {workers // nodes} processes:", flush=True)
+                runs = []
+                for _ in range(max(1, repeat)):
+                    if generator == "wrk":
+                        runs.append(wrk_phase(op, cluster, key, pro_id, concurrency, duration, dossier_ids,
+                                              doc_ids, payload))
+                    else:
+                        runs.append(asyncio.run(run_phase(op, cluster, key, pro_id, concurrency, duration, make,
+                                                          expect)))
+                runs.sort(key=lambda r: r["throughput_per_s"])
+                median = dict(runs[len(runs) // 2])
+                median.update(blob_store=store, nodes=nodes, workers_per_node=workers // nodes,
+                              runs_throughput_per_s=[r["throughput_per_s"] for r in runs])
+                first = next((r for r in results if r["operation"] == op), median)
+                median["ratio_to_first"] = round(median["throughput_per_s"] / first["throughput_per_s"], 2) \
+                    if first["throughput_per_s"] else None
+                results.append(median)
     finally:
-        server.terminate()
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        if cluster is not None:
+            cluster.stop()
     return results
 
 
-def wrk_phase(op: str, base: str, key: Any, pro_id: str, concurrency: int, duration: float,
+def wrk_phase(op: str, cluster: Cluster, key: Any, pro_id: str, concurrency: int, duration: float,
               dossier_ids: list[str], doc_ids: list[str], payload: bytes) -> dict[str, Any]:
+    """One wrk process against one node (``main`` refuses wrk with several nodes)."""
     import httpx
+
+    base = cluster.bases[0]
 
     async def token() -> str:
         async with httpx.AsyncClient(timeout=30) as http:
-            return await get_token(http, key, base, pro_id)
+            return await get_token(http, key, cluster.public, pro_id, base)
 
     tok = asyncio.run(token())
     if op == "ITI-67":
@@ -506,12 +511,18 @@ def pg_version(db_url: str) -> str:
 
 
 def markdown(results: list[dict[str, Any]]) -> str:
-    lines = ["| operation | ok/s | errors | p50 ms | p95 ms | p99 ms | generator CPU (cores) |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| operation | blob store | nodes × processes | ok/s | errors | p50 ms | p95 ms | p99 ms "
+             "| ok/s ÷ first | generator CPU (cores) |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
-        lines.append(f"| {r['operation']} | {r['throughput_per_s']} | {r['errors']} | {r['p50_ms']} | {r['p95_ms']} "
-                     f"| {r['p99_ms']} | {r['load_generator_cpu_cores']} |")
+        lines.append(f"| {r['operation']} | {r['blob_store']} | {r['nodes']} × {r['workers_per_node']} "
+                     f"| {r['throughput_per_s']} | {r['errors']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} "
+                     f"| {r['ratio_to_first']} | {r['load_generator_cpu_cores']} |")
     return "\n".join(lines)
+
+
+def comma_list(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -527,7 +538,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--duration", type=float, default=20, help="seconds per measured phase")
     p.add_argument("--workers", type=int, default=4,
-                   help="server processes (carnet serve --workers; 2 per core measured best here)")
+                   help="server processes in all (carnet serve --workers; 2 per core measured best here), split "
+                        "evenly over the nodes")
+    p.add_argument("--blob-stores", default="local",
+                   help="comma list of blob stores to measure: local (the var dir's files), s3")
+    p.add_argument("--nodes", default="1",
+                   help="comma list of node counts to measure; each node runs --workers/N processes, the clients "
+                        "go to the nodes in turn (a load balancer's round robin)")
+    p.add_argument("--s3-url", default="s3://carnet-bench/blobs", help="bucket and prefix of the s3 store")
+    p.add_argument("--s3-endpoint",
+                   help="S3 endpoint for the s3 store (credentials and region from AWS_*); default: start the "
+                        "venv's moto_server on a free port")
     p.add_argument("--repeat", type=int, default=1,
                    help="measure each operation this many times and report the median run (by throughput)")
     p.add_argument("--ops", default="ITI-105,ITI-65,ITI-67,ITI-68", help="operations to measure, in order")
@@ -538,6 +559,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-fill", action="store_true", help="measure the data already in the database")
     p.add_argument("--output", default=str(RESULTS / "latest.json"))
     a = p.parse_args(argv)
+    stores, node_counts = comma_list(a.blob_stores), [int(n) for n in comma_list(a.nodes)]
+    if not stores or set(stores) - {"local", "s3"}:
+        p.error("--blob-stores takes local and/or s3")
+    if not node_counts or any(n < 1 or a.workers % n for n in node_counts):
+        p.error(f"--nodes: each count must divide --workers ({a.workers})")
+    if a.generator == "wrk" and node_counts != [1]:
+        p.error("--generator wrk drives one node (one URL): use --nodes 1, or the httpx generator")
+    configs = [(s, n) for s in stores for n in node_counts]
 
     sys.path.insert(0, str(ROOT / "src"))
     from carnet.db.migrate import upgrade
@@ -557,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
                               "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
                               "postgresql": pg_version(db_url), "concurrency": a.concurrency,
                               "duration_s": a.duration, "uvicorn_workers": a.workers,
-                              "document_bytes": DOC_BYTES}
+                              "document_bytes": DOC_BYTES, "load_average_start": os.getloadavg()}
     if not a.skip_fill:
         report["fill"] = fill(db_url, var_dir, "http://127.0.0.1:8000", a.dossiers, a.documents, a.fill_processes)
     from sqlalchemy import create_engine, func, select
@@ -574,8 +603,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {report['data_before_measure']}", flush=True)
     if not a.fill_only:
         report["generator"] = a.generator
-        report["results"] = measure(db_url, var_dir, a.workers, a.concurrency, a.duration,
-                                    [o.strip() for o in a.ops.split(",") if o.strip()], a.generator, a.repeat)
+        report["configurations"] = [{"blob_store": s, "nodes": n, "workers_per_node": a.workers // n}
+                                    for s, n in configs]
+        blob_urls = {"local": str(var_dir / "blobs"), "s3": a.s3_url}
+        s3 = S3(a.s3_url, a.s3_endpoint) if "s3" in stores else None
+        try:
+            if s3 is not None:  # the filled blobs, copied as an operator would (resumable: done ones are skipped)
+                report["s3"] = s3.migrate_from(var_dir)
+            report["results"] = measure(db_url, var_dir, configs, blob_urls, s3.env() if s3 else {}, a.workers,
+                                        a.concurrency, a.duration, comma_list(a.ops), a.generator, a.repeat)
+        finally:
+            if s3 is not None:
+                s3.stop()
+        report["load_average_end"] = os.getloadavg()
         print()
         print(markdown(report["results"]))
     out = Path(a.output)
