@@ -43,18 +43,6 @@ def reset_peak(pid: int) -> None:
     Path(f"/proc/{pid}/clear_refs").write_text("5")  # Linux: the peak RSS (VmHWM) starts again from the current RSS
 
 
-def fresh_database() -> str:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    eng = create_engine(load.PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with eng.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{DB}"'))
-    eng.dispose()
-    return make_url(load.PG_ADMIN).set(database=DB).render_as_string(hide_password=False)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--megabytes", type=int, default=100, help="size of the document (MB of 10^6 bytes)")
@@ -68,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     size = a.megabytes * 1_000_000
     var_dir = Path(tempfile.mkdtemp(prefix="carnet-large-"))
-    db_url = fresh_database()
+    db_url = load.fresh_database(DB)
     upgrade(db_url)
     port = load.free_port()
     base = f"http://127.0.0.1:{port}"

@@ -125,16 +125,17 @@ def iti65_bundle(dossier_key: str, data: bytes) -> dict[str, Any]:
 
 # --- set-up ----------------------------------------------------------------------------------------------------------
 
-def fresh_database() -> str:
+def fresh_database(name: str = BENCH_DB) -> str:
+    """Drop and create the database ``name`` on the local PostgreSQL; its URL."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
     eng = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
     with eng.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{BENCH_DB}"'))
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
     eng.dispose()
-    return make_url(PG_ADMIN).set(database=BENCH_DB).render_as_string(hide_password=False)
+    return make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
 
 
 def make_services(db_url: str, var_dir: Path, base_url: str, pool_size: int = 2):  # type: ignore[no-untyped-def]

@@ -69,7 +69,6 @@ from pro_portal_data import (  # noqa: E402  (the data builders)
     add_news,
     data_counts,
     fill,
-    fresh_database,
     practitioners,
 )
 
@@ -486,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     base_url = f"http://127.0.0.1:{a.port}"
     name = BENCH_DB + ("_quick" if a.quick else "")  # a smoke run leaves the full data alone
     db_url = a.database_url or (load.PG_ADMIN.rsplit("/", 1)[0] + f"/{name}" if a.skip_fill else
-                                fresh_database(name))
+                                load.fresh_database(name))
     if not a.skip_fill and a.database_url is None and var_dir.exists():
         shutil.rmtree(var_dir)  # a new database: the old blobs and master key are useless
     var_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -299,18 +299,6 @@ def data_counts(db_url: str) -> dict[str, int]:
     return out
 
 
-def fresh_database(name: str) -> str:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    eng = create_engine(load.PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with eng.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    eng.dispose()
-    return make_url(load.PG_ADMIN).set(database=name).render_as_string(hide_password=False)
-
-
 def fill(db_url: str, var_dir: Path, base_url: str, n_dossiers: int, n_heavy: int, n_docs: int, n_heavy_docs: int,
          claims_per_dossier: int, procs: int) -> dict[str, Any]:
     from carnet.claims.ingest import ingest
