@@ -85,7 +85,7 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
-        rid = request.headers.get("x-request-id") or str(new_id())
+        rid = str(new_id())  # the error's id, ours (a client's header could carry anything): in the log and the answer
         route = getattr(request.scope.get("route"), "path", None)  # the route template, never the URL
         logger.error("request.failed", error_type=type(exc).__name__, request_id=rid, route=route)
         return _outcome(500, "exception", f"Internal error (request {rid})")

@@ -3,6 +3,9 @@
 SQLite runs in WAL mode with ``synchronous=FULL`` (an acknowledged commit survives a power cut) and opens every
 transaction with ``BEGIN IMMEDIATE``: every request of Carnet writes at least an audit record, so taking the write
 lock up front avoids the deadlock-prone upgrade from a read to a write lock.
+
+Both hide statement parameters from their errors (``hide_parameters``): an error's text must never carry an INS, a
+name or a wrapped key into a log (issue 15 §1; the app logs only an error's type in any case).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ def make_engine(url: str, pool_size: int = 20) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                               pool_size=pool_size, max_overflow=10)
+                               pool_size=pool_size, max_overflow=10, hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -43,7 +46,7 @@ def make_engine(url: str, pool_size: int = 20) -> Engine:
         return engine
     # No pre-ping (it costs a round trip per checkout); connections are recycled instead, and a broken one fails
     # its request with a 500 rather than silently retrying.
-    return create_engine(url, pool_size=pool_size, max_overflow=10, pool_recycle=1800)
+    return create_engine(url, pool_size=pool_size, max_overflow=10, pool_recycle=1800, hide_parameters=True)
 
 
 def is_postgres(engine: Engine) -> bool:

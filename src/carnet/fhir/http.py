@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import urlencode
 
@@ -78,7 +79,7 @@ async def json_body(request: Request, max_bytes: int) -> dict[str, Any]:
     if xml:
         from carnet.fhir.xml import from_xml
 
-        return from_xml(bytes(body))
+        return refuse_unholdable_characters(from_xml(bytes(body)))
     try:
         text = body.decode(json.detect_encoding(body), "surrogatepass")  # as json.loads does with bytes
         del body  # a large body is held once as bytes, then once as text, never both while it is parsed
@@ -87,4 +88,31 @@ async def json_body(request: Request, max_bytes: int) -> dict[str, Any]:
         raise FhirError(400, "structure", "The body is not valid JSON") from None
     if not isinstance(data, dict | list):
         raise FhirError(400, "structure", "The body must be a JSON object")
-    return data  # type: ignore[return-value]
+    return refuse_unholdable_characters(data)  # type: ignore[arg-type]
+
+
+# Characters that XML 1.0 cannot carry (C0 controls but tab, line feed and carriage return; U+FFFE, U+FFFF) or that
+# PostgreSQL text cannot hold (NUL), and lone surrogates (not Unicode scalar values: no UTF-8 for them).
+_UNHOLDABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def refuse_unholdable_characters(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` unchanged, or a 422 naming the first field (``Patient.name[0].family``) whose name or text holds a
+    character Carnet could not store or serve back (issue 15 §1): refused at the door, never a 500 further on. One
+    linear scan per string, no copy (a large base64 document included)."""
+    root = str(data.get("resourceType") or "Resource") if isinstance(data, dict) else "Resource"
+    stack: list[tuple[Any, str]] = [(data, root)]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, str):
+            if _UNHOLDABLE.search(value):
+                raise FhirError(422, "invalid", "A text holds a character that cannot be stored (a control "
+                                "character or NUL)", where)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                if isinstance(k, str) and _UNHOLDABLE.search(k):
+                    raise FhirError(422, "invalid", "A field name holds a character that cannot be stored", where)
+                stack.append((v, f"{where}.{k}"))
+        elif isinstance(value, list):
+            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(value))
+    return data
