@@ -52,6 +52,17 @@ def _outcome(status: int, code: str, text: str, headers: dict[str, str] | None =
     return FhirResponse(FhirError(status, code, text).outcome(), status, headers=headers)
 
 
+def allowed_methods(app: Any, path: str) -> str:
+    """The ``Allow`` header of a 405 on ``path``: every method some route serves at that path. Each FHIR interaction
+    (and each portal page) is a route of its own, one method each, and Starlette's 405 names only the first route
+    whose path matches: ``/fhir/Condition`` would say ``POST`` though its search answers GET there too."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, StarletteRoute) and route.methods and route.path_regex.match(path):
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
 def _token_key(settings: Settings) -> ServerKey:
     from pathlib import Path
 
@@ -78,10 +89,13 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
                         headers={"Retry-After": "10"})
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
         text = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Request refused")
-        return _outcome(exc.status_code, code, text, headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": allowed_methods(app, request.scope["path"])}
+        return _outcome(exc.status_code, code, text, headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:

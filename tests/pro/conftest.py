@@ -34,12 +34,23 @@ def authorize_params(browser: TestClient) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(loc).query).items()}
 
 
+def idp_csrf_of(html: str) -> str:
+    m = re.search(r'name="idp_csrf" value="([^"]+)"', html)
+    assert m, "no CSRF field in the demo identity provider's page"
+    return m.group(1)
+
+
+def pick_form(browser: TestClient, params: dict[str, str], national_id: str) -> dict[str, str]:
+    """What the demo identity provider's page posts when ``national_id`` is picked (its CSRF token included)."""
+    page = browser.get("/demo-idp/authorize", params={**params, "find": national_id})
+    assert page.status_code == 200 and national_id in page.text, page.text
+    return {**params, "national_id": national_id, "idp_csrf": idp_csrf_of(page.text)}
+
+
 def sign_in(browser: TestClient, national_id: str) -> Any:
     """Sign in as ``national_id``; returns the callback's response."""
     params = authorize_params(browser)
-    page = browser.get("/demo-idp/authorize", params={**params, "find": national_id})
-    assert page.status_code == 200 and national_id in page.text
-    r = browser.post("/demo-idp/authorize", data={**params, "national_id": national_id})
+    r = browser.post("/demo-idp/authorize", data=pick_form(browser, params, national_id))
     assert r.status_code == 303, r.text
     return browser.get(r.headers["location"].replace("https://testserver", ""))
 

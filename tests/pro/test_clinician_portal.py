@@ -25,7 +25,7 @@ from carnet.pro import demo_idp, oidc
 from carnet.pro.pages.dossier import age_on
 from tests.clinical import samples
 from tests.conftest import World
-from tests.pro.conftest import authorize_params, csrf_of, signed_in
+from tests.pro.conftest import authorize_params, csrf_of, pick_form, signed_in
 
 
 def test_a_professional_signs_in_through_the_demo_identity_provider(world: World, browser: Any) -> None:
@@ -36,7 +36,7 @@ def test_a_professional_signs_in_through_the_demo_identity_provider(world: World
 
 def test_a_callback_with_a_wrong_state_is_refused(world: World, browser: Any) -> None:
     params = authorize_params(browser)
-    r = browser.post("/demo-idp/authorize", data={**params, "national_id": world.pros["doctor"]})
+    r = browser.post("/demo-idp/authorize", data=pick_form(browser, params, world.pros["doctor"]))
     location = r.headers["location"].replace("https://testserver", "").replace(params["state"], "forged")
     assert browser.get(location).status_code == 400
     assert "carnet_pro" not in browser.cookies
@@ -44,7 +44,7 @@ def test_a_callback_with_a_wrong_state_is_refused(world: World, browser: Any) ->
 
 def test_the_token_endpoint_checks_the_pkce_verifier(world: World, browser: Any) -> None:
     params = authorize_params(browser)
-    r = browser.post("/demo-idp/authorize", data={**params, "national_id": world.pros["doctor"]})
+    r = browser.post("/demo-idp/authorize", data=pick_form(browser, params, world.pros["doctor"]))
     code = r.headers["location"].split("code=")[1].split("&")[0]
     answer = browser.post("/demo-idp/token", data={"grant_type": "authorization_code", "code": code,
                                                    "redirect_uri": params["redirect_uri"],
@@ -73,7 +73,8 @@ def test_a_disabled_professional_cannot_sign_in(world: World, browser: Any) -> N
     with world.services.engine.begin() as conn:
         conn.execute(update(practitioner).where(practitioner.c.national_id == nid).values(enabled=False))
     params = authorize_params(browser)
-    r = browser.post("/demo-idp/authorize", data={**params, "national_id": nid})
+    form = pick_form(browser, params, world.pros["doctor"]) | {"national_id": nid}
+    r = browser.post("/demo-idp/authorize", data=form)
     assert r.status_code == 403 and "carnet_pro" not in browser.cookies
 
 

@@ -270,7 +270,11 @@ def test_a_clinician_signs_in_across_nodes_and_a_disabled_one_is_signed_out_on_e
     assert r.status_code == 302 and r.headers["location"].startswith("/demo-idp/authorize?")
     params = {k: v[0] for k, v in parse_qs(urlsplit(r.headers["location"]).query).items()}
     verifier = str(browser.cookies.get("carnet_pro_login")).split(".")[2]
-    r = browser.post(cluster.url(1, "/demo-idp/authorize"), data={**params, "national_id": nid})  # node 1 signs
+    page = browser.get(cluster.url(1, "/demo-idp/authorize"), params={**params, "find": nid})  # node 1's page
+    token = re.search(r'name="idp_csrf" value="([^"]+)"', page.text)
+    assert page.status_code == 200 and token, page.text
+    r = browser.post(cluster.url(1, "/demo-idp/authorize"),  # node 1 signs
+                     data={**params, "national_id": nid, "idp_csrf": token.group(1)})
     assert r.status_code in (302, 303), r.text
     back = urlsplit(r.headers["location"])
     assert back.path == "/pro/callback"

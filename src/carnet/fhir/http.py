@@ -83,7 +83,7 @@ async def json_body(request: Request, max_bytes: int) -> dict[str, Any]:
     try:
         text = body.decode(json.detect_encoding(body), "surrogatepass")  # as json.loads does with bytes
         del body  # a large body is held once as bytes, then once as text, never both while it is parsed
-        data = json.loads(text)
+        data = loads_bounded(text)
     except (ValueError, UnicodeDecodeError):
         raise FhirError(400, "structure", "The body is not valid JSON") from None
     if not isinstance(data, dict | list):
@@ -115,4 +115,40 @@ def refuse_unholdable_characters(data: dict[str, Any]) -> dict[str, Any]:
                 stack.append((v, f"{where}.{k}"))
         elif isinstance(value, list):
             stack.extend((v, f"{where}[{i}]") for i, v in enumerate(value))
+    return data
+
+
+MAX_DEPTH = 64  # a real FHIR resource, a transaction Bundle included, nests a dozen or so levels
+
+
+class TooDeep(ValueError):
+    """JSON (or XML) nested deeper than :data:`MAX_DEPTH`."""
+
+
+def check_depth(data: Any, limit: int = MAX_DEPTH) -> None:
+    """Raise :class:`TooDeep` if ``data`` (parsed JSON) nests objects and arrays deeper than ``limit``. Iterative:
+    it cannot itself run out of stack, and once it has passed, no recursive walk of ``data`` (validation, models,
+    serialisation) can either."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            raise TooDeep(f"nested deeper than {limit} levels")
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+
+
+def loads_bounded(text: str | bytes) -> Any:
+    """``json.loads`` for what a client sent: nesting too deep for the parser (``RecursionError``) or deeper than
+    :data:`MAX_DEPTH` is refused with a 400 that names the body, never a 500; other errors are ``ValueError``."""
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise FhirError(400, "structure", f"The body is nested deeper than {MAX_DEPTH} levels") from None
+    try:
+        check_depth(data)
+    except TooDeep:
+        raise FhirError(400, "structure", f"The body is nested deeper than {MAX_DEPTH} levels") from None
     return data

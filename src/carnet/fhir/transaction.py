@@ -20,6 +20,7 @@ from carnet.documents.submission_sets import MHD_LIST_TYPES, record_submission_s
 from carnet.documents.validate import validate
 from carnet.dossier import service as dossiers
 from carnet.errors import FhirError, Issue, unprocessable
+from carnet.fhir.http import MAX_DEPTH, loads_bounded
 from carnet.fhir.patch import PatchPlan
 from carnet.ids import new_id
 
@@ -211,10 +212,12 @@ def _patch_status(resource: Any, i: int) -> str:
                     return str(status)
     elif isinstance(resource, dict) and resource.get("resourceType") == "Binary":
         try:
-            ops = json.loads(base64.b64decode(resource.get("data") or ""))
+            ops = loads_bounded(base64.b64decode(resource.get("data") or ""))
+        except FhirError:
+            raise unprocessable(f"The JSON Patch is nested deeper than {MAX_DEPTH} levels", where) from None
         except (ValueError, binascii.Error):
             ops = []
         for op in ops if isinstance(ops, list) else []:
-            if op.get("op") == "replace" and op.get("path") == "/status":
+            if isinstance(op, dict) and op.get("op") == "replace" and op.get("path") == "/status":
                 return str(op.get("value"))
     raise unprocessable("A PATCH in ITI-65 may only replace DocumentReference.status", where)

@@ -44,13 +44,28 @@ def to_xml(body: bytes | str) -> bytes:
     return out if isinstance(out, bytes) else out.encode()
 
 
+MAX_DEPTH = 64  # as for JSON (carnet.fhir.http.MAX_DEPTH): a real resource nests a dozen or so elements
+
+
+def _depth(root: Any) -> int:
+    """How deep the element tree goes, counted without recursion."""
+    deepest, stack = 0, [(root, 1)]
+    while stack:
+        element, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in element)
+    return deepest
+
+
 def from_xml(body: bytes) -> dict[str, Any]:
     try:
         root = etree.fromstring(body, parser=etree.XMLParser(resolve_entities=False, no_network=True))
+        if _depth(root) > MAX_DEPTH:  # before any recursive walk of the tree (the models', here)
+            raise FhirError(400, "structure", f"The body is nested deeper than {MAX_DEPTH} levels")
         rtype = root.tag.removeprefix(FHIR_NS)
         model = get_fhir_model_class(rtype)
         resource = model.model_validate_xml(body)
-    except (etree.XMLSyntaxError, KeyError, ValueError, ValidationError):
+    except (etree.XMLSyntaxError, KeyError, ValueError, ValidationError, RecursionError):
         raise FhirError(400, "structure", "The body is not a valid FHIR XML resource") from None
     out: dict[str, Any] = json.loads(resource.model_dump_json(by_alias=True, exclude_none=True))
     return out

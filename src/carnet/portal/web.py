@@ -27,6 +27,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -43,6 +45,8 @@ T = TypeVar("T")
 logger = structlog.get_logger("carnet")
 HERE = Path(__file__).parent
 LANG_COOKIE = "carnet_lang"
+FORM_TOO_LARGE = i18n.N_("This form is too large: shorten what you typed, or send a smaller file.")
+FORM_UNREADABLE = i18n.N_("This form could not be read. Please go back and try again.")
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
@@ -81,8 +85,17 @@ class Page:
 
     # --- input --------------------------------------------------------------------------------------------------
     async def form(self) -> FormData:
+        """The posted form. A field past Starlette's limit (1 MB a field, 1,000 fields or files) is a 413 page, a
+        form that cannot be parsed a 400 page: never the 500 of an unexpected error (Starlette signals both with an
+        ``HTTPException(400)`` that the pages' outermost handler would otherwise take for one)."""
         if self._form is None:
-            self._form = await self.request.form()
+            try:
+                self._form = await self.request.form()
+            except (HTTPException, MultiPartException) as exc:
+                detail = str(getattr(exc, "detail", None) or getattr(exc, "message", None) or "")
+                if "maximum size" in detail or "Too many" in detail:
+                    raise FhirError(413, "too-costly", FORM_TOO_LARGE) from None
+                raise FhirError(400, "structure", FORM_UNREADABLE) from None
         return self._form
 
     def _(self, message: str) -> str:

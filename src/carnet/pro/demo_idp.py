@@ -7,6 +7,13 @@ ES256 with a key of its own (``CARNET_DEMO_IDP_KEY_FILE``, default ``var/demo-id
 several-node demo reads the same file) and carries ``sub`` and ``SubjectNameID`` (the national id),
 ``nonce`` and ``acr = "demo"``.
 
+The authorize request is checked as a hospital's security officer would expect even of a demo: ``redirect_uri``
+must be exactly the clinician portal's registered redirect URI (:func:`carnet.pro.oidc.redirect_uri`, on this
+request's own origin or on ``base_url``: nothing else, so no code ever leaves for another site), and the POST that
+picks the professional carries a CSRF token (``idp_csrf``) that the GET page signed with the demo key, bound to every
+authorize parameter (state, nonce and PKCE challenge included) and valid for ``FORM_SECONDS``; a POST whose Origin
+(or Referer) is another site's is refused too. Any refusal is a 400 or 403 page, and no code is issued.
+
 The authorization code is itself a short-lived token signed by the demo key; its ``jti`` is recorded in the
 ``token_jti`` table when it is exchanged, so that it is spent once on every node (docs/SCALE.md).
 """
@@ -14,6 +21,8 @@ The authorization code is itself a short-lived token signed by the demo key; its
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import secrets
 import time
 from typing import Any
@@ -31,10 +40,13 @@ from carnet.auth.web import spend_jti
 from carnet.config import Settings
 from carnet.context import Services
 from carnet.identity import practitioners
+from carnet.portal import web as portal_web
 from carnet.pro import oidc
 from carnet.pro.web import ProPage, pro_page
 
 CODE_SECONDS = 120
+FORM_SECONDS = 600  # how long the authorize page's CSRF token is good for
+FORM_FIELD = "idp_csrf"
 ID_TOKEN_SECONDS = 300
 SPENT_CLIENT = "demo-idp"  # the client id under which exchanged codes' jti are recorded in token_jti
 AUTH_PARAMS = ("client_id", "redirect_uri", "state", "nonce", "code_challenge", "code_challenge_method", "scope",
@@ -65,19 +77,50 @@ def _params(source: Any) -> dict[str, str]:
     return {k: str(source.get(k) or "") for k in AUTH_PARAMS}
 
 
-def _bad_request(params: dict[str, str], settings: Settings) -> str | None:
+def registered_redirect_uris(settings: Settings, request: Request) -> set[str]:
+    """The redirect URIs the clinician portal registers, built as it builds them (:mod:`carnet.pro.pages.signin`):
+    on the origin of this very request (the portal and this issuer are the same application), or on ``base_url``."""
+    return {oidc.redirect_uri(settings, f"{request.url.scheme}://{request.url.netloc}"),
+            f"{settings.base_url.rstrip('/')}{oidc.CALLBACK_PATH}"}
+
+
+def _bad_request(params: dict[str, str], settings: Settings, request: Request) -> str | None:
     if params["response_type"] != "code" or params["client_id"] != settings.psc_client_id:
         return "This sign-in request is not valid."
-    if not params["redirect_uri"].endswith("/pro/callback") or params["code_challenge_method"] != "S256" or \
+    if params["redirect_uri"] not in registered_redirect_uris(settings, request) or \
+            params["code_challenge_method"] != "S256" or \
             not params["code_challenge"] or not params["state"] or not params["nonce"]:
         return "This sign-in request is not valid."
     return None
 
 
+def _params_hash(params: dict[str, str]) -> str:
+    canonical = json.dumps([params[k] for k in AUTH_PARAMS], separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def form_token(settings: Settings, params: dict[str, str], now: int | None = None) -> str:
+    """The authorize page's CSRF token: signed by the demo key, short-lived, bound to every authorize parameter."""
+    now = int(time.time()) if now is None else now
+    return key(settings).sign({"h": _params_hash(params), "iat": now, "exp": now + FORM_SECONDS},
+                              typ="demo-form")
+
+
+def form_token_ok(settings: Settings, params: dict[str, str], token: str) -> bool:
+    try:
+        decoded = jwt.decode(token, KeySet.import_key_set(key(settings).public_jwks()),  # type: ignore[arg-type]
+                             algorithms=["ES256"])
+    except (JoseError, ValueError, TypeError):
+        return False
+    c = decoded.claims
+    return (decoded.header.get("typ") == "demo-form" and isinstance(c.get("exp"), int) and c["exp"] > time.time()
+            and secrets.compare_digest(str(c.get("h") or ""), _params_hash(params)))
+
+
 @pro_page("GET", "/demo-idp/authorize", public=True)
 async def authorize_form(p: ProPage) -> Response:
     params = _params(p.request.query_params)
-    error = _bad_request(params, p.settings)
+    error = _bad_request(params, p.settings, p.request)
     if error:
         return p.render("pro/error.html", status=400, status_code=400, message=p._(error))
 
@@ -88,17 +131,21 @@ async def authorize_form(p: ProPage) -> Response:
             return practitioners.find(conn, find, limit=100)
     people = await run_in_threadpool(load)
     return p.render("pro/demo_idp.html", title=p._("Demo identity provider"), people=people, params=params,
-                    find=find)
+                    find=find, idp_field=FORM_FIELD, idp_csrf=form_token(p.settings, params))
 
 
 @pro_page("POST", "/demo-idp/authorize", public=True)
 async def authorize(p: ProPage) -> Response:
     form = await p.form()
     params = _params(form)
-    error = _bad_request(params, p.settings)
+    error = _bad_request(params, p.settings, p.request)
     national_id = str(form.get("national_id") or "")
     if error:
         return p.render("pro/error.html", status=400, status_code=400, message=p._(error))
+    if not portal_web._same_origin(p.request, p.services) or \
+            not form_token_ok(p.settings, params, str(form.get(FORM_FIELD) or "")):
+        return p.render("pro/error.html", status=403, status_code=403,
+                        message=p._("This form has expired. Please go back and try again."))
 
     def enabled() -> bool:
         with p.services.engine.connect() as conn:

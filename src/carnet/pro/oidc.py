@@ -30,6 +30,7 @@ from joserfc.jwk import KeySet
 from carnet.config import Settings
 
 DEMO_PATH = "/demo-idp"
+CALLBACK_PATH = "/pro/callback"
 DEMO_ACR = "demo"
 PRODUCTION_ACR = "eidas1"
 SCOPES = "openid scope_all"
@@ -47,6 +48,12 @@ def is_demo(settings: Settings) -> bool:
 
 def issuer(settings: Settings) -> str:
     return settings.psc_issuer or f"{settings.base_url}{DEMO_PATH}"
+
+
+def redirect_uri(settings: Settings, origin: str) -> str:
+    """The portal's registered redirect URI. With the demo issuer it is on whatever origin the browser uses
+    (``origin``, e.g. ``https://host:port``, the request's own); with a real issuer, on ``base_url``."""
+    return f"{origin if is_demo(settings) else settings.base_url}{CALLBACK_PATH}"
 
 
 def client(settings: Settings, app: Any) -> httpx.AsyncClient:

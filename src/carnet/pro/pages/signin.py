@@ -17,9 +17,7 @@ LOGIN_COOKIE = "carnet_pro_login"
 
 
 def _redirect_uri(p: ProPage) -> str:
-    if oidc.is_demo(p.settings):  # the demo issuer answers on whatever origin the browser uses
-        return f"{p.request.url.scheme}://{p.request.url.netloc}/pro/callback"
-    return f"{p.settings.base_url}/pro/callback"
+    return oidc.redirect_uri(p.settings, f"{p.request.url.scheme}://{p.request.url.netloc}")
 
 
 @pro_page("GET", "/pro/sign-in", public=True)
