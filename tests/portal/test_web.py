@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -45,3 +46,14 @@ def test_a_multipart_form_that_cannot_be_parsed_is_a_400_page(browser: Any) -> N
 def test_the_clinician_portals_forms_are_held_to_the_same_limits(browser: Any) -> None:
     r = browser.post("/demo-idp/authorize", data={"national_id": BIG}, headers={"Origin": PORTAL_BASE})
     _clear_4xx_page(r, 413)
+
+
+@pytest.mark.parametrize("text", ["jeanne\x00", "a\x0bb", "\ufffe", "ok"])
+def test_a_form_field_holding_a_character_carnet_cannot_keep_is_a_422_page(browser: Any, text: str) -> None:
+    r = browser.post("/portal/sign-in", content=f"identifier={quote(text)}&password=secret".encode(),
+                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+    if text == "ok":  # an ordinary identifier reaches the sign-in (which refuses it as unknown, not as unreadable)
+        assert r.status_code != 422
+        return
+    _clear_4xx_page(r, 422)
+    assert "cannot be kept" in r.text or "ne peut pas être conservé" in r.text

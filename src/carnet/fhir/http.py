@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 from urllib.parse import urlencode
 
@@ -12,6 +11,7 @@ from starlette.responses import Response
 
 from carnet.errors import FhirError
 from carnet.ids import new_id
+from carnet.text import holdable
 
 FHIR_JSON = "application/fhir+json"
 
@@ -91,11 +91,6 @@ async def json_body(request: Request, max_bytes: int) -> dict[str, Any]:
     return refuse_unholdable_characters(data)  # type: ignore[arg-type]
 
 
-# Characters that XML 1.0 cannot carry (C0 controls but tab, line feed and carriage return; U+FFFE, U+FFFF) or that
-# PostgreSQL text cannot hold (NUL), and lone surrogates (not Unicode scalar values: no UTF-8 for them).
-_UNHOLDABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-
-
 def refuse_unholdable_characters(data: dict[str, Any]) -> dict[str, Any]:
     """``data`` unchanged, or a 422 naming the first field (``Patient.name[0].family``) whose name or text holds a
     character Carnet could not store or serve back (issue 15 §1): refused at the door, never a 500 further on. One
@@ -105,12 +100,12 @@ def refuse_unholdable_characters(data: dict[str, Any]) -> dict[str, Any]:
     while stack:
         value, where = stack.pop()
         if isinstance(value, str):
-            if _UNHOLDABLE.search(value):
+            if not holdable(value):
                 raise FhirError(422, "invalid", "A text holds a character that cannot be stored (a control "
                                 "character or NUL)", where)
         elif isinstance(value, dict):
             for k, v in value.items():
-                if isinstance(k, str) and _UNHOLDABLE.search(k):
+                if isinstance(k, str) and not holdable(k):
                     raise FhirError(422, "invalid", "A field name holds a character that cannot be stored", where)
                 stack.append((v, f"{where}.{k}"))
         elif isinstance(value, list):

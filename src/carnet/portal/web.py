@@ -40,6 +40,7 @@ from carnet.context import Context, Services, run
 from carnet.errors import FhirError
 from carnet.ids import new_id
 from carnet.portal import i18n
+from carnet.text import holdable
 
 T = TypeVar("T")
 logger = structlog.get_logger("carnet")
@@ -47,6 +48,8 @@ HERE = Path(__file__).parent
 LANG_COOKIE = "carnet_lang"
 FORM_TOO_LARGE = i18n.N_("This form is too large: shorten what you typed, or send a smaller file.")
 FORM_UNREADABLE = i18n.N_("This form could not be read. Please go back and try again.")
+FORM_UNHOLDABLE = i18n.N_("What you typed holds a character that cannot be kept (an invisible control character). "
+                          "Please type it again.")
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
@@ -96,6 +99,10 @@ class Page:
                 if "maximum size" in detail or "Too many" in detail:
                     raise FhirError(413, "too-costly", FORM_TOO_LARGE) from None
                 raise FhirError(400, "structure", FORM_UNREADABLE) from None
+            for name, value in self._form.multi_items():  # text Carnet could not store is refused, not stored
+                if not holdable(name) or (isinstance(value, str) and not holdable(value)):
+                    self._form = None
+                    raise FhirError(422, "invalid", FORM_UNHOLDABLE)
         return self._form
 
     def _(self, message: str) -> str:
