@@ -280,3 +280,13 @@ def s3_server() -> Iterator[Any]:
     from tests.s3server import serve
 
     yield from serve()
+
+
+def run_async(coro: Any) -> Any:
+    """``asyncio.run(coro)`` in a thread of its own: the browser tests' Playwright may hold an event loop in this one
+    for the rest of the session, and ``asyncio.run`` refuses to start inside a running loop."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()

@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import os
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from carnet import health
 from carnet.app import create_app
 from carnet.config import Settings
 from carnet.context import Services
-from tests.conftest import BASE
+from tests.conftest import BASE, run_async
 from tests.test_examples import free_port
 
 
@@ -89,9 +87,7 @@ def test_a_hung_blob_store_makes_ready_fail_within_its_time_bound(services: Serv
     store = HungStore()
     hung = dataclasses.replace(services, blobs=store)  # type: ignore[arg-type]
     try:
-        # in a thread of its own: another test's browser may hold an event loop in this one
-        with ThreadPoolExecutor(1) as pool:
-            ok, checks = pool.submit(asyncio.run, health.readiness(hung, timeout=0.2)).result()
+        ok, checks = run_async(health.readiness(hung, timeout=0.2))
     finally:
         store.release.set()
     assert not ok

@@ -3,7 +3,6 @@ over the route's limit is refused with 413 while it is read (issue 15 §5)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from typing import Any
@@ -14,7 +13,7 @@ from starlette.requests import Request
 from carnet.errors import FhirError
 from carnet.fhir import http, transaction
 from tests.clinical import samples
-from tests.conftest import World
+from tests.conftest import World, run_async
 
 # (route, who may post there, nesting that fits under the route's size limit): 100,000 levels take 200 kB
 ROUTES = [("/fhir/Condition", "doctor", 100_000), ("/fhir/Observation", "doctor", 100_000),
@@ -104,7 +103,7 @@ def test_a_chunked_body_over_the_limit_is_refused_with_413_before_it_is_read_who
     consumed = [0]
     request = _chunked_request(chunks=1000, size=64 * 1024, consumed=consumed)  # 64 MB on offer, 256 kB allowed
     with pytest.raises(FhirError) as err:
-        asyncio.run(http.json_body(request, 256 * 1024))
+        run_async(http.json_body(request, 256 * 1024))
     assert err.value.status == 413
     assert consumed[0] <= 5  # refused at the first chunk past the limit, not after reading 64 MB
 
