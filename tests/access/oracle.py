@@ -247,3 +247,49 @@ def _habilitation_matrix_allows(profession: str | None, doc_class: str, doc_type
         return False
     # Every other profession ("70", "91", ...): summaries only (plus what they authored, handled by the caller).
     return doc_class == "11"
+
+
+# --- What a published document may say about itself (DOMAIN.md, "Documents") ------------------------------------
+# Access is judged by the document's class, so the class is an access fact: DOMAIN.md derives it from the type, and a
+# document that declares another class (TRE_A03 ``category``) is refused rather than trusted.
+
+
+def class_of_type(doc_type: str) -> str | None:
+    """The class (TRE_A03) DOMAIN.md gives a document type, or None for a type it does not name."""
+    if doc_type in ("11488-4", "11490-0", "11502-2", "11526-1", "34874-8"):
+        return "10"  # consultation note, discharge summary, lab report, pathology, operative note
+    if doc_type == "18748-4":
+        return "31"  # diagnostic imaging
+    if doc_type in ("60591-5", "34133-9", "68599-0"):
+        return "11"  # patient summary (VSM), summary of episode, psychiatry H&P
+    if doc_type == "EXPPAT_3":
+        return "11"  # advance directives: DOMAIN.md names the type, not its class; Carnet files it as a summary
+    if doc_type in ("57833-6", "57832-8"):
+        return "42"  # prescriptions
+    if doc_type == "60593-1":
+        return "43"  # dispensation
+    if doc_type == "18776-5":
+        return "44"  # plan of care
+    if doc_type == "80565-5":
+        return "45"  # medication administration
+    if doc_type in ("11369-6", "87273-9"):
+        return "52"  # immunization history, immunization note
+    if doc_type == "59284-0":
+        return "95"  # consent
+    if doc_type == "REMB":
+        return "60"  # reimbursement data
+    if len(doc_type) == 8 and doc_type.startswith("DOCPAT0") and doc_type[7] in "123456789":
+        return "90"  # deposited by the patient
+    return None
+
+
+def category_is_accepted(doc_type: str, declared_class: str | None) -> bool:
+    """May a document of ``doc_type`` declaring TRE_A03 category ``declared_class`` (None: no category) be filed?
+    Only if the category agrees with the class of the type: a contradicting category is refused, never trusted."""
+    derived = class_of_type(doc_type)
+    if declared_class is None or derived is None:
+        return True
+    if doc_type == "EXPPAT_3" and declared_class == "90":
+        return True  # advance directives the patient deposits are the patient's own documents
+    return declared_class == derived
+

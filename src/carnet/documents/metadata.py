@@ -132,6 +132,7 @@ def _read_metadata(res: dict[str, Any]) -> DocMeta:
         type_system, type_code = c.get("system") or "", c.get("code") or ""
         if type_code in codes.TYPE_CLASS:
             break
+    derived = codes.TYPE_CLASS.get(type_code)
     class_code = None
     for i, concept in enumerate(res.get("category") or []):
         for c in _codings(concept):
@@ -139,9 +140,16 @@ def _read_metadata(res: dict[str, Any]) -> DocMeta:
                 if c.get("code") not in codes.CLASSES:
                     raise unprocessable("Unknown document class (TRE_A03)", f"DocumentReference.category[{i}]",
                                         "code-invalid")
+                # the class is derived from the type (DOMAIN.md) and decides who reads: a category that contradicts
+                # it is refused, never trusted
+                if derived is not None and c["code"] != derived and \
+                        c["code"] not in codes.TYPE_OTHER_CLASSES.get(type_code, ()):
+                    raise unprocessable(f"The category (class {c['code']}) contradicts the class of the type "
+                                        f"{type_code} (class {derived})", f"DocumentReference.category[{i}]",
+                                        "business-rule")
                 class_code = c["code"]
     if class_code is None:
-        class_code = codes.TYPE_CLASS.get(type_code, codes.DEFAULT_CLASS)
+        class_code = derived if derived is not None else codes.DEFAULT_CLASS
 
     labels = confidentiality(res.get("securityLabel") or [])
     ctx = res.get("context") or {}
