@@ -293,3 +293,19 @@ def category_is_accepted(doc_type: str, declared_class: str | None) -> bool:
         return True  # advance directives the patient deposits are the patient's own documents
     return declared_class == derived
 
+
+def security_label_is_accepted(system: str | None, code: str | None) -> bool:
+    """May a document carry this ``securityLabel`` coding? A mask is either enforced or refused: only the French
+    confidentiality codes (JDV_J58, OID 1.2.250.1.213.1.1.4.13, also published as the TRE_A07 code system) and the
+    HL7 v3-Confidentiality codes are known; a coding without a system, of another system, or with another code is
+    refused."""
+    french_systems = (
+        "urn:oid:1.2.250.1.213.1.1.4.13",
+        "https://mos.esante.gouv.fr/NOS/TRE_A07-StatusVisibiliteDocument/FHIR/TRE-A07-StatusVisibiliteDocument",
+        "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument",
+    )
+    if system in french_systems:
+        return code in ("N", "MASQUE_PS", "INVISIBLE_PATIENT", "INVISIBLE_REPRESENTANTS_LEGAUX")
+    if system == "http://terminology.hl7.org/CodeSystem/v3-Confidentiality":
+        return code in ("U", "L", "M", "N", "R", "V")
+    return False

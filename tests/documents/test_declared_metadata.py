@@ -13,7 +13,7 @@ from carnet.db.tables import document
 from carnet.documents import codes
 from carnet.documents.metadata import read_metadata
 from carnet.errors import FhirError
-from tests.access.oracle import category_is_accepted, class_of_type
+from tests.access.oracle import category_is_accepted, class_of_type, security_label_is_accepted
 from tests.api.test_bad_input import fresh_document
 from tests.conftest import World
 
@@ -86,3 +86,46 @@ def test_an_imaging_report_declared_imaging_is_accepted(world: World) -> None:
     res["category"] = [{"coding": [{"system": codes.TRE_A03, "code": "31"}]}]
     r = world.client.post("/fhir/DocumentReference", json=res, headers=world.headers())
     assert r.status_code == 201, r.text
+
+
+# --- security labels: a mask is either enforced or refused ----------------------------------------------------------
+
+LABEL_SYSTEMS = (None, "", "urn:oid:1.2.250.1.213.1.1.4.13", codes.TRE_A07,
+                 "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument",
+                 codes.V3_CONFIDENTIALITY, "http://example.org/masks", "urn:oid:1.2.3")
+LABEL_CODES = (None, "N", "MASQUE_PS", "INVISIBLE_PATIENT", "INVISIBLE_REPRESENTANTS_LEGAUX", "R", "V", "masque_ps",
+               "SECRET")
+
+
+def labelled(system: str | None, code: str | None) -> dict[str, Any]:
+    res = resource("11488-4", None)
+    coding = {k: v for k, v in (("system", system), ("code", code)) if v is not None}
+    res["securityLabel"] = [{"coding": [coding]}]
+    return res
+
+
+@pytest.mark.parametrize("system", LABEL_SYSTEMS)
+def test_a_security_label_of_a_missing_or_unknown_system_or_code_is_refused(system: str | None) -> None:
+    for code in LABEL_CODES:
+        exc = refusal(labelled(system, code))
+        if security_label_is_accepted(system or None, code):
+            assert exc is None, (system, code, exc)
+        else:
+            assert exc is not None and exc.status == 422, (system, code)
+            assert expressions(exc)[0].startswith("DocumentReference.securityLabel"), expressions(exc)
+
+
+def test_an_accepted_masque_ps_label_masks_the_document() -> None:
+    assert read_metadata(labelled("urn:oid:1.2.250.1.213.1.1.4.13", "MASQUE_PS")).masked
+
+
+@pytest.mark.parametrize("system", [None, "http://example.org/masks"])
+def test_masque_ps_without_a_known_system_is_refused_over_the_api_and_nothing_is_stored(world: World,
+                                                                                       system: str | None) -> None:
+    res = fresh_document(world)
+    res["securityLabel"] = [{"coding": [{"code": "MASQUE_PS", **({"system": system} if system else {})}]}]
+    before = _documents(world)
+    r = world.client.post("/fhir/DocumentReference", json=res, headers=world.headers())
+    assert r.status_code == 422, r.text
+    assert any("DocumentReference.securityLabel" in e for i in r.json()["issue"] for e in i.get("expression", []))
+    assert _documents(world) == before

@@ -59,7 +59,8 @@ def _codings(concept: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 def confidentiality(labels: list[dict[str, Any]], expression: str = "DocumentReference.securityLabel") -> set[str]:
-    """The French visibility codes a ``securityLabel`` list carries. Unknown codes of a known system are refused."""
+    """The French visibility codes a ``securityLabel`` list carries. A coding without a system, of a system Carnet
+    does not know, or with an unknown code is refused: a mask is either enforced or refused, never silently dropped."""
     found: set[str] = set()
     for i, concept in enumerate(labels):
         for j, c in enumerate(_codings(concept)):
@@ -69,8 +70,12 @@ def confidentiality(labels: list[dict[str, Any]], expression: str = "DocumentRef
                 if code not in codes.FRENCH_CODES:
                     raise unprocessable("Unknown confidentiality code (JDV_J58)", where + ".code", "code-invalid")
                 found.add(code)
-            elif system == codes.V3_CONFIDENTIALITY and code not in codes.V3_CODES:
-                raise unprocessable("Unknown v3-Confidentiality code", where + ".code", "code-invalid")
+            elif system == codes.V3_CONFIDENTIALITY:
+                if code not in codes.V3_CODES:
+                    raise unprocessable("Unknown v3-Confidentiality code", where + ".code", "code-invalid")
+            else:
+                raise unprocessable("A security label needs a known code system (JDV_J58 / TRE_A07 or "
+                                    "v3-Confidentiality)", where + ".system", "code-invalid")
     if codes.MASQUE_PS in found and codes.INVISIBLE_PATIENT in found:
         raise unprocessable("A document may not be both MASQUE_PS and INVISIBLE_PATIENT", expression, "business-rule")
     return found
