@@ -10,7 +10,7 @@ implementation, no imports from ``carnet``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -140,6 +140,10 @@ def _professional(s: Scenario, action: str) -> bool:
         raise ValueError(f"unknown relation {s.relation!r}")
     if s.profession is None:
         raise ValueError("a professional needs a profession")
+    # Only a doctor may be médecin traitant (DOMAIN.md: the médecin traitant is a "médecin", TRE_G15 code 10): a
+    # non-doctor cannot be designated, and one recorded as such before the rule holds no designation.
+    if s.relation == "treating_gp" and s.profession != "10":
+        s = replace(s, relation="none")
 
     # "Blocked professional: nothing, in any mode."
     if s.relation == "blocked":

@@ -26,6 +26,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from carnet.access.actors import NEVER_ADMITTED, Actor, ActorKind, Mode
 from carnet.access.matrix import Matrix, ProfessionRights
+from carnet.identity.professions import DOCTOR
 
 AUTHORIZED_RELATIONS = frozenset({"authorized", "care_team", "treating_gp", "gp_rights"})
 FULL_RIGHTS_RELATIONS = frozenset({"treating_gp", "gp_rights"})
@@ -203,6 +204,11 @@ def _patient_side(active: bool, basis: str, visibility: Visibility) -> Decision:
 
 def _professional(actor: Actor, dossier: DossierFacts, standing: Standing, matrix: Matrix, active: bool) -> Decision:
     rights = matrix.rights(actor.profession)
+    if standing.relation == "treating_gp" and actor.profession != DOCTOR:
+        # only a doctor may be médecin traitant: a non-doctor's designation (refused since; one recorded before the
+        # rule) gives nothing
+        standing = Standing(relation="none", is_owner=standing.is_owner,
+                            representative_kind=standing.representative_kind)
     if standing.relation == "blocked":
         return Decision(refusal="The patient has blocked this professional's access to the dossier.",
                         refusal_code="blocked")
