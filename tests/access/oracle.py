@@ -18,7 +18,7 @@ class Scenario:
     actor: str  # "patient" | "representative" | "professional" | "assurance_maladie" | "insurer" | "mutuelle"
     #             | "employer" | "bank" | "occupational_medicine"
     profession: str | None  # for "professional": TRE_G15 code "10", "21", "40", "50", "60", "70", "91", or "SOCIAL"
-    is_regulator: bool  # professional registered as a SAMU centre-15 regulating doctor
+    is_regulator: bool  # professional registered as a SAMU centre-15 regulating doctor (only a doctor counts)
     mode: str  # "normal" | "emergency" | "regulation"
     relation: str  # "none" | "authorized" | "care_team" | "treating_gp" | "gp_rights" | "blocked"; others "none"
     representative_kind: str | None  # for "representative": "minor" | "protected_adult"
@@ -144,6 +144,10 @@ def _professional(s: Scenario, action: str) -> bool:
     # non-doctor cannot be designated, and one recorded as such before the rule holds no designation.
     if s.relation == "treating_gp" and s.profession != "10":
         s = replace(s, relation="none")
+    # "SAMU regulation (centre 15): the regulating doctor": a regulator is a doctor; a non-doctor registered as one
+    # before the rule is no regulator.
+    if s.is_regulator and s.profession != "10":
+        s = replace(s, is_regulator=False)
 
     # "Blocked professional: nothing, in any mode."
     if s.relation == "blocked":

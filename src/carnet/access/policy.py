@@ -8,7 +8,7 @@ one document in Python and ``where()`` as a SQL clause, so that searches filter 
 Choices where DOMAIN.md is silent (also in docs/ACCESS.md):
 - emergency and regulation access are "as if authorized": the habilitation matrix applies and ``MASQUE_PS`` stays
   hidden; an already-authorized professional keeps access in those modes whatever the objections;
-- regulation mode is valid only for professionals registered as SAMU centre-15 regulators;
+- regulation mode is valid only for doctors registered as SAMU centre-15 regulators;
 - a document the patient deleted is gone for everyone (the audit keeps its trace);
 - ``INVISIBLE_REPRESENTANTS_LEGAUX`` hides from every legal representative (minor's parents and tutors);
 - the existence check (TD0.2) is answered to any professional who is not blocked and to Assurance Maladie, while
@@ -215,7 +215,7 @@ def _professional(actor: Actor, dossier: DossierFacts, standing: Standing, matri
     if not rights.access:
         return Decision(refusal="This profession has no access to shared medical records in this deployment.",
                         refusal_code="profession")
-    if actor.mode is Mode.REGULATION and not actor.is_regulator:
+    if actor.mode is Mode.REGULATION and not (actor.is_regulator and actor.profession == DOCTOR):
         return Decision(refusal="Regulation mode is reserved to SAMU centre-15 regulating doctors.",
                         refusal_code="not-regulator")
     if not active:
