@@ -74,6 +74,22 @@ def test_a_malformed_rpps_is_refused_by_the_directory(env: Path) -> None:
     assert "rpps" in result.output
 
 
+def test_a_nurse_cannot_be_registered_as_a_samu_regulator(env: Path) -> None:
+    result = CliRunner().invoke(app, ["practitioner", "add", "--family", "X", "--given", "Y", "--profession", "60",
+                                      "--rpps", "10001045367", "--regulator"])
+    assert result.exit_code == 2
+    assert "regulator" in result.output and "doctor" in result.output
+    listed = CliRunner().invoke(app, ["practitioner", "list"])
+    assert "810001045367" not in listed.output
+
+
+def test_a_doctor_can_be_registered_as_a_samu_regulator(env: Path) -> None:
+    result = CliRunner().invoke(app, ["practitioner", "add", "--family", "X", "--given", "Y", "--profession", "10",
+                                      "--rpps", "10001045367", "--regulator"])
+    assert result.exit_code == 0, result.output
+    assert "810001045367" in result.output
+
+
 def test_operator_changes_are_traced_in_the_system_chain(env: Path) -> None:
     runner = CliRunner()
     runner.invoke(app, ["demo"])

@@ -12,7 +12,7 @@ from carnet.blobs import KeyRing, rewrap
 from carnet.db.tables import client, document, practitioner
 from carnet.identity.ins import InvalidIdentifier
 from carnet.identity.professionals import national_id, normalize_adeli, normalize_rpps
-from carnet.identity.professions import PROFESSIONS
+from carnet.identity.professions import DOCTOR, PROFESSIONS
 
 DEFAULT_SCOPES = {
     "professional": "system/Patient.crs system/DocumentReference.cruds system/List.rs system/Binary.r "
@@ -41,6 +41,9 @@ def add_practitioner(conn: Connection, *, rpps: str | None, adeli: str | None, f
         national_id("adeli", normalize_adeli(adeli or "", "adeli"))
     if profession not in PROFESSIONS and profession != "SOCIAL":
         raise InvalidIdentifier("profession", "unknown profession code (TRE_G15)")
+    if regulator and profession != DOCTOR:
+        raise InvalidIdentifier("regulator", f"a SAMU centre-15 regulator must be a doctor (profession {DOCTOR}, "
+                                             f"not {profession})")
     now = dt.datetime.now(dt.UTC)
     values: dict[str, Any] = dict(id_kind="rpps" if rpps else "adeli", family=family, given=given,
                                   profession=profession, specialty=specialty, organisation_id=organisation_id,

@@ -10,7 +10,7 @@ implementation, no imports from ``carnet``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class Scenario:
     actor: str  # "patient" | "representative" | "professional" | "assurance_maladie" | "insurer" | "mutuelle"
     #             | "employer" | "bank" | "occupational_medicine"
     profession: str | None  # for "professional": TRE_G15 code "10", "21", "40", "50", "60", "70", "91", or "SOCIAL"
-    is_regulator: bool  # professional registered as a SAMU centre-15 regulating doctor
+    is_regulator: bool  # professional registered as a SAMU centre-15 regulating doctor (only a doctor counts)
     mode: str  # "normal" | "emergency" | "regulation"
     relation: str  # "none" | "authorized" | "care_team" | "treating_gp" | "gp_rights" | "blocked"; others "none"
     representative_kind: str | None  # for "representative": "minor" | "protected_adult"
@@ -140,6 +140,14 @@ def _professional(s: Scenario, action: str) -> bool:
         raise ValueError(f"unknown relation {s.relation!r}")
     if s.profession is None:
         raise ValueError("a professional needs a profession")
+    # Only a doctor may be médecin traitant (DOMAIN.md: the médecin traitant is a "médecin", TRE_G15 code 10): a
+    # non-doctor cannot be designated, and one recorded as such before the rule holds no designation.
+    if s.relation == "treating_gp" and s.profession != "10":
+        s = replace(s, relation="none")
+    # "SAMU regulation (centre 15): the regulating doctor": a regulator is a doctor; a non-doctor registered as one
+    # before the rule is no regulator.
+    if s.is_regulator and s.profession != "10":
+        s = replace(s, is_regulator=False)
 
     # "Blocked professional: nothing, in any mode."
     if s.relation == "blocked":
@@ -247,3 +255,65 @@ def _habilitation_matrix_allows(profession: str | None, doc_class: str, doc_type
         return False
     # Every other profession ("70", "91", ...): summaries only (plus what they authored, handled by the caller).
     return doc_class == "11"
+
+
+# --- What a published document may say about itself (DOMAIN.md, "Documents") ------------------------------------
+# Access is judged by the document's class, so the class is an access fact: DOMAIN.md derives it from the type, and a
+# document that declares another class (TRE_A03 ``category``) is refused rather than trusted.
+
+
+def class_of_type(doc_type: str) -> str | None:
+    """The class (TRE_A03) DOMAIN.md gives a document type, or None for a type it does not name."""
+    if doc_type in ("11488-4", "11490-0", "11502-2", "11526-1", "34874-8"):
+        return "10"  # consultation note, discharge summary, lab report, pathology, operative note
+    if doc_type == "18748-4":
+        return "31"  # diagnostic imaging
+    if doc_type in ("60591-5", "34133-9", "68599-0"):
+        return "11"  # patient summary (VSM), summary of episode, psychiatry H&P
+    if doc_type == "EXPPAT_3":
+        return "11"  # advance directives: DOMAIN.md names the type, not its class; Carnet files it as a summary
+    if doc_type in ("57833-6", "57832-8"):
+        return "42"  # prescriptions
+    if doc_type == "60593-1":
+        return "43"  # dispensation
+    if doc_type == "18776-5":
+        return "44"  # plan of care
+    if doc_type == "80565-5":
+        return "45"  # medication administration
+    if doc_type in ("11369-6", "87273-9"):
+        return "52"  # immunization history, immunization note
+    if doc_type == "59284-0":
+        return "95"  # consent
+    if doc_type == "REMB":
+        return "60"  # reimbursement data
+    if len(doc_type) == 8 and doc_type.startswith("DOCPAT0") and doc_type[7] in "123456789":
+        return "90"  # deposited by the patient
+    return None
+
+
+def category_is_accepted(doc_type: str, declared_class: str | None) -> bool:
+    """May a document of ``doc_type`` declaring TRE_A03 category ``declared_class`` (None: no category) be filed?
+    Only if the category agrees with the class of the type: a contradicting category is refused, never trusted."""
+    derived = class_of_type(doc_type)
+    if declared_class is None or derived is None:
+        return True
+    if doc_type == "EXPPAT_3" and declared_class == "90":
+        return True  # advance directives the patient deposits are the patient's own documents
+    return declared_class == derived
+
+
+def security_label_is_accepted(system: str | None, code: str | None) -> bool:
+    """May a document carry this ``securityLabel`` coding? A mask is either enforced or refused: only the French
+    confidentiality codes (JDV_J58, OID 1.2.250.1.213.1.1.4.13, also published as the TRE_A07 code system) and the
+    HL7 v3-Confidentiality codes are known; a coding without a system, of another system, or with another code is
+    refused."""
+    french_systems = (
+        "urn:oid:1.2.250.1.213.1.1.4.13",
+        "https://mos.esante.gouv.fr/NOS/TRE_A07-StatusVisibiliteDocument/FHIR/TRE-A07-StatusVisibiliteDocument",
+        "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument",
+    )
+    if system in french_systems:
+        return code in ("N", "MASQUE_PS", "INVISIBLE_PATIENT", "INVISIBLE_REPRESENTANTS_LEGAUX")
+    if system == "http://terminology.hl7.org/CodeSystem/v3-Confidentiality":
+        return code in ("U", "L", "M", "N", "R", "V")
+    return False

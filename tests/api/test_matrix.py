@@ -1,7 +1,7 @@
 """The permission matrix through HTTP: every persona x access mode x dossier state against every dossier/document
 endpoint, compared with the independent oracle (``tests/access/oracle.py``), on SQLite and PostgreSQL.
 
-One world per database (module scope) holds three dossiers with the same documents -- classes 10/11/42/43/52 in the
+One world per database (module scope) holds three dossiers with the same documents -- classes 10/11/31/42/43/52 in the
 confidentiality variants N / MASQUE_PS / INVISIBLE_PATIENT, written by "doctor" and by the médecin traitant, plus
 Assurance Maladie's class 60 and the patient's class 90 -- : a clean dossier, one where the patient objected to
 break-the-glass and to SAMU regulation access, and a closed one. Each test is one (persona, mode, dossier state) and
@@ -49,10 +49,11 @@ RELATION = {"gp": "treating_gp", "doctor": "authorized", "nurse": "authorized", 
 MODES = ("normal", "emergency", "regulation")
 STATES = ("clean", "objections", "closed")
 LABELS = ("N", "MASQUE_PS", "INVISIBLE_PATIENT")
-# (class, type) of the documents professionals write; the second class-52 one names its class explicitly, so that
-# a class-52 document of a type outside the pharmacist's list exists.
+# (class, type) of the documents professionals write. A category that contradicts the type is refused (issue 15 §6),
+# so a class-52 document of a type outside the pharmacist's list no longer exists; an imaging report (class 31, read
+# by doctors and dentists only) takes its place.
 PRO_DOCS = (("10", "11488-4"), ("10", "11502-2"), ("11", "60591-5"), ("11", "68599-0"), ("42", "57833-6"),
-            ("43", "60593-1"), ("52", "11369-6"), ("52", "11488-4"))
+            ("43", "60593-1"), ("52", "11369-6"), ("31", "18748-4"))
 ADD_PROBES = (("10", "11488-4"), ("11", "60591-5"), ("42", "57833-6"), ("43", "60593-1"), ("52", "11369-6"),
               ("60", "REMB"), ("90", "DOCPAT01"))
 SAMPLE = 3  # single reads per case: this many expected-visible and this many expected-hidden documents

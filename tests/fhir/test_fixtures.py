@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from fhir.resources.R4B.documentreference import DocumentReference
 
+from tests.access.oracle import category_is_accepted, class_of_type
 from tests.conftest import FIXTURES, INS_SYSTEM, World
 
 pytestmark = pytest.mark.fixtures
@@ -89,9 +90,31 @@ def publish_old(world: World) -> str:
     return str(r.json()["id"])
 
 
-def bind(bundle: dict[str, Any], world: World, keep_in_bundle_patient: bool = False) -> tuple[dict[str, Any],
-                                                                                               dict[str, str]]:
-    """The bundle with its patient references pointing at ``world.dossier``; replaced documents published first.
+# Published examples whose declared category contradicts the class DOMAIN.md derives from their type (issue 15 §6):
+# the ANS PDSm examples file consultation notes (11488-4, class 10) as class 11 and a summary of episode (34133-9,
+# class 11) as class 10. Carnet refuses them as published (test below); ``bind`` makes the category agree.
+CONTRADICTING_CATEGORY = ("pdsm/pdsm/Bundle-bundle-exemple-comprehensiveprovidedocument-replace.json",
+                          "pdsm/pdsm4dmp/Bundle-example-td2-1-remplacement.json",
+                          "pdsm/pdsm4dmp/Bundle-example-td2-iti65-lot-soumission.json")
+
+
+def agree_category_with_type(res: dict[str, Any]) -> None:
+    """Set a DocumentReference's TRE_A03 category to the class its type has (the oracle's, from DOMAIN.md)."""
+    doc_type = next((c.get("code") for c in (res.get("type") or {}).get("coding") or []
+                     if class_of_type(c.get("code") or "")), None)
+    if doc_type is None:
+        return
+    for concept in res.get("category") or []:
+        for c in concept.get("coding") or []:
+            if "TRE_A03" in str(c.get("system")) and not category_is_accepted(doc_type, c.get("code")):
+                c["code"] = class_of_type(doc_type)
+                c.pop("display", None)
+
+
+def bind(bundle: dict[str, Any], world: World, keep_in_bundle_patient: bool = False,
+         agree_categories: bool = True) -> tuple[dict[str, Any], dict[str, str]]:
+    """The bundle with its patient references pointing at ``world.dossier``; replaced documents published first;
+    categories that contradict their type made to agree (unless ``agree_categories`` is false).
     Returns the bound bundle and the map {fixture's id of a replaced document: Carnet's id}."""
     b = copy.deepcopy(bundle)
     entries = b.get("entry") or []
@@ -114,6 +137,8 @@ def bind(bundle: dict[str, Any], world: World, keep_in_bundle_patient: bool = Fa
                 res["subject"] = {**res["subject"], "reference": f"Patient/{world.dossier}"}
         if rtype == "DocumentReference":
             fresh_master(res)
+            if agree_categories:
+                agree_category_with_type(res)
             for rel in res.get("relatesTo") or []:
                 ref = (rel.get("target") or {}).get("reference") or ""
                 if ref.startswith("DocumentReference/") and ref not in full_urls:
@@ -194,6 +219,17 @@ def test_every_iti65_example_bundle_is_accepted_once_its_patient_exists(world: W
         r = world.client.get(f"/fhir/DocumentReference/{old_id}", headers=world.headers("gp"))
         assert r.status_code == 200, r.text
         assert r.json()["status"] == "superseded"
+
+
+@pytest.mark.parametrize("name", CONTRADICTING_CATEGORY)
+def test_a_published_example_whose_category_contradicts_its_type_is_refused_whole(world: World, name: str) -> None:
+    require_fixtures()
+    bundle, _ = bind(load(FIXTURES / name), world, agree_categories=False)
+    before = found_ids(world)
+    r = world.client.post("/fhir", json=bundle, headers=world.headers("gp"))
+    assert r.status_code == 422, r.text
+    assert any(".category" in x for i in r.json()["issue"] for x in i.get("expression", [])), r.text
+    assert found_ids(world) == before
 
 
 def test_the_minimal_bundles_own_patient_entry_is_matched_to_the_dossier_by_its_ins(world: World) -> None:

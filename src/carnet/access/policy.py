@@ -8,7 +8,7 @@ one document in Python and ``where()`` as a SQL clause, so that searches filter 
 Choices where DOMAIN.md is silent (also in docs/ACCESS.md):
 - emergency and regulation access are "as if authorized": the habilitation matrix applies and ``MASQUE_PS`` stays
   hidden; an already-authorized professional keeps access in those modes whatever the objections;
-- regulation mode is valid only for professionals registered as SAMU centre-15 regulators;
+- regulation mode is valid only for doctors registered as SAMU centre-15 regulators;
 - a document the patient deleted is gone for everyone (the audit keeps its trace);
 - ``INVISIBLE_REPRESENTANTS_LEGAUX`` hides from every legal representative (minor's parents and tutors);
 - the existence check (TD0.2) is answered to any professional who is not blocked and to Assurance Maladie, while
@@ -26,6 +26,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from carnet.access.actors import NEVER_ADMITTED, Actor, ActorKind, Mode
 from carnet.access.matrix import Matrix, ProfessionRights
+from carnet.identity.professions import DOCTOR
 
 AUTHORIZED_RELATIONS = frozenset({"authorized", "care_team", "treating_gp", "gp_rights"})
 FULL_RIGHTS_RELATIONS = frozenset({"treating_gp", "gp_rights"})
@@ -203,13 +204,18 @@ def _patient_side(active: bool, basis: str, visibility: Visibility) -> Decision:
 
 def _professional(actor: Actor, dossier: DossierFacts, standing: Standing, matrix: Matrix, active: bool) -> Decision:
     rights = matrix.rights(actor.profession)
+    if standing.relation == "treating_gp" and actor.profession != DOCTOR:
+        # only a doctor may be médecin traitant: a non-doctor's designation (refused since; one recorded before the
+        # rule) gives nothing
+        standing = Standing(relation="none", is_owner=standing.is_owner,
+                            representative_kind=standing.representative_kind)
     if standing.relation == "blocked":
         return Decision(refusal="The patient has blocked this professional's access to the dossier.",
                         refusal_code="blocked")
     if not rights.access:
         return Decision(refusal="This profession has no access to shared medical records in this deployment.",
                         refusal_code="profession")
-    if actor.mode is Mode.REGULATION and not actor.is_regulator:
+    if actor.mode is Mode.REGULATION and not (actor.is_regulator and actor.profession == DOCTOR):
         return Decision(refusal="Regulation mode is reserved to SAMU centre-15 regulating doctors.",
                         refusal_code="not-regulator")
     if not active:

@@ -22,6 +22,9 @@ TYPE_CLASS = {
     "18776-5": "44", "80565-5": "45", "11369-6": "52", "87273-9": "52", "59284-0": "95", "REMB": "60",
     "EXPPAT_3": "11", **{f"DOCPAT0{i}": "90" for i in range(1, 10)},
 }
+# Types a document may also be filed under another class than TYPE_CLASS's: the patient side deposits its advance
+# directives as its own documents (class 90, see carnet.dossier.contacts); a professional files them as a summary.
+TYPE_OTHER_CLASSES = {"EXPPAT_3": frozenset({"90"})}
 # French labels of the document types DOMAIN.md names (every key of TYPE_CLASS), for forms and for documents whose
 # type carries no display
 TYPE_LABELS = {

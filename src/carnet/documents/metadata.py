@@ -59,7 +59,8 @@ def _codings(concept: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 def confidentiality(labels: list[dict[str, Any]], expression: str = "DocumentReference.securityLabel") -> set[str]:
-    """The French visibility codes a ``securityLabel`` list carries. Unknown codes of a known system are refused."""
+    """The French visibility codes a ``securityLabel`` list carries. A coding without a system, of a system Carnet
+    does not know, or with an unknown code is refused: a mask is either enforced or refused, never silently dropped."""
     found: set[str] = set()
     for i, concept in enumerate(labels):
         for j, c in enumerate(_codings(concept)):
@@ -69,8 +70,12 @@ def confidentiality(labels: list[dict[str, Any]], expression: str = "DocumentRef
                 if code not in codes.FRENCH_CODES:
                     raise unprocessable("Unknown confidentiality code (JDV_J58)", where + ".code", "code-invalid")
                 found.add(code)
-            elif system == codes.V3_CONFIDENTIALITY and code not in codes.V3_CODES:
-                raise unprocessable("Unknown v3-Confidentiality code", where + ".code", "code-invalid")
+            elif system == codes.V3_CONFIDENTIALITY:
+                if code not in codes.V3_CODES:
+                    raise unprocessable("Unknown v3-Confidentiality code", where + ".code", "code-invalid")
+            else:
+                raise unprocessable("A security label needs a known code system (JDV_J58 / TRE_A07 or "
+                                    "v3-Confidentiality)", where + ".system", "code-invalid")
     if codes.MASQUE_PS in found and codes.INVISIBLE_PATIENT in found:
         raise unprocessable("A document may not be both MASQUE_PS and INVISIBLE_PATIENT", expression, "business-rule")
     return found
@@ -132,6 +137,7 @@ def _read_metadata(res: dict[str, Any]) -> DocMeta:
         type_system, type_code = c.get("system") or "", c.get("code") or ""
         if type_code in codes.TYPE_CLASS:
             break
+    derived = codes.TYPE_CLASS.get(type_code)
     class_code = None
     for i, concept in enumerate(res.get("category") or []):
         for c in _codings(concept):
@@ -139,9 +145,16 @@ def _read_metadata(res: dict[str, Any]) -> DocMeta:
                 if c.get("code") not in codes.CLASSES:
                     raise unprocessable("Unknown document class (TRE_A03)", f"DocumentReference.category[{i}]",
                                         "code-invalid")
+                # the class is derived from the type (DOMAIN.md) and decides who reads: a category that contradicts
+                # it is refused, never trusted
+                if derived is not None and c["code"] != derived and \
+                        c["code"] not in codes.TYPE_OTHER_CLASSES.get(type_code, ()):
+                    raise unprocessable(f"The category (class {c['code']}) contradicts the class of the type "
+                                        f"{type_code} (class {derived})", f"DocumentReference.category[{i}]",
+                                        "business-rule")
                 class_code = c["code"]
     if class_code is None:
-        class_code = codes.TYPE_CLASS.get(type_code, codes.DEFAULT_CLASS)
+        class_code = derived if derived is not None else codes.DEFAULT_CLASS
 
     labels = confidentiality(res.get("securityLabel") or [])
     ctx = res.get("context") or {}

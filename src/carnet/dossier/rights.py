@@ -16,6 +16,7 @@ from carnet.access.policy import Decision
 from carnet.context import Context
 from carnet.db.tables import access_grant, audit, dossier, practitioner, representative
 from carnet.errors import conflict, forbidden, unprocessable
+from carnet.identity.professions import DOCTOR
 from carnet.ids import new_id
 
 
@@ -54,6 +55,11 @@ def _practitioner_exists(ctx: Context, national_id: str) -> bool:
         practitioner.c.national_id == national_id)).first() is not None
 
 
+def _profession(ctx: Context, national_id: str) -> str | None:
+    return ctx.conn.execute(select(practitioner.c.profession).where(
+        practitioner.c.national_id == national_id)).scalar()
+
+
 def set_treating_gp(ctx: Context, key: uuid.UUID, national_id: str | None) -> None:
     """Designate or change the médecin traitant (the patient's choice, or the doctor declaring it with consent)."""
     row, decision = ctx.dossier(key, lock=True)
@@ -61,8 +67,13 @@ def set_treating_gp(ctx: Context, key: uuid.UUID, national_id: str | None) -> No
     allowed = decision.basis in ("patient", "representative") or (
         a.kind is ActorKind.PROFESSIONAL and decision.manage_access and national_id == a.id)
     require(ctx, key, allowed, "access.treating_gp", decision)
-    if national_id is not None and not _practitioner_exists(ctx, national_id):
-        raise unprocessable("Unknown professional", "actor")
+    if national_id is not None:
+        profession = _profession(ctx, national_id)
+        if profession is None:
+            raise unprocessable("Unknown professional", "actor")
+        if profession != DOCTOR:
+            raise unprocessable("Only a doctor (médecin) may be designated médecin traitant", "actor",
+                                "business-rule")
     blocked = ctx.conn.execute(select(access_grant.c.grant_id).where(
         access_grant.c.dossier_key == key, access_grant.c.subject_id == (national_id or ""),
         access_grant.c.relation == "blocked", access_grant.c.revoked_at.is_(None))).first()
