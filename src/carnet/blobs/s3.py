@@ -15,8 +15,8 @@ The contract is the local store's (:mod:`carnet.blobs.base`):
   exists, and the existing object is then compared with the new bytes (identical: a no-op; different:
   :class:`BlobConflict`). Whether it does is probed once per process, for PutObject and for CompleteMultipartUpload
   separately, on a probe object under ``prefix/.carnet-probe-…``. Where it does not, the store checks then writes;
-  that is racy only against a concurrent put of the same key, and a key is the SHA-256 of the ciphertext, so two
-  puts of one key carry the same bytes.
+  that is racy only against a concurrent put of the same key, and a key is a document's own id (or, for blobs
+  written before streaming, the SHA-256 of the ciphertext), so two puts of one key carry the same bytes.
 * Timeouts are short and the retries few (``CARNET_BLOB_TIMEOUT`` seconds to connect and per read,
   ``CARNET_BLOB_ATTEMPTS`` attempts, botocore's "standard" mode: exponential back-off with jitter, on throttling,
   5xx and connection errors only), so a store that is down or slow raises :class:`BlobStoreUnavailable` within about

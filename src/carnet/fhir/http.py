@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from carnet.errors import FhirError
+from carnet.fhir.xml import MAX_DEPTH, from_xml
 from carnet.ids import new_id
 from carnet.text import holdable
 
@@ -77,8 +78,6 @@ async def json_body(request: Request, max_bytes: int) -> dict[str, Any]:
         if len(body) > max_bytes:
             raise FhirError(413, "too-costly", "The request is larger than this server accepts")
     if xml:
-        from carnet.fhir.xml import from_xml
-
         return refuse_unholdable_characters(from_xml(bytes(body)))
     try:
         text = body.decode(json.detect_encoding(body), "surrogatepass")  # as json.loads does with bytes
@@ -113,7 +112,6 @@ def refuse_unholdable_characters(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-MAX_DEPTH = 64  # a real FHIR resource, a transaction Bundle included, nests a dozen or so levels
 
 
 class TooDeep(ValueError):

@@ -44,7 +44,6 @@ def to_xml(body: bytes | str) -> bytes:
     return out if isinstance(out, bytes) else out.encode()
 
 
-MAX_DEPTH = 64  # as for JSON (carnet.fhir.http.MAX_DEPTH): a real resource nests a dozen or so elements
 
 
 def _depth(root: Any) -> int:
@@ -55,6 +54,9 @@ def _depth(root: Any) -> int:
         deepest = max(deepest, depth)
         stack.extend((child, depth + 1) for child in element)
     return deepest
+
+
+MAX_DEPTH = 64  # one bound for XML and JSON bodies (carnet.fhir.http): a real resource nests a dozen or so levels
 
 
 def from_xml(body: bytes) -> dict[str, Any]:
