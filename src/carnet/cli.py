@@ -235,16 +235,56 @@ def keys_rotate() -> None:
 
 @audit_app.command("verify")
 def audit_verify() -> None:
-    """Recompute every hash chain; exit 1 if any record was altered, removed or reordered."""
+    """Recompute every hash chain and check the chains against the signed checkpoints (docs/AUDIT.md); exit 1 if
+    any record was altered, removed or reordered, a chain truncated, rewound or deleted, or a checkpoint is missing,
+    altered or forged."""
+    from carnet.audit.anchor import from_settings
+    from carnet.audit.anchor_verify import verify
     from carnet.audit.log import verify_all
 
-    with _services().engine.connect() as conn:
+    services = _services()
+    with services.engine.connect() as conn:
         chains, records, findings = verify_all(conn)
+        report = verify(conn, from_settings(services.settings))
     for f in findings:
         console.print(f"[red]{f.problem}[/red] chain {f.dossier_key} at seq {f.seq}")
-    console.print(f"{chains} chains, {records} records, {len(findings)} problems")
-    if findings:
+    for p in report.problems:
+        console.print(f"[red]{p.problem}[/red] {p.where}" + (f": {p.detail}" if p.detail else ""))
+    latest = f", the latest at {report.latest_time:%Y-%m-%d %H:%M:%S} UTC" if report.latest_time else ""
+    console.print(f"{chains} chains, {records} records, {report.checkpoints} checkpoints{latest} "
+                  f"({report.heads} committed heads), {len(findings) + len(report.problems)} problems")
+    if findings or report.problems:
         raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Sign a checkpoint of every chain head that moved since the last one, now (the worker does it every
+    CARNET_CHECKPOINT_SECONDS)."""
+    from carnet.audit.anchor import checkpoint, from_settings
+
+    services = _services()
+    made = checkpoint(services.engine, from_settings(services.settings), services.clock)
+    console.print(f"checkpoints {', '.join(map(str, made))} written" if made else "no chain moved: no checkpoint")
+
+
+@audit_app.command("public-key")
+def audit_public_key() -> None:
+    """Print the checkpoint key's public part (id, base64, PEM): all a verifier needs."""
+    from carnet.audit.anchor import from_settings
+    from carnet.audit.anchor_verify import public_key_text
+
+    print(public_key_text(from_settings(Settings())))
+
+
+@audit_app.command("verify-receipt")
+def audit_verify_receipt(receipt: Path, history: Path) -> None:
+    """Check a complete copy's audit/receipt.json against its audit/history.json, offline."""
+    from carnet.audit.receipt import main
+
+    code = main([str(receipt), str(history)])
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

@@ -9,8 +9,14 @@ notification worker runs for the other services are listed here too.
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
+
+import structlog
 from sqlalchemy import Engine
 
+from carnet.audit import anchor as anchors
+from carnet.audit.anchor import Anchor
 from carnet.claims import service as claims
 from carnet.config import Settings
 from carnet.context import Services, run
@@ -18,6 +24,8 @@ from carnet.events import Audited, DocumentReplaced
 from carnet.notify import rules as notify_rules
 from carnet.notify.worker import WORKER_ACTOR
 from carnet.tasks import service as tasks
+
+logger = structlog.get_logger("carnet")
 
 
 def build_services(settings: Settings, engine: Engine | None = None) -> Services:
@@ -31,7 +39,7 @@ def wire(services: Services) -> None:
     """Subscribe the services to each other's events and give the worker its periodic jobs (run in this order)."""
     services.events.subscribe(Audited, notify_rules.on_audit)  # notifications, in the audited change's transaction
     services.events.subscribe(DocumentReplaced, tasks.on_document_replaced)  # a replacement answers rectifications
-    services.periodic_jobs.extend([_expire_access_requests, _purge_claim_lines])
+    services.periodic_jobs.extend([_expire_access_requests, _purge_claim_lines, _audit_checkpointer()])
 
 
 def _expire_access_requests(services: Services) -> None:
@@ -44,3 +52,26 @@ def _expire_access_requests(services: Services) -> None:
 def _purge_claim_lines(services: Services) -> None:
     """Claim lines leave the rolling window (issue 3 §5)."""
     run(services, WORKER_ACTOR, claims.purge_old)
+
+
+
+def _audit_checkpointer() -> Callable[[Services], None]:
+    """The job that signs a checkpoint of the audit chains that moved, once the latest (made by any node) is older
+    than ``CARNET_CHECKPOINT_SECONDS`` (issue 15 §2, docs/AUDIT.md; 0 turns it off). The store and the key are
+    loaded on its first run, once per process."""
+    loaded: list[Anchor] = []
+
+    def checkpoint_audit(services: Services) -> None:
+        every = services.settings.checkpoint_seconds
+        if every <= 0:
+            return
+        try:
+            if not loaded:
+                loaded.append(anchors.from_settings(services.settings))
+            if anchors.due(loaded[0], services.clock(), dt.timedelta(seconds=every)):
+                made = anchors.checkpoint(services.engine, loaded[0], services.clock)
+                if made:
+                    logger.info("audit.checkpoint", status=f"checkpoints={made[0]}..{made[-1]}")
+        except Exception as exc:  # noqa: BLE001 - the store may be away: the other jobs run, the next pass retries
+            logger.error("audit.checkpoint.error", error_type=type(exc).__name__)
+    return checkpoint_audit

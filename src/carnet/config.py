@@ -32,6 +32,12 @@ class Settings:
     blob_gc_grace_hours: float = field(default_factory=lambda: float(_env("CARNET_BLOB_GC_GRACE_HOURS", "24") or 24))
     blob_gc_interval_hours: float = field(default_factory=lambda: float(_env("CARNET_BLOB_GC_INTERVAL_HOURS", "6")
                                                                         or 0))
+    # audit checkpoints (docs/AUDIT.md): where they are written once, the key that signs them, how often
+    checkpoint_url: str | None = field(default_factory=lambda: _env("CARNET_CHECKPOINT_URL"))
+    checkpoint_key: str | None = field(default_factory=lambda: _env("CARNET_CHECKPOINT_KEY"))
+    checkpoint_public_key: str | None = field(default_factory=lambda: _env("CARNET_CHECKPOINT_PUBLIC_KEY"))
+    checkpoint_key_file: str | None = field(default_factory=lambda: _env("CARNET_CHECKPOINT_KEY_FILE"))
+    checkpoint_seconds: int = field(default_factory=lambda: _int("CARNET_CHECKPOINT_SECONDS", 60))
     master_key: str | None = field(default_factory=lambda: _env("CARNET_MASTER_KEY"))
     master_key_file: str | None = field(default_factory=lambda: _env("CARNET_MASTER_KEY_FILE"))
     token_key_file: str | None = field(default_factory=lambda: _env("CARNET_TOKEN_KEY_FILE"))
@@ -84,6 +90,15 @@ class Settings:
     @cached_property
     def effective_blob_url(self) -> str:
         return self.blob_url or str(self.var_dir / "blobs")
+
+    @cached_property
+    def effective_checkpoint_url(self) -> str:
+        """Beside the documents: ``<blob url>/checkpoints`` on S3, else ``var/checkpoints``."""
+        if self.checkpoint_url:
+            return self.checkpoint_url
+        if self.blob_url and self.blob_url.lower().startswith("s3://"):
+            return f"{self.blob_url.rstrip('/')}/checkpoints"
+        return str(self.var_dir / "checkpoints")
 
     @property
     def token_endpoint(self) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Date,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -247,6 +249,12 @@ audit_chain = Table(
     Column("seq", Integer, nullable=False),
     Column("head", String(64), nullable=False),
     Column("prev", String(64)),  # the head before the last append (lets PostgreSQL append in one statement)
+    # the last seq a signed checkpoint outside the database commits to, and that checkpoint's number (written by the
+    # checkpointer only, carnet.audit.anchor); the partial index holds just the chains that moved since
+    Column("anchored_seq", Integer, nullable=False, server_default="0"),
+    Column("anchored_in", BigInteger),
+    Index("ix_audit_chain_unanchored", "dossier_key", postgresql_where=text("seq <> anchored_seq"),
+          sqlite_where=text("seq <> anchored_seq")),
 )
 
 audit = Table(

@@ -7,6 +7,8 @@ The zip holds::
     dossier.pdf                       the readable booklet (identity, access, documents, access history)
     fhir/bundle.json                  a FHIR R4 Bundle (collection) of everything
     documents/<class>/<date>-<id>.<ext>   each document the caller may see, byte for byte
+    audit/history.json, receipt.json, verify_receipt.py   the audit chain and its signed receipt, when a checkpoint
+                                      commits to it (:mod:`carnet.export.trail`, docs/AUDIT.md)
     SHA256SUMS                        SHA-256 of every other file, in ``sha256sum -c`` format
 
 Who may have it is the policy's ``Decision.copy`` (the patient and a current legal representative, on a closed
@@ -46,7 +48,7 @@ from carnet.db.tables import access_grant, audit, document, practitioner, repres
 from carnet.documents import codes
 from carnet.documents import service as documents
 from carnet.errors import FhirError, forbidden, not_found
-from carnet.export import booklet, bundle, readme
+from carnet.export import booklet, bundle, readme, trail
 from carnet.export.facts import (
     CopyFacts,
     DocEntry,
@@ -144,6 +146,9 @@ def build_copy(ctx: Context, dossier_key: uuid.UUID, out: IO[bytes]) -> CopySumm
             booklet.render(facts, sink)
         sums.append((sink.hexdigest(), "dossier.pdf"))
 
+        for name, data in trail.files(ctx, dossier_key, audit_rows):
+            put(name, data)
+        facts.receipt = any(name == "audit/receipt.json" for _, name in sums)
         put("LISEZMOI.txt", readme.french(facts).encode())
         put("README.txt", readme.english(facts).encode())
         zf.writestr(_info("SHA256SUMS", stamp), "".join(f"{h}  {name}\n" for h, name in sums).encode())

@@ -110,3 +110,4 @@ class CopyFacts:
     access_requests: str = "ask"  # ask | refuse
     documents: list[DocEntry] = field(default_factory=list)
     history: list[HistoryEntry] = field(default_factory=list)
+    receipt: bool = False  # the copy carries audit/receipt.json (carnet.export.trail)

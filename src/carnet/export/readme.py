@@ -46,6 +46,7 @@ def french(facts: CopyFacts) -> str:
         "            puis comparez le résultat à la ligne de dossier.pdf dans SHA256SUMS.",
         "Chaque ligne doit répondre « OK » (ou donner la même empreinte).",
         "",
+        *_receipt_fr(facts),
         "Cette copie contient des données de santé : gardez-la en lieu sûr et ne la confiez qu'à qui vous choisissez.",
     ]
     return "\n".join(lines) + "\n"
@@ -80,6 +81,39 @@ def english(facts: CopyFacts) -> str:
         "            then compare the result with the dossier.pdf line of SHA256SUMS.",
         "Every line must answer \"OK\" (or give the same fingerprint).",
         "",
+        *_receipt_en(facts),
         "This copy holds health data: keep it safe and share it only with whom you choose.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _receipt_fr(facts: CopyFacts) -> list[str]:
+    if not facts.receipt:
+        return []
+    return [
+        "Le reçu de votre historique (dossier audit/) :",
+        "  audit/history.json   l'historique des accès tel que Carnet l'a enchaîné (chaque trace et son empreinte) ;",
+        "  audit/receipt.json   le reçu : un point de contrôle signé par Carnet, écrit hors de la base de données,",
+        "                       qui engage Carnet sur cet historique (preuve d'inclusion de Merkle, clé publique) ;",
+        "  audit/verify_receipt.py   le programme qui vérifie les deux, sans connexion (Python 3 et cryptography) :",
+        "      python3 audit/verify_receipt.py audit/receipt.json audit/history.json",
+        "  Il répond « OK » si aucune trace n'a été retirée ni modifiée ; comparez l'identifiant de clé qu'il affiche",
+        "  à celui que publie l'exploitant de Carnet.",
+        "",
+    ]
+
+
+def _receipt_en(facts: CopyFacts) -> list[str]:
+    if not facts.receipt:
+        return []
+    return [
+        "The receipt of your history (folder audit/):",
+        "  audit/history.json   the access history as Carnet chained it (every record and its fingerprint);",
+        "  audit/receipt.json   the receipt: a checkpoint signed by Carnet and written outside its database, which",
+        "                       commits Carnet to this history (Merkle inclusion proof, public key);",
+        "  audit/verify_receipt.py   the program that checks both, offline (Python 3 and cryptography):",
+        "      python3 audit/verify_receipt.py audit/receipt.json audit/history.json",
+        "  It answers \"OK\" if no record was removed or changed; compare the key id it prints with the one the",
+        "  operator of Carnet publishes.",
+        "",
+    ]
