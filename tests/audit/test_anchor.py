@@ -247,3 +247,35 @@ def test_two_nodes_writing_the_same_number_at_once_one_wins_the_other_moves_on(
     if len(numbers) == 2:
         assert nodes[0].get(2)["previous"] == rc.checkpoint_hash(nodes[0].get(1))
     assert problems(own, Anchor(store, base.public_raw)) == []
+    if kind == "s3":  # beside the documents: the blob store (and so its garbage collector) never lists them
+        documents = request.getfixturevalue("s3_server").store(bucket=store.bucket, prefix="carnet")
+        assert list(documents.iter_blobs()) == []
+
+
+def test_checkpoints_go_beside_the_documents_unless_told_otherwise(tmp_path: Any) -> None:
+    from carnet.config import Settings
+
+    assert Settings(var_dir=tmp_path, blob_url=None, checkpoint_url=None).effective_checkpoint_url == \
+        str(tmp_path / "checkpoints")
+    assert Settings(var_dir=tmp_path, blob_url="s3://docs/prod/", checkpoint_url=None).effective_checkpoint_url == \
+        "s3://docs/prod/checkpoints"
+    assert Settings(var_dir=tmp_path, blob_url="s3://docs/prod", checkpoint_url="/worm").effective_checkpoint_url == \
+        "/worm"
+
+
+def test_the_worker_signs_a_checkpoint_once_the_latest_is_older_than_the_interval(own: Services) -> None:
+    from carnet.notify.worker import run_jobs
+
+    anchor = from_settings(own.settings)
+    key = uuid.uuid4()
+    fill(own, key, 2)
+    now = dt.datetime.now(dt.UTC)
+    own.clock = lambda: now
+    run_jobs(own)
+    assert anchor.latest()[0] == 1
+    fill(own, key, 1)
+    run_jobs(own)  # the latest checkpoint is not CARNET_CHECKPOINT_SECONDS (60) old yet
+    assert anchor.latest()[0] == 1
+    own.clock = lambda: now + dt.timedelta(seconds=61)
+    run_jobs(own)
+    assert anchor.latest()[0] == 2 and anchor.get(2)["heads"][0][:2] == [str(key), 3]
