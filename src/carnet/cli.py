@@ -278,11 +278,11 @@ def audit_public_key() -> None:
 
 
 @audit_app.command("verify-receipt")
-def audit_verify_receipt(receipt: Path, history: Path) -> None:
-    """Check a complete copy's audit/receipt.json against its audit/history.json, offline."""
+def audit_verify_receipt(receipt: Path, history: Path, bundle: Path | None = typer.Argument(None)) -> None:
+    """Check a complete copy's audit/receipt.json against its audit/history.json (and fhir/bundle.json), offline."""
     from carnet.audit.receipt import main
 
-    code = main([str(receipt), str(history)])
+    code = main([str(receipt), str(history), *([str(bundle)] if bundle else [])])
     if code:
         raise typer.Exit(code)
 

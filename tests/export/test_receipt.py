@@ -23,14 +23,17 @@ def anchored_copy(world: World) -> zipfile.ZipFile:
     return unzip(copy_of(world, patient(world)))
 
 
-def run_script(tmp_path: Path, zf: zipfile.ZipFile, history: dict[str, Any] | None = None) -> Any:
+def run_script(tmp_path: Path, zf: zipfile.ZipFile, history: dict[str, Any] | None = None,
+               bundle: dict[str, Any] | None = None) -> Any:
     """Run the copy's own verify_receipt.py with nothing of Carnet on the path (a fresh directory, -I)."""
-    for name in ("audit/receipt.json", "audit/history.json", "audit/verify_receipt.py"):
+    for name in ("audit/receipt.json", "audit/history.json", "audit/verify_receipt.py", "fhir/bundle.json"):
         (tmp_path / Path(name).name).write_bytes(zf.read(name))
     if history is not None:
         (tmp_path / "history.json").write_text(json.dumps(history))
-    return subprocess.run([sys.executable, "-I", "verify_receipt.py", "receipt.json", "history.json"],  # noqa: S603
-                          cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    if bundle is not None:
+        (tmp_path / "bundle.json").write_text(json.dumps(bundle))
+    return subprocess.run([sys.executable, "-I", "verify_receipt.py", "receipt.json", "history.json",  # noqa: S603
+                           "bundle.json"], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_the_receipt_verifies_offline_with_the_script_in_the_copy(world: World, tmp_path: Path) -> None:
@@ -43,6 +46,7 @@ def test_the_receipt_verifies_offline_with_the_script_in_the_copy(world: World, 
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith(f"OK: {receipt['seq']} records up to ")
     assert "later record(s) link correctly but are not yet anchored" in result.stdout
+    assert f"the bundle's {len(history['records'])} AuditEvents match the history" in result.stdout
     assert "audit/verify_receipt.py audit/receipt.json audit/history.json" in zf.read("README.txt").decode()
     assert "audit/receipt.json" in zf.read("SHA256SUMS").decode()
 
@@ -96,3 +100,20 @@ def test_the_copy_carries_no_receipt_when_part_of_the_history_is_withheld(world:
     checkpoint(world.services.engine, from_settings(world.services.settings), world.services.clock)
     zf = unzip(copy_of(world, patient(world)))
     assert not any(n.startswith("audit/") for n in zf.namelist())
+
+
+def test_an_access_hidden_or_changed_in_the_bundle_fails_too(world: World, tmp_path: Path) -> None:
+    zf = anchored_copy(world)
+
+    def bundle_with(change: Any) -> dict[str, Any]:
+        bundle = json.loads(zf.read("fhir/bundle.json"))
+        change(bundle, [e for e in bundle["entry"] if e["resource"]["resourceType"] == "AuditEvent"])
+        return bundle
+
+    def as_normal(bundle: dict[str, Any], events: list[dict[str, Any]]) -> None:
+        events[0]["resource"]["outcome"] = "4"
+
+    result = run_script(tmp_path, zf, bundle=bundle_with(as_normal))
+    assert result.returncode == 1 and "differs from its record in the history" in result.stdout
+    result = run_script(tmp_path, zf, bundle=bundle_with(lambda b, events: b["entry"].remove(events[1])))
+    assert result.returncode == 1 and "1 record(s) of the history have no AuditEvent" in result.stdout

@@ -3,7 +3,7 @@
 This module imports nothing else of Carnet, so that the complete copy of a dossier can carry it as a script
 (``audit/verify_receipt.py``) and anyone can run::
 
-    python3 audit/verify_receipt.py audit/receipt.json audit/history.json
+    python3 audit/verify_receipt.py audit/receipt.json audit/history.json fhir/bundle.json
 
 (or ``python -m carnet.audit.receipt …``, or ``carnet audit verify-receipt …``). It checks, and says which check
 failed:
@@ -18,6 +18,8 @@ failed:
    compare that key's fingerprint with the one the operator of Carnet publishes.
 
 Records after the receipt's position were written after the last checkpoint: they are checked for their links only.
+Given the copy's ``fhir/bundle.json`` too, it checks that its ``AuditEvent`` resources tell the same history
+(:func:`check_bundle`).
 
 The same hashing serves the checkpoints themselves (:mod:`carnet.audit.anchor`), so that it is written once.
 """
@@ -194,17 +196,52 @@ def verify(receipt: dict[str, Any], history: dict[str, Any]) -> str:
                                          if later else ""))
 
 
+def check_bundle(bundle: dict[str, Any], history: dict[str, Any]) -> int:
+    """The copy's FHIR ``Bundle`` tells the same history: every ``AuditEvent`` in it is a record of ``history.json``
+    (same id, time, action, outcome, event, actor kind and access mode), and every record is in it. Returns how many
+    were compared; raises :class:`ReceiptError` otherwise."""
+    from datetime import datetime
+
+    records = {str(r["body"]["event_id"]): r["body"] for r in history.get("records") or []}
+    seen: set[str] = set()
+    for entry in bundle.get("entry") or []:
+        ev = entry.get("resource") or {}
+        if ev.get("resourceType") != "AuditEvent":
+            continue
+        body = records.get(str(ev.get("id")))
+        if body is None:
+            raise ReceiptError(f"bundle: AuditEvent {ev.get('id')} is not in the history")
+        exts = {e.get("url", "").rsplit("/", 1)[-1]: e.get("valueCode") for a in ev.get("agent") or []
+                for e in a.get("extension") or []}
+        told = (datetime.fromisoformat(str(ev.get("recorded")).replace("Z", "+00:00")), ev.get("action"),
+                ev.get("outcome"), (ev.get("subtype") or [{}])[0].get("code"), exts.get("actor-kind"),
+                exts.get("access-mode"))
+        kept = (datetime.fromisoformat(str(body["recorded"]).replace("Z", "+00:00")), body["action"],
+                body["outcome"], body["event"], body["actor_kind"], body["mode"])
+        if told != kept:
+            raise ReceiptError(f"bundle: AuditEvent {ev.get('id')} differs from its record in the history")
+        seen.add(str(ev.get("id")))
+    missing = set(records) - seen
+    if missing:
+        raise ReceiptError(f"bundle: {len(missing)} record(s) of the history have no AuditEvent")
+    return len(seen)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["verify"]:
         args = args[1:]
-    if len(args) != 2:
-        print("usage: python3 verify_receipt.py receipt.json history.json", file=sys.stderr)
+    if len(args) not in (2, 3):
+        print("usage: python3 verify_receipt.py receipt.json history.json [bundle.json]", file=sys.stderr)
         return 2
     try:
         with open(args[0], encoding="utf-8") as r, open(args[1], encoding="utf-8") as h:
             receipt, history = json.load(r), json.load(h)
-        print(verify(receipt, history))
+        summary = verify(receipt, history)
+        if len(args) == 3:
+            with open(args[2], encoding="utf-8") as b:
+                summary += f"; the bundle's {check_bundle(json.load(b), history)} AuditEvents match the history"
+        print(summary)
         return 0
     except ReceiptError as exc:
         print(f"FAILED: {exc}")

@@ -96,9 +96,9 @@ def _receipt_fr(facts: CopyFacts) -> list[str]:
         "  audit/receipt.json   le reçu : un point de contrôle signé par Carnet, écrit hors de la base de données,",
         "                       qui engage Carnet sur cet historique (preuve d'inclusion de Merkle, clé publique) ;",
         "  audit/verify_receipt.py   le programme qui vérifie les deux, sans connexion (Python 3 et cryptography) :",
-        "      python3 audit/verify_receipt.py audit/receipt.json audit/history.json",
-        "  Il répond « OK » si aucune trace n'a été retirée ni modifiée ; comparez l'identifiant de clé qu'il affiche",
-        "  à celui que publie l'exploitant de Carnet.",
+        "      python3 audit/verify_receipt.py audit/receipt.json audit/history.json fhir/bundle.json",
+        "  Il répond « OK » si aucune trace n'a été retirée ni modifiée, ici comme dans fhir/bundle.json ; comparez",
+        "  l'identifiant de clé qu'il affiche à celui que publie l'exploitant de Carnet.",
         "",
     ]
 
@@ -112,8 +112,8 @@ def _receipt_en(facts: CopyFacts) -> list[str]:
         "  audit/receipt.json   the receipt: a checkpoint signed by Carnet and written outside its database, which",
         "                       commits Carnet to this history (Merkle inclusion proof, public key);",
         "  audit/verify_receipt.py   the program that checks both, offline (Python 3 and cryptography):",
-        "      python3 audit/verify_receipt.py audit/receipt.json audit/history.json",
-        "  It answers \"OK\" if no record was removed or changed; compare the key id it prints with the one the",
-        "  operator of Carnet publishes.",
+        "      python3 audit/verify_receipt.py audit/receipt.json audit/history.json fhir/bundle.json",
+        "  It answers \"OK\" if no record was removed or changed, here or in fhir/bundle.json; compare the key id",
+        "  it prints with the one the operator of Carnet publishes.",
         "",
     ]
