@@ -261,6 +261,8 @@ def test_checkpoints_go_beside_the_documents_unless_told_otherwise(tmp_path: Any
         "s3://docs/prod/checkpoints"
     assert Settings(var_dir=tmp_path, blob_url="s3://docs/prod", checkpoint_url="/worm").effective_checkpoint_url == \
         "/worm"
+    with pytest.raises(ValueError, match="must not be the document store"):
+        from_settings(Settings(var_dir=tmp_path, blob_url=None, checkpoint_url=str(tmp_path / "blobs")))
 
 
 def test_the_worker_signs_a_checkpoint_once_the_latest_is_older_than_the_interval(own: Services) -> None:

@@ -117,6 +117,9 @@ def from_settings(settings: Settings) -> Anchor:
     signing key (``CARNET_CHECKPOINT_KEY``, else the file ``CARNET_CHECKPOINT_KEY_FILE`` or
     ``var/checkpoint-key.pem``, created on first use); an auditor's process that only verifies sets
     ``CARNET_CHECKPOINT_PUBLIC_KEY`` (base64) instead, and holds no private key."""
+    if _same_place(settings.effective_checkpoint_url, settings.effective_blob_url):
+        # checkpoint names are valid blob keys that no document references: the blob garbage collector would erase them
+        raise ValueError("CARNET_CHECKPOINT_URL must not be the document store itself (CARNET_BLOB_URL)")
     store = blobstore_from_url(settings.effective_checkpoint_url)
     if settings.checkpoint_public_key and not settings.checkpoint_key:
         try:
@@ -133,6 +136,14 @@ def from_settings(settings: Settings) -> Anchor:
         key = SigningKey.load_or_create(Path(settings.checkpoint_key_file) if settings.checkpoint_key_file
                                         else settings.var_dir / "checkpoint-key.pem")
     return Anchor(store, key.public_raw, key)
+
+
+def _same_place(a: str, b: str) -> bool:
+    def norm(url: str) -> str:
+        if url.lower().startswith("s3://"):
+            return url.rstrip("/").lower()
+        return str(Path(url.removeprefix("file://")).resolve())
+    return norm(a) == norm(b)
 
 
 _CHANGED = (select(audit_chain.c.dossier_key, audit_chain.c.seq, audit_chain.c.head)
