@@ -252,7 +252,8 @@ def audit_verify() -> None:
         console.print(f"[red]{p.problem}[/red] {p.where}" + (f": {p.detail}" if p.detail else ""))
     latest = f", the latest at {report.latest_time:%Y-%m-%d %H:%M:%S} UTC" if report.latest_time else ""
     console.print(f"{chains} chains, {records} records, {report.checkpoints} checkpoints{latest} "
-                  f"({report.heads} committed heads), {len(findings) + len(report.problems)} problems")
+                  f"({report.heads} committed heads, {report.purged} chains purged after retention), "
+                  f"{len(findings) + len(report.problems)} problems")
     if findings or report.problems:
         raise typer.Exit(1)
 

@@ -94,6 +94,30 @@ def test_deleting_a_whole_chain_is_reported(own: Services) -> None:
     assert problems(own, anchor) == [f"chain-deleted chain {key}: checkpoint 1 commits to 4 records"]
 
 
+def test_a_chain_erased_by_the_retention_purge_is_counted_not_reported(own: Services) -> None:
+    """``carnet purge`` deletes a dossier's chain and records ``dossier.purge`` naming it in the system chain (as
+    :func:`carnet.dossier.lifecycle.purge_due` does, in one transaction)."""
+    from carnet.access.actors import Actor, ActorKind
+    from carnet.audit.log import record
+    from carnet.ids import SYSTEM_CHAIN
+
+    anchor = from_settings(own.settings)
+    purged, deleted = uuid.uuid4(), uuid.uuid4()
+    fill(own, purged, 3)
+    fill(own, deleted, 3)
+    checkpoint(own.engine, anchor, clock(10))
+    with own.engine.begin() as conn:
+        for key in (purged, deleted):
+            conn.execute(delete(audit).where(audit.c.dossier_key == key))
+            conn.execute(delete(audit_chain).where(audit_chain.c.dossier_key == key))
+        record(conn, dossier_key=SYSTEM_CHAIN, actor=Actor(ActorKind.OPERATOR, id="carnet-purge"), action="D",
+               event="dossier.purge", now=at(11), entity_type="Patient", entity_id=str(purged))
+    with own.engine.connect() as conn:
+        report = verify(conn, anchor)
+    assert report.purged == 1
+    assert [str(p) for p in report.problems] == [f"chain-deleted chain {deleted}: checkpoint 1 commits to 3 records"]
+
+
 def test_rewriting_a_record_and_every_later_hash_is_reported(own: Services) -> None:
     anchor = from_settings(own.settings)
     key = uuid.uuid4()

@@ -9,7 +9,8 @@ at that seq, with that hash. So are reported: a chain deleted, a chain truncated
 seq gone, whatever its head says), a head rewound below what was committed, a record rewritten (even with every later
 hash recomputed: the committed hash no longer matches). And from the database side: a chain marked as anchored in a
 checkpoint that is not in the store (the latest checkpoints deleted), and a record older than the latest checkpoint
-by more than :data:`GRACE` that no checkpoint commits to (the anchoring itself was tampered with).
+by more than :data:`GRACE` that no checkpoint commits to (the anchoring itself was tampered with). A chain the
+retention purge erased (a ``dossier.purge`` record names it) is counted as purged, not reported.
 
 Findings name a chain key, a position, a checkpoint number: never a record's content.
 """
@@ -34,6 +35,7 @@ from carnet.db.tables import audit, audit_chain
 # A record committed before a checkpoint's time is in it; one recorded earlier may commit later (a long
 # transaction: CARNET_TRANSACTION_SECONDS, 600 by default), so only records older than this are expected anchored.
 GRACE = dt.timedelta(minutes=15)
+PURGE_EVENT = "dossier.purge"  # carnet.dossier.lifecycle.purge_due: a chain erased after the retention period
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class Report:
     checkpoints: int = 0
     highest: int = 0  # the highest checkpoint number in the store
     heads: int = 0  # committed heads checked
+    purged: int = 0  # chains committed to, then erased by the retention purge (recorded as dossier.purge)
     latest_time: dt.datetime | None = None
     problems: list[Problem] = field(default_factory=list)
 
@@ -119,6 +122,7 @@ def verify(conn: Connection, anchor: Anchor) -> Report:
     db_heads = {str(r.dossier_key): r for r in conn.execute(select(
         audit_chain.c.dossier_key, audit_chain.c.seq, audit_chain.c.anchored_seq, audit_chain.c.anchored_in))}
     chains = set(committed) | set(db_heads)
+    gone: dict[str, Problem] = {}  # chains a checkpoint commits to that the database no longer holds
     for chain in sorted(chains):
         seqs = committed.get(chain, {})
         head_row = db_heads.get(chain)
@@ -139,8 +143,8 @@ def verify(conn: Connection, anchor: Anchor) -> Report:
                 first_unanchored = recorded
         if head_row is None and last == 0:
             if seqs:
-                report.problems.append(Problem("chain-deleted", f"chain {chain}",
-                                               f"checkpoint {seqs[top][1]} commits to {top} records"))
+                gone[chain] = Problem("chain-deleted", f"chain {chain}",
+                                      f"checkpoint {seqs[top][1]} commits to {top} records")
             continue
         if last < top:
             report.problems.append(Problem("truncated", f"chain {chain} at seq {last + 1}",
@@ -160,7 +164,21 @@ def verify(conn: Connection, anchor: Anchor) -> Report:
             if recorded < report.latest_time - GRACE:
                 report.problems.append(Problem("unanchored", f"chain {chain} at seq {top + 1}",
                                                "recorded before the latest checkpoint, committed by none"))
+    purged = _purged(conn, list(gone))
+    report.purged = len(purged)
+    report.problems.extend(p for chain, p in gone.items() if chain not in purged)
     return report
+
+
+def _purged(conn: Connection, chains: list[str]) -> set[str]:
+    """Which of ``chains`` the retention purge erased: a ``dossier.purge`` record (itself in an anchored chain) names
+    each. Looked up in whichever chain holds it (only when chains are gone: a reporting path, not a hot one)."""
+    found: set[str] = set()
+    for i in range(0, len(chains), 500):
+        batch = chains[i:i + 500]
+        found |= {str(e) for e in conn.execute(select(audit.c.entity_id).where(
+            audit.c.event == PURGE_EVENT, audit.c.entity_type == "Patient", audit.c.entity_id.in_(batch))).scalars()}
+    return found
 
 
 def public_key_text(anchor: Anchor) -> str:
