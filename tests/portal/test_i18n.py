@@ -13,18 +13,19 @@ PORTAL = Path(i18n.__file__).parent
 # (AccountError messages are message ids).
 SOURCES = [PORTAL, PORTAL.parent / "accounts", PORTAL.parent / "pro"]
 METHODS = [("**/templates/**.html", "jinja2"), ("**.py", "python")]
-KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "AccountError": None, "N_": None}
+KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "pgettext": ((1, "c"), 2), "AccountError": None,
+            "N_": None}
 
 
 def message_ids() -> dict[str, str]:
     found: dict[str, str] = {}
     for source in SOURCES:
-        for filename, lineno, message, _comments, _context in extract_from_dir(
+        for filename, lineno, message, _comments, context in extract_from_dir(
                 str(source), METHODS, keywords=KEYWORDS,
                 options_map={"**/templates/**.html": {"extensions": "jinja2.ext.i18n"}}):
             text = message[0] if isinstance(message, tuple) else message
-            if text:
-                found.setdefault(text, f"{source.name}/{filename}:{lineno}")
+            if text:  # a message with a context is looked up as "context\x04id" (gettext's convention)
+                found.setdefault(f"{context}\x04{text}" if context else text, f"{source.name}/{filename}:{lineno}")
     return found
 
 

@@ -21,11 +21,16 @@ from carnet.dossier import service as dossiers
 from carnet.errors import FhirError
 from carnet.fhir.patch import PatchPlan
 from carnet.history import accesses
-from carnet.identity.ins import INS_SYSTEM_DEMO, INS_SYSTEM_NIA, INS_SYSTEM_NIR, INS_SYSTEM_TEST
-from carnet.portal.pages.documents import CDA_TYPES, PREVIEW_TEXT_LIMIT, cda_html
+from carnet.identity.ins import INS_SYSTEM_DEMO, INS_SYSTEM_NIA, INS_SYSTEM_NIR, INS_SYSTEM_TEST, format_nir
+from carnet.portal.i18n import N_
+from carnet.portal.pages.documents import CDA_TYPES, PREVIEW_TEXT_LIMIT, cda_html, type_label
+from carnet.portal.pages.home import item_text
 from carnet.portal.web import offset_param
 from carnet.pro.web import ProPage, pro_page
 
+# What the header says after the INS when it is not a NIR (message ids; "" for a NIR).
+INS_KINDS = {INS_SYSTEM_NIR: "", INS_SYSTEM_NIA: "NIA", INS_SYSTEM_TEST: N_("test identity"),
+             INS_SYSTEM_DEMO: N_("demo identity")}
 SYSTEMS = {"nir": INS_SYSTEM_NIR, "nia": INS_SYSTEM_NIA, "test": INS_SYSTEM_TEST, "demo": INS_SYSTEM_DEMO}
 # Every DOMAIN.md type a professional files (not REMB: Assurance Maladie's; not EXPPAT_3 and DOCPAT: the patient's).
 TYPES = {code: label for code, label in codes.TYPE_LABELS.items()
@@ -62,10 +67,24 @@ def age_on(birth: dt.date, day: dt.date) -> int:
     return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
 
 
+def _ins(res: dict[str, Any]) -> dict[str, str] | None:
+    """The patient's INS as the DMP shows it: the matricule in its usual groups with its key (``2 55 08 14 168 025
+    38``), and its kind when it is not a NIR (NIA, a test or demo identity)."""
+    for ident in res.get("identifier") or []:
+        kind = INS_KINDS.get(str(ident.get("system") or ""))
+        if kind is not None:
+            try:
+                return {"value": format_nir(str(ident.get("value") or "")), "kind": kind}
+            except ValueError:
+                return None
+    return None
+
+
 def _traits(res: dict[str, Any]) -> dict[str, Any]:
     t = dossiers.traits(res)
     return {"family": t["family"], "given": t["given"], "birth_date": t["birth_date"], "gender": t["gender"],
-            "birthplace": t["birthplace"], "age": age_on(t["birth_date"], dt.datetime.now(dt.UTC).date())}
+            "birthplace": t["birthplace"], "age": age_on(t["birth_date"], dt.datetime.now(dt.UTC).date()),
+            "ins": _ins(res)}
 
 
 @pro_page("GET", "/pro/")
@@ -165,6 +184,7 @@ async def dossier_view(p: ProPage) -> Response:
                 "docs": current.dossier_documents(ctx, key, f), "me": ctx.actor.id}
     data = await p.run(work)
     return p.render("pro/dossier.html", title=p._("Dossier"), key=key, classes=codes.CLASSES, types=TYPES,
+                    type_label=lambda d: type_label(p, d.type_code, d.type_display), item_text=item_text,
                     entries=data["docs"].entries, totals=data["docs"].totals, per_class=data["docs"].limit,
                     authors=data["docs"].authors,
                     q={k: str(q.get(k) or "") for k in ("class", "type", "author", "since", "until")},
@@ -219,7 +239,9 @@ async def document_page(p: ProPage) -> Response:
         preview = {"kind": "text", "text": data.decode("utf-8", errors="replace")[:PREVIEW_TEXT_LIMIT]}
     labels = {c.get("code") for s in resource.get("securityLabel") or [] for c in s.get("coding") or []}
     mine = p.pro is not None and listed.author_id == p.pro.national_id
-    return p.render("pro/document.html", title=listed.title or p._("Document"), key=key, doc=listed,
+    tlabel = type_label(p, listed.type_code, listed.type_display)
+    return p.render("pro/document.html", title=listed.title or tlabel, key=key, doc=listed,
+                    type_label=lambda d: tlabel,
                     preview=preview, hidden=codes.INVISIBLE_PATIENT in labels, mine=mine,
                     class_label=codes.CLASSES.get(listed.class_code, listed.class_code))
 
