@@ -23,7 +23,7 @@ from carnet.fhir.patch import PatchPlan
 from carnet.history import accesses
 from carnet.identity.ins import INS_SYSTEM_DEMO, INS_SYSTEM_NIA, INS_SYSTEM_NIR, INS_SYSTEM_TEST, format_nir
 from carnet.portal.i18n import N_
-from carnet.portal.pages.documents import CDA_TYPES, PREVIEW_TEXT_LIMIT, cda_html, type_label
+from carnet.portal.pages.documents import CDA_TYPES, PREVIEW_TEXT_LIMIT, cda_html, class_label, type_label
 from carnet.portal.pages.home import item_text
 from carnet.portal.web import offset_param
 from carnet.pro.web import ProPage, pro_page
@@ -39,6 +39,16 @@ UPLOADS = {"application/pdf": ("urn:ihe:iti:xds:2017:mimeTypeSufficient", "urn:i
            "text/plain": ("urn:ihe:iti:xds:2017:mimeTypeSufficient", "urn:ihe:iti:xds:2017:mimeTypeSufficient"),
            "image/jpeg": ("urn:ihe:iti:xds:2017:mimeTypeSufficient", "urn:ihe:iti:xds:2017:mimeTypeSufficient"),
            "image/png": ("urn:ihe:iti:xds:2017:mimeTypeSufficient", "urn:ihe:iti:xds:2017:mimeTypeSufficient")}
+
+
+def _classes(p: ProPage) -> dict[str, str]:
+    """The classes (TRE_A03) in the page's language."""
+    return {c: class_label(p, c) for c in codes.CLASSES}
+
+
+def _types(p: ProPage) -> dict[str, str]:
+    """The types a professional files, in the page's language."""
+    return {c: type_label(p, c, label) for c, label in TYPES.items()}
 
 
 def _key(p: ProPage) -> uuid.UUID:
@@ -183,7 +193,7 @@ async def dossier_view(p: ProPage) -> Response:
                 "summary": summary, "contacts": people,
                 "docs": current.dossier_documents(ctx, key, f), "me": ctx.actor.id}
     data = await p.run(work)
-    return p.render("pro/dossier.html", title=p._("Dossier"), key=key, classes=codes.CLASSES, types=TYPES,
+    return p.render("pro/dossier.html", title=p._("Dossier"), key=key, classes=_classes(p), types=_types(p),
                     type_label=lambda d: type_label(p, d.type_code, d.type_display), item_text=item_text,
                     entries=data["docs"].entries, totals=data["docs"].totals, per_class=data["docs"].limit,
                     authors=data["docs"].authors,
@@ -243,7 +253,7 @@ async def document_page(p: ProPage) -> Response:
     return p.render("pro/document.html", title=listed.title or tlabel, key=key, doc=listed,
                     type_label=lambda d: tlabel,
                     preview=preview, hidden=codes.INVISIBLE_PATIENT in labels, mine=mine,
-                    class_label=codes.CLASSES.get(listed.class_code, listed.class_code))
+                    class_label=class_label(p, listed.class_code))
 
 
 @pro_page("GET", "/pro/dossier/{key}/documents/{id}/file")
@@ -306,8 +316,8 @@ def docref(key: uuid.UUID, type_code: str, title: str, content_type: str, now: d
 
 
 def _add_form(p: ProPage, key: uuid.UUID, status: int = 200, error: str = "", **form: str) -> Response:
-    return p.render("pro/add_document.html", status=status, title=p._("Add a document"), key=key, types=TYPES,
-                    classes=codes.CLASSES, type_class=codes.TYPE_CLASS, form=form, error=error)
+    return p.render("pro/add_document.html", status=status, title=p._("Add a document"), key=key, types=_types(p),
+                    classes=_classes(p), type_class=codes.TYPE_CLASS, form=form, error=error)
 
 
 @pro_page("GET", "/pro/dossier/{key}/add")
