@@ -159,7 +159,8 @@ def filled(world: World, services: Services, monkeypatch: pytest.MonkeyPatch) ->
 def patient_pages(docs: dict[str, str]) -> list[str]:
     return ["/portal/", "/portal/documents", *(f"/portal/documents/{d}" for d in docs.values()),
             "/portal/documents/new", "/portal/access", "/portal/history", "/portal/history?own=1",
-            "/portal/requests", f"/portal/requests/correction?document={docs['summary']}", "/portal/settings",
+            "/portal/requests", f"/portal/requests/correction?document={docs['summary']}",
+            f"/portal/requests/correction?document={docs['bare']}", "/portal/requests/correction", "/portal/settings",
             "/portal/dossier", "/portal/dossier/close", "/portal/dossier/object", "/portal/care-history",
             "/portal/apps", "/portal/documents/00000000-0000-0000-0000-000000000000"]
 

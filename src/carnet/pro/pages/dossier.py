@@ -165,12 +165,13 @@ async def create(p: ProPage) -> Response:
     return p.redirect(f"/pro/dossier/{key}")
 
 
-def _day(value: str, end: bool = False) -> dt.datetime | None:
+def _day(p: ProPage, value: str, end: bool = False) -> dt.datetime | None:
+    """A day typed in a filter as an instant: midnight in the display time zone (``end``: the next midnight)."""
     try:
         d = dt.date.fromisoformat(value)
     except ValueError:
         return None
-    return dt.datetime.combine(d + dt.timedelta(days=1 if end else 0), dt.time(), tzinfo=dt.UTC)
+    return dt.datetime.combine(d + dt.timedelta(days=1 if end else 0), dt.time(), tzinfo=p.zone)
 
 
 @pro_page("GET", "/pro/dossier/{key}")
@@ -181,8 +182,8 @@ async def dossier_view(p: ProPage) -> Response:
     f = documents.DocumentFilter(
         classes=tuple(v for v in [str(q.get("class") or "")] if v), types=tuple(v for v in [str(q.get("type") or "")]
                                                                               if v),
-        author=str(q.get("author") or "") or None, since=_day(str(q.get("since") or "")),
-        until=_day(str(q.get("until") or ""), end=True))
+        author=str(q.get("author") or "") or None, since=_day(p, str(q.get("since") or "")),
+        until=_day(p, str(q.get("until") or ""), end=True))
 
     def work(ctx: Context) -> dict[str, Any]:
         patient = json.loads(dossiers.read(ctx, key))
