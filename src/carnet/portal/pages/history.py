@@ -52,7 +52,7 @@ EVENTS = {
     "clinical.withdraw": N_("withdrew an item of health information"),
     "clinical.dispute": N_("disputed an item of health information"),
     "summary.read": N_("looked at the emergency summary"),
-    "claims.ingest": N_("Assurance Maladie added reimbursement data"),
+    "claims.ingest": N_("added reimbursement data"),
     "claims.read": N_("looked at the reimbursement data"),
     "contact.read": N_("looked at the emergency contacts"), "contact.add": N_("added an emergency contact"),
     "contact.update": N_("changed an emergency contact"), "contact.remove": N_("removed an emergency contact"),
