@@ -227,6 +227,7 @@ class SmtpInbox:
 
     def __init__(self, fail_first: int = 0, refuse: bool = False) -> None:
         self.messages: list[Any] = []  # email.message.EmailMessage
+        self.ehlo_names: list[str] = []  # the name the client gave in EHLO, per accepted message
         self.attempts: dict[str, int] = {}  # DATA commands per recipient
         self.fail_first = fail_first
         self.refuse = refuse
@@ -249,6 +250,7 @@ class SmtpInbox:
         if self.attempts[rcpt] <= self.fail_first:
             return "451 4.3.0 Try again later"
         self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        self.ehlo_names.append(str(session.host_name))
         return "250 OK"
 
     def to(self, address: str) -> list[Any]:

@@ -56,6 +56,8 @@ class Settings:
     # Assurance Maladie's care history keeps this many months (older claim lines are skipped, filtered, purged)
     claims_months: int = field(default_factory=lambda: _int("CARNET_CLAIMS_MONTHS", 24))
     # --- people's accounts and the portals (issue 4) ---
+    # the one time zone the portals show every date and time in (an IANA name; instants are stored in UTC)
+    display_timezone: str = field(default_factory=lambda: _env("CARNET_DISPLAY_TIMEZONE", "Europe/Paris") or "")
     cookie_secure: bool = field(default_factory=lambda: _env("CARNET_COOKIE_SECURE", "true") != "false")
     session_idle_minutes: int = field(default_factory=lambda: _int("CARNET_SESSION_IDLE_MINUTES", 30))
     session_max_hours: int = field(default_factory=lambda: _int("CARNET_SESSION_MAX_HOURS", 12))
@@ -82,6 +84,14 @@ class Settings:
     # national ids of the professionals who review emergency accesses (/pro/review)
     reviewers: frozenset[str] = field(default_factory=lambda: frozenset(
         v.strip() for v in (_env("CARNET_REVIEWERS") or "").split(",") if v.strip()))
+
+    def __post_init__(self) -> None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:  # a misspelt zone stops the start, not the first page that shows a date
+            ZoneInfo(self.display_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"CARNET_DISPLAY_TIMEZONE: unknown time zone {self.display_timezone!r}") from None
 
     @cached_property
     def effective_database_url(self) -> str:

@@ -209,7 +209,7 @@ def test_every_clinician_screen_meets_wcag_21_aa_at_phone_and_desktop_widths(
     audit = Audit(page)
 
     audit.visit(base + "/pro/sign-in", "sign-in")
-    page.get_by_role("link", name=FR("Sign in with Pro Santé Connect")).click()
+    page.get_by_role("link", name=FR("Sign in with the demo identity provider")).click()
     page.wait_for_url("**/demo-idp/authorize**")
     audit.check("demo identity provider")
     page.get_by_label(FR("Find a professional")).fill(button.split()[-1])

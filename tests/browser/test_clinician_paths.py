@@ -43,7 +43,7 @@ def sign_in(page: Any, base: str, button: str, target: str = "/pro/") -> None:
     """Through the real pages: the portal's sign-in, the demo identity provider's page, the callback."""
     page.goto(base + target)
     assert "/pro/sign-in" in page.url
-    page.get_by_role("link", name=FR("Sign in with Pro Santé Connect")).click()
+    page.get_by_role("link", name=FR("Sign in with the demo identity provider")).click()
     page.wait_for_url("**/demo-idp/authorize**")
     assert page.get_by_role("alert").first.is_visible()  # the "no password — demo" banner
     page.get_by_label(FR("Find a professional")).fill(button.split()[-1])  # the family name
@@ -184,10 +184,10 @@ def test_breaking_the_glass_shows_on_every_page_and_the_patient_is_notified_by_e
     assert reason not in text and "Testé" not in text  # no health content or identity in the message
 
 
-def test_a_page_asked_for_before_signing_in_leads_to_the_pro_sante_connect_sign_in_in_french(
+def test_a_page_asked_for_before_signing_in_leads_to_the_sign_in_in_french(
         page: Any, live: tuple[str, Services]) -> None:
     base, _ = live
     page.goto(base + "/pro/dossier/00000000-0000-0000-0000-000000000000")
     assert re.search(r"/pro/sign-in\?next=", page.url)
     assert page.locator("html").get_attribute("lang") == "fr"
-    assert page.get_by_role("link", name=FR("Sign in with Pro Santé Connect")).is_visible()
+    assert page.get_by_role("link", name=FR("Sign in with the demo identity provider")).is_visible()

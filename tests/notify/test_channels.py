@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import smtplib
+import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from carnet.config import Settings
-from carnet.notify.channels import PermanentFailure, TransientFailure, channels_for
+from carnet.notify.channels import PermanentFailure, TransientFailure, channels_for, ehlo_name
 from carnet.notify.outbox import mask_address, render
 from tests.conftest import SmtpInbox
 
@@ -56,6 +59,23 @@ def test_smtp_answers_become_transient_then_success(tmp_path: Path, smtp_server:
     channels.send("email", "code@example.org", "Carnet", "Votre code : 123456", "mid-3")
     (received,) = smtp_server.to("code@example.org")
     assert received["Message-ID"] == "<mid-3@carnet.invalid>" and "123456" in received.get_content()
+
+
+def test_smtp_names_itself_by_the_base_url_host_without_a_dns_lookup(
+        tmp_path: Path, smtp_server: SmtpInbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A one-time code leaves at once: smtplib's default EHLO name is socket.getfqdn(), a reverse DNS lookup that a
+    slow or cold resolver stalls for seconds (the code email came after more than 15 s once, right after a restart)."""
+    class NoLookup:  # smtplib's view of the socket module, without getfqdn (the test server keeps the real one)
+        def __getattr__(self, name: str) -> Any:
+            if name == "getfqdn":
+                raise AssertionError("socket.getfqdn called: a DNS lookup before every email")
+            return getattr(socket, name)
+    monkeypatch.setattr(smtplib, "socket", NoLookup())
+    channels = channels_for(settings(tmp_path, smtp_host=smtp_server.host, smtp_port=smtp_server.port))
+    channels.send("email", "code@example.org", "Carnet", "Votre code : 123456", "mid-ehlo")
+    assert smtp_server.ehlo_names == ["carnet.example"]
+    assert ehlo_name(Settings(var_dir=tmp_path, base_url="http://127.0.0.1:8000")) == "[127.0.0.1]"
+    assert ehlo_name(Settings(var_dir=tmp_path, base_url="http://[::1]:8000")) == "[IPv6:::1]"
 
 
 def test_templates_render_in_the_account_language_and_fall_back_to_french(tmp_path: Path) -> None:

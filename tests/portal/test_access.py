@@ -119,6 +119,17 @@ def test_the_treating_gp_cannot_be_blocked_an_error_is_shown_and_nothing_changes
     assert search_status(world, "gp") == 200
 
 
+def test_the_treating_gp_is_offered_neither_withdraw_nor_block(patient: Patient) -> None:
+    """The page says the médecin traitant's access cannot be removed: it offers no button that would be refused."""
+    world = english(patient).world
+    html = patient.browser.get("/portal/access").text
+    authorized = html[html.index('<h2 id="authorized">'):html.index('<h2 id="teams">')]
+    gp = world.pros["gp"]
+    assert f'name="subject" value="{gp}"' not in authorized
+    assert "this access stays while they are your médecin traitant" in authorized
+    assert f'name="subject" value="{world.pros["nurse"]}"' in authorized  # others keep their buttons
+
+
 def test_the_treating_gp_cannot_be_withdrawn_either(patient: Patient) -> None:
     world = english(patient).world
     before = live_grants(world)

@@ -161,3 +161,26 @@ def test_a_representative_sees_the_history_of_the_childs_dossier(world: World, b
     browser.get("/portal/access")
     assert "looked at who has access" not in browser.get("/portal/history").text
     assert "<strong>You</strong>" in browser.get("/portal/history", params={"own": "1"}).text
+
+
+def test_the_history_dates_are_days_of_the_display_time_zone(world: World) -> None:
+    """A change at 23:30 UTC on 4 December is on the 5th in Paris: the filter "from 5 December" finds it when its
+    days are Paris days (what the page shows), and not when they are UTC days."""
+    import dataclasses
+    from zoneinfo import ZoneInfo
+
+    from carnet.history import audit_events
+
+    late = dt.datetime(2026, 12, 4, 23, 30, tzinfo=dt.UTC)
+    me = Actor(ActorKind.PATIENT, id=world.ins)
+    at_night = dataclasses.replace(world.services, clock=lambda: late)
+    run(at_night, me, lambda ctx: ctx.audit(world.dossier, "U", "access.requests"))
+
+    def found(zone: dt.tzinfo) -> int:
+        f = audit_events.HistoryFilter(since=dt.date(2026, 12, 5), until=dt.date(2026, 12, 5), kind="access",
+                                       zone=zone)
+        entries, _ = run(world.services, me, lambda ctx: audit_events.history(ctx, world.dossier, f))
+        return sum(1 for e in entries if e.recorded == late)
+
+    assert found(ZoneInfo("Europe/Paris")) == 1
+    assert found(dt.UTC) == 0

@@ -114,3 +114,28 @@ def test_pending_access_requests_are_counted_with_a_link(patient: Patient) -> No
     html = patient.ready().browser.get("/portal/").text
     assert 'href="/portal/requests"' in html
     assert FR("Requests for access waiting for your answer: {n}").format(n=1) in html
+
+
+def test_an_access_that_was_refused_is_said_refused_not_counted_as_an_access(patient: Patient) -> None:
+    world = patient.world
+    patient.ready()
+    r = world.client.get("/fhir/DocumentReference", params={"patient": str(world.dossier)},
+                         headers=world.headers("blocked"))
+    assert r.status_code == 403
+    html = new_section(sign_in_again(patient).text)
+    (card,) = [c for c in html.split('<li class="card') if FR("Access refused") in c]
+    assert FR("refused attempts: {n}").format(n=1) in card
+    assert FR("normal access") not in card and FR("times: {n}").format(n=1) not in card
+    assert f'({FR("{city} time").format(city="Paris")})' in card  # the time says which clock it is
+
+
+def test_the_blood_group_is_shown_as_its_value_under_its_heading(patient: Patient) -> None:
+    from tests.clinical import samples
+
+    world = patient.world
+    samples.grant_clinical_scopes(world)
+    body = samples.blood_group(world.dossier)
+    assert world.client.post("/fhir/Observation", json=body, headers=world.headers("doctor")).status_code == 201
+    patient.ready()
+    html = essentials(patient.browser.get("/portal/").text)
+    assert "<strong>O Rh+</strong>" in html and "ABO" not in html

@@ -19,7 +19,7 @@ from carnet.db.tables import access_review, audit, practitioner
 from carnet.documents import codes
 from carnet.documents import service as documents
 from carnet.dossier import service as dossiers
-from carnet.identity.ins import fake_nir_for
+from carnet.identity.ins import fake_nir_for, format_nir
 from carnet.ids import SYSTEM_CHAIN
 from carnet.pro import demo_idp, oidc
 from carnet.pro.pages.dossier import age_on
@@ -137,7 +137,8 @@ def test_a_professional_creates_the_dossier_of_a_patient_present(world: World, b
     opened = browser.get(r.headers["location"]).text
     header = opened[opened.index('id="patient"'):].split("</p>")[0]
     age = age_on(dt.date(1990, 2, 3), dt.datetime.now(dt.UTC).date())
-    assert "Nouveau" in header and "né(e) le 3 février 1990" in header and f"({age} ans)" in header
+    assert "Nouveau" in header and "né le 3 février 1990" in header and f"({age} ans)" in header
+    assert f"INS <span class=\"nowrap\">{format_nir(ins)}</span> (identité de test)" in header  # as the DMP shows it
     assert "Masculin" in header and "male" not in header  # the sex in words, not the FHIR code
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from joserfc.jwk import ECKey
+from markupsafe import escape
 
 from carnet.auth.keys import ServerKey
 from carnet.pro import demo_idp, oidc
@@ -74,3 +75,13 @@ def test_a_post_from_another_sites_origin_or_referer_is_refused(world: World, br
 def test_the_normal_demo_sign_in_still_works(world: World, browser: Any) -> None:
     signed_in(browser, world.pros["doctor"])
     assert browser.get("/pro/").status_code == 200
+
+
+def test_the_demo_says_it_is_the_demo_and_names_professions_in_words(world: World, browser: Any) -> None:
+    sign_in_page = browser.get("/pro/sign-in").text
+    assert str(escape("Se connecter avec le fournisseur d'identité de démonstration")) in sign_in_page
+    assert "Se connecter avec Pro Santé Connect" not in sign_in_page  # not a Pro Santé Connect button in the demo
+    params = authorize_params(browser)
+    page = browser.get("/demo-idp/authorize", params={**params, "find": world.pros["nurse"]}).text
+    line = page[page.index(f'<span class="meta">{world.pros["nurse"]}'):].split("</span>")[0]
+    assert "Infirmier" in line and " · 60" not in line, line

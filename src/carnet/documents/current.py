@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, func, or_, select
 
 from carnet.context import Context
-from carnet.db.tables import document
+from carnet.db.tables import document, practitioner
 from carnet.documents import service as documents
 from carnet.errors import FhirError
 
@@ -56,7 +56,7 @@ class Documents:
     entries: list[Entry]
     totals: dict[str, int]
     limit: int
-    authors: list[tuple[str, str]]  # (national id, name) of every author of these documents, for the filter
+    authors: list[tuple[str, str]]  # (national id, name or "" when nobody names them) of every author, for the filter
 
 
 def dossier_documents(ctx: Context, key: uuid.UUID, f: documents.DocumentFilter,
@@ -79,9 +79,15 @@ def dossier_documents(ctx: Context, key: uuid.UUID, f: documents.DocumentFilter,
     totals = {str(c): int(n) for c, n in ctx.conn.execute(
         select(document.c.class_code, func.count()).where(visible, document.c.status == "current")
         .group_by(document.c.class_code))}
-    authors = sorted({(str(a), " ".join(x for x in (g, fam) if x) or str(a)) for a, g, fam in ctx.conn.execute(
+    named = {str(a): " ".join(x for x in (g, fam) if x) for a, g, fam in ctx.conn.execute(
         select(document.c.author_id, document.c.author_given, document.c.author_family).distinct().where(
-            visible, document.c.status == "current", document.c.author_id.is_not(None)))}, key=lambda a: a[1])
+            visible, document.c.status == "current", document.c.author_id.is_not(None)))}
+    unnamed = sorted(a for a, n in named.items() if not n)  # an author given by reference only: the directory names
+    if unnamed:
+        named.update({r.national_id: f"{r.given} {r.family}" for r in ctx.conn.execute(select(
+            practitioner.c.national_id, practitioner.c.given, practitioner.c.family).where(
+            practitioner.c.national_id.in_(unnamed)))})
+    authors = sorted(named.items(), key=lambda a: (not a[1], a[1].lower(), a[0]))
     by_id = {str(r.document_id): r for r in rows}
     replaced_by: dict[str, str] = {}
     for r in rows:

@@ -130,7 +130,8 @@ READ_ACTIONS = ("R", "E")
 
 @dataclass(frozen=True)
 class HistoryFilter:
-    """What the patient asked to see. Dates are whole UTC days, both included."""
+    """What the patient asked to see. Dates are whole days in ``zone`` (the portals' display time zone), both
+    included."""
 
     since: dt.date | None = None
     until: dt.date | None = None
@@ -138,6 +139,7 @@ class HistoryFilter:
     emergency_only: bool = False  # emergency (break the glass) and SAMU regulation accesses
     kind: str | None = None  # a key of HISTORY_KINDS
     include_own_reads: bool = False  # the caller's own page views and searches are hidden unless asked
+    zone: dt.tzinfo = dt.UTC  # the time zone the dates are days of
 
 
 @dataclass(frozen=True)
@@ -164,9 +166,11 @@ class HistoryEntry:
 def _history_conditions(ctx: Context, dossier_key: uuid.UUID, f: HistoryFilter) -> list[Any]:
     conds: list[Any] = [audit.c.dossier_key == dossier_key]
     if f.since is not None:
-        conds.append(audit.c.recorded >= dt.datetime.combine(f.since, dt.time(), dt.UTC))
+        start = dt.datetime.combine(f.since, dt.time(), f.zone)
+        conds.append(audit.c.recorded >= start.astimezone(dt.UTC))  # SQLite keeps no offset: compare UTC with UTC
     if f.until is not None:
-        conds.append(audit.c.recorded < dt.datetime.combine(f.until + dt.timedelta(days=1), dt.time(), dt.UTC))
+        end = dt.datetime.combine(f.until + dt.timedelta(days=1), dt.time(), f.zone)
+        conds.append(audit.c.recorded < end.astimezone(dt.UTC))
     if f.actors is not None:
         if f.actors not in HISTORY_ACTORS:
             raise FhirError(400, "invalid", "Unknown kind of actor", "actors")

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import email.utils
 import importlib
+import ipaddress
 import os
 import smtplib
 import ssl
 import tempfile
+import urllib.parse
 from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
@@ -117,6 +119,19 @@ def _mail_domain(settings: Settings) -> str:
     return addr.rpartition("@")[2] or "carnet.invalid"
 
 
+def ehlo_name(settings: Settings) -> str:
+    """The name Carnet gives itself in SMTP's EHLO: the host of ``CARNET_BASE_URL`` (an address literal for an IP).
+    Left to ``smtplib``, it is ``socket.getfqdn()``, a reverse DNS lookup on every connection, which can stall a
+    one-time code for many seconds when the resolver is slow or its cache cold (right after a restart): the person
+    waits for that code, so no lookup stands in its way."""
+    host = urllib.parse.urlsplit(settings.base_url).hostname or "localhost"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    return f"[IPv6:{host}]" if ":" in host else f"[{host}]"
+
+
 def _smtp_failure(code: int, what: str) -> DeliveryFailure:
     if 500 <= code < 600:
         return PermanentFailure(f"smtp {code} ({what})")
@@ -161,7 +176,8 @@ class Channels:
             write_atomically(s.var_dir / "mail", f"{message_id}.eml", msg.as_bytes())
             return
         try:
-            with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=SMTP_TIMEOUT) as smtp:
+            with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=SMTP_TIMEOUT,
+                              local_hostname=ehlo_name(s)) as smtp:
                 smtp.ehlo()
                 if s.smtp_starttls:
                     smtp.starttls(context=ssl.create_default_context())

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
 import structlog
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -62,16 +61,12 @@ SECURITY_HEADERS = {
 }
 
 
-PARIS = ZoneInfo("Europe/Paris")
-
-
 @functools.cache
 def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(str(HERE / "templates")), autoescape=select_autoescape(["html"]),
                       extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True)
     env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]  # replaced per render
     env.filters["urlquote"] = lambda v: quote(str(v), safe="")
-    env.filters["paris"] = lambda ts: ts.astimezone(PARIS)  # instants are stored in UTC, read in French time
     return env
 
 
@@ -107,6 +102,11 @@ class Page:
 
     def _(self, message: str) -> str:
         return self.lang.gettext(message)
+
+    @property
+    def zone(self) -> dt.tzinfo:
+        """The display time zone (``CARNET_DISPLAY_TIMEZONE``): instants are stored in UTC, shown in this zone."""
+        return self.lang.format.zone
 
     @property
     def settings(self):  # noqa: ANN201
@@ -151,7 +151,8 @@ class Page:
         env = environment()
         values.setdefault("title", "")
         html = env.get_template(template).render(
-            gettext=self.lang.gettext, ngettext=self.lang.ngettext, _=self.lang.gettext, lang=self.lang.code,
+            gettext=self.lang.gettext, ngettext=self.lang.ngettext, pgettext=self.lang.pgettext,
+            _=self.lang.gettext, lang=self.lang.code,
             fmt=self.lang.format, session=self.session, request=self.request, languages=i18n.LABELS,
             csrf=self.session.csrf if self.session else "", path=self.request.url.path, now=self.services.clock(),
             **values)
@@ -213,7 +214,7 @@ def _endpoint(route: PageRoute, services: Services) -> Callable[[Request], Await
         current = await run_in_threadpool(load) if token else None
         code = i18n.negotiate(request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"),
                               current.lang if current else None)
-        p = Page(request, services, current, i18n.language(code))
+        p = Page(request, services, current, i18n.language(code, services.settings.display_timezone))
         try:
             if not route.public:
                 if current is None or not current.signed_in:

@@ -41,6 +41,7 @@ from carnet.config import Settings
 from carnet.context import Services
 from carnet.identity import practitioners
 from carnet.portal import web as portal_web
+from carnet.portal.pages.documents import profession_label
 from carnet.pro import oidc
 from carnet.pro.web import ProPage, pro_page
 
@@ -131,7 +132,8 @@ async def authorize_form(p: ProPage) -> Response:
             return practitioners.find(conn, find, limit=100)
     people = await run_in_threadpool(load)
     return p.render("pro/demo_idp.html", title=p._("Demo identity provider"), people=people, params=params,
-                    find=find, idp_field=FORM_FIELD, idp_csrf=form_token(p.settings, params))
+                    find=find, idp_field=FORM_FIELD, idp_csrf=form_token(p.settings, params),
+                    profession=lambda code: profession_label(p, code))
 
 
 @pro_page("POST", "/demo-idp/authorize", public=True)

@@ -51,7 +51,8 @@ class ProPage(portal_web.Page):
         env = portal_web.environment()
         values.setdefault("title", "")
         html = env.get_template(template).render(
-            gettext=self.lang.gettext, ngettext=self.lang.ngettext, _=self.lang.gettext, lang=self.lang.code,
+            gettext=self.lang.gettext, ngettext=self.lang.ngettext, pgettext=self.lang.pgettext,
+            _=self.lang.gettext, lang=self.lang.code,
             fmt=self.lang.format, pro=self.pro, request=self.request, languages=i18n.LABELS,
             csrf=self.pro.csrf if self.pro else "", path=self.request.url.path, now=self.services.clock(),
             unread_notices=self.unread_notices, **values)
@@ -81,7 +82,8 @@ def endpoint(handler: ProHandler, public: bool, services: Services) -> Callable[
 
         current, unread = await run_in_threadpool(load) if token else (None, 0)
         code = i18n.negotiate(request.cookies.get(portal_web.LANG_COOKIE), request.headers.get("accept-language"))
-        p = ProPage(request, services, None, i18n.language(code), pro=current, unread_notices=unread)
+        lang = i18n.language(code, services.settings.display_timezone)
+        p = ProPage(request, services, None, lang, pro=current, unread_notices=unread)
         try:
             if not public and current is None:
                 nxt = request.url.path + (f"?{request.url.query}" if request.url.query else "")

@@ -15,7 +15,6 @@ import json
 import uuid
 from typing import Any
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo
 
 from markupsafe import Markup
 from starlette.datastructures import UploadFile
@@ -30,7 +29,6 @@ from carnet.identity.professions import PROFESSIONS
 from carnet.portal.i18n import N_
 from carnet.portal.web import Page, page
 
-PARIS = ZoneInfo("Europe/Paris")
 PAGE_SIZE = 20
 PREVIEW_TEXT_LIMIT = 200_000  # characters of a text document shown in the page; the download has it all
 TRE_A05 = "https://mos.esante.gouv.fr/NOS/TRE_A05-TypeDocComplementaire/FHIR/TRE-A05-TypeDocComplementaire"
@@ -91,7 +89,13 @@ def class_label(p: Page, code: str) -> str:
 
 
 def type_label(p: Page, code: str, display: str | None = None) -> str:
-    return p._(TYPE_LABELS[code]) if code in TYPE_LABELS else (display or code)
+    """A document type as a reader names it, never its code (issue 16 §1): the portal's translated label, else the
+    display the source sent, else the French label of :mod:`carnet.documents.codes`, else a plain "Document"."""
+    if code in TYPE_LABELS:
+        return p._(TYPE_LABELS[code])
+    if display and display.strip() and display.strip() != code:
+        return display.strip()
+    return codes.TYPE_LABELS.get(code) or p._("Document")
 
 
 def profession_label(p: Page, code: str | None) -> str | None:
@@ -133,19 +137,19 @@ def badges(p: Page, d: documents.Listed) -> list[tuple[str, bool]]:
 def view(p: Page, d: documents.Listed) -> dict[str, Any]:
     """What the templates show of one document."""
     tlabel = type_label(p, d.type_code, d.type_display)
-    return {"id": str(d.id), "title": d.title or tlabel, "type": tlabel, "class": class_label(p, d.class_code),
-            "class_code": d.class_code, "date": d.date.astimezone(PARIS),
-            "creation": d.creation.astimezone(PARIS) if d.creation else None, "author": author_label(p, d),
+    return {"id": str(d.id), "title": d.title.strip() or tlabel, "type": tlabel, "class": class_label(p, d.class_code),
+            "class_code": d.class_code, "date": d.date.astimezone(p.zone),
+            "creation": d.creation.astimezone(p.zone) if d.creation else None, "author": author_label(p, d),
             "badges": badges(p, d), "masked": d.masked, "status": d.status, "content_type": d.content_type,
             "size": d.size, "added_by": d.added_by}
 
 
 # --- the list -------------------------------------------------------------------------------------------------------
 
-def _day(value: str, end: bool = False) -> dt.datetime | None:
-    """A date typed in a filter as an instant (midnight in French time; ``end``: the next midnight)."""
+def _day(p: Page, value: str, end: bool = False) -> dt.datetime | None:
+    """A date typed in a filter as an instant (midnight in the display time zone; ``end``: the next midnight)."""
     day = dt.date.fromisoformat(value)
-    return dt.datetime.combine(day + dt.timedelta(days=1 if end else 0), dt.time(), PARIS)
+    return dt.datetime.combine(day + dt.timedelta(days=1 if end else 0), dt.time(), p.zone)
 
 
 @page("GET", "/portal/documents")
@@ -155,8 +159,8 @@ async def document_list(p: Page) -> Response:
     error = ""
     since = until = None
     try:
-        since = _day(chosen["from"]) if chosen["from"] else None
-        until = _day(chosen["to"], end=True) if chosen["to"] else None
+        since = _day(p, chosen["from"]) if chosen["from"] else None
+        until = _day(p, chosen["to"], end=True) if chosen["to"] else None
     except ValueError:
         error = p._("A date is not valid: write it as a day, month and year.")
     try:
@@ -184,7 +188,7 @@ async def document_list(p: Page) -> Response:
         "classes": [(c, class_label(p, c), n) for c, n in found.classes],
         "types": sorted(((t, type_label(p, t)) for t in found.types), key=lambda t: t[1].lower()),
         "authors": [(a, p._("you") if kind == "you" else name or p._("the patient or a legal representative")
-                     if kind == "patient_side" else name or a) for a, name, kind in found.authors],
+                     if kind == "patient_side" else name or p._("unknown author")) for a, name, kind in found.authors],
         "error": error, "flash": p._(DONE[str(q.get("done"))]) if str(q.get("done")) in DONE else "",
     }
     if p.request.headers.get("hx-request") and p.request.headers.get("hx-target") == "document-list":

@@ -45,10 +45,23 @@ EVENTS = {
     "task.rectification.request": N_("asked for a correction"),
     "task.rectification.answer": N_("answered a correction request"),
     "task.read": N_("looked at a request"), "task.search": N_("looked at the requests"),
+    "dossier.objection": N_("objected to the dossier"),
+    "clinical.create": N_("added health information (allergy, treatment, problem, result or vaccination)"),
+    "clinical.read": N_("looked at an item of health information"),
+    "clinical.search": N_("looked at the health information"),
+    "clinical.withdraw": N_("withdrew an item of health information"),
+    "clinical.dispute": N_("disputed an item of health information"),
+    "summary.read": N_("looked at the emergency summary"),
+    "claims.ingest": N_("added reimbursement data"),
+    "claims.read": N_("looked at the reimbursement data"),
+    "contact.read": N_("looked at the emergency contacts"), "contact.add": N_("added an emergency contact"),
+    "contact.update": N_("changed an emergency contact"), "contact.remove": N_("removed an emergency contact"),
 }
 PREFIXES = (("access.", N_("changed access rights")), ("dossier.", N_("acted on the dossier")),
             ("document.", N_("acted on a document")), ("task.", N_("acted on a request")),
-            ("contact.", N_("changed the emergency contacts")), ("settings.", N_("changed the settings")))
+            ("contact.", N_("changed the emergency contacts")), ("settings.", N_("changed the settings")),
+            ("clinical.", N_("acted on the health information")), ("claims.", N_("acted on the reimbursement data")))
+OTHER_EVENT = N_("acted on the dossier")
 KINDS = {"read": N_("Reads and searches"), "added": N_("Documents added"), "changed": N_("Documents changed"),
          "access": N_("Access rights"), "dossier": N_("The dossier itself"), "requests": N_("Requests")}
 ACTORS = {"professionals": N_("Professionals"), "patient_side": N_("Me and my representatives"),
@@ -61,13 +74,14 @@ MODES = {"normal": N_("normal"), "emergency": N_("Emergency access (break the gl
 
 
 def event_label(event: str) -> str:
-    """The message id saying what an event is (an unknown event falls back on its family, then on its name)."""
+    """The message id saying what an event is. An event without a label of its own falls back on its family, then on
+    a plain "acted on the dossier": never on the event's code, which means nothing to a patient (issue 16 §1)."""
     if event in EVENTS:
         return EVENTS[event]
     for prefix, label in PREFIXES:
         if event.startswith(prefix):
             return label
-    return event
+    return OTHER_EVENT
 
 
 def _date(value: str | None) -> dt.date | None:
@@ -94,7 +108,7 @@ async def history(p: Page) -> Response:
     own = q.get("own") == "1"
     number = _int(q.get("page"))
     f = audit_fhir.HistoryFilter(since=since, until=until, actors=actors, emergency_only=emergency, kind=kind,
-                                 include_own_reads=own)
+                                 include_own_reads=own, zone=p.zone)
     key = p.dossier_key
     entries, total = await p.run(lambda ctx: audit_fhir.history(ctx, key, f, PAGE_SIZE, (number - 1) * PAGE_SIZE))
     kept: dict[str, Any] = {k: v for k, v in (("from", since.isoformat() if since else ""),

@@ -25,7 +25,7 @@ from carnet.dossier import contacts as contacts_service
 from carnet.errors import FhirError
 from carnet.history import audit_events as audit_fhir
 from carnet.portal.i18n import N_
-from carnet.portal.pages.documents import PARIS, profession_label, view
+from carnet.portal.pages.documents import profession_label, view
 from carnet.portal.web import Page, page
 from carnet.tasks import service as tasks
 
@@ -96,14 +96,14 @@ async def home(p: Page) -> Response:
     visitors: list[dict[str, Any]] = [
         {"name": v.name, "profession": profession_label(p, v.profession), "organisation": v.organisation,
          "mode": v.mode, "mode_label": p._(MODES.get(v.mode, MODES["normal"])), "reasons": v.reasons,
-         "count": v.count, "refused": v.refused, "last": v.last.astimezone(PARIS)} for v in data.visitors]
+         "count": v.count, "refused": v.refused, "last": v.last.astimezone(p.zone)} for v in data.visitors]
     return p.render(
         "portal/home.html", title=p._("Home"),
         lead=p._("What matters in an emergency first, then what is new since your last visit."),
         summaries=[view(p, d) for d in data.docs.summaries], directives=[view(p, d) for d in data.docs.directives],
         new_documents=[view(p, d) for d in data.docs.new], contacts=data.contacts, visitors=visitors,
         emergencies=sum(1 for v in visitors if v["mode"] != "normal"), pending_requests=data.pending_requests,
-        since=since.astimezone(PARIS) if since else None, clinical=_clinical_lists(p, data.summary),
+        since=since.astimezone(p.zone) if since else None, clinical=_clinical_lists(p, data.summary),
         disputed=p.request.query_params.get("done") == "disputed")
 
 
@@ -116,9 +116,21 @@ def _clinical_lists(p: Page, summary: SummaryView | None) -> list[dict[str, Any]
              (N_("Health problems"), summary.problems), (N_("Blood group"), summary.blood_group),
              (N_("Vaccinations"), summary.immunizations))
     return [{"title": p._(title), "entries": [
-        {"id": i.id, "type": i.resource_type, "display": i.display, "author": i.author_name,
+        {"id": i.id, "type": i.resource_type, "display": item_text(i), "author": i.author_name,
          "source": i.source_label, "dispute": i.dispute,
-         "date": i.effective.astimezone(PARIS) if i.effective else None} for i in found]} for title, found in lists]
+         "date": i.effective.astimezone(p.zone) if i.effective else None} for i in found]} for title, found in lists]
+
+
+def item_text(item: Any) -> str:
+    """What a screen shows of a structured item. Under its heading "Blood group", a blood group is its value
+    ("O Rh+"), not the English name of its LOINC code ("ABO and Rh group: O Rh+")."""
+    if item.category == "blood-group":
+        value = (item.resource or {}).get("valueCodeableConcept") or {}
+        coding: dict[str, Any] = next(iter(value.get("coding") or []), {})
+        shown = value.get("text") or coding.get("display") or coding.get("code")
+        if shown:
+            return str(shown)
+    return str(item.display)
 
 
 @page("POST", "/portal/clinical/{rtype}/{item_id}/dispute")

@@ -15,6 +15,7 @@ from typing import Any
 from starlette.responses import Response
 
 from carnet.context import Context
+from carnet.documents import codes
 from carnet.errors import FhirError
 from carnet.identity.professions import profession_label
 from carnet.portal.i18n import N_
@@ -43,9 +44,9 @@ def _document_label(resource: str) -> dict[str, str]:
     attachment = ((res.get("content") or [{}])[0] or {}).get("attachment") or {}
     coding = ((res.get("type") or {}).get("coding") or [{}])[0]
     title = attachment.get("title") or (res.get("type") or {}).get("text") or coding.get("display") or \
-        coding.get("code") or ""
+        codes.TYPE_LABELS.get(str(coding.get("code") or "")) or ""  # never the code: the page says "Document"
     authors = [str(a.get("display")) for a in res.get("author") or [] if isinstance(a, dict) and a.get("display")]
-    return {"id": str(res.get("id") or ""), "title": str(title), "date": str(res.get("date") or "")[:10],
+    return {"id": str(res.get("id") or ""), "title": str(title), "date": str(res.get("date") or ""),
             "author": ", ".join(authors)}
 
 
@@ -96,7 +97,7 @@ def _candidates(ctx: Context, key: uuid.UUID) -> list[dict[str, str]]:
     from carnet.documents import service as documents
 
     found = documents.browse(ctx, key, documents.DocumentFilter(), 100, 0)
-    return [{"id": str(d.id), "title": d.title, "date": d.date.date().isoformat(), "author": d.author_name or ""}
+    return [{"id": str(d.id), "title": d.title, "date": d.date.isoformat(), "author": d.author_name or ""}
             for d in found.documents if d.status == "current" and d.added_by == "professional"]
 
 

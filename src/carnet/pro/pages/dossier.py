@@ -21,11 +21,16 @@ from carnet.dossier import service as dossiers
 from carnet.errors import FhirError
 from carnet.fhir.patch import PatchPlan
 from carnet.history import accesses
-from carnet.identity.ins import INS_SYSTEM_DEMO, INS_SYSTEM_NIA, INS_SYSTEM_NIR, INS_SYSTEM_TEST
-from carnet.portal.pages.documents import CDA_TYPES, PREVIEW_TEXT_LIMIT, cda_html
+from carnet.identity.ins import INS_SYSTEM_DEMO, INS_SYSTEM_NIA, INS_SYSTEM_NIR, INS_SYSTEM_TEST, format_nir
+from carnet.portal.i18n import N_
+from carnet.portal.pages.documents import CDA_TYPES, PREVIEW_TEXT_LIMIT, cda_html, class_label, type_label
+from carnet.portal.pages.home import item_text
 from carnet.portal.web import offset_param
 from carnet.pro.web import ProPage, pro_page
 
+# What the header says after the INS when it is not a NIR (message ids; "" for a NIR).
+INS_KINDS = {INS_SYSTEM_NIR: "", INS_SYSTEM_NIA: "NIA", INS_SYSTEM_TEST: N_("test identity"),
+             INS_SYSTEM_DEMO: N_("demo identity")}
 SYSTEMS = {"nir": INS_SYSTEM_NIR, "nia": INS_SYSTEM_NIA, "test": INS_SYSTEM_TEST, "demo": INS_SYSTEM_DEMO}
 # Every DOMAIN.md type a professional files (not REMB: Assurance Maladie's; not EXPPAT_3 and DOCPAT: the patient's).
 TYPES = {code: label for code, label in codes.TYPE_LABELS.items()
@@ -34,6 +39,16 @@ UPLOADS = {"application/pdf": ("urn:ihe:iti:xds:2017:mimeTypeSufficient", "urn:i
            "text/plain": ("urn:ihe:iti:xds:2017:mimeTypeSufficient", "urn:ihe:iti:xds:2017:mimeTypeSufficient"),
            "image/jpeg": ("urn:ihe:iti:xds:2017:mimeTypeSufficient", "urn:ihe:iti:xds:2017:mimeTypeSufficient"),
            "image/png": ("urn:ihe:iti:xds:2017:mimeTypeSufficient", "urn:ihe:iti:xds:2017:mimeTypeSufficient")}
+
+
+def _classes(p: ProPage) -> dict[str, str]:
+    """The classes (TRE_A03) in the page's language."""
+    return {c: class_label(p, c) for c in codes.CLASSES}
+
+
+def _types(p: ProPage) -> dict[str, str]:
+    """The types a professional files, in the page's language."""
+    return {c: type_label(p, c, label) for c, label in TYPES.items()}
 
 
 def _key(p: ProPage) -> uuid.UUID:
@@ -62,10 +77,24 @@ def age_on(birth: dt.date, day: dt.date) -> int:
     return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
 
 
+def _ins(res: dict[str, Any]) -> dict[str, str] | None:
+    """The patient's INS as the DMP shows it: the matricule in its usual groups with its key (``2 55 08 14 168 025
+    38``), and its kind when it is not a NIR (NIA, a test or demo identity)."""
+    for ident in res.get("identifier") or []:
+        kind = INS_KINDS.get(str(ident.get("system") or ""))
+        if kind is not None:
+            try:
+                return {"value": format_nir(str(ident.get("value") or "")), "kind": kind}
+            except ValueError:
+                return None
+    return None
+
+
 def _traits(res: dict[str, Any]) -> dict[str, Any]:
     t = dossiers.traits(res)
     return {"family": t["family"], "given": t["given"], "birth_date": t["birth_date"], "gender": t["gender"],
-            "birthplace": t["birthplace"], "age": age_on(t["birth_date"], dt.datetime.now(dt.UTC).date())}
+            "birthplace": t["birthplace"], "age": age_on(t["birth_date"], dt.datetime.now(dt.UTC).date()),
+            "ins": _ins(res)}
 
 
 @pro_page("GET", "/pro/")
@@ -136,12 +165,13 @@ async def create(p: ProPage) -> Response:
     return p.redirect(f"/pro/dossier/{key}")
 
 
-def _day(value: str, end: bool = False) -> dt.datetime | None:
+def _day(p: ProPage, value: str, end: bool = False) -> dt.datetime | None:
+    """A day typed in a filter as an instant: midnight in the display time zone (``end``: the next midnight)."""
     try:
         d = dt.date.fromisoformat(value)
     except ValueError:
         return None
-    return dt.datetime.combine(d + dt.timedelta(days=1 if end else 0), dt.time(), tzinfo=dt.UTC)
+    return dt.datetime.combine(d + dt.timedelta(days=1 if end else 0), dt.time(), tzinfo=p.zone)
 
 
 @pro_page("GET", "/pro/dossier/{key}")
@@ -152,8 +182,8 @@ async def dossier_view(p: ProPage) -> Response:
     f = documents.DocumentFilter(
         classes=tuple(v for v in [str(q.get("class") or "")] if v), types=tuple(v for v in [str(q.get("type") or "")]
                                                                               if v),
-        author=str(q.get("author") or "") or None, since=_day(str(q.get("since") or "")),
-        until=_day(str(q.get("until") or ""), end=True))
+        author=str(q.get("author") or "") or None, since=_day(p, str(q.get("since") or "")),
+        until=_day(p, str(q.get("until") or ""), end=True))
 
     def work(ctx: Context) -> dict[str, Any]:
         patient = json.loads(dossiers.read(ctx, key))
@@ -164,7 +194,8 @@ async def dossier_view(p: ProPage) -> Response:
                 "summary": summary, "contacts": people,
                 "docs": current.dossier_documents(ctx, key, f), "me": ctx.actor.id}
     data = await p.run(work)
-    return p.render("pro/dossier.html", title=p._("Dossier"), key=key, classes=codes.CLASSES, types=TYPES,
+    return p.render("pro/dossier.html", title=p._("Dossier"), key=key, classes=_classes(p), types=_types(p),
+                    type_label=lambda d: type_label(p, d.type_code, d.type_display), item_text=item_text,
                     entries=data["docs"].entries, totals=data["docs"].totals, per_class=data["docs"].limit,
                     authors=data["docs"].authors,
                     q={k: str(q.get(k) or "") for k in ("class", "type", "author", "since", "until")},
@@ -219,9 +250,11 @@ async def document_page(p: ProPage) -> Response:
         preview = {"kind": "text", "text": data.decode("utf-8", errors="replace")[:PREVIEW_TEXT_LIMIT]}
     labels = {c.get("code") for s in resource.get("securityLabel") or [] for c in s.get("coding") or []}
     mine = p.pro is not None and listed.author_id == p.pro.national_id
-    return p.render("pro/document.html", title=listed.title or p._("Document"), key=key, doc=listed,
+    tlabel = type_label(p, listed.type_code, listed.type_display)
+    return p.render("pro/document.html", title=listed.title or tlabel, key=key, doc=listed,
+                    type_label=lambda d: tlabel,
                     preview=preview, hidden=codes.INVISIBLE_PATIENT in labels, mine=mine,
-                    class_label=codes.CLASSES.get(listed.class_code, listed.class_code))
+                    class_label=class_label(p, listed.class_code))
 
 
 @pro_page("GET", "/pro/dossier/{key}/documents/{id}/file")
@@ -284,8 +317,8 @@ def docref(key: uuid.UUID, type_code: str, title: str, content_type: str, now: d
 
 
 def _add_form(p: ProPage, key: uuid.UUID, status: int = 200, error: str = "", **form: str) -> Response:
-    return p.render("pro/add_document.html", status=status, title=p._("Add a document"), key=key, types=TYPES,
-                    classes=codes.CLASSES, type_class=codes.TYPE_CLASS, form=form, error=error)
+    return p.render("pro/add_document.html", status=status, title=p._("Add a document"), key=key, types=_types(p),
+                    classes=_classes(p), type_class=codes.TYPE_CLASS, form=form, error=error)
 
 
 @pro_page("GET", "/pro/dossier/{key}/add")

@@ -24,8 +24,11 @@ def _redirect_uri(p: ProPage) -> str:
 async def sign_in_form(p: ProPage) -> Response:
     if p.pro is not None:
         return p.redirect("/pro/")
-    return p.render("pro/sign_in.html", title=p._("Sign in"), demo=oidc.is_demo(p.settings),
-                    lead=p._("Carnet for health professionals: sign in with Pro Santé Connect (CPS card or e-CPS)."))
+    demo = oidc.is_demo(p.settings)  # the demo says so: no "Pro Santé Connect" button that is not one
+    return p.render("pro/sign_in.html", title=p._("Sign in"), demo=demo,
+                    lead=p._("Carnet for health professionals: sign in as one of the directory's professionals.")
+                    if demo else p._("Carnet for health professionals: sign in with Pro Santé Connect (CPS card or "
+                                     "e-CPS)."))
 
 
 @pro_page("GET", "/pro/login", public=True)
