@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
+from carnet import throttle
+from carnet.accounts.notices import queue_throttle_notice
 from carnet.claims import service as claims
 from carnet.config import Settings
 from carnet.context import Services, run
@@ -31,7 +33,7 @@ def wire(services: Services) -> None:
     """Subscribe the services to each other's events and give the worker its periodic jobs (run in this order)."""
     services.events.subscribe(Audited, notify_rules.on_audit)  # notifications, in the audited change's transaction
     services.events.subscribe(DocumentReplaced, tasks.on_document_replaced)  # a replacement answers rectifications
-    services.periodic_jobs.extend([_expire_access_requests, _purge_claim_lines])
+    services.periodic_jobs.extend([_expire_access_requests, _purge_claim_lines, _throttle_notices, _prune_throttle])
 
 
 def _expire_access_requests(services: Services) -> None:
@@ -44,3 +46,17 @@ def _expire_access_requests(services: Services) -> None:
 def _purge_claim_lines(services: Services) -> None:
     """Claim lines leave the rolling window (issue 3 §5)."""
     run(services, WORKER_ACTOR, claims.purge_old)
+
+
+def _throttle_notices(services: Services) -> None:
+    """Account holders whose sign-ins are being slowed are told (at most once per ``CARNET_THROTTLE_NOTICE_HOURS``),
+    each notice queued in the transaction that marks it told (issue 15 §3)."""
+    with services.engine.begin() as conn:
+        now = services.clock()
+        for account_id in throttle.claim_notices(conn, services):
+            queue_throttle_notice(services, conn, now, account_id)
+
+
+def _prune_throttle(services: Services) -> None:
+    """Expired rate-limit and sign-in failure counters go (every node's worker may run it: deletes are idempotent)."""
+    throttle.prune(services)
