@@ -59,12 +59,14 @@ def hit_in(conn: Connection, services: Services, name: str, subject: str) -> int
 
 
 def _wait(count: int, seconds: int, now: int, period: int, hits: int, previous: int) -> int:
+    """0 if this hit is within the limit, else the seconds until a next hit would be."""
     elapsed = max(0, now - period * seconds)
     if hits + previous * (seconds - elapsed) / seconds <= count:
         return 0
-    if hits > count:  # this window alone is over: wait for its end, then for its weight to fall enough
-        return max(1, (period + 1) * seconds - now + math.ceil(seconds * (1 - count / hits)))
-    return max(1, math.ceil(seconds * (1 - (count - hits) / previous)) - elapsed)
+    if hits + 1 <= count:  # later in this window, once the previous window weighs little enough
+        return max(1, math.ceil(seconds * (1 - (count - hits - 1) / previous)) - elapsed)
+    # in the next window, once this one's hits weigh little enough
+    return max(1, (period + 1) * seconds - now + math.ceil(seconds * (1 - (count - 1) / hits)))
 
 
 def hit(services: Services, name: str, subject: str) -> int:
