@@ -123,6 +123,7 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
         address = throttle.client_address(request.scope, settings.trusted_proxies)
         wait = await run_in_threadpool(throttle.hit, services, "token", address)
         if wait:  # before the form is even read (CARNET_RATE_TOKEN per client address, shared by every node)
+            logger.warning("throttle.refused", status=429, route="/oauth/token")
             return JSONResponse(auth_web.slow_down(wait), status_code=429,
                                 headers={"Retry-After": str(wait), "Cache-Control": "no-store", "Pragma": "no-cache"})
         form = await request.form()

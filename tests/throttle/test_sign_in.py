@@ -245,3 +245,15 @@ def test_a_new_sign_in_code_is_limited_per_account(world: World, browsers: Any, 
     codes = [browser.post("/portal/code", data={"csrf": csrf_of(page.text), "resend": "1"}).status_code
              for _ in range(3)]
     assert codes == [200, 200, 429]
+
+
+def test_a_refusal_leaves_one_allow_listed_log_line_with_no_identifier_nor_address(
+        world: World, browsers: Any, clock: Clock, defaults: Any, capsys: Any) -> None:
+    address = "10.250.1.2"
+    browser = browsers(address)
+    for _ in range(defaults.max_failed_attempts + 1):
+        post_sign_in(browser, world.ins, WRONG)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "throttle.refused" in line]
+    assert len(lines) == 1 and "/portal/sign-in" in lines[0] and "429" in lines[0]
+    assert world.ins not in err and address not in err

@@ -42,4 +42,5 @@ def queue_throttle_notice(services: Services, conn: Connection, now: dt.datetime
     channel, address = ("email", row.email) if row.email else ("sms", row.phone)
     ctx = Context(services, conn, NOTICE_ACTOR, now)
     enqueue_direct(ctx, link.dossier_key, channel, address, TEMPLATE, {}, row.lang or "fr")
+    logger.info("throttle.notice_queued")
     return True

@@ -87,6 +87,7 @@ class Page:
     lang: i18n.Language
     cookies: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     _form: FormData | None = None
+    route: str | None = None  # the page's path template (what a log line may name; never the URL)
 
     # --- input --------------------------------------------------------------------------------------------------
     async def form(self) -> FormData:
@@ -171,6 +172,8 @@ class Page:
 
     def slow_down(self, retry_after: int) -> Response:
         """The calm page of a rate limit or a throttled try: 429, ``Retry-After``, the same for every identifier."""
+        # one allow-listed line per refusal (no identifier, no address): what monitoring counts to see an attack
+        logger.warning("throttle.refused", status=429, route=self.route)
         minutes = max(1, -(-retry_after // 60))
         response = self.render("portal/slow_down.html", status=429, title=self._("Please wait a moment"),
                                minutes=minutes)
@@ -227,7 +230,7 @@ def _endpoint(route: PageRoute, services: Services) -> Callable[[Request], Await
             wait = await run_in_threadpool(throttle.hit, services, route.limit, address)
             if wait:
                 code = i18n.negotiate(request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"), None)
-                return Page(request, services, None, i18n.language(code)).slow_down(wait)
+                return Page(request, services, None, i18n.language(code), route=route.path).slow_down(wait)
         now = services.clock()
         token = request.cookies.get(sessions.COOKIE)
 
@@ -238,7 +241,7 @@ def _endpoint(route: PageRoute, services: Services) -> Callable[[Request], Await
         current = await run_in_threadpool(load) if token else None
         code = i18n.negotiate(request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"),
                               current.lang if current else None)
-        p = Page(request, services, current, i18n.language(code))
+        p = Page(request, services, current, i18n.language(code), route=route.path)
         try:
             if not route.public:
                 if current is None or not current.signed_in:
