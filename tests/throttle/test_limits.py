@@ -145,3 +145,15 @@ def test_the_worker_prunes_expired_counters_but_keeps_a_notice_still_due(
         left = {r.kind for r in conn.execute(select(sign_in_failure.c.kind).where(
             sign_in_failure.c.key.in_([who.pair, who.address, who.login])))}
     assert left == {"login"}  # its notice is due (nobody to tell here, but it is not the pruner's to drop)
+
+
+def test_a_rate_limit_setting_that_does_not_read_count_per_seconds_stops_the_start(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from carnet.config import Settings
+
+    for bad in ("20", "20/0", "-1/60", "twenty/60"):
+        monkeypatch.setenv("CARNET_RATE_TOKEN", bad)
+        with pytest.raises(ValueError, match="CARNET_RATE_TOKEN"):
+            Settings()
+    monkeypatch.setenv("CARNET_RATE_TOKEN", "0/1")
+    assert Settings().rate_token == (0, 1)  # off
