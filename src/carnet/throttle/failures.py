@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import Connection, and_, case, delete, or_, select, update
 
@@ -102,17 +101,13 @@ def record_failure(conn: Connection, services: Services, who: Subject, account_i
          "account_id": account_id}])
     new = stmt.excluded
     stmt = stmt.on_conflict_do_update(index_elements=[t.key], set_={
-        "failures": _fresh(t.expires_at <= new.last_at, 1, t.failures + 1),
+        "failures": case((t.expires_at <= new.last_at, 1), else_=t.failures + 1),  # a stale row starts again
         "last_at": new.last_at, "expires_at": new.expires_at, "account_id": new.account_id,
     }).returning(t.kind, t.failures)
     counts = {r.kind: r.failures for r in conn.execute(stmt)}
     if counts.get("pair", 0) >= s.max_failed_attempts or counts.get("login", 0) >= s.max_failed_per_identifier:
         conn.execute(update(sign_in_failure).where(t.key == who.login, t.notice_due.is_(None))
                      .values(notice_due=now))
-
-
-def _fresh(stale: Any, then: Any, otherwise: Any) -> Any:
-    return case((stale, then), else_=otherwise)
 
 
 def forget_pair(conn: Connection, who: Subject) -> None:
