@@ -95,11 +95,19 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     drop()
 
 
+# Every test client of the session comes from one address ("testclient"): the per-address rate limits are off and
+# the per-address failure threshold out of reach; tests/throttle turns them on, on addresses of their own.
+UNLIMITED: dict[str, Any] = {"rate_sign_in": (0, 1), "rate_code": (0, 1), "rate_activate": (0, 1),
+                             "rate_reset": (0, 1), "rate_token": (0, 1), "rate_code_sending": (0, 1),
+                             "max_failed_per_address": 10**9}
+
+
 @pytest.fixture(scope="session")
 def services(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     var = tmp_path_factory.mktemp("var")
     os.environ.pop("CARNET_MASTER_KEY", None)
-    settings = Settings(var_dir=var, database_url=database_url, base_url=BASE, max_document_bytes=64 * 1024)
+    settings = Settings(var_dir=var, database_url=database_url, base_url=BASE, max_document_bytes=64 * 1024,
+                        **UNLIMITED)
     svc = build_services(settings, make_engine(database_url, pool_size=5))
     yield svc
     svc.engine.dispose()

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as StarletteRoute
 
-from carnet import __version__, health
+from carnet import __version__, health, throttle
 from carnet.accounts import service as accounts
 from carnet.auth import web as auth_web
 from carnet.auth.keys import ServerKey
@@ -74,6 +74,7 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
     configure_logs()
     settings = settings or (services.settings if services else Settings())
     services = services or build_services(settings)
+    throttle.trusted_networks(settings.trusted_proxies)  # a mistyped CARNET_TRUSTED_PROXIES stops the start
     server_key = _token_key(settings)
     app = FastAPI(title="Carnet", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = services
@@ -119,6 +120,12 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
 
     @app.post("/oauth/token")
     async def token(request: Request) -> Response:
+        address = throttle.client_address(request.scope, settings.trusted_proxies)
+        wait = await run_in_threadpool(throttle.hit, services, "token", address)
+        if wait:  # before the form is even read (CARNET_RATE_TOKEN per client address, shared by every node)
+            logger.warning("throttle.refused", status=429, route="/oauth/token")
+            return JSONResponse(auth_web.slow_down(wait), status_code=429,
+                                headers={"Retry-After": str(wait), "Cache-Control": "no-store", "Pragma": "no-cache"})
         form = await request.form()
         return await run_in_threadpool(auth_web.token_endpoint, services, server_key,
                                        {k: str(v) for k, v in form.items()}, accounts.acting_link)

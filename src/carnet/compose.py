@@ -15,6 +15,8 @@ from collections.abc import Callable
 import structlog
 from sqlalchemy import Engine
 
+from carnet import throttle
+from carnet.accounts.notices import queue_throttle_notice
 from carnet.audit import anchor as anchors
 from carnet.audit.anchor import Anchor
 from carnet.claims import service as claims
@@ -39,7 +41,8 @@ def wire(services: Services) -> None:
     """Subscribe the services to each other's events and give the worker its periodic jobs (run in this order)."""
     services.events.subscribe(Audited, notify_rules.on_audit)  # notifications, in the audited change's transaction
     services.events.subscribe(DocumentReplaced, tasks.on_document_replaced)  # a replacement answers rectifications
-    services.periodic_jobs.extend([_expire_access_requests, _purge_claim_lines, _audit_checkpointer()])
+    services.periodic_jobs.extend([_expire_access_requests, _purge_claim_lines, _throttle_notices, _prune_throttle,
+                                   _audit_checkpointer()])
 
 
 def _expire_access_requests(services: Services) -> None:
@@ -75,3 +78,17 @@ def _audit_checkpointer() -> Callable[[Services], None]:
         except Exception as exc:  # noqa: BLE001 - the store may be away: the other jobs run, the next pass retries
             logger.error("audit.checkpoint.error", error_type=type(exc).__name__)
     return checkpoint_audit
+
+
+def _throttle_notices(services: Services) -> None:
+    """Account holders whose sign-ins are being slowed are told (at most once per ``CARNET_THROTTLE_NOTICE_HOURS``),
+    each notice queued in the transaction that marks it told (issue 15 §3)."""
+    with services.engine.begin() as conn:
+        now = services.clock()
+        for account_id in throttle.claim_notices(conn, services):
+            queue_throttle_notice(services, conn, now, account_id)
+
+
+def _prune_throttle(services: Services) -> None:
+    """Expired rate-limit and sign-in failure counters go (every node's worker may run it: deletes are idempotent)."""
+    throttle.prune(services)

@@ -21,6 +21,23 @@ def _int(name: str, default: int) -> int:
     return int(_env(name, str(default)) or default)
 
 
+def _rate(name: str, default: str) -> tuple[int, int]:
+    """A rate limit written ``count/seconds`` ("20/300": 20 hits in any 300 seconds); a count of 0 turns it off."""
+    text = _env(name, default) or default
+    count, sep, seconds = text.partition("/")
+    try:
+        limit = (int(count), int(seconds))
+    except ValueError:
+        limit = (-1, 0)
+    if not sep or limit[0] < 0 or limit[1] < 1:
+        raise ValueError(f"{name} must read count/seconds, e.g. {default}")
+    return limit
+
+
+def _list(name: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in (_env(name) or "").split(",") if v.strip())
+
+
 @dataclass
 class Settings:
     var_dir: Path = field(default_factory=lambda: Path(_env("CARNET_VAR_DIR", "var") or "var").resolve())
@@ -63,8 +80,26 @@ class Settings:
     session_max_hours: int = field(default_factory=lambda: _int("CARNET_SESSION_MAX_HOURS", 12))
     code_minutes: int = field(default_factory=lambda: _int("CARNET_CODE_MINUTES", 10))  # sign-in and reset codes
     activation_days: int = field(default_factory=lambda: _int("CARNET_ACTIVATION_DAYS", 90))  # activation codes
+    # --- sign-in throttling and per-address rate limits (issue 15 §3, docs/PORTAL.md "Throttling") ---
+    # failures from one address on one identifier before each further try waits (then 1, 2, 4… delays)
     max_failed_attempts: int = field(default_factory=lambda: _int("CARNET_MAX_FAILED_ATTEMPTS", 5))
-    lockout_minutes: int = field(default_factory=lambda: _int("CARNET_LOCKOUT_MINUTES", 15))
+    # failures from one address, on any identifiers, before it waits
+    max_failed_per_address: int = field(default_factory=lambda: _int("CARNET_MAX_FAILED_PER_ADDRESS", 30))
+    # failures on one identifier, from every address, before each address that failed on it gets one try per delay
+    max_failed_per_identifier: int = field(default_factory=lambda: _int("CARNET_MAX_FAILED_PER_IDENTIFIER", 100))
+    throttle_delay_seconds: int = field(default_factory=lambda: _int("CARNET_THROTTLE_DELAY_SECONDS", 60))
+    throttle_max_delay_seconds: int = field(default_factory=lambda: _int("CARNET_THROTTLE_MAX_DELAY_SECONDS", 3600))
+    throttle_forget_hours: int = field(default_factory=lambda: _int("CARNET_THROTTLE_FORGET_HOURS", 24))
+    throttle_notice_hours: int = field(default_factory=lambda: _int("CARNET_THROTTLE_NOTICE_HOURS", 24))
+    rate_sign_in: tuple[int, int] = field(default_factory=lambda: _rate("CARNET_RATE_SIGN_IN", "20/300"))
+    rate_code: tuple[int, int] = field(default_factory=lambda: _rate("CARNET_RATE_CODE", "20/300"))
+    rate_activate: tuple[int, int] = field(default_factory=lambda: _rate("CARNET_RATE_ACTIVATE", "10/900"))
+    rate_reset: tuple[int, int] = field(default_factory=lambda: _rate("CARNET_RATE_RESET", "10/900"))
+    rate_token: tuple[int, int] = field(default_factory=lambda: _rate("CARNET_RATE_TOKEN", "300/60"))
+    # codes sent to one identifier (reset) or one account (a new sign-in code), whatever the address
+    rate_code_sending: tuple[int, int] = field(default_factory=lambda: _rate("CARNET_RATE_CODE_SENDING", "5/900"))
+    # addresses (or networks, CIDR) of the reverse proxies whose X-Forwarded-For is believed
+    trusted_proxies: tuple[str, ...] = field(default_factory=lambda: _list("CARNET_TRUSTED_PROXIES"))
     access_request_hours: int = field(default_factory=lambda: _int("CARNET_ACCESS_REQUEST_HOURS", 24))
     refresh_token_days: int = field(default_factory=lambda: _int("CARNET_REFRESH_TOKEN_DAYS", 90))
     # --- notifications: email over SMTP (files in var/mail when no host is set), SMS through a gateway ---

@@ -13,7 +13,10 @@ LOOKUP_TABLES |= {"pro_notice_by_recipient"}  # a professional's inbox -> the do
 # People's accounts, their codes, sessions and app grants: a second co-location group, distributed by account (or by
 # the hash of their secret); none holds health data, and none is pointed at by a dossier table.
 ACCOUNT_TABLES = {"account", "account_code", "web_session", "oauth_code", "refresh_token", "pro_session"}
-DOSSIER_TABLES = set(metadata.tables) - REFERENCE_TABLES - LOOKUP_TABLES - ACCOUNT_TABLES
+# Counters every node shares (rate limits, sign-in failures): not dossier data; each row is found by its own key, a
+# keyed hash, so under Citus each is distributed by that key, in a co-location group of its own (docs/SCALE.md).
+COUNTER_TABLES = {"rate_limit", "sign_in_failure"}
+DOSSIER_TABLES = set(metadata.tables) - REFERENCE_TABLES - LOOKUP_TABLES - ACCOUNT_TABLES - COUNTER_TABLES
 
 
 def test_every_table_is_classified() -> None:
@@ -27,6 +30,14 @@ def test_account_tables_are_keyed_by_their_account_or_secret() -> None:
     for name in ACCOUNT_TABLES:
         keys = set(metadata.tables[name].primary_key.columns.keys())
         assert keys & {"account_id", "session_hash", "code_hash", "token_hash"}, name
+
+
+def test_counter_tables_are_keyed_by_their_hash_alone_and_point_nowhere() -> None:
+    for name in COUNTER_TABLES:
+        table = metadata.tables[name]
+        assert list(table.primary_key.columns.keys()) == ["key"], name
+        assert not table.foreign_keys and "dossier_key" not in table.c, name
+        assert not any(index.unique for index in table.indexes), name
 
 
 def test_every_dossier_table_carries_a_not_null_dossier_key_in_its_primary_key() -> None:

@@ -34,7 +34,7 @@ def add_account(world: World, *, email: str | None = None, phone: str | None = N
         conn.execute(insert(account).values(
             account_id=account_id, kind="patient" if role == "owner" else "representative",
             login=f"login-{account_id.hex}", display_name="Alix Testé", email=email, phone=phone,
-            otp_channel="email", status=status, failed_attempts=0, lang=lang, created_at=now))
+            otp_channel="email", status=status, lang=lang, created_at=now))
         conn.execute(insert(account_dossier).values(
             dossier_key=world.dossier, account_id=account_id, role=role, representative_id=representative_id,
             since=now, ended_at=now if ended else None, notify=notify or {}))

@@ -7,10 +7,15 @@
   dossier, so one account acts on several dossiers.
 - Activation: identifier + activation code (+ birth date for a patient), then a password and where sign-in codes go.
 - Sign-in: identifier + password, then a 6-digit one-time code sent by email or SMS. Codes expire
-  (``CARNET_CODE_MINUTES``), are single-use, allow 5 tries each. Wrong passwords count; after
-  ``CARNET_MAX_FAILED_ATTEMPTS`` the account is locked for ``CARNET_LOCKOUT_MINUTES``, doubling with each further
-  failure (capped at a day). Unknown identifiers get the same answer and the same Argon2 time as wrong passwords.
+  (``CARNET_CODE_MINUTES``), are single-use, allow 5 tries each.
 - Reset: a code sent to the account's channel, then a new password; every session and app token is revoked.
+
+No account is ever locked (issue 15 §3). Every failed step counts in :mod:`carnet.throttle` against the identifier
+*as typed* and the client's address, so that an identifier nobody has is counted, slowed and answered exactly like
+one that exists: a sign-in always spends one Argon2 verification (a dummy hash when there is no active account),
+looks at the throttle only after that, and answers one message for an unknown identifier, a wrong password or an
+account that is not active. A try that must wait raises :class:`SlowDown` (the same for every identifier) without
+being looked at; the account holder is told by the worker that sign-ins to their account are being slowed.
 
 These functions work on the account tables in the caller's connection; the one dossier-side effect (the audit record
 "account.activate" on each dossier the account acts on) goes through :class:`~carnet.context.Context`.
@@ -27,24 +32,37 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, insert, select, update
 
+from carnet import throttle
 from carnet.access.actors import Actor, ActorKind
 from carnet.accounts import secrets
+from carnet.accounts.secrets import N_
 from carnet.accounts.sessions import PORTAL_CLIENT, revoke_everywhere
 from carnet.context import Context, Services
 from carnet.db.tables import account, account_code, account_dossier, account_login, dossier
 from carnet.ids import new_id
 
 CODE_TRIES = 5
-MAX_LOCK = dt.timedelta(hours=24)
+NOBODY = uuid.UUID(int=0)  # the account id looked up for an identifier no account has: the same queries run
+WRONG_PASSWORD = N_("This identifier or password is not right.")
+WRONG_ACTIVATION = N_("This identifier and activation code do not match.")
+WRONG_CODE = N_("This code is not right or has expired.")
 
 
 class AccountError(Exception):
-    """A refusal shown to the person: ``message`` is an English message id the portal translates."""
+    """A refusal shown to the person: ``message`` is an English message id the portal translates. What was written
+    before it (a failure counted) is kept."""
 
-    def __init__(self, message: str, *, locked_until: dt.datetime | None = None) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        self.locked_until = locked_until
+
+
+class SlowDown(AccountError):
+    """Too many tries: wait ``retry_after`` seconds. Raised alike for every identifier, known or not."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("Too many tries. Wait a little, then try again.")
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -78,12 +96,6 @@ def mask(address: str) -> str:
     return f"•••• {address[-2:]}" if len(address) >= 2 else "••••"
 
 
-def _utc(ts: dt.datetime | None) -> dt.datetime | None:
-    if ts is None:
-        return None
-    return ts if ts.tzinfo is not None else ts.replace(tzinfo=dt.UTC)
-
-
 def by_login(conn: Connection, login: str) -> Any:
     return conn.execute(
         select(account).select_from(account_login.join(account, account.c.account_id == account_login.c.account_id))
@@ -104,11 +116,22 @@ def new_code(conn: Connection, account_id: uuid.UUID, purpose: str, channel: str
     return code
 
 
-def check_code(conn: Connection, account_id: uuid.UUID, purpose: str, presented: str, now: dt.datetime) -> bool:
-    """True (and the code is spent) if ``presented`` is the live code; each wrong try counts, 5 burn the code."""
-    row = conn.execute(select(account_code).where(and_(
+def _live_code(conn: Connection, account_id: uuid.UUID, purpose: str, now: dt.datetime) -> Any:
+    return conn.execute(select(account_code).where(and_(
         account_code.c.account_id == account_id, account_code.c.purpose == purpose, account_code.c.used_at.is_(None),
         account_code.c.expires_at > now)).order_by(account_code.c.created_at.desc()).limit(1)).first()
+
+
+def code_would_match(conn: Connection, account_id: uuid.UUID, purpose: str, presented: str, now: dt.datetime) -> bool:
+    """Whether ``presented`` is the live code, without spending it nor counting a try."""
+    row = _live_code(conn, account_id, purpose, now)
+    return row is not None and row.attempts < CODE_TRIES and secrets.code_matches(row.code_id, row.code_hash,
+                                                                                   presented)
+
+
+def check_code(conn: Connection, account_id: uuid.UUID, purpose: str, presented: str, now: dt.datetime) -> bool:
+    """True (and the code is spent) if ``presented`` is the live code; each wrong try counts, 5 burn the code."""
+    row = _live_code(conn, account_id, purpose, now)
     if row is None:
         return False
     # Several nodes may check the same code at once: every write is conditional on the row as it is now (live,
@@ -142,7 +165,7 @@ def invite(conn: Connection, now: dt.datetime, services: Services, *, kind: str,
     conn.execute(insert(account).values(
         account_id=account_id, kind=kind, login=login, display_name=display_name[:300], email=email, phone=phone,
         otp_channel="email" if email or not phone else "sms", password_hash=None, status="invited",
-        failed_attempts=0, lang=lang, created_at=now))
+        lang=lang, created_at=now))
     conn.execute(insert(account_login).values(login=login, account_id=account_id))
     code = new_code(conn, account_id, "activation", "post", now, dt.timedelta(days=services.settings.activation_days))
     return Invitation(account_id, login, code)
@@ -264,23 +287,13 @@ def _telecom(resource: dict[str, Any]) -> tuple[str | None, str | None]:
     return email, phone
 
 
-def _lock_after_failure(conn: Connection, row: Any, now: dt.datetime, services: Services) -> None:
-    """Count a failed attempt in SQL (``failed_attempts + 1``, never a value read earlier: failures arriving at once on
-    several nodes all count), then lock the account when the count reaches the limit."""
-    where = account.c.account_id == row.account_id
-    conn.execute(update(account).where(where).values(failed_attempts=account.c.failed_attempts + 1))
-    failures = conn.execute(select(account.c.failed_attempts).where(where)).scalar_one()  # our row lock holds it
-    limit = services.settings.max_failed_attempts
-    if failures >= limit:
-        span = dt.timedelta(minutes=services.settings.lockout_minutes) * (2 ** min(failures - limit, 10))
-        conn.execute(update(account).where(where).values(locked_until=now + min(span, MAX_LOCK)))
-
-
-def _refuse_if_locked(row: Any, now: dt.datetime) -> None:
-    until = _utc(row.locked_until)
-    if until is not None and until > now:
-        raise AccountError("Too many attempts. For your safety, this account is locked for a while.",
-                           locked_until=until)
+def _throttle(conn: Connection, services: Services, login: str, address: str) -> throttle.Subject:
+    """The counters of this try; :class:`SlowDown` if it must wait (before anything of it is looked at)."""
+    who = throttle.subject(services, normalise_login(login), address)
+    wait = throttle.wait_for(conn, services, who)
+    if wait:
+        raise SlowDown(wait)
+    return who
 
 
 def normalise_contact(email: str | None, phone: str | None) -> tuple[str, str]:
@@ -293,34 +306,47 @@ def _require_code_address(channel: str, email: str | None, phone: str | None) ->
         raise AccountError("Give the email address or mobile number where your sign-in codes should go.")
 
 
+def _birth_date_matches(conn: Connection, row: Any, birth_date: dt.date | None) -> bool:
+    if row.kind != "patient":
+        return True
+    own = conn.execute(select(dossier.c.birth_date).select_from(account_dossier.join(
+        dossier, dossier.c.dossier_key == account_dossier.c.dossier_key)).where(and_(
+            account_dossier.c.account_id == row.account_id, account_dossier.c.role == "owner"))).first()
+    return own is not None and birth_date == own.birth_date
+
+
 def activate(services: Services, conn: Connection, now: dt.datetime, *, login: str, code: str,
              birth_date: dt.date | None, password: str, email: str | None, phone: str | None,
-             otp_channel: str) -> uuid.UUID:
-    """Activate an invited account. Raises :class:`AccountError` with a message id; a wrong code counts as a failed
-    attempt (lock-out applies)."""
-    row = by_login(conn, login)
-    if row is None or row.status != "invited":
-        raise AccountError("This identifier and activation code do not match.")
-    _refuse_if_locked(row, now)
-    problem = secrets.password_problem(password, row.login, *row.display_name.split())
+             otp_channel: str, address: str = "unknown") -> uuid.UUID:
+    """Activate an invited account. Raises :class:`AccountError` with a message id; a wrong code (or birth date)
+    counts as a failure (:mod:`carnet.throttle`). Whatever the identifier, the same checks answer the same words:
+    the password rule is checked first against the identifier typed; against the account holder's name only once
+    the code and birth date proved who is asking (so the answer reveals no name), and then without spending the
+    code."""
+    problem = secrets.password_problem(password, normalise_login(login))
     if problem:  # checked before the code, so that a refused password does not spend it
         raise AccountError(problem)
+    who = _throttle(conn, services, login, address)
+    row = by_login(conn, login)
+    known = row is not None and row.status == "invited"
+    account_id = row.account_id if known else NOBODY
     email, phone = normalise_contact(email, phone)
-    email, phone = email or row.email, phone or row.phone
     channel = otp_channel if otp_channel in ("email", "sms") else "email"
-    _require_code_address(channel, email, phone)
-    ok = check_code(conn, row.account_id, "activation", code, now)
-    if ok and row.kind == "patient":
-        own = conn.execute(select(dossier.c.birth_date).select_from(account_dossier.join(
-            dossier, dossier.c.dossier_key == account_dossier.c.dossier_key)).where(and_(
-                account_dossier.c.account_id == row.account_id, account_dossier.c.role == "owner"))).first()
-        ok = own is not None and birth_date == own.birth_date
-    if not ok:
-        _lock_after_failure(conn, row, now, services)
-        raise AccountError("This identifier and activation code do not match.")
+    proven = code_would_match(conn, account_id, "activation", code, now) and known and _birth_date_matches(
+        conn, row, birth_date)
+    if proven:  # refusals that must not spend the code, and may speak of the account now
+        email, phone = email or row.email, phone or row.phone
+        problem = secrets.password_problem(password, row.login, *row.display_name.split())
+        if problem:
+            raise AccountError(problem)
+        _require_code_address(channel, email, phone)
+    if not (check_code(conn, account_id, "activation", code, now) and proven):
+        throttle.record_failure(conn, services, who, None)
+        raise AccountError(WRONG_ACTIVATION)
     conn.execute(update(account).where(account.c.account_id == row.account_id).values(
         status="active", password_hash=secrets.hash_password(password), email=email, phone=phone,
-        otp_channel=channel, activated_at=now, password_changed_at=now, failed_attempts=0, locked_until=None))
+        otp_channel=channel, activated_at=now, password_changed_at=now))
+    throttle.forget_pair(conn, who)
     for link_row in conn.execute(select(account_dossier).where(and_(
             account_dossier.c.account_id == row.account_id, account_dossier.c.ended_at.is_(None)))).all():
         actor = _actor_for_link(conn, link_row, row.display_name)
@@ -349,61 +375,76 @@ def _code_for(conn: Connection, row: Any, purpose: str, now: dt.datetime, servic
     return CodeSent(row.account_id, channel, address, mask(address), code, row.lang)
 
 
-def start_sign_in(services: Services, conn: Connection, now: dt.datetime, login: str, password: str) -> CodeSent:
-    """Check the password; on success issue the sign-in code (the caller sends it after committing)."""
+def start_sign_in(services: Services, conn: Connection, now: dt.datetime, login: str, password: str,
+                  address: str = "unknown") -> CodeSent:
+    """Check the password; on success issue the sign-in code (the caller sends it after committing).
+
+    The same work and the same answer whatever the identifier: one Argon2 verification (against a dummy hash when
+    no active account has this identifier), then the throttle (:class:`SlowDown`, without saying whether the
+    password was right), then one message for every failure, counted against the identifier typed."""
     row = by_login(conn, login)
-    if row is None or row.status != "active":
-        secrets.verify_password(None, password)
-        raise AccountError("This identifier or password is not right.")
-    _refuse_if_locked(row, now)
-    ok, rehash = secrets.verify_password(row.password_hash, password)
-    if not ok:
-        _lock_after_failure(conn, row, now, services)
-        raise AccountError("This identifier or password is not right.")
-    values: dict[str, Any] = {"failed_attempts": 0, "locked_until": None}
+    known = row is not None and row.status == "active"
+    ok, rehash = secrets.verify_password(row.password_hash if known else None, password)
+    who = _throttle(conn, services, login, address)
+    if not (known and ok):
+        throttle.record_failure(conn, services, who, row.account_id if known else None)
+        raise AccountError(WRONG_PASSWORD)
     if rehash:
-        values["password_hash"] = secrets.hash_password(password)
-    conn.execute(update(account).where(account.c.account_id == row.account_id).values(**values))
+        conn.execute(update(account).where(account.c.account_id == row.account_id).values(
+            password_hash=secrets.hash_password(password)))
     return _code_for(conn, row, "sign_in", now, services)
 
 
 def resend_sign_in(services: Services, conn: Connection, now: dt.datetime, account_id: uuid.UUID) -> CodeSent:
+    """A new sign-in code, within ``CARNET_RATE_CODE_SENDING`` codes per account (:class:`SlowDown` past it)."""
+    wait = throttle.hit_in(conn, services, "code_sending", f"account:{account_id}")
+    if wait:
+        raise SlowDown(wait)
     row = conn.execute(select(account).where(account.c.account_id == account_id)).one()
-    _refuse_if_locked(row, now)
     return _code_for(conn, row, "sign_in", now, services)
 
 
-def finish_sign_in(services: Services, conn: Connection, now: dt.datetime, account_id: uuid.UUID, code: str) -> None:
+def finish_sign_in(services: Services, conn: Connection, now: dt.datetime, account_id: uuid.UUID, code: str,
+                   address: str = "unknown") -> None:
+    """The one-time code. A wrong one counts as a failure of the account's identifier from this address; the right
+    one completes the sign-in and clears this address's failures on the identifier."""
     row = conn.execute(select(account).where(account.c.account_id == account_id)).one()
-    _refuse_if_locked(row, now)
+    who = _throttle(conn, services, row.login, address)
     if not check_code(conn, account_id, "sign_in", code, now):
-        _lock_after_failure(conn, row, now, services)
-        raise AccountError("This code is not right or has expired.")
-    conn.execute(update(account).where(account.c.account_id == account_id).values(
-        last_sign_in_at=now, failed_attempts=0, locked_until=None))
+        throttle.record_failure(conn, services, who, account_id)
+        raise AccountError(WRONG_CODE)
+    throttle.forget_pair(conn, who)
+    conn.execute(update(account).where(account.c.account_id == account_id).values(last_sign_in_at=now))
 
 
 def start_reset(services: Services, conn: Connection, now: dt.datetime, login: str) -> CodeSent | None:
-    """A reset code for an active account, or None (the page answers the same either way)."""
+    """A reset code for an active account, or None (the page answers the same either way). At most
+    ``CARNET_RATE_CODE_SENDING`` codes per identifier typed, known or not (past it: None, silently)."""
+    if throttle.hit_in(conn, services, "code_sending", f"login:{normalise_login(login)}"):
+        return None
     row = by_login(conn, login)
     if row is None or row.status != "active":
-        return None
-    until = _utc(row.locked_until)
-    if until is not None and until > now:
         return None
     return _code_for(conn, row, "reset", now, services)
 
 
 def finish_reset(services: Services, conn: Connection, now: dt.datetime, login: str, code: str,
-                 password: str) -> uuid.UUID:
+                 password: str, address: str = "unknown") -> uuid.UUID:
+    """The reset code and the new password. A wrong code counts as a failure of the identifier typed; a password
+    the rule refuses is said only once the code is proven, and does not spend it."""
+    who = _throttle(conn, services, login, address)
     row = by_login(conn, login)
-    if row is None or row.status != "active":
-        raise AccountError("This code is not right or has expired.")
-    _refuse_if_locked(row, now)
-    if not check_code(conn, row.account_id, "reset", code, now):
-        _lock_after_failure(conn, row, now, services)
-        raise AccountError("This code is not right or has expired.")
+    known = row is not None and row.status == "active"
+    account_id = row.account_id if known else NOBODY
+    if code_would_match(conn, account_id, "reset", code, now) and known:
+        problem = secrets.password_problem(password, row.login, *row.display_name.split())
+        if problem:
+            raise AccountError(problem)
+    if not (check_code(conn, account_id, "reset", code, now) and known):
+        throttle.record_failure(conn, services, who, row.account_id if known else None)
+        raise AccountError(WRONG_CODE)
     _set_password(conn, row, password, now)
+    throttle.forget_pair(conn, who)
     return row.account_id
 
 
@@ -414,38 +455,37 @@ def _set_password(conn: Connection, row: Any, password: str, now: dt.datetime, *
     if problem:
         raise AccountError(problem)
     conn.execute(update(account).where(account.c.account_id == row.account_id).values(
-        password_hash=secrets.hash_password(password), password_changed_at=now, failed_attempts=0,
-        locked_until=None))
+        password_hash=secrets.hash_password(password), password_changed_at=now))
     revoke_everywhere(conn, row.account_id, now, keep_session=keep_session)
 
 
 def check_current_password(services: Services, conn: Connection, now: dt.datetime, account_id: uuid.UUID,
-                           password: str) -> Any:
+                           password: str, address: str = "unknown") -> Any:
     """The account row if ``password`` is its current password, for changes made from a signed-in session. A wrong
-    one counts as a failed attempt, as at sign-in (lock-out applies), so a left-open session cannot be used to guess
+    one counts as a failure, as at sign-in (:mod:`carnet.throttle`), so a left-open session cannot be used to guess
     it."""
     row = conn.execute(select(account).where(account.c.account_id == account_id)).one()
-    _refuse_if_locked(row, now)
     ok, _ = secrets.verify_password(row.password_hash, password)
+    who = _throttle(conn, services, row.login, address)
     if not ok:
-        _lock_after_failure(conn, row, now, services)
+        throttle.record_failure(conn, services, who, account_id)
         raise AccountError("Your current password is not right.")
     return row
 
 
 def change_password(services: Services, conn: Connection, now: dt.datetime, account_id: uuid.UUID, current: str,
-                    new: str, session_hash: str) -> None:
+                    new: str, session_hash: str, address: str = "unknown") -> None:
     """Change the password from a signed-in session: the current one is checked; the other sessions and the apps
     of the account end, this session goes on."""
-    row = check_current_password(services, conn, now, account_id, current)
+    row = check_current_password(services, conn, now, account_id, current, address)
     _set_password(conn, row, new, now, keep_session=session_hash)
 
 
 def change_contact(services: Services, conn: Connection, now: dt.datetime, account_id: uuid.UUID, current: str,
-                   email: str | None, phone: str | None, otp_channel: str) -> None:
+                   email: str | None, phone: str | None, otp_channel: str, address: str = "unknown") -> None:
     """Change the account's email address, mobile number and sign-in code channel from a signed-in session: the
     current password is checked first (a wrong one counts as a failed attempt), then the new details."""
-    check_current_password(services, conn, now, account_id, current)
+    check_current_password(services, conn, now, account_id, current, address)
     email, phone = normalise_contact(email, phone)
     if email and ("@" not in email or len(email) > 320 or " " in email):
         raise AccountError("This email address is not valid.")
@@ -455,7 +495,7 @@ def change_contact(services: Services, conn: Connection, now: dt.datetime, accou
         raise AccountError("Give the email address or mobile number where your sign-in codes should go.")
     _require_code_address(otp_channel, email, phone)
     conn.execute(update(account).where(account.c.account_id == account_id).values(
-        email=email or None, phone=phone or None, otp_channel=otp_channel, failed_attempts=0, locked_until=None))
+        email=email or None, phone=phone or None, otp_channel=otp_channel))
 
 
 def send(services: Services, sent: CodeSent, purpose: str) -> None:

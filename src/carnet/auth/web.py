@@ -62,6 +62,14 @@ def _jti_seen(services: Services, client_id: str):
     return seen
 
 
+def slow_down(retry_after: int) -> dict[str, str]:
+    """The body of a token request refused by the per-address rate limit (429 with ``Retry-After``). ``slow_down``
+    is the OAuth error registered for the token endpoint by RFC 8628 §3.5 (IANA "OAuth Extensions Error
+    Registry"); RFC 6749 defines none for a rate limit."""
+    return {"error": "slow_down",
+            "error_description": f"Too many token requests from this address; retry after {retry_after} seconds"}
+
+
 def _oauth_error(err: TokenError) -> JSONResponse:
     return JSONResponse(err.as_response(), status_code=err.http_status,
                         headers={"Cache-Control": "no-store", "Pragma": "no-cache"})

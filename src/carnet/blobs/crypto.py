@@ -279,6 +279,17 @@ class KeyRing:
     def __len__(self) -> int:
         return len(self._keys)
 
+    def derive(self, purpose: str) -> bytes:
+        """A 32-byte key for another use than wrapping (HKDF-SHA256, RFC 5869, with ``purpose`` as its info), from
+        the oldest master key in the ring: every node holding the same ring derives the same key, and rotating
+        (which adds a key at the end) does not change it."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        first = next(iter(self._keys.values()))
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                    info=f"carnet/{purpose}".encode()).derive(first)
+
     def _kek(self, key_id: str) -> bytes:
         try:
             return self._keys[key_id]

@@ -5,7 +5,8 @@ are thin: they parse the form, then call services through :meth:`Page.run`, whic
 bound to the Actor of the signed-in session (see :mod:`carnet.accounts.sessions`), exactly as the API does from a token.
 Pages never decide access and never write audit records: the services do.
 
-Order of checks for every page: the session (unless ``public``), then for POST the CSRF token, then the handler. A
+Order of checks for every page: the per-address rate limit of a page that has one (:mod:`carnet.throttle`: a calm
+429 page with ``Retry-After``), the session (unless ``public``), then for POST the CSRF token, then the handler. A
 :class:`~carnet.errors.FhirError` from a service becomes an error page with the same status and a plain message; any
 other exception becomes a generic 500 page with no exception text.
 """
@@ -33,6 +34,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from carnet import throttle
 from carnet.access.actors import Actor
 from carnet.accounts import sessions
 from carnet.context import Context, Services, run
@@ -80,6 +82,7 @@ class Page:
     lang: i18n.Language
     cookies: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     _form: FormData | None = None
+    route: str | None = None  # the page's path template (what a log line may name; never the URL)
 
     # --- input --------------------------------------------------------------------------------------------------
     async def form(self) -> FormData:
@@ -111,6 +114,11 @@ class Page:
     @property
     def settings(self):  # noqa: ANN201
         return self.services.settings
+
+    @property
+    def address(self) -> str:
+        """The client's address, as the rate limits and the sign-in throttle count it."""
+        return throttle.client_address(self.request.scope, self.settings.trusted_proxies)
 
     @property
     def dossier_key(self) -> uuid.UUID:
@@ -163,6 +171,16 @@ class Page:
             return self.finish(Response(status_code=204, headers={"HX-Redirect": url}))
         return self.finish(RedirectResponse(url, status_code=status))
 
+    def slow_down(self, retry_after: int) -> Response:
+        """The calm page of a rate limit or a throttled try: 429, ``Retry-After``, the same for every identifier."""
+        # one allow-listed line per refusal (no identifier, no address): what monitoring counts to see an attack
+        logger.warning("throttle.refused", status=429, route=self.route)
+        minutes = max(1, -(-retry_after // 60))
+        response = self.render("portal/slow_down.html", status=429, title=self._("Please wait a moment"),
+                               minutes=minutes)
+        response.headers["Retry-After"] = str(max(1, retry_after))
+        return response
+
     def set_cookie(self, name: str, value: str, **options: Any) -> None:
         self.cookies.append((name, value, options))
 
@@ -189,21 +207,31 @@ class PageRoute:
     handler: Handler
     public: bool  # no session needed (sign-in, activation, reset)
     needs_dossier: bool  # a signed-in session that acts on a dossier
+    limit: str | None = None  # the per-address rate limit (carnet.throttle.LIMITS) this page counts against
 
 
 PAGES: list[PageRoute] = []
 
 
-def page(method: str, path: str, *, public: bool = False, needs_dossier: bool = True
+def page(method: str, path: str, *, public: bool = False, needs_dossier: bool = True, limit: str | None = None
          ) -> Callable[[Handler], Handler]:
+    if limit is not None and limit not in throttle.LIMITS:
+        raise ValueError(f"unknown rate limit {limit!r}")
+
     def register(handler: Handler) -> Handler:
-        PAGES.append(PageRoute(method, path, handler, public, needs_dossier))
+        PAGES.append(PageRoute(method, path, handler, public, needs_dossier, limit))
         return handler
     return register
 
 
 def _endpoint(route: PageRoute, services: Services) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
+        if route.limit is not None:  # before any other work: a flood costs one statement per request
+            address = throttle.client_address(request.scope, services.settings.trusted_proxies)
+            wait = await run_in_threadpool(throttle.hit, services, route.limit, address)
+            if wait:
+                code = i18n.negotiate(request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"), None)
+                return Page(request, services, None, i18n.language(code), route=route.path).slow_down(wait)
         now = services.clock()
         token = request.cookies.get(sessions.COOKIE)
 
@@ -214,7 +242,7 @@ def _endpoint(route: PageRoute, services: Services) -> Callable[[Request], Await
         current = await run_in_threadpool(load) if token else None
         code = i18n.negotiate(request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"),
                               current.lang if current else None)
-        p = Page(request, services, current, i18n.language(code, services.settings.display_timezone))
+        p = Page(request, services, current, i18n.language(code, services.settings.display_timezone), route=route.path)
         try:
             if not route.public:
                 if current is None or not current.signed_in:

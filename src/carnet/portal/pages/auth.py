@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 import structlog
 from sqlalchemy import Connection
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -31,12 +32,22 @@ def _next(value: object) -> str:
     return "/portal/"
 
 
-def _error_text(p: Page, err: accounts.AccountError) -> str:
-    text = p._(err.message)
-    if err.locked_until is not None:
-        minutes = max(1, int((err.locked_until - p.services.clock()).total_seconds() // 60) + 1)
-        text += " " + p._("Try again in {minutes} minutes.").format(minutes=minutes)
-    return text
+def _refused(p: Page, err: accounts.AccountError, template: str, **values: object) -> Response:
+    """A refusal: the calm 429 page for a try that must wait (the same for every identifier), else the form again
+    with the message (400)."""
+    if isinstance(err, accounts.SlowDown):
+        return p.slow_down(err.retry_after)
+    return p.render(template, status=400, error=p._(err.message), **values)
+
+
+def _send_later(p: Page, response: Response, sent: accounts.CodeSent | None, purpose: str) -> Response:
+    """Deliver a code after the answer has gone: the answer takes the same time whether or not there was a code to
+    send (a reset for an identifier nobody has sends nothing)."""
+    if sent is not None:
+        async def deliver() -> None:
+            await _send(p, sent, purpose)
+        response.background = BackgroundTask(deliver)
+    return response
 
 
 async def _send(p: Page, sent: accounts.CodeSent, purpose: str) -> bool:
@@ -57,22 +68,21 @@ async def sign_in_form(p: Page) -> Response:
                     flash=p._(FLASHES.get(str(p.request.query_params.get("flash")), "")) or "")
 
 
-@page("POST", "/portal/sign-in", public=True)
+@page("POST", "/portal/sign-in", public=True, limit="sign_in")
 async def sign_in(p: Page) -> Response:
     form = await p.form()
     login, password = str(form.get("login") or ""), str(form.get("password") or "")
     nxt = _next(form.get("next"))
-    now = p.services.clock()
+    now, address = p.services.clock(), p.address
 
     def work(conn: Connection) -> tuple[accounts.CodeSent, str]:
-        sent = accounts.start_sign_in(p.services, conn, now, login, password)
+        sent = accounts.start_sign_in(p.services, conn, now, login, password, address)
         return sent, sessions.open_session(conn, sent.account_id, "password_ok", now, p.settings)
 
     try:
         sent, token = await p.db(work)
     except accounts.AccountError as err:
-        return p.render("portal/sign_in.html", status=400, title=p._("Sign in"), next=nxt, login=login,
-                        error=_error_text(p, err))
+        return _refused(p, err, "portal/sign_in.html", title=p._("Sign in"), next=nxt, login=login)
     delivered = await _send(p, sent, "sign_in")
     p.set_cookie(sessions.COOKIE, token)
     return p.redirect(f"/portal/code?next={quote(nxt, safe='')}" + ("" if delivered else "&undelivered=1"))
@@ -91,27 +101,26 @@ async def code_form(p: Page) -> Response:
                     lead=p._("We have sent you a 6-digit code. Type it here to finish signing in."), error=error)
 
 
-@page("POST", "/portal/code", public=True)
+@page("POST", "/portal/code", public=True, limit="code")
 async def code(p: Page) -> Response:
     pending = _pending(p)
     if pending is None:
         return p.redirect("/portal/sign-in")
     form = await p.form()
     nxt = _next(form.get("next"))
-    now = p.services.clock()
+    now, address = p.services.clock(), p.address
     if form.get("resend"):
         try:
             sent = await p.db(lambda conn: accounts.resend_sign_in(p.services, conn, now, pending.account_id))
         except accounts.AccountError as err:
-            return p.render("portal/code.html", status=400, title=p._("Enter your code"), next=nxt,
-                            error=_error_text(p, err))
+            return _refused(p, err, "portal/code.html", title=p._("Enter your code"), next=nxt)
         ok = await _send(p, sent, "sign_in")
         return p.render("portal/code.html", title=p._("Enter your code"), next=nxt,
                         flash=p._("A new code is on its way.") if ok else "",
                         error="" if ok else p._("We could not send your code. Ask for a new one."))
 
     def work(conn: Connection) -> tuple[str, list[uuid.UUID]]:
-        accounts.finish_sign_in(p.services, conn, now, pending.account_id, str(form.get("code") or ""))
+        accounts.finish_sign_in(p.services, conn, now, pending.account_id, str(form.get("code") or ""), address)
         sessions.revoke(conn, pending.session_hash, now)  # a new token once signed in (no session fixation)
         token = sessions.open_session(conn, pending.account_id, "signed_in", now, p.settings)
         keys = [r.dossier_key for r in sessions.links(conn, pending.account_id)]
@@ -124,8 +133,7 @@ async def code(p: Page) -> Response:
     try:
         token, keys = await p.db(work)
     except accounts.AccountError as err:
-        return p.render("portal/code.html", status=400, title=p._("Enter your code"), next=nxt,
-                        error=_error_text(p, err))
+        return _refused(p, err, "portal/code.html", title=p._("Enter your code"), next=nxt)
     p.set_cookie(sessions.COOKIE, token)
     return p.redirect(nxt if len(keys) == 1 else f"/portal/choose?next={quote(nxt, safe='')}")
 
@@ -185,7 +193,7 @@ async def activate_form(p: Page) -> Response:
                     lead=p._("Use the activation code you received by post, email or text message."))
 
 
-@page("POST", "/portal/activate", public=True)
+@page("POST", "/portal/activate", public=True, limit="activate")
 async def activate(p: Page) -> Response:
     form = await p.form()
     values = {k: str(form.get(k) or "") for k in ("login", "code", "birth_date", "email", "phone", "otp_channel")}
@@ -201,10 +209,10 @@ async def activate(p: Page) -> Response:
     try:
         await p.db(lambda conn: accounts.activate(
             p.services, conn, now, login=values["login"], code=values["code"], birth_date=birth, password=password,
-            email=values["email"], phone=values["phone"], otp_channel=values["otp_channel"] or "email"))
+            email=values["email"], phone=values["phone"], otp_channel=values["otp_channel"] or "email",
+            address=p.address))
     except accounts.AccountError as err:
-        return p.render("portal/activate.html", status=400, title=p._("Activate your Carnet"), form=values,
-                        error=_error_text(p, err))
+        return _refused(p, err, "portal/activate.html", title=p._("Activate your Carnet"), form=values)
     return p.redirect("/portal/sign-in?flash=activated")
 
 
@@ -214,25 +222,24 @@ async def reset_form(p: Page) -> Response:
                     lead=p._("We send a code to your email or phone, then you choose a new password."))
 
 
-@page("POST", "/portal/reset", public=True)
+@page("POST", "/portal/reset", public=True, limit="reset")
 async def reset(p: Page) -> Response:
     form = await p.form()
     login = str(form.get("login") or "")
     now = p.services.clock()
     if form.get("step") == "ask":
         sent = await p.db(lambda conn: accounts.start_reset(p.services, conn, now, login))
-        if sent is not None:
-            await _send(p, sent, "reset")
-        return p.render("portal/reset.html", title=p._("Forgotten password"), step="set", login=login,
-                        flash=p._("If this identifier has an active account, a code is on its way."))
+        return _send_later(p, p.render("portal/reset.html", title=p._("Forgotten password"), step="set",
+                                       login=login,
+                                       flash=p._("If this identifier has an active account, a code is on its way.")),
+                           sent, "reset")
     password = str(form.get("password") or "")
     if password != str(form.get("password2") or ""):
         return p.render("portal/reset.html", status=400, title=p._("Forgotten password"), step="set", login=login,
                         error=p._("The two passwords are not the same."))
     try:
         await p.db(lambda conn: accounts.finish_reset(p.services, conn, now, login, str(form.get("code") or ""),
-                                                      password))
+                                                      password, p.address))
     except accounts.AccountError as err:
-        return p.render("portal/reset.html", status=400, title=p._("Forgotten password"), step="set", login=login,
-                        error=_error_text(p, err))
+        return _refused(p, err, "portal/reset.html", title=p._("Forgotten password"), step="set", login=login)
     return p.redirect("/portal/sign-in?flash=reset")

@@ -227,6 +227,8 @@ async def notifications(p: Page) -> Response:
 # --- my account ---------------------------------------------------------------------------------------------------
 
 async def _account_error(p: Page, err: accounts.AccountError, section: str) -> Response:
+    if isinstance(err, accounts.SlowDown):  # too many wrong current passwords from here (carnet.throttle)
+        return p.slow_down(err.retry_after)
     return await _render(p, 400, error=p._(err.message), section=section)
 
 
@@ -234,12 +236,12 @@ async def _account_error(p: Page, err: accounts.AccountError, section: str) -> R
 async def account_details(p: Page) -> Response:
     assert p.session is not None
     form = await p.form()
-    account_id, now = p.session.account_id, p.services.clock()
+    account_id, now, address = p.session.account_id, p.services.clock(), p.address
 
     def work(conn: Connection) -> None:
         accounts.change_contact(p.services, conn, now, account_id, str(form.get("current") or ""),
                                 str(form.get("email") or ""), str(form.get("phone") or ""),
-                                str(form.get("otp_channel") or "email"))
+                                str(form.get("otp_channel") or "email"), address)
     try:
         await p.db(work)
     except accounts.AccountError as err:
@@ -251,14 +253,14 @@ async def account_details(p: Page) -> Response:
 async def password(p: Page) -> Response:
     assert p.session is not None
     form = await p.form()
-    current, now = p.session, p.services.clock()
+    current, now, address = p.session, p.services.clock(), p.address
     new = str(form.get("new") or "")
     if new != str(form.get("new2") or ""):
         return await _render(p, 400, error=p._("The two passwords are not the same."), section="password")
 
     def work(conn: Connection) -> None:
         accounts.change_password(p.services, conn, now, current.account_id, str(form.get("current") or ""), new,
-                                 current.session_hash)
+                                 current.session_hash, address)
     try:
         await p.db(work)
     except accounts.AccountError as err:
