@@ -123,7 +123,8 @@ def _routes() -> tuple[Route, ...]:
         Route("Patient", "operation", "GET", "/fhir/Patient/{id}/$summary", patient_summary, ("Patient", "r"),
               spec="International Patient Summary (https://hl7.org/fhir/uv/ips/)", operation="summary"),
         Route("Patient", "operation", "GET", "/fhir/Patient/{id}/$summary-pdf", patient_summary_pdf,
-              ("Patient", "r"), spec="the emergency summary as a one-page PDF", operation="summary-pdf"),
+              ("Patient", "r"), spec="the emergency summary as a one-page PDF", operation="summary-pdf",
+              produces="application/pdf"),
     ]
     return tuple(out)
 
