@@ -12,6 +12,8 @@
 | §5 | a 1.1 MB form field to /portal/sign-in → 413 page | portal/test_web.py |
 | §5 | 405 on /fhir/Condition: Allow lists GET and POST | test_app.py |
 | §5 | a query parameter with an empty name, answered in XML → 400 (found by schemathesis) | here |
+| §5 | `$dispute` with a parameter that is not an object → 422 (found by schemathesis) | here |
+| §5 | a FHIRPath Patch whose `parameter` is not a list → 422 (found by schemathesis) | here |
 | §6 | a category contradicting the type → 422 | documents/test_declared_metadata.py |
 | §6 | an unknown security label → 422 | documents/test_declared_metadata.py |
 | §6 | a nurse as médecin traitant → refused | dossier/test_designations.py |
@@ -79,3 +81,18 @@ def test_a_query_parameter_with_an_empty_name_answered_in_xml_is_a_400_outcome(w
 def test_nobody_sending_a_control_character_is_refused_without_reaching_anything(world: World) -> None:
     r = world.client.get("/fhir/Task/x?=%10&_format=application/fhir%2Bxml")
     assert r.status_code == 400 and "<OperationOutcome" in r.text
+
+
+@pytest.mark.parametrize("parameter", [[[None, None]], ["text"], 5, {"name": "text"}])
+def test_a_dispute_whose_parameters_are_not_objects_is_a_422(world: World, parameter: object) -> None:
+    r = world.client.post("/fhir/Condition/anything/$dispute", headers=world.headers("gp"),
+                          json={"resourceType": "Parameters", "parameter": parameter})
+    assert r.status_code == 422, r.text
+    assert r.json()["resourceType"] == "OperationOutcome"
+
+
+@pytest.mark.parametrize("parameter", [5, "x", [5], [{"name": "operation", "part": 5}]])
+def test_a_fhirpath_patch_of_the_wrong_shape_is_a_422(world: World, parameter: object) -> None:
+    r = world.client.patch("/fhir/DocumentReference/anything", headers=world.headers("gp"),
+                           json={"resourceType": "Parameters", "parameter": parameter})
+    assert r.status_code == 422, r.text
