@@ -2,10 +2,13 @@
 real ``carnet serve`` on SQLite and on PostgreSQL, as the treating GP (an authorized professional, through the real
 token endpoint) and as nobody (no token).
 
+Two parts: fuzzing through schemathesis' Python API (positive and negative examples, and positive ones on the
+World's dossier), and its coverage phase through its command line (boundary, missing and wrong-type values).
 Checks: no 5xx (``not_a_server_error``), every status and content type one the description declares, every
-successful JSON answer of the shape it declares. The seed is fixed (Hypothesis ``derandomize``) so that CI is
-reproducible; ``CARNET_SCHEMATHESIS_EXAMPLES`` widens the run by hand (docs/API.md). Each failure it found is fixed
-in Carnet and kept as a hand-made regression test in ``tests/api/test_issue15_cases.py``.
+successful JSON answer of the shape it declares. Both are deterministic (Hypothesis ``derandomize``, schemathesis'
+``--generation-deterministic``) so that CI is reproducible; ``CARNET_SCHEMATHESIS_EXAMPLES`` widens the fuzzing by
+hand (docs/API.md). Each failure it found is fixed in Carnet and kept as a hand-made regression test in
+``tests/api/test_issue15_cases.py``.
 """
 
 from __future__ import annotations
