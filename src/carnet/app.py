@@ -32,12 +32,15 @@ from carnet.config import Settings
 from carnet.context import Services
 from carnet.errors import FhirError
 from carnet.fhir.http import FhirResponse
+from carnet.fhir.openapi import PATH as OPENAPI_PATH
+from carnet.fhir.openapi import openapi_document
 from carnet.fhir.routes import ROUTES, Call, Route, capability_statement
 from carnet.fhir.xml import to_xml, wants_xml
 from carnet.ids import new_id
 from carnet.logs import configure as configure_logs
 from carnet.portal import app as portal_app
 from carnet.pro import app as pro_app
+from carnet.text import holdable
 
 logger = structlog.get_logger("carnet")
 
@@ -118,6 +121,14 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
         response = FhirResponse(capability_statement(settings.base_url, __version__))
         return as_xml(response) if wants_xml(request) else response
 
+    description = openapi_document(settings.base_url, __version__)
+
+    @app.get(OPENAPI_PATH)
+    async def openapi() -> Response:
+        """The FHIR API's OpenAPI description, generated from the route table (FastAPI's own is switched off above:
+        one description, the table's)."""
+        return JSONResponse(description)
+
     @app.post("/oauth/token")
     async def token(request: Request) -> Response:
         address = throttle.client_address(request.scope, settings.trusted_proxies)
@@ -145,11 +156,22 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
     return app
 
 
+def refuse_unholdable_request_text(request: Request) -> None:
+    """A 400 for a query parameter or a path segment holding a character Carnet cannot store or serve back (NUL, C0
+    controls, lone surrogates; :mod:`carnet.text`): refused at the door like a body's (issue 15 §1), before it could
+    reach the database or be echoed into an XML answer that cannot carry it (found by schemathesis, issue 15 §8)."""
+    for name, value in [*request.query_params.multi_items(), *request.path_params.items()]:
+        if not holdable(name) or not holdable(str(value)):
+            raise FhirError(400, "structure", "A parameter holds a character that cannot be stored (a control "
+                            "character or NUL)", name if holdable(name) and name else None)
+
+
 def _endpoint(route: Route, services: Services, server_key: ServerKey):
     @functools.wraps(route.handler)
     async def endpoint(request: Request) -> Response:
         started = time.perf_counter()
         try:
+            refuse_unholdable_request_text(request)
             who, scopes = auth_web.verify_bearer(services, server_key, request)
             if route.scope and not scope_allows(scopes, route.scope[0], route.scope[1]):
                 raise FhirError(403, "forbidden", "The access token's scopes do not cover this interaction",

@@ -20,8 +20,9 @@ class Issue:
 
     def to_fhir(self) -> dict[str, Any]:
         out: dict[str, Any] = {"severity": self.severity, "code": self.code, "diagnostics": self.diagnostics}
-        if self.expression:
-            out["expression"] = list(self.expression)
+        named = [e for e in self.expression if e]  # an empty name (a query's "=x") is no FHIRPath: XML refuses it
+        if named:
+            out["expression"] = named
         return out
 
 

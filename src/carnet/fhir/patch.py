@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from carnet.documents.patch_plan import LABELS, PatchPlan
+from carnet.documents.validate import validate
 from carnet.errors import invalid, unprocessable
 
 __all__ = ["PatchPlan", "parse"]  # PatchPlan lives in the documents package; the face's callers find it here too
@@ -43,6 +44,7 @@ def parse(body: Any) -> PatchPlan:
 
 
 def _parse_fhirpath(body: dict[str, Any]) -> PatchPlan:
+    validate(body, "Parameters")  # the shape first (a 422 naming the element), never a 500 on a stray one
     plan = PatchPlan()
     for i, op in enumerate(body.get("parameter") or []):
         parts = {p.get("name"): p for p in (op.get("part") or []) if isinstance(p, dict)} if isinstance(op, dict) \

@@ -68,7 +68,10 @@ def capability_statement(settings_base: str, software_version: str) -> dict[str,
             "https://profiles.ihe.net/ITI/MHD/CapabilityStatement/IHE.MHD.DocumentResponder",
             "https://profiles.ihe.net/ITI/PDQm/CapabilityStatement/IHE.PDQm.Supplier",
         ],
-        "rest": [{"mode": "server", "security": {
+        "rest": [{"mode": "server", "documentation": (
+            "OpenAPI description of this API (generated from the same route table): "
+            f"{settings_base}/fhir/openapi.json"),
+            "security": {
             "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
                                      "code": "SMART-on-FHIR"}]}],
             "extension": [{"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",

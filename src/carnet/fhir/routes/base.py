@@ -35,6 +35,8 @@ class Route:
     search_params: tuple[tuple[str, str], ...] = ()
     spec: str = ""  # the transaction or section implemented
     operation: str | None = None  # for interaction "operation": its name, e.g. "close"
+    statuses: tuple[int, ...] = ()  # success statuses, when not the interaction's usual one (OpenAPI description)
+    produces: str | None = None  # the media type of a success that is not a FHIR resource (``*/*``: the document's)
 
 
 @dataclass

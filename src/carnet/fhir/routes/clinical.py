@@ -23,7 +23,7 @@ from carnet.clinical.summary import build_bundle, summary_view
 from carnet.context import Context
 from carnet.errors import FhirError, invalid, unprocessable
 from carnet.fhir.http import FhirResponse, json_body, searchset
-from carnet.fhir.routes.base import Call, Handler, Route, uuid_or_404
+from carnet.fhir.routes.base import Call, Handler, Route, parameters, uuid_or_404
 from carnet.fhir.transaction import resolve_patient
 
 PARAMS = (("patient", "reference"), ("code", "token"), ("category", "token"), ("status", "token"),
@@ -82,7 +82,7 @@ def _handlers(rtype: str) -> dict[str, Handler]:
         body = await json_body(call.request, 64 * 1024)
         if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
             raise invalid("A Parameters resource is expected", "Parameters")
-        text = next((p.get("valueString") for p in body.get("parameter") or [] if p.get("name") == "text"), None)
+        text = parameters(body).get("text")  # a valid Parameters (a 422 otherwise), never a 500 on a stray shape
         if not isinstance(text, str):
             raise unprocessable("text (valueString) is required", "Parameters.parameter[text]", "required")
         return FhirResponse(await call.run(lambda ctx: service.dispute(ctx, rtype, id, text)))
@@ -123,7 +123,8 @@ def _routes() -> tuple[Route, ...]:
         Route("Patient", "operation", "GET", "/fhir/Patient/{id}/$summary", patient_summary, ("Patient", "r"),
               spec="International Patient Summary (https://hl7.org/fhir/uv/ips/)", operation="summary"),
         Route("Patient", "operation", "GET", "/fhir/Patient/{id}/$summary-pdf", patient_summary_pdf,
-              ("Patient", "r"), spec="the emergency summary as a one-page PDF", operation="summary-pdf"),
+              ("Patient", "r"), spec="the emergency summary as a one-page PDF", operation="summary-pdf",
+              produces="application/pdf"),
     ]
     return tuple(out)
 

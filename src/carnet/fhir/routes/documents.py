@@ -217,7 +217,8 @@ ROUTES: tuple[Route, ...] = (
           ("DocumentReference", "u"), spec="ANS PDSm TD3.2/TD3.3"),
     Route("DocumentReference", "delete", "DELETE", "/fhir/DocumentReference/{id}", docref_delete,
           ("DocumentReference", "d"), spec="the patient deletes a document from the dossier"),
-    Route("Binary", "read", "GET", "/fhir/Binary/{id}", binary_read, ("Binary", "r"), spec="IHE ITI-68"),
+    Route("Binary", "read", "GET", "/fhir/Binary/{id}", binary_read, ("Binary", "r"), spec="IHE ITI-68",
+          produces="*/*"),
     Route("List", "search-type", "GET", "/fhir/List", list_search, ("List", "s"),
           (("patient", "reference"), ("code", "token"), ("status", "token")), spec="IHE ITI-66"),
 )

@@ -159,7 +159,8 @@ ROUTES: tuple[Route, ...] = (
           spec="reopen within retention", operation="reopen"),
     Route("Patient", "operation", "GET", "/fhir/Patient/{id}/$copy", patient_copy, ("Patient", "r"),
           spec="the patient's complete copy of the dossier (zip: PDF booklet, FHIR Bundle, documents)",
-          operation="copy"),
+          operation="copy", produces="application/zip"),
     Route("Patient", "operation", "POST", "/fhir/Patient/$object-creation", patient_objection, ("Patient", "c"),
-          spec="objection to the creation of a dossier", operation="object-creation"),
+          spec="objection to the creation of a dossier", operation="object-creation",
+          statuses=(201,)),
 )

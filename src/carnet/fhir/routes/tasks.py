@@ -141,7 +141,7 @@ TASK_PARAMS = (("patient", "reference"), ("status", "token"), ("code", "token"),
 
 ROUTES: tuple[Route, ...] = (
     Route("Task", "create", "POST", "/fhir/Task", task_create, ("Task", "c"),
-          spec="access request / rectification request (issue 4 §3)"),
+          spec="access request / rectification request (issue 4 §3)", statuses=(201, 200)),
     Route("Task", "read", "GET", "/fhir/Task/{id}", task_read, ("Task", "r")),
     Route("Task", "search-type", "GET", "/fhir/Task", task_search, ("Task", "s"), TASK_PARAMS),
     Route("Task", "operation", "POST", "/fhir/Task/{id}/$accept", task_accept, ("Task", "u"),
