@@ -197,3 +197,16 @@ def test_the_patient_still_uploads_a_pdf_a_png_and_a_text(patient: Patient) -> N
                    files={"file": (name, data, declared)})
         assert r.status_code == 303, (name, r.text)
     assert stored(world)["document"] == 3
+
+
+def test_a_document_without_a_type_shows_as_type_not_stated_and_opens(patient: Patient) -> None:  # noqa: F811
+    world = patient.world
+    res = plain_docref(world, PDF, "application/pdf")
+    res.pop("type")
+    res["content"][0]["attachment"].pop("title")
+    r = world.client.post("/fhir/DocumentReference", json=res, headers=world.headers("gp"))
+    assert r.status_code == 201, r.text
+    doc_id = r.json()["id"]
+    listing = patient.ready().browser.get("/portal/documents").text
+    assert f"/portal/documents/{doc_id}" in listing and "Type non précisé" in listing
+    assert patient.browser.get(f"/portal/documents/{doc_id}").status_code == 200
