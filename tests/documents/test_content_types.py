@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from carnet.documents import codes, content_types
 from carnet.documents.content_types import sniff_content_type
@@ -91,3 +93,16 @@ def test_every_media_type_carnet_stores_says_what_bytes_it_accepts() -> None:
     assert set(content_types.ACCEPTS) == set(codes.CONTENT_TYPES)
     with pytest.raises(FhirError):
         content_types.require_declared("application/octet-stream", content_types.BINARY)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=2048), declared=st.sampled_from(sorted(content_types.ACCEPTS)))
+def test_any_bytes_are_named_and_either_borne_out_or_refused_with_422(data: bytes, declared: str) -> None:
+    kind = content_types.sniff(data)
+    assert kind in content_types.NAMES
+    try:
+        content_types.require_declared(declared, kind)
+    except FhirError as exc:
+        assert exc.status == 422
+    else:
+        assert kind in content_types.ACCEPTS[declared]
