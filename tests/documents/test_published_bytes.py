@@ -210,3 +210,24 @@ def test_a_document_without_a_type_shows_as_type_not_stated_and_opens(patient: P
     listing = patient.ready().browser.get("/portal/documents").text
     assert f"/portal/documents/{doc_id}" in listing and "Type non précisé" in listing
     assert patient.browser.get(f"/portal/documents/{doc_id}").status_code == 200
+
+
+LAUGHS = ('<!ENTITY l0 "lollollollollollollollollollol">'
+          + "".join(f'<!ENTITY l{i} "{f"&l{i - 1};" * 10}">' for i in range(1, 10)))
+HOSTILE = [
+    pytest.param(f'<?xml version="1.0"?><!DOCTYPE ClinicalDocument [{LAUGHS}]><ClinicalDocument '
+                 'xmlns="urn:hl7-org:v3" a="&l9;"><title>&l9;</title></ClinicalDocument>', id="billion-laughs"),
+    pytest.param('<?xml version="1.0"?><!DOCTYPE ClinicalDocument SYSTEM "http://127.0.0.1:9/evil.dtd">'
+                 '<ClinicalDocument xmlns="urn:hl7-org:v3"/>', id="external-dtd"),
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+@pytest.mark.parametrize("content_type", ["text/plain", "application/pdf"])
+def test_a_hostile_cda_under_another_label_is_refused_as_a_cda(world: World, text: str, content_type: str) -> None:
+    data = text.encode()
+    before = stored(world)
+    r = deposit(world, "ITI-105", plain_docref(world, data, content_type), data)
+    assert r.status_code == 422, r.text
+    assert issue_expressions(r) == ["DocumentReference.content[0].attachment"]  # a CDA may carry no DOCTYPE
+    assert stored(world) == before
