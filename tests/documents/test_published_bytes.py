@@ -6,6 +6,7 @@ attachment. A refusal stores nothing. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from carnet.documents import codes
 from carnet.documents import service as documents
 from carnet.errors import FhirError
 from carnet.identity.ins import fake_nir_for
-from tests.conftest import World, provide_bundle
+from tests.conftest import INS_SYSTEM, World, provide_bundle
 from tests.documents.test_cda import docref, sample, stored
 from tests.portal.conftest import Patient, browser, csrf_of, patient  # noqa: F401 - the portal's fixtures
 from tests.pro.conftest import BASE as PRO_BASE
@@ -230,4 +231,52 @@ def test_a_hostile_cda_under_another_label_is_refused_as_a_cda(world: World, tex
     r = deposit(world, "ITI-105", plain_docref(world, data, content_type), data)
     assert r.status_code == 422, r.text
     assert issue_expressions(r) == ["DocumentReference.content[0].attachment"]  # a CDA may carry no DOCTYPE
+    assert stored(world) == before
+
+
+# --- FHIR contents: their Patient is the dossier's ---------------------------------------------------------------
+
+def fhir_document(ins: str | None, xml: bool = False) -> bytes:
+    """A FHIR document Bundle whose Patient carries ``ins`` (or no INS: a local identifier only)."""
+    ident = [{"system": "urn:oid:1.2.250.1.999.1.1.2", "value": "IPP-778899"}]
+    if ins is not None:
+        ident.append({"system": INS_SYSTEM, "value": ins})
+    if xml:
+        ids = "".join(f'<identifier><system value="{i["system"]}"/><value value="{i["value"]}"/></identifier>'
+                      for i in ident)
+        return (f'<Bundle xmlns="http://hl7.org/fhir"><type value="document"/><entry><resource><Patient>{ids}'
+                '</Patient></resource></entry></Bundle>').encode()
+    return json.dumps({"resourceType": "Bundle", "type": "document", "entry": [
+        {"resource": {"resourceType": "Composition", "status": "final", "subject": {"reference": "urn:uuid:p"},
+                      "type": {"coding": [{"system": "http://loinc.org", "code": "60591-5"}]},
+                      "date": "2026-12-04T10:00:00Z", "author": [{"display": "Dr Test"}], "title": "Synthèse"}},
+        {"fullUrl": "urn:uuid:p", "resource": {"resourceType": "Patient", "identifier": ident}}]}).encode()
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("content_type", ["application/fhir+json", "application/fhir+xml"])
+def test_a_fhir_document_of_another_patient_is_refused_and_one_of_this_patient_accepted(
+        world: World, route: str, content_type: str) -> None:
+    xml = content_type.endswith("xml")
+    before = stored(world)
+    data = fhir_document(fake_nir_for(world.n + 7000), xml)
+    r = deposit(world, route, plain_docref(world, data, content_type), data)
+    assert r.status_code == 422, r.text
+    assert issue_expressions(r) == ["DocumentReference.subject"]
+    assert stored(world) == before
+    for ins in (world.ins, None):  # this patient's INS, or none stated
+        data = fhir_document(ins, xml)
+        r = deposit(world, route, plain_docref(world, data, content_type), data)
+        assert r.status_code in (200, 201), r.text
+
+
+def test_an_iti65_fhir_document_publish_of_another_patient_is_refused(world: World) -> None:
+    """MHD "FHIR Document Publish": the content is the document Bundle itself, an entry of the transaction."""
+    data = fhir_document(fake_nir_for(world.n + 7000))
+    bundle = provide_bundle(plain_docref(world, data, "application/fhir+json"), data)
+    bundle["entry"][2]["resource"] = json.loads(data)
+    before = stored(world)
+    r = world.client.post("/fhir", json=bundle, headers=world.headers("gp"))
+    assert r.status_code == 422, r.text
+    assert issue_expressions(r) == ["DocumentReference.subject"]
     assert stored(world) == before
