@@ -62,11 +62,11 @@ def patient_resource(index: int, family: str, given: str, birth: str, gender: st
 
 
 def docref(master: str, loinc: str, title: str, ctype: str, labels: list[str] | None = None) -> dict[str, Any]:
-    from carnet.documents.codes import TRE_A07
+    from carnet.documents.codes import TRE_A07, type_system
 
     res: dict[str, Any] = {"resourceType": "DocumentReference", "status": "current",
                            "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": master},
-                           "type": {"coding": [{"system": "http://loinc.org", "code": loinc}]},
+                           "type": {"coding": [{"system": type_system(loinc), "code": loinc}]},
                            "content": [{"attachment": {"contentType": ctype, "title": title, "language": "fr-FR"}}]}
     if labels:
         res["securityLabel"] = [{"coding": [{"system": TRE_A07, "code": c}]} for c in labels]
@@ -166,7 +166,7 @@ def _seed_dossiers(services: Services) -> None:
          "text/plain", "Hémoglobine 13,2 g/dL (synthétique)".encode(), None),
         (gp, adult, "urn:uuid:0f1d7c9e-0000-4000-8000-000000000003", "57833-6", "Ordonnance",
          "application/pdf", pdf, None),
-        (gp, adult, "urn:uuid:0f1d7c9e-0000-4000-8000-000000000004", "60591-5", "Volet de synthèse médicale",
+        (gp, adult, "urn:uuid:0f1d7c9e-0000-4000-8000-000000000004", "SYNTH", "Volet de synthèse médicale",
          "text/plain", "Synthèse : hypertension artérielle traitée (synthétique)".encode(), None),
         (gp, adult, "urn:uuid:0f1d7c9e-0000-4000-8000-000000000005", "68599-0", "Bilan psychiatrique",
          "text/plain", "Document masqué aux professionnels (synthétique)".encode(), ["MASQUE_PS"]),

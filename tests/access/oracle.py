@@ -10,7 +10,9 @@ implementation, no imports from ``carnet``.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -291,10 +293,52 @@ def class_of_type(doc_type: str) -> str | None:
     return None
 
 
+# DOMAIN.md's classes (TRE_A03), in their order.
+TRE_A03_CLASSES = ("10", "11", "31", "42", "43", "44", "45", "52", "60", "90", "95")
+HABILITATIONS = Path(__file__).resolve().parents[2] / "src" / "carnet" / "access" / "habilitations.json"
+
+
+def readers_of_class(doc_class: str, matrix: dict[str, object] | None = None) -> int:
+    """How many professions of the habilitation matrix (``habilitations.json``, read as data) read a document of
+    ``doc_class`` whose type says nothing more (an untyped document): "read": "all" reads every class; "classes"
+    lists the classes read; types named under "class_types" or excluded by type do not concern an untyped document;
+    "access": false reads nothing; "default" (every other profession) counts once."""
+    m = matrix if matrix is not None else json.loads(HABILITATIONS.read_text(encoding="utf-8"))
+    entries = [*dict(m["professions"]).values(), m["default"]]  # type: ignore[call-overload]
+    count = 0
+    for rights in entries:
+        if rights.get("access") is False:
+            continue
+        if rights.get("read") == "all" or doc_class in (rights.get("classes") or []):
+            count += 1
+    return count
+
+
+def class_of_untyped_document(matrix: dict[str, object] | None = None) -> str:
+    """Fail closed: a document that states no type is filed where the fewest professions read (issue 15 §6), among
+    the classes a professional may file (not 60, the Assurance Maladie's reimbursement data, nor 90, the patient's
+    own documents: see ``add_document``); between classes read by equally few, the last in TRE_A03's order (95,
+    "Document de gestion", is the one that claims no kind of content)."""
+    candidates = [c for c in TRE_A03_CLASSES if c not in ("60", "90")]
+    fewest = min(readers_of_class(c, matrix) for c in candidates)
+    return [c for c in candidates if readers_of_class(c, matrix) == fewest][-1]
+
+
+def filed_class(doc_type: str) -> str | None:
+    """The class a published document is filed in: an untyped document (``doc_type`` "") in
+    :func:`class_of_untyped_document`; a DOMAIN.md type in its class; None for any other type, which Carnet files
+    only if it is in the ANS document-type value set (JDV_J07, data Carnet carries) and otherwise refuses: an unknown
+    type is never given a default class."""
+    if doc_type == "":
+        return class_of_untyped_document()
+    return class_of_type(doc_type)
+
+
 def category_is_accepted(doc_type: str, declared_class: str | None) -> bool:
     """May a document of ``doc_type`` declaring TRE_A03 category ``declared_class`` (None: no category) be filed?
-    Only if the category agrees with the class of the type: a contradicting category is refused, never trusted."""
-    derived = class_of_type(doc_type)
+    Only if the category agrees with the class of the type: a contradicting category is refused, never trusted.
+    An untyped document ("") may declare only the class it is filed in."""
+    derived = filed_class(doc_type)
     if declared_class is None or derived is None:
         return True
     if doc_type == "EXPPAT_3" and declared_class == "90":

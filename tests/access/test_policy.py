@@ -54,7 +54,7 @@ REPRESENTATIVE_KINDS = ("minor", "protected_adult")
 STATUSES = ("active", "closed")
 DOC_CLASSES = ("10", "11", "31", "42", "43", "44", "45", "52", "60", "90", "95")
 DOC_TYPES = ("11488-4", "11502-2", "68599-0", "60591-5", "11369-6", "87273-9", "57833-6", "REMB", "DOCPAT01",
-             "SOCIAL01", "18748-4")
+             "SOCIAL01", "18748-4", "SYNTH", "")  # "": a document published without a type (filed in class 95)
 CODES = ("MASQUE_PS", "INVISIBLE_PATIENT", "INVISIBLE_REPRESENTANTS_LEGAUX")
 CONFIDENTIALITY_SETS = tuple(frozenset(c) for n in range(len(CODES) + 1) for c in itertools.combinations(CODES, n))
 DOSSIER_ACTIONS = ("check_dossier", "read_history", "manage_access", "close_or_reopen", "request_access",

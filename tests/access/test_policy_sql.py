@@ -33,7 +33,7 @@ OTHER_AUTHOR = "810002345678"
 
 DOC_CLASSES = ("10", "11", "31", "42", "43", "44", "45", "52", "60", "90", "95")
 DOC_TYPES = ("11488-4", "11502-2", "68599-0", "60591-5", "11369-6", "87273-9", "57833-6", "REMB", "DOCPAT01",
-             "SOCIAL01", "18748-4")
+             "SOCIAL01", "18748-4", "SYNTH", "")  # "": a document published without a type
 # Type codes that stress the SQL translation of the exclusions: LIKE wildcards, and an exact prefix. (The lower-case
 # variant is kept apart: see test_type_prefix_exclusion_is_case_sensitive.)
 TRICKY_TYPES = ("SOCIAL", "SOCIALX", "SOC_AL01", "SOCXAL01", "SOC%AL", "SOCIAL%", "68599-01", "1%", "_1488-4")

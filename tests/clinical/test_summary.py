@@ -95,6 +95,15 @@ def test_a_masked_summary_document_is_hidden_from_a_professional_but_not_from_th
     assert [e["reference"] for e in patient["entry"]] == [f"DocumentReference/{vsm}"]
 
 
+def test_the_ans_vsm_and_the_ips_are_both_among_the_summary_documents(w: World) -> None:
+    vsm = publish(w, "gp", loinc="SYNTH")  # the ANS VSM's type (TRE_A05, issue 16 §2)
+    ips = publish(w, "gp", loinc="60591-5")
+    other = publish(w, "gp", loinc="34133-9")  # a summary of an episode: a summary, but not a patient summary
+    section = _sections(_summary(w, w.headers("doctor")))["60591-5"]
+    assert {e["reference"] for e in section["entry"]} == {f"DocumentReference/{vsm}", f"DocumentReference/{ips}"}
+    assert f"DocumentReference/{other}" not in str(section)
+
+
 def test_advance_directives_appear_as_document_references(w: World) -> None:
     patient = Actor(ActorKind.PATIENT, id=w.ins)
     doc_id = run(w.services, patient, lambda ctx: contacts.deposit_directive(

@@ -29,7 +29,7 @@ BASE: dict[str, Any] = {
 
 def resource(doc_type: str, declared: str | None) -> dict[str, Any]:
     res = copy.deepcopy(BASE)
-    res["type"] = {"coding": [{"system": codes.LOINC, "code": doc_type}]}
+    res["type"] = {"coding": [{"system": codes.type_system(doc_type), "code": doc_type}]}
     if declared is not None:
         res["category"] = [{"coding": [{"system": codes.TRE_A03, "code": declared}]}]
     return res

@@ -111,10 +111,27 @@ def agree_category_with_type(res: dict[str, Any]) -> None:
                 c.pop("display", None)
 
 
+# Published examples whose content is a placeholder that is not what they declare (issue 15 §7): the ANS PDSm
+# examples send "Hello World" / "Hello" as application/pdf. Carnet refuses them as published (tests below);
+# ``bind`` and ``real_pdf`` put a real PDF in their place.
+PLACEHOLDER_PDF = ("pdsm/pdsm/Bundle-bundle-exemple-comprehensiveprovidedocument-replace.json",
+                   "pdsm/pdsm/DocumentReference-PDSmSimplifiedExample.json")
+
+
+def real_pdf(holder: dict[str, Any]) -> None:
+    """A Binary or an attachment declared application/pdf whose data is not a PDF gets a PDF as its data."""
+    if holder.get("contentType") == "application/pdf" and holder.get("data") and \
+            not base64.b64decode(holder["data"]).startswith(b"%PDF-"):
+        holder["data"] = base64.b64encode(PDF).decode()
+        for stated in ("size", "hash"):
+            holder.pop(stated, None)
+
+
 def bind(bundle: dict[str, Any], world: World, keep_in_bundle_patient: bool = False,
-         agree_categories: bool = True) -> tuple[dict[str, Any], dict[str, str]]:
+         agree_categories: bool = True, real_contents: bool = True) -> tuple[dict[str, Any], dict[str, str]]:
     """The bundle with its patient references pointing at ``world.dossier``; replaced documents published first;
-    categories that contradict their type made to agree (unless ``agree_categories`` is false).
+    categories that contradict their type made to agree (unless ``agree_categories`` is false); placeholder contents
+    that are not what they declare replaced by real ones (unless ``real_contents`` is false).
     Returns the bound bundle and the map {fixture's id of a replaced document: Carnet's id}."""
     b = copy.deepcopy(bundle)
     entries = b.get("entry") or []
@@ -132,6 +149,8 @@ def bind(bundle: dict[str, Any], world: World, keep_in_bundle_patient: bool = Fa
         rtype = res.get("resourceType")
         if rtype == "Patient":
             res["identifier"] = [*(res.get("identifier") or []), {"system": INS_SYSTEM, "value": world.ins}]
+        if rtype == "Binary" and real_contents:
+            real_pdf(res)
         if rtype in ("List", "DocumentReference") and "subject" in res:
             if not (keep_in_bundle_patient and res["subject"].get("reference") in patient_urls):
                 res["subject"] = {**res["subject"], "reference": f"Patient/{world.dossier}"}
@@ -232,6 +251,26 @@ def test_a_published_example_whose_category_contradicts_its_type_is_refused_whol
     assert found_ids(world) == before
 
 
+@pytest.mark.parametrize("name", PLACEHOLDER_PDF)
+def test_a_published_example_whose_pdf_is_a_placeholder_is_refused_naming_the_content_type(world: World,
+                                                                                            name: str) -> None:
+    require_fixtures()
+    data = load(FIXTURES / name)
+    if data["resourceType"] == "Bundle":
+        bundle, _ = bind(data, world, real_contents=False)  # publishes the document it replaces first
+        before = found_ids(world)
+        r = world.client.post("/fhir", json=bundle, headers=world.headers("gp"))
+    else:
+        data["subject"] = {"reference": f"Patient/{world.dossier}"}
+        fresh_master(data)
+        before = found_ids(world)
+        r = world.client.post("/fhir/DocumentReference", json=data, headers=world.headers("gp"))
+    assert r.status_code == 422, r.text
+    assert [x for i in r.json()["issue"] for x in i.get("expression", [])] == [
+        "DocumentReference.content[0].attachment.contentType"]
+    assert found_ids(world) == before
+
+
 def test_the_minimal_bundles_own_patient_entry_is_matched_to_the_dossier_by_its_ins(world: World) -> None:
     bundle, _ = bind(load(FIXTURES / "mhd" / "Bundle-ex-minimalProvideDocumentBundleSimple.json"), world,
                      keep_in_bundle_patient=True)
@@ -285,6 +324,7 @@ def test_every_iti105_example_is_published_once_its_patient_exists(world: World,
     res = load(path)
     res["subject"] = {**(res.get("subject") or {}), "reference": f"Patient/{world.dossier}"}
     fresh_master(res)
+    real_pdf(res["content"][0]["attachment"])
     r = world.client.post("/fhir/DocumentReference", json=res, headers=world.headers("gp"))
     assert r.status_code == 201, r.text
     doc_id = r.json()["id"]

@@ -15,7 +15,7 @@ from carnet.access.actors import Actor, ActorKind, Mode
 from carnet.context import Services, run
 from carnet.db.tables import account, account_dossier, outbox
 from carnet.documents import service as documents
-from carnet.documents.codes import TRE_A07
+from carnet.documents.codes import TRE_A07, type_system
 from carnet.ids import new_id
 from carnet.notify.channels import Channels, channels_for
 from tests.conftest import SmtpInbox, World
@@ -71,7 +71,7 @@ def docref(labels: list[str] | None = None, loinc: str = "68599-0") -> dict[str,
     res: dict[str, Any] = {
         "resourceType": "DocumentReference", "status": "current",
         "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{uuid.uuid4()}"},
-        "type": {"coding": [{"system": "http://loinc.org", "code": loinc, "display": TYPE_DISPLAY}]},
+        "type": {"coding": [{"system": type_system(loinc), "code": loinc, "display": TYPE_DISPLAY}]},
         "content": [{"attachment": {"contentType": "application/pdf", "title": TITLE, "language": "fr-FR"}}]}
     if labels:
         res["securityLabel"] = [{"coding": [{"system": TRE_A07, "code": c}]} for c in labels]

@@ -162,13 +162,13 @@ def patient_titles(world: World) -> list[str]:
     return [d.title for d in page.documents]
 
 
-def test_the_add_form_offers_every_professional_type_of_domain_md_grouped_by_class(world: World,
+def test_the_add_form_offers_every_professional_type_of_the_ans_value_set_grouped_by_class(world: World,
                                                                                       browser: Any) -> None:
     signed_in(browser, world.pros["pharmacist"])
     html = browser.get(f"/pro/dossier/{world.dossier}/add").text
     select_ = html[html.index('<select id="type"'):html.index("</select>")]
     offered = re.findall(r'<option value="([^"]+)"', select_)
-    professional = {t for t in codes.TYPE_CLASS if t not in ("REMB", "EXPPAT_3") and not t.startswith("DOCPAT")}
+    professional = {t for t, c in codes.TYPE_CLASS.items() if c not in ("60", "90") and t != "EXPPAT_3"}
     assert set(offered) == professional and len(offered) == len(professional)
     groups = re.findall(r'<optgroup label="([^"]+)">(.*?)</optgroup>', select_)
     for label, body in groups:  # each type under its own class

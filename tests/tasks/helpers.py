@@ -92,12 +92,12 @@ PDF = b"%PDF-1.4\n% test\n%%EOF\n"
 
 def docref(world: World, loinc: str = "11488-4", labels: list[str] | None = None,
            replaces: str | None = None) -> dict[str, Any]:
-    from carnet.documents.codes import TRE_A07
+    from carnet.documents.codes import TRE_A07, type_system
 
     res: dict[str, Any] = {
         "resourceType": "DocumentReference", "status": "current",
         "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{uuid.uuid4()}"},
-        "type": {"coding": [{"system": "http://loinc.org", "code": loinc}]},
+        "type": {"coding": [{"system": type_system(loinc), "code": loinc}]},
         "subject": {"reference": f"Patient/{world.dossier}"},
         "content": [{"attachment": {"contentType": "application/pdf", "data": base64.b64encode(PDF).decode(),
                                     "title": "Compte rendu"}}]}

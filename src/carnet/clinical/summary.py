@@ -4,7 +4,8 @@
 ``Bundle`` of type ``document``: a ``Composition`` (LOINC 60591-5, "Patient summary Document") whose sections are
 Allergies and Intolerances (48765-2), Medication Summary (10160-0), Problem List (11450-4), Immunizations (11369-6),
 Results (30954-2: blood group, vital signs), Advance Directives (42348-3, the current ``EXPPAT_3`` documents) and
-"Summary documents" (60591-5: the latest VSM the caller may see), each with a generated narrative and its entries, or
+"Summary documents" (the latest summaries the caller may see: IPS 60591-5 and the ANS VSM, TRE_A05 ``SYNTH``),
+each with a generated narrative and its entries, or
 the IPS ``emptyReason`` when it has none; then the Patient, the items, the documents and their authors
 (Practitioner). The same rules as reading the dossier apply (``MASQUE_PS`` documents stay hidden from professionals
 without full rights); one audit record ``summary.read``.
@@ -27,6 +28,7 @@ from carnet.clinical import service as items
 from carnet.context import Context
 from carnet.db.tables import client, document, practitioner
 from carnet.directory import practitioner_resource
+from carnet.documents import codes
 from carnet.documents import service as documents
 from carnet.documents.service import fhir_instant
 from carnet.dossier import contacts as contacts_service
@@ -134,7 +136,8 @@ def _collect(ctx: Context, key: uuid.UUID) -> _Collected:
         key, [document.c.type_code == contacts_service.DIRECTIVE_TYPE, document.c.status == "current"], 10, 0),
         "ITI-67", "summary:directives")
     summary_docs, _ = documents.search(ctx, documents.DocumentQuery(
-        key, [document.c.type_code == VSM_TYPE, document.c.status == "current"], 3, 0), "ITI-67", "summary:vsm")
+        key, [document.c.type_code.in_(codes.SUMMARY_TYPES), document.c.status == "current"], 3, 0), "ITI-67",
+        "summary:vsm")
     view = SummaryView(dossier_key=key, patient_name=_patient_name(patient), birth_date=patient.get("birthDate"),
                        gender=patient.get("gender"), generated_at=ctx.now)
     for it in found:

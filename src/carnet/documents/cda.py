@@ -30,7 +30,7 @@ from carnet.errors import FhirError, unprocessable
 from carnet.identity.ins import OID_DEMO, OID_NIA, OID_NIR, OID_TEST
 
 V3 = "{urn:hl7-org:v3}"
-CONTENT_TYPES = frozenset({"text/xml", "application/xml", "application/hl7-v3+xml"})
+CONTENT_TYPES = frozenset({"text/xml", "application/xml", "application/hl7-v3+xml", "application/hl7-cda+xml"})
 MAX_BYTES = 50 * 1024 * 1024  # parse cap; deposits are capped lower by the max_document_bytes setting
 INS_OIDS = frozenset({OID_NIR, OID_NIA, OID_TEST, OID_DEMO})
 IDNPS_OID = "1.2.250.1.71.4.2.1"  # national id of a health professional ("8" + RPPS, "0" + ADELI)
@@ -60,7 +60,7 @@ class CdaError(ValueError):
 
 # --- parsing --------------------------------------------------------------------------------------------------------
 
-def parse(data: bytes, *, allow_doctype: bool = False) -> Any:
+def parse(data: bytes | bytearray, *, allow_doctype: bool = False) -> Any:
     """The ``ClinicalDocument`` root element of ``data``, parsed safely. Raises :class:`CdaError`."""
     if len(data) > MAX_BYTES:
         raise CdaError("The CDA document is larger than Carnet reads")
@@ -289,7 +289,7 @@ def _labels(res: dict[str, Any]) -> tuple[set[str], set[str]]:
     return sensitivity, visibility
 
 
-def check_header(data: bytes, res: dict[str, Any], dossier_ins: str) -> Header:
+def check_header(data: bytes | bytearray, res: dict[str, Any], dossier_ins: str) -> Header:
     """Refuse (422) a CDA whose header contradicts the dossier or its DocumentReference ``res``; return the header.
 
     - not well-formed, a DOCTYPE, not a ClinicalDocument → 422 on ``DocumentReference.content[0].attachment``;

@@ -102,6 +102,49 @@ def _author_names(res: dict[str, Any]) -> tuple[str | None, str | None]:
     return None, None
 
 
+def _type_and_class(res: dict[str, Any]) -> tuple[str, str, str]:
+    """(type system, type code, class) of a DocumentReference. The class is derived from the type (DOMAIN.md):
+
+    - a type coding of the ANS value set (LOINC or TRE_A05, in its own code system) gives the class; codings of other
+      systems beside it are kept as translations;
+    - a type whose codings are all unknown (code, or code system) is refused (422, ``DocumentReference.type``): an
+      unknown type is never filed in a default class that more professions read (issue 15 §6);
+    - no type at all (IHE MHD Minimal allows it) is filed in :data:`codes.UNTYPED_CLASS`, the class the fewest
+      professions read, with an empty type code;
+    - a declared TRE_A03 ``category`` must be a known class and agree with the type's class, never trusted over it.
+    """
+    type_system, type_code = "", ""
+    type_concept = res.get("type")
+    codings = [c for c in _codings(type_concept) if isinstance(c, dict)]
+    if type_concept is not None and not codings:
+        raise unprocessable("DocumentReference.type names no coding: state a type of the ANS value set "
+                            "(JDV_J07-XdsTypeCode-CISIS) or leave the type out", "DocumentReference.type",
+                            "code-invalid")
+    if codings:
+        known = next((c for c in codings if codes.known_type(c.get("system"), c.get("code"))), None)
+        if known is None:
+            raise unprocessable("Unknown document type: Carnet files the types of the ANS value set "
+                                "(JDV_J07-XdsTypeCode-CISIS: LOINC and TRE_A05 codes, each in its own code system)",
+                                "DocumentReference.type", "code-invalid")
+        type_system, type_code = str(known["system"]), str(known["code"])
+    derived = codes.TYPE_CLASS[type_code] if type_code else codes.UNTYPED_CLASS
+    class_code = None
+    for i, concept in enumerate(res.get("category") or []):
+        for c in _codings(concept):
+            if c.get("system") in codes.CLASS_SYSTEMS:
+                if c.get("code") not in codes.CLASSES:
+                    raise unprocessable("Unknown document class (TRE_A03)", f"DocumentReference.category[{i}]",
+                                        "code-invalid")
+                # the class is derived from the type (DOMAIN.md) and decides who reads: a category that contradicts
+                # it is refused, never trusted
+                if c["code"] != derived and c["code"] not in codes.TYPE_OTHER_CLASSES.get(type_code, ()):
+                    raise unprocessable(f"The category (class {c['code']}) contradicts the class of the type "
+                                        f"{type_code or '(none stated)'} (class {derived})",
+                                        f"DocumentReference.category[{i}]", "business-rule")
+                class_code = c["code"]
+    return type_system, type_code, class_code or derived
+
+
 def read_metadata(res: dict[str, Any]) -> DocMeta:
     """Derive Carnet's index of a validated DocumentReference. Raises 415 / 422 FhirErrors naming the field.
 
@@ -132,30 +175,7 @@ def _read_metadata(res: dict[str, Any]) -> DocMeta:
         raise FhirError(415, "not-supported", "This document format is not accepted",
                         "DocumentReference.content[0].attachment.contentType")
 
-    type_system, type_code = "", ""
-    for c in _codings(res.get("type")):
-        type_system, type_code = c.get("system") or "", c.get("code") or ""
-        if type_code in codes.TYPE_CLASS:
-            break
-    derived = codes.TYPE_CLASS.get(type_code)
-    class_code = None
-    for i, concept in enumerate(res.get("category") or []):
-        for c in _codings(concept):
-            if c.get("system") in codes.CLASS_SYSTEMS:
-                if c.get("code") not in codes.CLASSES:
-                    raise unprocessable("Unknown document class (TRE_A03)", f"DocumentReference.category[{i}]",
-                                        "code-invalid")
-                # the class is derived from the type (DOMAIN.md) and decides who reads: a category that contradicts
-                # it is refused, never trusted
-                if derived is not None and c["code"] != derived and \
-                        c["code"] not in codes.TYPE_OTHER_CLASSES.get(type_code, ()):
-                    raise unprocessable(f"The category (class {c['code']}) contradicts the class of the type "
-                                        f"{type_code} (class {derived})", f"DocumentReference.category[{i}]",
-                                        "business-rule")
-                class_code = c["code"]
-    if class_code is None:
-        class_code = derived if derived is not None else codes.DEFAULT_CLASS
-
+    type_system, type_code, class_code = _type_and_class(res)
     labels = confidentiality(res.get("securityLabel") or [])
     ctx = res.get("context") or {}
     period = ctx.get("period") or {}

@@ -19,7 +19,7 @@ from carnet.access.policy import Decision
 from carnet.blobs import seal_stream
 from carnet.context import Context
 from carnet.db.tables import document, document_identifier, document_token, resource_locator
-from carnet.documents import cda
+from carnet.documents import cda, content_types, fhir_content
 from carnet.documents.lifecycle import supersede
 from carnet.documents.metadata import DocMeta, read_metadata
 from carnet.documents.stored import aad, fhir_instant, segments
@@ -65,11 +65,7 @@ def publish(ctx: Context, dossier_key: uuid.UUID, resource: dict[str, Any], cont
     if content.content_type.split(";")[0].strip().lower() != meta.content_type:
         raise unprocessable("The content's type differs from attachment.contentType",
                             "DocumentReference.content[0].attachment.contentType")
-    if meta.content_type in cda.CONTENT_TYPES:  # issue 3 §4: the CDA header must not contradict the metadata
-        from carnet.db.tables import dossier
-
-        ins = ctx.conn.execute(select(dossier.c.ins).where(dossier.c.dossier_key == dossier_key)).scalar_one()
-        cda.check_header(bytes(content.data), resource, ins)
+    check_content(ctx, dossier_key, resource, content)
     taken = ctx.conn.execute(select(document_identifier.c.document_id).where(
         document_identifier.c.master_identifier == meta.master_identifier)).first()
     if taken is not None:
@@ -115,6 +111,28 @@ def publish(ctx: Context, dossier_key: uuid.UUID, resource: dict[str, Any], cont
     ctx.audit(dossier_key, "C", event, entity_type="DocumentReference", entity_id=str(document_id),
               detail={"class": meta.class_code, "type": meta.type_code, "size": len(content.data)})
     return Published(document_id, 1, now, warnings, served)
+
+
+def check_content(ctx: Context, dossier_key: uuid.UUID, resource: dict[str, Any], content: Content) -> None:
+    """The bytes decide, not the label (issue 15 §7): a content that is an HL7 CDA document, whatever its declared
+    type, is checked as a CDA against the dossier and its DocumentReference (issue 3 §4: patient, type, author, dates,
+    confidentiality; 422 naming the field; content declared a CDA that is not one: 422 naming the attachment), and a
+    declared type the bytes contradict is refused (422 naming ``attachment.contentType``); a FHIR content whose
+    Patient states another INS is refused (:mod:`carnet.documents.fhir_content`). Only the first bytes are sniffed
+    (:mod:`carnet.documents.content_types`)."""
+    kind = content_types.sniff(content.data, content_types.charset(content.content_type))
+    declared = content.content_type.split(";")[0].strip().lower()
+    if kind == content_types.CDA or declared in cda.CONTENT_TYPES:  # a CDA, or a CDA label: a CDA of this patient
+        cda.check_header(content.data, resource, _dossier_ins(ctx, dossier_key))
+    content_types.require_declared(content.content_type, kind)
+    if declared in ("application/fhir+json", "application/fhir+xml"):  # its Patient must not be another one
+        fhir_content.check_patient(content.data, kind, _dossier_ins(ctx, dossier_key))
+
+
+def _dossier_ins(ctx: Context, dossier_key: uuid.UUID) -> str:
+    from carnet.db.tables import dossier
+
+    return str(ctx.conn.execute(select(dossier.c.ins).where(dossier.c.dossier_key == dossier_key)).scalar_one())
 
 
 def _check_size_and_hash(resource: dict[str, Any], data: bytes | bytearray) -> list[Issue]:

@@ -248,6 +248,8 @@ def _access(facts: CopyFacts, s: _Styles) -> list[Any]:
 
 
 def _type(d: DocEntry) -> str:
+    if not d.type_code:
+        return codes.UNTYPED_LABEL  # published without a type (IHE MHD Minimal), filed in class 95
     if d.type_display != d.type_code:
         return d.type_display
     label = codes.TYPE_LABELS.get(d.type_code)

@@ -71,7 +71,8 @@ TEXT_LIMIT = 20_000  # characters of one text document shown in the booklet (the
 TEXT_BUDGET = 200_000  # characters of all text documents shown in the booklet
 EXTENSIONS = {
     "application/pdf": "pdf", "text/plain": "txt", "image/jpeg": "jpg", "image/png": "png", "text/xml": "xml",
-    "application/xml": "xml", "application/hl7-v3+xml": "xml", "application/fhir+json": "json",
+    "application/xml": "xml", "application/hl7-v3+xml": "xml", "application/hl7-cda+xml": "xml",
+    "application/fhir+json": "json",
     "application/fhir+xml": "xml",
 }
 COMPRESSED = frozenset({"application/pdf", "image/jpeg", "image/png"})  # stored as they are: deflate gains nothing

@@ -107,7 +107,7 @@ def test_a_refused_transaction_leaves_no_blob_behind(world: World) -> None:
     master = f"urn:uuid:{uuid.uuid4()}"
     publish(world, master=master)
     before = {p for p in world.services.blobs.root.rglob("*") if p.is_file()}  # type: ignore[attr-defined]
-    r = world.client.post("/fhir/DocumentReference", json=docref(world, master=master, data=b"%PDF other"),
+    r = world.client.post("/fhir/DocumentReference", json=docref(world, master=master, data=b"%PDF-1.4 other"),
                           headers=world.headers())
     assert r.status_code == 409
     after = {p for p in world.services.blobs.root.rglob("*") if p.is_file()}  # type: ignore[attr-defined]

@@ -34,7 +34,7 @@ PREVIEW_TEXT_LIMIT = 200_000  # characters of a text document shown in the page;
 TRE_A05 = "https://mos.esante.gouv.fr/NOS/TRE_A05-TypeDocComplementaire/FHIR/TRE-A05-TypeDocComplementaire"
 IHE_FORMATS = "http://ihe.net/fhir/ihe.formatcode.fhir/CodeSystem/formatcode"
 ANS_FORMATS = "https://mos.esante.gouv.fr/NOS/TRE_A06-FormatCodeComplementaire/FHIR/TRE-A06-FormatCodeComplementaire"
-CDA_TYPES = ("text/xml", "application/xml", "application/hl7-v3+xml")
+CDA_TYPES = tuple(sorted(cda.CONTENT_TYPES))  # every media type vendors send for a CDA R2 document
 
 # DOMAIN.md's classes (TRE_A03): English message ids whose French translations are the labels of documents.codes.
 CLASS_LABELS = {
@@ -47,7 +47,8 @@ CLASS_LABELS = {
 TYPE_LABELS = {
     "11488-4": N_("Consultation report"), "11490-0": N_("Discharge letter"), "11502-2": N_("Laboratory report"),
     "11526-1": N_("Pathology report"), "34874-8": N_("Operative report"), "18748-4": N_("Imaging report"),
-    "60591-5": N_("Medical summary"), "34133-9": N_("Summary of an episode of care"),
+    "60591-5": N_("Patient summary (IPS)"), "SYNTH": N_("Medical summary (VSM)"),
+    "34133-9": N_("Summary of an episode of care"),
     "68599-0": N_("Psychiatric summary"), "57833-6": N_("Prescription of health products"),
     "57832-8": N_("Prescription of care"), "60593-1": N_("Dispensed medicines"), "18776-5": N_("Care plan"),
     "80565-5": N_("Medicines administered"), "11369-6": N_("Vaccination history"), "87273-9": N_("Vaccination note"),
@@ -79,6 +80,7 @@ DONE = {"hidden": N_("The document is now hidden from professionals. Your médec
         "unchanged": N_("Nothing changed: the document was already so."),
         "deleted": N_("The document is deleted from your dossier. The history keeps a trace of it."),
         "added": N_("Your document is added to your dossier.")}
+UNTYPED = N_("Type not stated")  # a document published without a type (IHE MHD Minimal), filed in class 95
 NOT_SHOWN = N_("This document does not exist, or is not shown to you.")
 
 
@@ -89,8 +91,11 @@ def class_label(p: Page, code: str) -> str:
 
 
 def type_label(p: Page, code: str, display: str | None = None) -> str:
-    """A document type as a reader names it, never its code (issue 16 §1): the portal's translated label, else the
-    display the source sent, else the French label of :mod:`carnet.documents.codes`, else a plain "Document"."""
+    """A document type as a reader names it, never its code (issue 16 §1): "Type not stated" for a document without
+    a type, else the portal's translated label, else the display the source sent, else the French label of the ANS
+    value set (:mod:`carnet.documents.codes`), else a plain "Document"."""
+    if not code:
+        return p._(UNTYPED)
     if code in TYPE_LABELS:
         return p._(TYPE_LABELS[code])
     if display and display.strip() and display.strip() != code:
@@ -290,6 +295,9 @@ async def add(p: Page) -> Response:
         if err.status == 415:
             return _new_form(p, 415, p._("This kind of file is not accepted. Choose a PDF, a JPEG or PNG image, "
                                          "or a text file."), **values)
+        if err.status == 422:  # the bytes contradict the kind of file, or carry a CDA document (issue 15 §7)
+            return _new_form(p, 422, p._("This file's content does not match its kind. Choose a PDF, a JPEG or PNG "
+                                         "image, or a text file."), **values)
         if err.status == 403:
             return _new_form(p, 403, p._("Documents cannot be added to this dossier while it is closed."), **values)
         raise

@@ -22,6 +22,7 @@ from starlette.responses import Response
 from carnet.accounts import preferences
 from carnet.accounts import service as accounts
 from carnet.context import Context
+from carnet.documents.content_types import sniff_content_type
 from carnet.dossier import contacts
 from carnet.errors import FhirError
 from carnet.notify import outbox
@@ -64,7 +65,6 @@ FIELD_ERRORS = {
     "RelatedPerson": N_("A dossier holds at most 20 emergency contacts."),
     "DocumentReference.relatesTo.target": N_("The directives to replace are no longer in your dossier."),
 }
-MAGIC = ((b"%PDF-", "application/pdf"), (b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"))
 CONTACT_FIELDS = ("name", "relationship", "phone", "email", "note")
 
 
@@ -182,10 +182,10 @@ async def _upload(p: Page, item: UploadFile) -> tuple[bytes, str]:
     data = await item.read(limit + 1)
     if len(data) > limit:
         raise FhirError(413, "too-costly", "This file is too large.")
-    for magic, ctype in MAGIC:
-        if data.startswith(magic):
-            return data, ctype
-    raise FhirError(415, "not-supported", "This document format is not accepted")
+    ctype = sniff_content_type(data, "", "")  # a PDF, a JPEG or a PNG (typed directives come as text apart)
+    if ctype is None:
+        raise FhirError(415, "not-supported", "This document format is not accepted")
+    return data, ctype
 
 
 @page("POST", "/portal/settings/directives")

@@ -32,9 +32,10 @@ from carnet.pro.web import ProPage, pro_page
 INS_KINDS = {INS_SYSTEM_NIR: "", INS_SYSTEM_NIA: "NIA", INS_SYSTEM_TEST: N_("test identity"),
              INS_SYSTEM_DEMO: N_("demo identity")}
 SYSTEMS = {"nir": INS_SYSTEM_NIR, "nia": INS_SYSTEM_NIA, "test": INS_SYSTEM_TEST, "demo": INS_SYSTEM_DEMO}
-# Every DOMAIN.md type a professional files (not REMB: Assurance Maladie's; not EXPPAT_3 and DOCPAT: the patient's).
+# Every type of the ANS value set a professional files (not class 60: Assurance Maladie's; not class 90 and EXPPAT_3,
+# the advance directives: the patient's).
 TYPES = {code: label for code, label in codes.TYPE_LABELS.items()
-         if code not in ("REMB", "EXPPAT_3") and not code.startswith("DOCPAT")}
+         if codes.TYPE_CLASS[code] not in ("60", "90") and code != "EXPPAT_3"}
 UPLOADS = {"application/pdf": ("urn:ihe:iti:xds:2017:mimeTypeSufficient", "urn:ihe:iti:xds:2017:mimeTypeSufficient"),
            "text/plain": ("urn:ihe:iti:xds:2017:mimeTypeSufficient", "urn:ihe:iti:xds:2017:mimeTypeSufficient"),
            "image/jpeg": ("urn:ihe:iti:xds:2017:mimeTypeSufficient", "urn:ihe:iti:xds:2017:mimeTypeSufficient"),
@@ -297,13 +298,14 @@ async def withdraw(p: ProPage) -> Response:
 
 def docref(key: uuid.UUID, type_code: str, title: str, content_type: str, now: dt.datetime, author: dict[str, Any],
            invisible: bool, replaces: str | None) -> dict[str, Any]:
-    class_code = codes.TYPE_CLASS.get(type_code, codes.DEFAULT_CLASS)
+    class_code = codes.TYPE_CLASS[type_code]  # the form offers only TYPES
     system, fmt = UPLOADS[content_type]
     instant = documents.fhir_instant(now)
     res: dict[str, Any] = {
         "resourceType": "DocumentReference", "status": "current",
         "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{uuid.uuid4()}"},
-        "type": {"coding": [{"system": codes.LOINC, "code": type_code, "display": TYPES.get(type_code, type_code)}]},
+        "type": {"coding": [{"system": codes.type_system(type_code), "code": type_code,
+                             "display": TYPES.get(type_code, type_code)}]},
         "category": [{"coding": [{"system": codes.TRE_A03, "code": class_code,
                                   "display": codes.CLASSES[class_code]}]}],
         "subject": {"reference": f"Patient/{key}"}, "date": instant, "author": [author],
