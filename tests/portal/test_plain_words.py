@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 
 from carnet.access.actors import Actor, ActorKind
 from carnet.context import Services, run
+from carnet.documents import codes
 from carnet.portal import i18n
 from carnet.portal.pages import history as history_page
 from carnet.tasks import service as tasks
@@ -221,5 +222,5 @@ def test_a_document_without_title_is_named_by_its_type_and_opens(
     patient.ready()
     listing = patient.browser.get("/portal/documents").text
     link = re.search(rf'<a href="/portal/documents/{filled["bare"]}">([^<]+)</a>', listing)
-    assert link and link.group(1).strip() == "Document", listing
+    assert link and link.group(1).strip() == codes.TYPE_LABELS["28655-9"], listing  # "Compte rendu de sortie"
     assert patient.browser.get(f"/portal/documents/{filled['bare']}").status_code == 200
