@@ -26,6 +26,7 @@ from lxml import etree
 from markupsafe import Markup, escape
 
 from carnet.documents import codes
+from carnet.documents.cda_names import PersonName, person_name
 from carnet.errors import FhirError, unprocessable
 from carnet.identity.ins import OID_DEMO, OID_NIA, OID_NIR, OID_TEST
 
@@ -153,6 +154,7 @@ class Header:
     title: str = ""
     patient_ins: set[str] = field(default_factory=set)  # INS matricules of recordTarget/patientRole/id
     patient_name: str = ""
+    patient: PersonName = field(default_factory=PersonName)  # the name's parts (cda_names), for any language
     author_ids: set[str] = field(default_factory=set)  # assignedAuthor/id of root 1.2.250.1.71.4.2.1
     author_names: list[str] = field(default_factory=list)
     type_code: tuple[str, str] | None = None  # (code system OID, code)
@@ -164,11 +166,7 @@ class Header:
 
 
 def _name(el: Any) -> str:
-    if el is None:
-        return ""
-    parts = [_text(p) for p in el if isinstance(p.tag, str) and p.tag in (f"{V3}prefix", f"{V3}given",
-                                                                           f"{V3}family")]
-    return " ".join(p for p in parts if p) or _text(el)
+    return person_name(el).shown()
 
 
 def read_header(root: Any) -> Header:
@@ -177,7 +175,9 @@ def read_header(root: Any) -> Header:
         for ident in role.findall(f"{V3}id"):
             if ident.get("root") in INS_OIDS and ident.get("extension"):
                 h.patient_ins.add("".join(str(ident.get("extension")).split()).upper())
-        h.patient_name = h.patient_name or _name(role.find(f"{V3}patient/{V3}name"))
+        if not h.patient:
+            h.patient = person_name(role.find(f"{V3}patient/{V3}name"))
+            h.patient_name = h.patient.shown()
     for author in root.findall(f"{V3}author/{V3}assignedAuthor"):
         for ident in author.findall(f"{V3}id"):
             if ident.get("root") == IDNPS_OID and ident.get("extension"):
@@ -453,8 +453,8 @@ def render_html(data: bytes, *, pdf_url: str | None = None, lang: str = "fr") ->
     if h.title:
         parts.append(f"<h3>{escape(h.title)}</h3>")
     facts = []
-    if h.patient_name:
-        facts.append((words["patient"], h.patient_name))
+    if h.patient:
+        facts.append((words["patient"], h.patient.shown(lang)))
     if h.author_names:
         facts.append((words["author"], ", ".join(h.author_names)))
     ts = parse_ts(h.effective_time) if h.effective_time else None
