@@ -46,3 +46,15 @@ def test_the_rendered_header_shows_the_patient_line_once() -> None:
         b"</name>", 1)
     html = str(render_html(data))
     assert "<dt>Patient</dt><dd>DOMINIQUE MARIE-LOUISE PAT-TROIS</dd>" in html
+
+
+def test_a_fr_core_patient_shows_its_birth_given_names_once_and_its_birth_name_beside_the_used_one() -> None:
+    from carnet.dossier.patient import BIRTH_GIVEN_LIST_EXT, display_name
+
+    res = {"name": [
+        {"use": "official", "family": "MARTIN", "given": ["JEANNE"],
+         "extension": [{"url": BIRTH_GIVEN_LIST_EXT, "valueString": "JEANNE ALICE"}]},
+        {"use": "usual", "family": "DURAND", "given": ["JEANNE"]}]}
+    assert display_name(res) == "JEANNE ALICE DURAND (nom de naissance : MARTIN)"
+    assert display_name(res, "en") == "JEANNE ALICE DURAND (birth name: MARTIN)"
+    assert display_name({"name": [{"use": "official", "family": "Testé", "given": ["Alix"]}]}) == "Alix Testé"

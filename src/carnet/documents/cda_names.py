@@ -55,7 +55,8 @@ def _qualifiers(el: Any) -> set[str]:
     return set(str(el.get("qualifier") or "").upper().split())
 
 
-def _once(values: list[str]) -> list[str]:
+def once(values: list[str]) -> list[str]:
+    """``values`` without repeats (case-insensitive) or empty strings, in order."""
     out: list[str] = []
     seen: set[str] = set()
     for v in values:
@@ -89,10 +90,10 @@ def person_name(el: Any) -> PersonName:
     if not (prefixes or given or used_given or birth or used):
         text = _text(el)  # a name given as plain text
         return PersonName(family=text) if text else PersonName()
-    given = _once([g for x in given for g in ([x] if " " not in x else x.split())])
-    family = " ".join(_once(used or birth))
-    birth_family = " ".join(_once(birth)) if used and birth and _once(birth) != _once(used) else None
+    given = once([g for x in given for g in ([x] if " " not in x else x.split())])
+    family = " ".join(once(used or birth))
+    birth_family = " ".join(once(birth)) if used and birth and once(birth) != once(used) else None
     if not given and used_given:  # only a used given name: it is the given name shown
-        given, used_given = _once(used_given)[:1], []
-    extra = [u for u in _once(used_given) if u.casefold() not in {g.casefold() for g in given}]
-    return PersonName(tuple(_once(prefixes)), tuple(given), family, birth_family, extra[0] if extra else None)
+        given, used_given = once(used_given)[:1], []
+    extra = [u for u in once(used_given) if u.casefold() not in {g.casefold() for g in given}]
+    return PersonName(tuple(once(prefixes)), tuple(given), family, birth_family, extra[0] if extra else None)

@@ -52,6 +52,7 @@ from carnet.context import Context
 from carnet.db.tables import access_grant, audit, document, practitioner, representative
 from carnet.documents import codes
 from carnet.documents import service as documents
+from carnet.dossier.patient import display_name
 from carnet.errors import FhirError, forbidden, not_found
 from carnet.export import booklet, bundle, contents, readme, trail
 from carnet.export.facts import (
@@ -262,12 +263,9 @@ def _doc_entry(d: Any, path: str) -> DocEntry:
 
 
 def _names(resource: dict[str, Any], row: Any) -> list[str]:
-    out = []
-    for n in resource.get("name") or []:
-        text = " ".join([*(n.get("given") or []), n.get("family") or ""]).strip() or n.get("text") or ""
-        if text and text not in out:
-            out.append(text)
-    return out or [f"{row.given} {row.family}"]
+    """The patient's name as the DMP shows it (:func:`carnet.dossier.patient.display_name`: each given name once,
+    the birth name beside a used name)."""
+    return [display_name(resource) or f"{row.given} {row.family}"]
 
 
 def _facts(ctx: Context, row: Any, entries: list[DocEntry], audit_rows: Sequence[Row[Any]]) -> CopyFacts:
