@@ -48,6 +48,13 @@ def fill(world: World) -> dict[str, str]:
         body = make(world.dossier)
         r = world.client.post(f"/fhir/{body['resourceType']}", json=body, headers=world.headers("doctor"))
         assert r.status_code == 201, r.text
+        ids[body["resourceType"]] = r.json()["id"]
+    wrong = samples.allergy(world.dossier)
+    wrong["code"] = {"text": "Latex"}
+    r = world.client.post("/fhir/AllergyIntolerance", json=wrong, headers=world.headers("gp"))
+    ids["withdrawn"] = r.json()["id"]
+    r = world.client.post(f"/fhir/AllergyIntolerance/{ids['withdrawn']}/$entered-in-error", headers=world.headers("gp"))
+    assert r.status_code == 200, r.text
     ingest(services, byte_lines(claims_file(sample(world.ins, services.clock().date()))))
     add_contact(world)
     add_contact(world, name="Jules Bernard", relationship="voisin", phone="", email="jules@example.test")
@@ -184,6 +191,12 @@ def test_the_bundle_holds_each_kind_of_data_with_its_outcome(
     for s in composition["section"]:
         for e in s.get("entry", []):
             assert e["reference"] in present, e
+    # a withdrawn item is kept, marked, and every author an item names is in the Bundle
+    [withdrawn] = [a for a in by_type["AllergyIntolerance"] if a["id"] == ids["withdrawn"]]
+    assert withdrawn["verificationStatus"]["coding"][0]["code"] == "entered-in-error"
+    for r in by_type["AllergyIntolerance"] + by_type["Observation"]:
+        for ref in re.findall(r'"(Practitioner/[^"]+)"', json.dumps(r)):
+            assert ref in present, ref
     ips = json.loads(zf.read("fhir/ips.json"))
     validate(ips, "Bundle")
     assert ips["type"] == "document" and ips["entry"][0]["resource"]["resourceType"] == "Composition"
@@ -202,6 +215,7 @@ def test_the_booklet_reads_the_essentials_the_care_history_and_the_requests_in_f
     assert "refusée - le " in text and "Je vois déjà mon médecin" in text
     assert "en attente de votre réponse" in text
     assert "Ma tension est 12/8, pas 16/9." in text
+    assert "Latex" in text and "(retiré par son auteur)" in text
     assert "Paracétamol 500 mg" in text and "2,18 €" in text
     assert "fhir/ips.json" in zf.read("LISEZMOI.txt").decode() and "fhir/ips.json" in zf.read("README.txt").decode()
 

@@ -21,12 +21,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import select
+
 from carnet.access.policy import Decision
 from carnet.claims import fhir as claims_fhir
 from carnet.claims import service as claims
 from carnet.clinical import service as clinical
 from carnet.clinical import summary
 from carnet.context import Context
+from carnet.db.tables import practitioner
+from carnet.directory import practitioner_resource
 from carnet.dossier import contacts as contacts_service
 from carnet.export.facts import ClaimEntry, ContactEntry, HealthItem, RequestEntry
 from carnet.tasks import fhir as tasks_fhir
@@ -46,6 +50,7 @@ class Contents:
     contacts: list[contacts_service.Contact]
     claims: list[claims.ClaimView]
     tasks: list[tasks.TaskView]
+    authors: list[dict[str, Any]]  # the items' authors as Practitioner resources (the directory's entries)
 
 
 def gather(ctx: Context, key: uuid.UUID, decision: Decision, patient: dict[str, Any],
@@ -54,8 +59,11 @@ def gather(ctx: Context, key: uuid.UUID, decision: Decision, patient: dict[str, 
     found = summary.source_labels(ctx, clinical.items_for_summary(ctx, key, decision, withdrawn=True))
     contacts = contacts_service.contacts_for_copy(ctx, key, decision)
     view, ips = summary.for_copy(ctx, key, decision, patient, found, documents_served, contacts)
+    ids = sorted({it.author_id for it in found if it.author_id})
+    authors = [practitioner_resource(r) for r in ctx.conn.execute(
+        select(practitioner).where(practitioner.c.national_id.in_(ids)))] if ids else []
     return Contents(found, view, ips, contacts, claims.lines_for_copy(ctx, key, decision),
-                    tasks.for_copy(ctx, key, decision))
+                    tasks.for_copy(ctx, key, decision), authors)
 
 
 def health_resources(c: Contents, key: uuid.UUID) -> Iterator[dict[str, Any]]:
@@ -67,7 +75,7 @@ def health_resources(c: Contents, key: uuid.UUID) -> Iterator[dict[str, Any]]:
     yield ips_entries[0]
     for it in c.items:
         yield it.resource
-    yield from (r for r in ips_entries if r["resourceType"] == "Practitioner")
+    yield from c.authors
 
 
 def later_resources(c: Contents, key: uuid.UUID, document_ids: set[str]) -> Iterator[dict[str, Any]]:
