@@ -97,6 +97,7 @@ def test_the_patient_portal_links_and_serves_the_embedded_pdfs(patient: Patient)
     assert reads(world, doc) == before + 2
     assert b.get(f"/portal/documents/{doc}/body?part=2").status_code == 404
     assert b.get(f"/portal/documents/{doc}/body?part=x").status_code == 404
+    assert b.get(f"/portal/documents/{doc}/body?part=²").status_code == 404
 
 
 @pytest.fixture

@@ -429,7 +429,7 @@ def cda_pdf(data: bytes, ctype: str, doc_id: str, query: Any) -> Response:
     body, :func:`carnet.documents.cda.pdf_part`), served only when its bytes are a PDF: inline, or as an attachment
     with ``?download=1``. 404 when there is no such part. Both portals answer with this."""
     raw = str(query.get("part") or "0")
-    n = int(raw) if raw.isdigit() and len(raw) < 6 else -1
+    n = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 6 else -1
     pdf = cda.pdf_part(data, n) if ctype in CDA_TYPES and n >= 0 else None
     if pdf is None:
         raise FhirError(404, "not-found", NOT_SHOWN)
