@@ -13,6 +13,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import and_, delete, func, select
 
@@ -69,11 +70,27 @@ def search(ctx: Context, key: uuid.UUID, limit: int, offset: int, event: str = "
         total = len(rows)
     else:
         total = int(ctx.conn.execute(select(func.count()).select_from(claim_line).where(where)).scalar_one())
-    views = [ClaimView(id=r.line_hash, care_date=r.care_date, kind=r.kind, code_system=r.code_system, code=r.code,
-                       label=r.label, prescriber=r.prescriber,
-                       amount=None if r.amount_cents is None else Decimal(r.amount_cents) / 100) for r in rows]
+    views = [_view(r) for r in rows]
     ctx.audit(key, "E", event, entity_type="Patient", entity_id=str(key), detail={"returned": len(views)})
     return views, total
+
+
+def lines_for_copy(ctx: Context, key: uuid.UUID, decision: Decision) -> list[ClaimView]:
+    """Every line of the care history in the window, newest first, for a caller whose ``decision`` was already taken
+    (the complete copy: ``decision.copy``, audited once by the copy itself). Nothing when the decision does not let
+    them read reimbursement data."""
+    if not may_read(decision):
+        return []
+    rows = ctx.conn.execute(select(claim_line).where(
+        claim_line.c.dossier_key == key, claim_line.c.care_date >= window_start(ctx.now, ctx.settings.claims_months))
+        .order_by(claim_line.c.care_date.desc(), claim_line.c.line_hash)).all()
+    return [_view(r) for r in rows]
+
+
+def _view(r: Any) -> ClaimView:
+    return ClaimView(id=r.line_hash, care_date=r.care_date, kind=r.kind, code_system=r.code_system, code=r.code,
+                     label=r.label, prescriber=r.prescriber,
+                     amount=None if r.amount_cents is None else Decimal(r.amount_cents) / 100)
 
 
 def care_history(ctx: Context, key: uuid.UUID, limit: int = 50, offset: int = 0) -> list[ClaimView]:

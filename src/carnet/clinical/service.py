@@ -366,10 +366,12 @@ def dispute(ctx: Context, rtype: str, item_id: str, text: str) -> str:
     return served
 
 
-def items_for_summary(ctx: Context, key: uuid.UUID, decision: Decision) -> list[Item]:
-    """Every current item the caller sees (no audit: the caller audits the view it builds)."""
+def items_for_summary(ctx: Context, key: uuid.UUID, decision: Decision, *, withdrawn: bool = False) -> list[Item]:
+    """Every current item the caller sees, and the withdrawn ones too when ``withdrawn`` (the complete copy). No
+    audit: the caller audits the view it builds."""
+    current = clinical_item.c.item_id.is_not(None) if withdrawn else clinical_item.c.status != ERROR_STATUS
     rows = ctx.conn.execute(select(clinical_item).where(
-        clinical_item.c.dossier_key == key, clinical_item.c.status != ERROR_STATUS, visible_where(ctx, decision))
+        clinical_item.c.dossier_key == key, current, visible_where(ctx, decision))
         .order_by(clinical_item.c.resource_type, clinical_item.c.recorded_at.desc(),
                   clinical_item.c.item_id.desc())).all()
     names = practitioner_names(ctx, [r.author_id for r in rows if r.author_kind == "professional"])

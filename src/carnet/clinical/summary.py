@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from carnet.access.policy import Decision
 from carnet.clinical import service as items
 from carnet.context import Context
 from carnet.db.tables import client, document, practitioner
@@ -138,8 +139,17 @@ def _collect(ctx: Context, key: uuid.UUID) -> _Collected:
     summary_docs, _ = documents.search(ctx, documents.DocumentQuery(
         key, [document.c.type_code.in_(codes.SUMMARY_TYPES), document.c.status == "current"], 3, 0), "ITI-67",
         "summary:vsm")
+    dirs = [json.loads(t) for t in directive_docs]
+    vsms = [json.loads(t) for t in summary_docs]
+    ctx.audit(key, "R", "summary.read", entity_type="Patient", entity_id=str(key),
+              detail={"returned": len(found) + len(dirs) + len(vsms)})
+    return _Collected(_view(key, patient, found, dirs, vsms, ctx.now), patient, dirs, vsms)
+
+
+def _view(key: uuid.UUID, patient: dict[str, Any], found: list[items.Item], dirs: list[dict[str, Any]],
+          vsms: list[dict[str, Any]], now: dt.datetime) -> SummaryView:
     view = SummaryView(dossier_key=key, patient_name=_patient_name(patient), birth_date=patient.get("birthDate"),
-                       gender=patient.get("gender"), generated_at=ctx.now)
+                       gender=patient.get("gender"), generated_at=now)
     for it in found:
         if it.resource_type == "AllergyIntolerance":
             view.allergies.append(it)
@@ -153,13 +163,9 @@ def _collect(ctx: Context, key: uuid.UUID) -> _Collected:
             view.blood_group.append(it)
         else:
             view.vitals.append(it)
-    dirs = [json.loads(t) for t in directive_docs]
-    vsms = [json.loads(t) for t in summary_docs]
     view.directives = [_doc_entry(r) for r in dirs]
     view.summaries = [_doc_entry(r) for r in vsms]
-    ctx.audit(key, "R", "summary.read", entity_type="Patient", entity_id=str(key),
-              detail={"returned": len(found) + len(dirs) + len(vsms)})
-    return _Collected(view, patient, dirs, vsms)
+    return view
 
 
 def summary_view(ctx: Context, key: uuid.UUID) -> SummaryView:
@@ -197,9 +203,35 @@ def _patient_contact(key: uuid.UUID, c: contacts_service.Contact) -> dict[str, A
 def build_bundle(ctx: Context, key: uuid.UUID) -> dict[str, Any]:
     """The IPS document Bundle for the caller (see the module docstring)."""
     c = _collect(ctx, key)
+    contacts = contacts_service.list_contacts(ctx, key)  # the emergency contacts go in Patient.contact (IPS)
+    return _document(ctx, key, c, contacts)
+
+
+def for_copy(ctx: Context, key: uuid.UUID, decision: Decision, patient: dict[str, Any], found: list[items.Item],
+             documents_served: list[dict[str, Any]], contacts: list[contacts_service.Contact]) -> tuple[
+        SummaryView, dict[str, Any]]:
+    """The emergency summary and its IPS document Bundle for the complete copy, from what the copy already read
+    under its own ``decision`` (``decision.copy``, audited once by the copy): the items, the DocumentReferences it
+    holds (the current advance directives, newest first, and the three latest current VSM are taken from them) and
+    the contacts. Nothing is read or audited here beyond the authors' directory entries."""
+    if not decision.read:
+        raise forbidden(decision.refusal)
+
+    def newest(type_codes: frozenset[str] | set[str], limit: int) -> list[dict[str, Any]]:
+        chosen = [d for d in documents_served if d.get("status") == "current" and any(
+            c.get("code") in type_codes for c in (d.get("type") or {}).get("coding") or [])]
+        return sorted(chosen, key=lambda d: (str(d.get("date") or ""), str(d.get("id"))), reverse=True)[:limit]
+
+    current = [it for it in found if it.status != items.ERROR_STATUS]
+    dirs, vsms = newest({contacts_service.DIRECTIVE_TYPE}, 10), newest(set(codes.SUMMARY_TYPES), 3)
+    c = _Collected(_view(key, patient, current, dirs, vsms, ctx.now), json.loads(json.dumps(patient)), dirs, vsms)
+    return c.view, _document(ctx, key, c, contacts)
+
+
+def _document(ctx: Context, key: uuid.UUID, c: _Collected, contacts: list[contacts_service.Contact]) -> dict[
+        str, Any]:
     v = c.view
     base = f"{ctx.settings.base_url}/fhir"
-    contacts = contacts_service.list_contacts(ctx, key)  # the emergency contacts go in Patient.contact (IPS)
     if contacts:
         c.patient["contact"] = [*(c.patient.get("contact") or []), *(_patient_contact(key, x) for x in contacts)]
     patient_ref = f"Patient/{key}"

@@ -25,7 +25,8 @@ from zoneinfo import ZoneInfo
 from lxml import etree
 from markupsafe import Markup, escape
 
-from carnet.documents import codes
+from carnet.documents import cda_media, codes
+from carnet.documents.cda_names import PersonName, person_name
 from carnet.errors import FhirError, unprocessable
 from carnet.identity.ins import OID_DEMO, OID_NIA, OID_NIR, OID_TEST
 
@@ -153,6 +154,7 @@ class Header:
     title: str = ""
     patient_ins: set[str] = field(default_factory=set)  # INS matricules of recordTarget/patientRole/id
     patient_name: str = ""
+    patient: PersonName = field(default_factory=PersonName)  # the name's parts (cda_names), for any language
     author_ids: set[str] = field(default_factory=set)  # assignedAuthor/id of root 1.2.250.1.71.4.2.1
     author_names: list[str] = field(default_factory=list)
     type_code: tuple[str, str] | None = None  # (code system OID, code)
@@ -164,11 +166,7 @@ class Header:
 
 
 def _name(el: Any) -> str:
-    if el is None:
-        return ""
-    parts = [_text(p) for p in el if isinstance(p.tag, str) and p.tag in (f"{V3}prefix", f"{V3}given",
-                                                                           f"{V3}family")]
-    return " ".join(p for p in parts if p) or _text(el)
+    return person_name(el).shown()
 
 
 def read_header(root: Any) -> Header:
@@ -177,7 +175,9 @@ def read_header(root: Any) -> Header:
         for ident in role.findall(f"{V3}id"):
             if ident.get("root") in INS_OIDS and ident.get("extension"):
                 h.patient_ins.add("".join(str(ident.get("extension")).split()).upper())
-        h.patient_name = h.patient_name or _name(role.find(f"{V3}patient/{V3}name"))
+        if not h.patient:
+            h.patient = person_name(role.find(f"{V3}patient/{V3}name"))
+            h.patient_name = h.patient.shown()
     for author in root.findall(f"{V3}author/{V3}assignedAuthor"):
         for ident in author.findall(f"{V3}id"):
             if ident.get("root") == IDNPS_OID and ident.get("extension"):
@@ -353,14 +353,16 @@ def _check_time(cda_value: str | None, fhir_value: Any, element: str, metadata: 
 _TAGS = {"paragraph": "p", "content": "span", "list": "ul", "item": "li", "table": "table", "thead": "thead",
          "tbody": "tbody", "tfoot": "tfoot", "tr": "tr", "th": "th", "td": "td", "caption": "caption", "sub": "sub",
          "sup": "sup", "footnote": "small", "linkHtml": "span", "br": "br"}
-_DROPPED = {"renderMultiMedia", "footnoteRef", "col", "colgroup", "script", "style"}
+_DROPPED = {"footnoteRef", "col", "colgroup", "script", "style"}
 _LABELS = {
     "fr": {"patient": "Patient", "author": "Auteur", "date": "Date", "pdf": "Ce document contient un PDF.",
            "open": "Ouvrir le PDF", "unreadable": "Le corps de ce document n'est pas lisible ici ; téléchargez-le.",
-           "empty": "Ce document n'a pas de corps."},
+           "empty": "Ce document n'a pas de corps.", "attached": "PDF joint :",
+           "bad_pdf": "Une pièce jointe annoncée comme PDF n'en est pas un ; téléchargez le document."},
     "en": {"patient": "Patient", "author": "Author", "date": "Date", "pdf": "This document holds a PDF.",
            "open": "Open the PDF", "unreadable": "This document's body cannot be shown here; download it.",
-           "empty": "This document has no body."},
+           "empty": "This document has no body.", "attached": "Attached PDF:",
+           "bad_pdf": "An attachment said to be a PDF is not one; download the document."},
 }
 
 
@@ -369,28 +371,62 @@ def _local(el: Any) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
-def _narrative(el: Any) -> str:
-    """The children of a narrative element as HTML: every text escaped, only the tags of :data:`_TAGS`."""
+class _Links:
+    """The embedded PDFs (:mod:`carnet.documents.cda_media`) and where the portal serves them: ``renderMultiMedia``
+    in a narrative becomes a link to its PDF; a section's PDFs no narrative links to are listed after it."""
+
+    def __init__(self, root: Any, pdf_url: str | None, words: dict[str, str]) -> None:
+        self.found = cda_media.pdfs(root)
+        self.by_id = {e.media_id: e for e in self.found if e.media_id}
+        self.url, self.words = pdf_url, words
+        self.linked: set[int] = set()  # id() of the elements already linked
+
+    def link(self, e: cda_media.Embedded) -> str:
+        self.linked.add(id(e.element))
+        if e.index is None:
+            return f"<span>{escape(self.words['bad_pdf'])}</span>"
+        if not self.url:
+            return f"<span>{escape(self.words['pdf'])}</span>"
+        href = self.url + (f"?part={e.index}" if e.index else "")
+        return f'<a href="{escape(href)}">{escape(self.words["open"])}</a>'
+
+    def media(self, el: Any) -> str:
+        refs = [self.by_id[r] for r in str(el.get("referencedObject") or "").split() if r in self.by_id]
+        return " ".join(self.link(e) for e in refs)
+
+    def rest(self, section: Any) -> str:
+        """The PDFs of ``section``'s own entries (not its subsections') that no narrative linked to."""
+        mine = {id(x) for entry in section.findall(f"{V3}entry") for x in entry.iter()}
+        left = [e for e in self.found if id(e.element) in mine and id(e.element) not in self.linked]
+        return "".join(f'<p class="cda-attachment">{escape(self.words["attached"])} {self.link(e)}</p>'
+                       for e in left)
+
+
+def _narrative(el: Any, links: _Links | None = None) -> str:
+    """The children of a narrative element as HTML: every text escaped, only the tags of :data:`_TAGS`; a
+    ``renderMultiMedia`` that shows an embedded PDF becomes a link to it."""
     out = [str(escape(el.text or ""))]
     for child in el:
         name = _local(child)
-        if name and name not in _DROPPED:
+        if name == "renderMultiMedia":
+            out.append(links.media(child) if links is not None else "")
+        elif name and name not in _DROPPED:
             tag = _TAGS.get(name)
             if name == "list" and child.get("listType") == "ordered":
                 tag = "ol"
             if tag == "br":
                 out.append("<br>")
             elif tag == "table":
-                out.append(f'<div class="table-wrap"><table>{_narrative(child)}</table></div>')
+                out.append(f'<div class="table-wrap"><table>{_narrative(child, links)}</table></div>')
             elif tag is not None:
-                out.append(f"<{tag}>{_narrative(child)}</{tag}>")
+                out.append(f"<{tag}>{_narrative(child, links)}</{tag}>")
             else:
-                out.append(_narrative(child))
+                out.append(_narrative(child, links))
         out.append(str(escape(child.tail or "")))
     return "".join(out)
 
 
-def _sections(parent: Any, level: int) -> list[str]:
+def _sections(parent: Any, level: int, links: _Links) -> list[str]:
     out = []
     for comp in parent.findall(f"{V3}component"):
         section = comp.find(f"{V3}section")
@@ -403,8 +439,9 @@ def _sections(parent: Any, level: int) -> list[str]:
         if title:
             parts.append(f"<h{heading}>{escape(title)}</h{heading}>")
         if text is not None:
-            parts.append(f'<div class="narrative">{_narrative(text)}</div>')
-        parts.extend(_sections(section, level + 1))
+            parts.append(f'<div class="narrative">{_narrative(text, links)}</div>')
+        parts.append(links.rest(section))
+        parts.extend(_sections(section, level + 1, links))
         parts.append("</section>")
         out.append("".join(parts))
     return out
@@ -441,10 +478,20 @@ def body_of(data: bytes) -> Body | None:
         return None
 
 
+def pdf_part(data: bytes, n: int = 0) -> bytes | None:
+    """The bytes of the CDA document's readable PDF part ``n`` (:func:`carnet.documents.cda_media.pdfs`: part 0 is a
+    level-1 document's PDF body), sniffed as a PDF; None when there is none or ``data`` is not a CDA document."""
+    try:
+        return cda_media.part(parse(data, allow_doctype=True), n)
+    except CdaError:
+        return None
+
+
 def render_html(data: bytes, *, pdf_url: str | None = None, lang: str = "fr") -> Markup:
     """A CDA R2 document as safe HTML: the header (title, patient, author, date), then the body: each structured
-    section's title and narrative (nested sections as lower headings); a PDF nonXMLBody as a note and a link to
-    ``pdf_url`` (where the caller serves :func:`body_of`); a text body in ``<pre>``. Every text is escaped and only
+    section's title and narrative (nested sections as lower headings), each PDF embedded in it as a link to
+    ``pdf_url?part=n`` (where the caller serves :func:`pdf_part`); a PDF nonXMLBody as a note and a link to
+    ``pdf_url`` (part 0); a text body in ``<pre>``. Every text is escaped and only
     fixed tags are written. Raises :class:`CdaError` if ``data`` is not a CDA document."""
     root = parse(data, allow_doctype=True)  # stored before issue 3 §4, or never deposited: shown, never resolved
     words = _LABELS.get(lang, _LABELS["fr"])
@@ -453,8 +500,8 @@ def render_html(data: bytes, *, pdf_url: str | None = None, lang: str = "fr") ->
     if h.title:
         parts.append(f"<h3>{escape(h.title)}</h3>")
     facts = []
-    if h.patient_name:
-        facts.append((words["patient"], h.patient_name))
+    if h.patient:
+        facts.append((words["patient"], h.patient.shown(lang)))
     if h.author_names:
         facts.append((words["author"], ", ".join(h.author_names)))
     ts = parse_ts(h.effective_time) if h.effective_time else None
@@ -466,10 +513,10 @@ def render_html(data: bytes, *, pdf_url: str | None = None, lang: str = "fr") ->
                                                          for k, v in facts) + "</dl>")
     structured = root.find(f"{V3}component/{V3}structuredBody")
     if structured is not None:
-        parts.extend(_sections(structured, 4))
+        parts.extend(_sections(structured, 4, _Links(root, pdf_url, words)))
     elif root.find(f"{V3}component/{V3}nonXMLBody") is not None:
         body = non_xml_body(root)
-        if body is not None and body.media_type == "application/pdf":
+        if body is not None and body.media_type == "application/pdf" and cda_media.is_pdf(body.data):
             parts.append(f"<p>{escape(words['pdf'])}</p>")
             if pdf_url:
                 parts.append(f'<p><a href="{escape(pdf_url)}">{escape(words["open"])}</a></p>')

@@ -160,6 +160,16 @@ def list_contacts(ctx: Context, key: uuid.UUID) -> list[Contact]:
     return [_contact(r) for r in rows]
 
 
+def contacts_for_copy(ctx: Context, key: uuid.UUID, decision: Decision) -> list[Contact]:
+    """The dossier's emergency contacts for a caller whose ``decision`` was already taken (the complete copy,
+    audited once by the copy itself); nothing when it does not let them read the dossier."""
+    if not decision.read:
+        return []
+    rows = ctx.conn.execute(select(contact).where(contact.c.dossier_key == key)
+                            .order_by(contact.c.created_at, contact.c.contact_id)).all()
+    return [_contact(r) for r in rows]
+
+
 def add_contact(ctx: Context, key: uuid.UUID, *, name: str, relationship: str | None = None,
                 phone: str | None = None, email: str | None = None, note: str | None = None) -> uuid.UUID:
     """Add an emergency contact (the patient side, open dossier). Audited ``contact.add``."""

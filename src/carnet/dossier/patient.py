@@ -8,6 +8,7 @@ import unicodedata
 import uuid
 from typing import Any
 
+from carnet.documents.cda_names import PersonName, once
 from carnet.documents.stored import fhir_instant
 from carnet.errors import unprocessable
 from carnet.identity.ins import INS_SYSTEMS, InvalidIdentifier, parse_ins_identifier
@@ -82,3 +83,26 @@ def served_patient(res: dict[str, Any], key: uuid.UUID, version: int, now: dt.da
     if not out["extension"]:
         del out["extension"]
     return out
+
+
+BIRTH_GIVEN_LIST_EXT = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient-birth-list-given-name"
+
+
+def display_name(res: dict[str, Any], lang: str = "fr") -> str:
+    """The patient's name as the DMP's identity banner shows it (issue 16 §2), from a FR Core Patient: the birth given
+    names (the ``fr-core-patient-birth-list-given-name`` list when stated, else ``given``) once each, in order, then
+    the family name in use (the ``usual`` name's, else the birth name); the birth name when it differs, and a used
+    given name that is not a birth given name, in parentheses (:class:`carnet.documents.cda_names.PersonName`)."""
+    names = [n for n in res.get("name") or [] if isinstance(n, dict)]
+    official = next((n for n in names if n.get("use") == "official"), names[0] if names else {})
+    usual = next((n for n in names if n.get("use") == "usual" and n is not official), {})
+    listed = next((str(e.get("valueString") or "") for e in official.get("extension") or []
+                   if isinstance(e, dict) and e.get("url") == BIRTH_GIVEN_LIST_EXT), "")
+    given = once([*listed.split(), *(g for x in official.get("given") or [] for g in str(x).split())])
+    birth = str(official.get("family") or "")
+    used = str(usual.get("family") or "") or birth
+    used_given = [g for x in usual.get("given") or [] for g in str(x).split()]
+    extra = [u for u in once(used_given) if u.casefold() not in {g.casefold() for g in given}]
+    name = PersonName(tuple(official.get("prefix") or ()), tuple(given), used,
+                      birth if birth and birth.casefold() != used.casefold() else None, extra[0] if extra else None)
+    return name.shown(lang) or str(official.get("text") or "")

@@ -1,8 +1,10 @@
 """The copy's readable booklet, ``dossier.pdf`` (reportlab), in French with English headings.
 
-Cover (identity, date of the copy, médecin traitant, legal representatives), who has access (authorizations, blocks,
-the two objections), the documents by class (DOMAIN.md labels, TRE_A03) with each file's name in the zip and its
-SHA-256, text documents' content, and the access history. The standard PDF fonts with WinAnsi encoding render French
+Cover (identity, date of the copy, médecin traitant, legal representatives); what Home shows first (the structured
+data, the advance directives, the emergency contacts); who has access (authorizations, blocks, the two objections)
+and the access and rectification requests with their answers; the documents by class (DOMAIN.md labels, TRE_A03)
+with each file's name in the zip and its SHA-256, text documents' content; the care history (reimbursements); the
+access history. The standard PDF fonts with WinAnsi encoding render French
 (é, è, à, ç, œ, ’, €); a character they lack is written without its accent, or as ``?``, never as a blank box.
 """
 
@@ -30,7 +32,7 @@ from reportlab.platypus import (
 )
 
 from carnet.documents import codes
-from carnet.export.facts import CopyFacts, DocEntry, Grant, HistoryEntry, Person, local
+from carnet.export.facts import CopyFacts, DocEntry, Grant, HealthItem, HistoryEntry, Person, local
 from carnet.identity.ins import InvalidIdentifier, format_nir
 
 GENDERS = {"male": "masculin", "female": "féminin", "other": "autre", "unknown": "inconnu"}
@@ -140,8 +142,10 @@ def render(facts: CopyFacts, out: Any) -> None:
                             subject="Copie complète du dossier", creator="Carnet")
     story: list[Any] = []
     story += _cover(facts, s)
-    story += [PageBreak()] + _access(facts, s)
+    story += [PageBreak()] + _health(facts, s)
+    story += [PageBreak()] + _access(facts, s) + _requests(facts, s)
     story += [PageBreak()] + _documents(facts, s)
+    story += [PageBreak()] + _claims(facts, s)
     story += [PageBreak()] + _history(facts, s)
     doc.build(story, onFirstPage=on_page, onLaterPages=on_page)
 
@@ -323,4 +327,84 @@ def _history(facts: CopyFacts, s: _Styles) -> list[Any]:
         for i, h in enumerate(facts.history) if h.mode != "normal"])
     out.append(Table([header] + [_history_row(h, s) for h in facts.history],
                      colWidths=[24 * mm, 32 * mm, 24 * mm, 28 * mm, 38 * mm, 28 * mm], style=style, repeatRows=1))
+    return out
+
+
+# --- what Home, the care history and the requests show (issue 16 §3) ------------------------------------------------
+
+HEALTH_SECTIONS = (("allergies", "Allergies", "Allergies"), ("medications", "Traitements", "Treatments"),
+                   ("problems", "Problèmes de santé", "Health problems"),
+                   ("blood_group", "Groupe sanguin", "Blood group"),
+                   ("results", "Résultats et mesures", "Results and measurements"),
+                   ("immunizations", "Vaccinations", "Vaccinations"))
+CLAIM_KINDS = {"act": "acte", "consultation": "consultation", "drug": "médicament", "biology": "biologie",
+               "device": "dispositif médical", "transport": "transport", "other": "autre"}
+DIRECTIVE_TYPE = "EXPPAT_3"
+
+
+def _health_line(h: HealthItem) -> str:
+    line = " - ".join(x for x in (h.text, _day(h.date), h.author and f"saisi par {h.author}") if x)
+    if h.status == "entered-in-error":
+        line += " (retiré par son auteur)"
+    if h.dispute:
+        line += f" - contesté par le patient : {h.dispute}"
+    return line
+
+
+def _health(facts: CopyFacts, s: _Styles) -> list[Any]:
+    """Home's emergency essentials: the structured data, the advance directives, the emergency contacts."""
+    out: list[Any] = [_heading("L'essentiel en cas d'urgence", "Emergency essentials", s.h1),
+                      _p("Ce que votre page d'accueil montre en premier. La synthèse d'urgence (format IPS) est aussi "
+                         "dans fhir/ips.json.", s.small)]
+    for key, french, english in HEALTH_SECTIONS:
+        found = [h for h in facts.health if h.section == key]
+        out.append(_heading(french, english, s.h2))
+        out += [_p(f"- {_health_line(h)}", s.body) for h in found] or [_p("Rien n'est enregistré.", s.body)]
+    out.append(_heading("Directives anticipées", "Advance directives", s.h2))
+    directives = [d for d in facts.documents if d.type_code == DIRECTIVE_TYPE and d.status == "current"]
+    out += [_p(f"- {d.title or 'Directives anticipées'} - {_day(d.date)} - fichier : {d.path}", s.body)
+            for d in directives] or [_p("Aucune directive anticipée déposée.", s.body)]
+    out.append(_heading("Contacts d'urgence", "Emergency contacts", s.h2))
+    out += [_p("- " + " - ".join(x for x in (f"{c.name} ({c.relationship})" if c.relationship else c.name,
+                                              c.phone, c.email, c.note) if x), s.body)
+            for c in facts.contacts] or [_p("Aucun contact d'urgence.", s.body)]
+    return out
+
+
+REQUEST_STATUSES = {
+    ("access", "requested"): "en attente de votre réponse", ("access", "completed"): "acceptée",
+    ("access", "rejected"): "refusée", ("access", "expired"): "expirée sans réponse",
+    ("rectification", "requested"): "en attente de la réponse de l'auteur",
+    ("rectification", "completed"): "document corrigé (remplacé)",
+    ("rectification", "rejected"): "refusée par l'auteur",
+    ("rectification", "expired"): "expirée"}
+
+
+def _requests(facts: CopyFacts, s: _Styles) -> list[Any]:
+    out: list[Any] = [_heading("Demandes d'accès et de rectification", "Access and rectification requests", s.h2)]
+    if not facts.requests:
+        return out + [_p("Aucune demande.", s.body)]
+    header = [_p(h, s.cell) for h in ("Date", "Demande", "Qui", "Motif ou texte", "Réponse")]
+    rows = [header]
+    for r in facts.requests:
+        kind = "accès demandé par" if r.kind == "access" else "rectification demandée à"
+        status = REQUEST_STATUSES.get((r.kind, r.status), r.status)
+        if r.by_policy:
+            status = "refusée d'office (vous refusez toutes les demandes)"
+        answer = " - ".join(x for x in (status, r.answered and f"le {_day(r.answered)}", r.answer) if x)
+        rows.append([_p(c, s.cell) for c in (_moment(r.created), kind, r.who, r.reason or "", answer)])
+    out.append(Table(rows, colWidths=[24 * mm, 28 * mm, 34 * mm, 44 * mm, 44 * mm], style=GRID, repeatRows=1))
+    return out
+
+
+def _claims(facts: CopyFacts, s: _Styles) -> list[Any]:
+    out: list[Any] = [_heading("Données de remboursement", "Care history (reimbursements)", s.h1),
+                      _p("Les soins que l'Assurance Maladie vous a remboursés ces derniers mois, du plus récent "
+                         "au plus ancien.", s.small), Spacer(1, 2 * mm)]
+    if not facts.claims:
+        return out + [_p("Aucun soin remboursé sur la période.", s.body)]
+    header = [_p(h, s.cell) for h in ("Date des soins", "Quoi", "Nature", "Code", "Montant")]
+    rows = [header] + [[_p(c, s.cell) for c in (_day(x.care_date), x.label, CLAIM_KINDS.get(x.kind, x.kind), x.code,
+                                                 x.amount or "")] for x in facts.claims]
+    out.append(Table(rows, colWidths=[24 * mm, 70 * mm, 26 * mm, 30 * mm, 24 * mm], style=GRID, repeatRows=1))
     return out

@@ -6,6 +6,7 @@ The zip holds::
     LISEZMOI.txt, README.txt          what the copy holds and how to check it (French, English)
     dossier.pdf                       the readable booklet (identity, access, documents, access history)
     fhir/bundle.json                  a FHIR R4 Bundle (collection) of everything
+    fhir/ips.json                     the emergency summary as an IPS document Bundle (carnet.clinical.summary)
     documents/<class>/<date>-<id>.<ext>   each document the caller may see, byte for byte
     audit/history.json, receipt.json, verify_receipt.py   the audit chain and its signed receipt, when a checkpoint
                                       commits to it (:mod:`carnet.export.trail`, docs/AUDIT.md)
@@ -19,6 +20,10 @@ mismatch fails the whole copy (500), as ITI-68 never serves a document that fail
 The access history is the dossier's audit records, as ``AuditEvent`` search serves them to the patient, less the
 records about a document the caller may not see yet (awaiting its announcement, or a minor's confidential care for a
 representative), so that the copy cannot reveal such a document exists.
+
+Besides the documents and the history, the copy holds what the portal shows the patient elsewhere
+(:mod:`carnet.export.contents`): structured data, the IPS summary, emergency contacts, the care history, the access
+and rectification requests.
 
 Audit: one record ``dossier.copy`` (action R, entity Patient, detail: the number of documents), written in the same
 transaction before the history is read, so the copy's own history ends with it. The document reads inside the copy
@@ -47,8 +52,9 @@ from carnet.context import Context
 from carnet.db.tables import access_grant, audit, document, practitioner, representative
 from carnet.documents import codes
 from carnet.documents import service as documents
+from carnet.dossier.patient import display_name
 from carnet.errors import FhirError, forbidden, not_found
-from carnet.export import booklet, bundle, readme, trail
+from carnet.export import booklet, bundle, contents, readme, trail
 from carnet.export.facts import (
     CopyFacts,
     DocEntry,
@@ -134,13 +140,17 @@ def build_copy(ctx: Context, dossier_key: uuid.UUID, out: IO[bytes]) -> CopySumm
             entries.append(entry)
             del data
 
+        served = [bundle.document_reference(d.resource, entry.path) for d, entry in zip(docs, entries, strict=True)]
+        more = contents.gather(ctx, dossier_key, decision, json.loads(row.resource), served)
         audit_rows = _history_rows(ctx, dossier_key, decision)
         facts = _facts(ctx, row, entries, audit_rows)
+        facts.health, facts.contacts, facts.claims, facts.requests = contents.facts(more)
 
         with zf.open(_info("fhir/bundle.json", stamp), "w", force_zip64=True) as raw:
             sink = _Hashing(raw)
-            bundle.write(sink, _resources(ctx, row, docs, entries, audit_rows), ctx.settings.base_url, ctx.now)
+            bundle.write(sink, _resources(ctx, row, served, more, audit_rows), ctx.settings.base_url, ctx.now)
         sums.append((sink.hexdigest(), "fhir/bundle.json"))
+        put("fhir/ips.json", (json.dumps(more.ips, ensure_ascii=False, indent=1) + "\n").encode())
 
         with zf.open(_info("dossier.pdf", stamp), "w", force_zip64=True) as raw:
             sink = _Hashing(raw)
@@ -254,12 +264,9 @@ def _doc_entry(d: Any, path: str) -> DocEntry:
 
 
 def _names(resource: dict[str, Any], row: Any) -> list[str]:
-    out = []
-    for n in resource.get("name") or []:
-        text = " ".join([*(n.get("given") or []), n.get("family") or ""]).strip() or n.get("text") or ""
-        if text and text not in out:
-            out.append(text)
-    return out or [f"{row.given} {row.family}"]
+    """The patient's name as the DMP shows it (:func:`carnet.dossier.patient.display_name`: each given name once,
+    the birth name beside a used name)."""
+    return [display_name(resource) or f"{row.given} {row.family}"]
 
 
 def _facts(ctx: Context, row: Any, entries: list[DocEntry], audit_rows: Sequence[Row[Any]]) -> CopyFacts:
@@ -324,9 +331,11 @@ def _history(a: Any, people: dict[str, Person], orgs: dict[str, str], reps: dict
 
 # --- the FHIR resources ---------------------------------------------------------------------------------------------
 
-def _resources(ctx: Context, row: Any, docs: Sequence[Any], entries: list[DocEntry],
+def _resources(ctx: Context, row: Any, served: list[dict[str, Any]], more: contents.Contents,
                audit_rows: Sequence[Row[Any]]) -> Iterator[dict[str, Any]]:
-    """Every resource of the Bundle, one at a time: Patient, RelatedPerson, Consent, DocumentReference, AuditEvent."""
+    """Every resource of the Bundle, one at a time: Patient, RelatedPerson (legal representatives), Consent,
+    RelatedPerson (emergency contacts), the IPS Composition, the structured items and their authors (Practitioner),
+    DocumentReference, ExplanationOfBenefit, Task, AuditEvent."""
     key = row.dossier_key
     yield json.loads(row.resource)
     for r in ctx.conn.execute(select(representative).where(representative.c.dossier_key == key)
@@ -336,8 +345,9 @@ def _resources(ctx: Context, row: Any, docs: Sequence[Any], entries: list[DocEnt
                                                          access_grant.c.revoked_at.is_(None))
                               .order_by(access_grant.c.created_at)).all()
     yield from bundle.consents(row, grants)
-    for d, entry in zip(docs, entries, strict=True):
-        yield bundle.document_reference(d.resource, entry.path)
+    yield from contents.health_resources(more, key)
+    yield from served
+    yield from contents.later_resources(more, key, {str(d["id"]) for d in served})
     base = f"{ctx.settings.base_url}/fhir"
     for a in audit_rows:
         yield audit_fhir.to_fhir(a, base)

@@ -88,6 +88,53 @@ class HistoryEntry:
     reason: str | None
 
 
+@dataclass(frozen=True)
+class HealthItem:
+    """One item of structured data, as Home shows it (carnet.clinical)."""
+
+    section: str  # allergies | medications | problems | blood_group | results | immunizations
+    text: str
+    date: dt.datetime | None
+    author: str
+    status: str  # the FHIR status; entered-in-error: withdrawn by its author
+    dispute: str | None  # the patient side's dispute note
+
+
+@dataclass(frozen=True)
+class ContactEntry:
+    name: str
+    relationship: str | None
+    phone: str | None
+    email: str | None
+    note: str | None
+
+
+@dataclass(frozen=True)
+class ClaimEntry:
+    """One line of the care history (carnet.claims): what Assurance Maladie reimbursed."""
+
+    care_date: dt.date
+    kind: str
+    code: str  # "CCAM YYYY001"
+    label: str
+    amount: str | None  # "25,00 €"
+
+
+@dataclass(frozen=True)
+class RequestEntry:
+    """An access request (a professional asks the patient) or a rectification request (the patient asks an author),
+    and its answer (carnet.tasks)."""
+
+    kind: str  # access | rectification
+    created: dt.datetime
+    who: str  # the professional who asked (access) or the author asked (rectification)
+    status: str  # requested | completed | rejected | expired
+    reason: str | None
+    answer: str | None
+    answered: dt.datetime | None
+    by_policy: bool  # refused at once: the patient refuses every access request
+
+
 @dataclass
 class CopyFacts:
     created: dt.datetime
@@ -110,4 +157,8 @@ class CopyFacts:
     access_requests: str = "ask"  # ask | refuse
     documents: list[DocEntry] = field(default_factory=list)
     history: list[HistoryEntry] = field(default_factory=list)
+    health: list[HealthItem] = field(default_factory=list)
+    contacts: list[ContactEntry] = field(default_factory=list)
+    claims: list[ClaimEntry] = field(default_factory=list)
+    requests: list[RequestEntry] = field(default_factory=list)
     receipt: bool = False  # the copy carries audit/receipt.json (carnet.export.trail)

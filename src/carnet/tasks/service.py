@@ -239,6 +239,16 @@ def list_for_dossier(ctx: Context, dossier_key: uuid.UUID, kinds: Iterable[str] 
     return _views(ctx, rows)
 
 
+def for_copy(ctx: Context, dossier_key: uuid.UUID, decision: Decision) -> list[TaskView]:
+    """The Tasks of a dossier that the patient side sees (all of them), oldest first, for a caller whose ``decision``
+    was already taken (the complete copy, audited once by the copy itself). Nothing for anyone else."""
+    if decision.basis not in PATIENT_SIDE:
+        return []
+    rows = ctx.conn.execute(select(task).where(task.c.dossier_key == dossier_key)
+                            .order_by(task.c.created_at, task.c.task_id)).all()
+    return _views(ctx, rows)
+
+
 def list_addressed_to_me(ctx: Context, kinds: Iterable[str] | None = None, statuses: Iterable[str] | None = None,
                          *, as_owner: bool = True, limit: int = 500) -> list[TaskView]:
     """A professional's own requests (``as_owner=False``) or the rectifications addressed to them, across dossiers.

@@ -432,14 +432,26 @@ def cda_html(data: bytes, pdf_url: str | None = None, lang: str = "fr") -> Marku
         return None
 
 
+def cda_pdf(data: bytes, ctype: str, doc_id: str, query: Any) -> Response:
+    """A PDF a CDA document carries (``?part=n``: its nonXMLBody is part 0, then each PDF embedded in its structured
+    body, :func:`carnet.documents.cda.pdf_part`), served only when its bytes are a PDF: inline, or as an attachment
+    with ``?download=1``. 404 when there is no such part. Both portals answer with this."""
+    raw = str(query.get("part") or "0")
+    n = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 6 else -1
+    pdf = cda.pdf_part(data, n) if ctype in CDA_TYPES and n >= 0 else None
+    if pdf is None:
+        raise FhirError(404, "not-found", NOT_SHOWN)
+    name = f"{doc_id}{f'-{n}' if n else ''}.pdf"
+    disposition = "attachment" if query.get("download") else "inline"
+    return Response(pdf, media_type="application/pdf",
+                    headers={"Content-Disposition": f'{disposition}; filename="{name}"',
+                             "X-Content-Type-Options": "nosniff"})
+
+
 @page("GET", "/portal/documents/{id}/body")
 async def document_body(p: Page) -> Response:
-    """The PDF a CDA document carries in its nonXMLBody, decoded; retrieved (audited, SHA-256 checked) like the
-    file itself. 404 when the document has no such body."""
+    """A PDF the CDA document carries (:func:`cda_pdf`); retrieved (audited, SHA-256 checked) like the file
+    itself."""
     doc_id = _doc_id(p)
     data, ctype, _ = await p.run(lambda ctx: documents.retrieve(ctx, doc_id))
-    body = cda.body_of(data) if ctype in CDA_TYPES else None
-    if body is None or body.media_type != "application/pdf":
-        raise FhirError(404, "not-found", NOT_SHOWN)
-    return p.finish(Response(body.data, media_type="application/pdf",
-                             headers={"Content-Disposition": f'inline; filename="{doc_id}.pdf"'}))
+    return p.finish(cda_pdf(data, ctype, doc_id, p.request.query_params))

@@ -23,7 +23,14 @@ from carnet.fhir.patch import PatchPlan
 from carnet.history import accesses
 from carnet.identity.ins import INS_SYSTEM_DEMO, INS_SYSTEM_NIA, INS_SYSTEM_NIR, INS_SYSTEM_TEST, format_nir
 from carnet.portal.i18n import N_
-from carnet.portal.pages.documents import CDA_TYPES, PREVIEW_TEXT_LIMIT, cda_html, class_label, type_label
+from carnet.portal.pages.documents import (
+    CDA_TYPES,
+    PREVIEW_TEXT_LIMIT,
+    cda_html,
+    cda_pdf,
+    class_label,
+    type_label,
+)
 from carnet.portal.pages.home import item_text
 from carnet.portal.web import offset_param
 from carnet.pro.web import ProPage, pro_page
@@ -245,7 +252,8 @@ async def document_page(p: ProPage) -> Response:
         preview = {"kind": "pdf"}
     elif listed.content_type in ("image/jpeg", "image/png"):
         preview = {"kind": "image"}
-    elif data is not None and listed.content_type in CDA_TYPES and (html := cda_html(data)) is not None:
+    elif data is not None and listed.content_type in CDA_TYPES and (html := cda_html(
+            data, f"/pro/dossier/{key}/documents/{doc_id}/body", p.lang.code)) is not None:
         preview = {"kind": "cda", "html": html}
     elif data is not None:
         preview = {"kind": "text", "text": data.decode("utf-8", errors="replace")[:PREVIEW_TEXT_LIMIT]}
@@ -266,6 +274,15 @@ async def document_file(p: ProPage) -> Response:
     media = f"{ctype}; charset=utf-8" if ctype.startswith("text/") else ctype
     return p.finish(Response(data, media_type=media, headers={
         "Content-Disposition": f'{"inline" if inline else "attachment"}; filename="{doc_id}"'}))
+
+
+@pro_page("GET", "/pro/dossier/{key}/documents/{id}/body")
+async def document_body(p: ProPage) -> Response:
+    """A PDF the CDA document carries, as the patient portal serves it (:func:`carnet.portal.pages.documents.
+    cda_pdf`); retrieved (audited ITI-68, SHA-256 checked) like the file."""
+    doc_id = _doc_id(p)
+    data, ctype, _ = await p.run(lambda ctx: documents.retrieve(ctx, doc_id))
+    return p.finish(cda_pdf(data, ctype, doc_id, p.request.query_params))
 
 
 def _labels(resource: dict[str, Any], drop: str) -> list[dict[str, Any]]:
