@@ -128,7 +128,6 @@ class Visibility:
             conds.append(clause)
         return and_(*conds)
 
-
     def allows_item(self, item: ItemFacts) -> bool:
         """The rule of a document of the summary class (``MASQUE_PS`` = hidden), for a structured item."""
         return self.allows(DocFacts(class_code=ITEM_CLASS, type_code=ITEM_TYPE, author_id=item.author_id,

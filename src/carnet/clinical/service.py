@@ -206,8 +206,8 @@ def _readable(ctx: Context, key: uuid.UUID, event: str, action: str = "R") -> De
 _LOCATE = select(resource_locator.c.dossier_key).where(resource_locator.c.resource_id == bindparam("rid"))
 
 
-def locate(ctx: Context, rtype: str, item_id: str, event: str, action: str, lock: bool = False) -> tuple[Any,
-                                                                                                          Decision]:
+def locate(ctx: Context, rtype: str, item_id: str, event: str, action: str,
+           lock: bool = False) -> tuple[Any, Decision]:
     """The item the caller may see, or 404 (forbidden looks like not found; the refusal is audited)."""
     try:
         iid = uuid.UUID(item_id)
