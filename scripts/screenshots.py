@@ -5,9 +5,10 @@ from the demo data.
 
 Builds a fresh embedded Carnet (SQLite, files) in a temporary folder, seeds the demo, serves it on a free port and
 drives Debian's Chromium: signs in as Jeanne Lefèvre (the one-time code is read from the mail file Carnet writes)
-for the patient screens (01-11), then through the demo identity provider as her médecin traitant, Dr Claire Martin,
-and as a cardiologist with no rights who breaks the glass, for the clinician screens (20-31). Saves one PNG per
-screen and width. The README and docs/CLINICIAN_PORTAL.md show some of them.
+for the patient screens (01-12; 12: her allergy hidden from professionals, then shown again), then through the demo
+identity provider as her médecin traitant, Dr Claire Martin, and as a cardiologist with no rights who breaks the
+glass, for the clinician screens (20-31). Saves one PNG per screen and width. The README and
+docs/CLINICIAN_PORTAL.md show some of them.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ SCREENS = [
     ("10-my-dossier", "/portal/dossier", None),
     ("11-activate", "/portal/activate", None),
 ]
+HIDDEN_ITEM_SCREEN = "12-home-item-hidden"  # issue 13 §3: taken by hidden_item_screen, after SCREENS
 
 
 def free_port() -> int:
@@ -95,6 +97,18 @@ def pro_sign_in(page: Page, base: str, family: str, button: str) -> None:
     page.wait_for_load_state()
     page.locator("main button", has_text=button).first.click()
     page.wait_for_url(base + "/pro/")
+
+
+def hidden_item_screen(page: Page, base: str, out: Path, width_name: str) -> None:
+    """12: the home screen's health information with the first allergy hidden from professionals (the badge, the
+    "stop hiding" button, the explanation); then it is shown again, so that the clinician screens are unchanged."""
+    page.goto(base + "/portal/#clinical")
+    section = page.locator("section[aria-labelledby=clinical]")
+    section.locator("form[action$='/hide'] button").first.click()
+    page.wait_for_url("**/portal/?done=hidden**")
+    section.screenshot(path=str(out / f"{HIDDEN_ITEM_SCREEN}-{width_name}.png"))
+    section.locator("form[action$='/show'] button").first.click()
+    page.wait_for_url("**/portal/?done=shown**")
 
 
 def shoot(page: Page, out: Path, name: str, width_name: str) -> None:
@@ -206,6 +220,7 @@ def main() -> None:
                             print(f"skipped {name}: {response.status if response else 'no response'}")
                             continue
                     page.screenshot(path=str(out / f"{name}-{width_name}.png"), full_page=True)
+                hidden_item_screen(page, base, out, width_name)
                 context.close()
                 clinician_screens(browser, base, out, width_name, {"width": w, "height": h})
             browser.close()

@@ -33,12 +33,15 @@ class Scenario:
     doc_type: str  # LOINC or French code; any type starting with "SOCIAL" is a social-sector document
     confidentiality: frozenset[str]  # subset of {"MASQUE_PS","INVISIBLE_PATIENT","INVISIBLE_REPRESENTANTS_LEGAUX"}
     invisible_patient_expired: bool  # the INVISIBLE_PATIENT period (1 month) is over, so the patient sees it
-    actor_is_author: bool
+    actor_is_author: bool  # of the document, and of the structured item for "read_item"
     deleted_by_patient: bool
+    # the structured item (an allergy, condition, treatment, vaccination or observation) for "read_item": the patient
+    # hid it from professionals, as MASQUE_PS hides a document (issue 13 §3)
+    item_hidden: bool = False
 
 
 ACTIONS = ("read_document", "add_document", "check_dossier", "read_history", "manage_access", "close_or_reopen",
-           "request_access", "copy_dossier", "read_gp_notices")
+           "request_access", "copy_dossier", "read_gp_notices", "read_item")
 
 # Age at which a minor's legal representatives lose access (DOMAIN.md: Carnet's choice, configurable: 18).
 _AGE_OF_MAJORITY = 18
@@ -90,6 +93,9 @@ def _patient(s: Scenario, action: str) -> bool:
         return False  # asking the patient for access is a professional's request
     if action == "read_gp_notices":
         return False  # the médecin traitant's inbox is a professional's
+    if action == "read_item":
+        # "read everything in the dossier": a hidden item is hidden from professionals only; the patient hid it.
+        return True
     if action == "read_document":
         # "read everything in the dossier except what is invisible to them" -- and what they deleted from their view.
         if s.deleted_by_patient:
@@ -185,6 +191,10 @@ def _professional(s: Scenario, action: str) -> bool:
         if not has_access:
             return False
         return _professional_reads_document(s)
+    if action == "read_item":
+        if not has_access:
+            return False
+        return _professional_reads_item(s)
     if action == "add_document":
         if not has_access:
             return False
@@ -225,6 +235,26 @@ def _professional_reads_document(s: Scenario) -> bool:
         return False
     # INVISIBLE_PATIENT and INVISIBLE_REPRESENTANTS_LEGAUX hide nothing from professionals.
     return _habilitation_matrix_allows(s.profession, s.doc_class, s.doc_type)
+
+
+def _professional_reads_item(s: Scenario) -> bool:
+    """A professional who has access to the dossier: may they read this structured item?
+
+    Issue 13 §3: the patient hides one item "as MASQUE_PS hides a document", so the MASQUE_PS row of DOMAIN.md's
+    table applies word for word: hidden from all professionals, still seen by "the author, the médecin traitant, the
+    patient". Break the glass and SAMU regulation follow the same rule as for hidden documents (docs/ACCESS.md: those
+    modes are "as if authorized", MASQUE_PS stays hidden). Project choice (docs/CLINICAL.md): for the habilitation
+    matrix a structured item is read as the patient summary it belongs to (class 11, type 60591-5)."""
+    # The author always reads what they wrote, hidden or not.
+    if s.actor_is_author:
+        return True
+    # Médecin traitant, and those the patient granted the same rights: everything, hidden items included.
+    if s.relation in ("treating_gp", "gp_rights"):
+        return True
+    # Hidden by the patient: hidden from every other professional, in every mode.
+    if s.item_hidden:
+        return False
+    return _habilitation_matrix_allows(s.profession, "11", "60591-5")
 
 
 def _habilitation_matrix_allows(profession: str | None, doc_class: str, doc_type: str) -> bool:

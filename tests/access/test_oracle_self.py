@@ -77,7 +77,8 @@ def test_a_closed_dossier_shuts_out_professionals_but_not_the_patient() -> None:
     # "Closed by the patient, or at death: professionals lose access." Reopening is the patient's.
     assert allowed(replace(BASE, relation="treating_gp", dossier_status="closed")) == set()
     closed = replace(PATIENT, dossier_status="closed", doc_class="90", doc_type="DOCPAT01")
-    assert allowed(closed) == {"read_document", "check_dossier", "read_history", "close_or_reopen", "copy_dossier"}
+    assert allowed(closed) == {"read_document", "check_dossier", "read_history", "close_or_reopen", "copy_dossier",
+                               "read_item"}
 
 
 # --- Professionals in normal mode -------------------------------------------------------------------------------
@@ -275,6 +276,7 @@ scenarios = st.builds(
     invisible_patient_expired=st.booleans(),
     actor_is_author=st.booleans(),
     deleted_by_patient=st.booleans(),
+    item_hidden=st.booleans(),
 )
 
 
@@ -297,3 +299,51 @@ def test_nothing_is_ever_added_to_a_closed_dossier_nor_read_from_the_deleted(s: 
 def test_an_unknown_action_is_an_error_not_a_silent_no() -> None:
     with pytest.raises(ValueError):
         expected(BASE, "delete_dossier")
+
+
+# --- A structured item the patient hid (issue 13 §3: "as MASQUE_PS hides a document") ---------------------------
+
+HIDDEN_ITEM = replace(BASE, item_hidden=True)
+
+
+def test_a_hidden_item_is_hidden_from_an_authorized_professional() -> None:
+    # MASQUE_PS: "hidden from all professionals".
+    assert expected(replace(BASE, item_hidden=False), "read_item")
+    assert not expected(HIDDEN_ITEM, "read_item")
+    assert not expected(replace(HIDDEN_ITEM, relation="care_team"), "read_item")
+
+
+@pytest.mark.parametrize("relation", ["treating_gp", "gp_rights"])
+def test_the_medecin_traitant_still_reads_a_hidden_item(relation: str) -> None:
+    # MASQUE_PS: "still seen by the author, the médecin traitant, the patient"; "The patient may grant the same rights".
+    assert expected(replace(HIDDEN_ITEM, relation=relation), "read_item")
+
+
+def test_the_author_of_a_hidden_item_still_reads_it() -> None:
+    assert expected(replace(HIDDEN_ITEM, actor_is_author=True), "read_item")
+    assert expected(replace(HIDDEN_ITEM, actor_is_author=True, relation="none", mode="emergency"), "read_item")
+
+
+@pytest.mark.parametrize("mode", ["emergency", "regulation"])
+def test_emergency_and_regulation_do_not_reveal_a_hidden_item(mode: str) -> None:
+    # Break the glass follows the rule of hidden documents: "as if authorized", MASQUE_PS stays hidden.
+    s = replace(HIDDEN_ITEM, relation="none", mode=mode, is_regulator=True)
+    assert not expected(s, "read_item")
+    assert expected(replace(s, item_hidden=False), "read_item")
+
+
+def test_the_patient_and_the_representatives_read_a_hidden_item() -> None:
+    assert expected(replace(PATIENT, item_hidden=True), "read_item")
+    assert expected(replace(PARENT, item_hidden=True), "read_item")
+
+
+def test_a_blocked_or_unauthorized_professional_reads_no_item() -> None:
+    assert not expected(replace(BASE, relation="blocked"), "read_item")
+    assert not expected(replace(BASE, relation="none"), "read_item")
+
+
+@given(scenarios)
+def test_a_hidden_item_is_read_only_by_the_patient_side_its_author_and_full_rights(s: Scenario) -> None:
+    if s.item_hidden and expected(s, "read_item"):
+        assert s.actor in ("patient", "representative") or s.actor_is_author or \
+            s.relation in ("treating_gp", "gp_rights")

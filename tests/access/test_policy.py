@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from carnet.access.actors import Actor, ActorKind, Mode
 from carnet.access.matrix import load_matrix
-from carnet.access.policy import Decision, DocFacts, DossierFacts, Standing, age_on, decide
+from carnet.access.policy import Decision, DocFacts, DossierFacts, ItemFacts, Standing, age_on, decide
 from tests.access.oracle import ACTIONS, Scenario, expected
 
 # --- the fixed clock and ids ---------------------------------------------------------------------------------------
@@ -109,8 +109,16 @@ def to_policy(s: Scenario, birthday_is_today: bool = True) -> tuple[Actor, Dossi
     return actor, facts, standing, doc
 
 
-def policy_answer(decision: Decision, doc: DocFacts, action: str) -> bool:
+def item_for(s: Scenario) -> ItemFacts:
+    """The structured item of scenario ``s`` (for "read_item")."""
+    return ItemFacts(author_id=ACTOR_IDS.get(s.actor) if s.actor_is_author else OTHER_AUTHOR, hidden=s.item_hidden)
+
+
+def policy_answer(decision: Decision, doc: DocFacts, action: str, item: ItemFacts | None = None) -> bool:
     """The policy's answer to an oracle action."""
+    if action == "read_item":
+        assert item is not None, "read_item needs the item"
+        return decision.read and decision.visibility.allows_item(item)
     if action == "read_document":
         return decision.read and decision.visibility.allows(doc, NOW)
     if action == "add_document":
@@ -140,11 +148,12 @@ def decide_for(s: Scenario, birthday_is_today: bool = True) -> tuple[Decision, D
 
 def disagreements(s: Scenario, actions: Iterable[str], birthday_is_today: bool = True) -> list[str]:
     decision, doc = decide_for(s, birthday_is_today)
+    item = item_for(s)
     return [
-        f"{action}: oracle={expected(s, action)} policy={policy_answer(decision, doc, action)} for {s} "
+        f"{action}: oracle={expected(s, action)} policy={policy_answer(decision, doc, action, item)} for {s} "
         f"(birthday_is_today={birthday_is_today}, basis={decision.basis!r})"
         for action in actions
-        if expected(s, action) != policy_answer(decision, doc, action)
+        if expected(s, action) != policy_answer(decision, doc, action, item)
     ]
 
 
@@ -177,6 +186,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         invisible_patient_expired=draw(st.booleans()),
         actor_is_author=draw(st.booleans()),
         deleted_by_patient=draw(st.booleans()),
+        item_hidden=draw(st.booleans()),
     )
 
 
@@ -186,7 +196,7 @@ def test_policy_agrees_with_the_oracle_on_every_action(s: Scenario, birthday_is_
     decision, doc = decide_for(s, birthday_is_today)
     for action in ACTIONS:
         want = expected(s, action)
-        got = policy_answer(decision, doc, action)
+        got = policy_answer(decision, doc, action, item_for(s))
         assert got == want, (
             f"action {action!r}: oracle says {want}, policy says {got}\nscenario: {s}\n"
             f"birthday_is_today={birthday_is_today}\ndecision: {decision}"
@@ -223,14 +233,18 @@ def dossier_level_scenarios(actor: str) -> Iterator[Scenario]:
 
 @pytest.mark.parametrize("actor", ACTOR_KINDS)
 def test_every_dossier_level_combination_agrees(actor: str) -> None:
-    """The dossier-level actions, plus adding a document of each class and reading a plain summary (which stands for
-    "may read the dossier at all"), for the full cross product of the dossier-level fields."""
+    """The dossier-level actions, plus adding a document of each class, reading a plain summary (which stands for
+    "may read the dossier at all") and reading a structured item, hidden or not, written by the caller or not
+    (issue 13 §3), for the full cross product of the dossier-level fields."""
     found: list[str] = []
     count = 0
     for s in dossier_level_scenarios(actor):
         for birthday_is_today in (True, False):
             count += 1
             found += disagreements(s, (*DOSSIER_ACTIONS, "read_document"), birthday_is_today)
+            for hidden, author in itertools.product((False, True), (False, True)):
+                found += disagreements(replace(s, item_hidden=hidden, actor_is_author=author), ("read_item",),
+                                       birthday_is_today)
             for doc_class in DOC_CLASSES:
                 found += disagreements(replace(s, doc_class=doc_class), ("add_document",), birthday_is_today)
     assert count >= 2 * 2 * 3 * 2 * 2 * 2 * len(EXHAUSTIVE_AGES)
@@ -273,6 +287,8 @@ def test_every_document_combination_agrees(base: Scenario) -> None:
         s = replace(base, doc_class=doc_class, doc_type=doc_type, confidentiality=conf,
                     invisible_patient_expired=expired, actor_is_author=author, deleted_by_patient=deleted)
         found += disagreements(s, ("read_document", "add_document"))
+    for hidden, author in itertools.product((False, True), (False, True)):
+        found += disagreements(replace(base, item_hidden=hidden, actor_is_author=author), ("read_item",))
     assert not found, report(found)
 
 

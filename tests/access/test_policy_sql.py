@@ -21,9 +21,9 @@ from sqlalchemy.engine import make_url
 
 from carnet.access.actors import Actor, ActorKind, Mode
 from carnet.access.matrix import ProfessionRights, load_matrix
-from carnet.access.policy import DocFacts, DossierFacts, Standing, Visibility, decide
+from carnet.access.policy import DocFacts, DossierFacts, ItemFacts, Standing, Visibility, decide
 from carnet.db.engine import make_engine, normalise_url
-from carnet.db.tables import document, dossier, metadata
+from carnet.db.tables import clinical_item, document, dossier, metadata
 
 NOW = dt.datetime(2025, 6, 15, 10, 30, tzinfo=dt.UTC)
 TODAY = NOW.date()
@@ -112,6 +112,16 @@ class Loaded:
     docs: dict[uuid.UUID, DocFacts]  # the generated documents
     lowercase: dict[uuid.UUID, DocFacts]  # the lower-case type documents, in a dossier of their own
     lowercase_key: uuid.UUID
+    items: dict[uuid.UUID, ItemFacts]  # structured items: every author x hidden or not, twice
+
+    def selected_items(self, vis: Visibility) -> set[uuid.UUID]:
+        query = select(clinical_item.c.item_id).where(clinical_item.c.dossier_key == self.dossier_key,
+                                                      vis.item_where(clinical_item))
+        with self.engine.connect() as conn:
+            return {uuid.UUID(str(r)) for r in conn.scalars(query)}
+
+    def allowed_items(self, vis: Visibility) -> set[uuid.UUID]:
+        return {i for i, it in self.items.items() if vis.allows_item(it)}
 
     def selected(self, vis: Visibility, key: uuid.UUID | None = None) -> set[uuid.UUID]:
         query = select(document.c.document_id).where(document.c.dossier_key == (key or self.dossier_key),
@@ -128,11 +138,20 @@ def load(engine: Engine) -> Loaded:
     key, lower_key = uuid.uuid4(), uuid.uuid4()
     docs = {uuid.uuid4(): d for d in generated_documents()}
     lowercase = {uuid.uuid4(): d for d in lowercase_documents()}
+    items = {uuid.uuid4(): ItemFacts(author_id=a, hidden=h)
+             for a, h, _ in itertools.product((ACTOR_ID, OTHER_AUTHOR, STRANGER_ID + "0"), (False, True), (1, 2))}
     with engine.begin() as conn:
         conn.execute(insert(dossier), [dossier_row(key), dossier_row(lower_key)])
         conn.execute(insert(document), [document_row(key, i, d) for i, d in docs.items()]
                      + [document_row(lower_key, i, d) for i, d in lowercase.items()])
-    return Loaded(engine, key, docs, lowercase, lower_key)
+        conn.execute(insert(clinical_item), [item_row(key, i, it) for i, it in items.items()])
+    return Loaded(engine, key, docs, lowercase, lower_key, items)
+
+
+def item_row(key: uuid.UUID, item_id: uuid.UUID, it: ItemFacts) -> dict[str, object]:
+    return {"dossier_key": key, "item_id": item_id, "resource_type": "AllergyIntolerance", "status": "active",
+            "author_id": it.author_id, "author_kind": "professional", "recorded_at": NOW, "masked": it.hidden,
+            "version": 1, "last_updated": NOW, "resource": "{}"}
 
 
 # --- the databases -----------------------------------------------------------------------------------------------
@@ -311,3 +330,16 @@ def test_type_prefix_exclusion_is_case_sensitive(db: Loaded, case: str, request:
     sql = db.selected(vis, db.lowercase_key)
     py = db.allowed(vis, db.lowercase)
     assert sql == py, describe_difference(db, vis, sql, py, db.lowercase)
+
+
+def test_item_where_selects_what_allows_item_allows(db: Loaded) -> None:
+    """Issue 13 §3: searches and the summary filter structured items in SQL with ``item_where``, a read by id checks
+    ``allows_item``; both must hide the same items from the same callers."""
+    hidden_seen_by_someone = hidden_hidden_from_someone = False
+    for vis in [*sorted(decided_visibilities(), key=repr), *hand_made_visibilities()]:
+        sql, py = db.selected_items(vis), db.allowed_items(vis)
+        assert sql == py, f"{db.engine.dialect.name}: item_where() and allows_item() disagree for {vis}"
+        hidden = {i for i, it in db.items.items() if it.hidden and it.author_id != vis.author_id}
+        hidden_seen_by_someone |= bool(hidden & py)
+        hidden_hidden_from_someone |= bool(hidden - py) and bool(py)
+    assert hidden_seen_by_someone and hidden_hidden_from_someone

@@ -16,6 +16,7 @@ from carnet.accounts import service as accounts
 from carnet.claims.ingest import ingest
 from carnet.context import Services, run
 from carnet.db.tables import account_dossier
+from carnet.documents import codes
 from carnet.dossier import service as dossiers
 from carnet.identity.ins import FAKE_NIR_CAPACITY, fake_nir_for
 from carnet.tasks import service as tasks
@@ -116,6 +117,11 @@ def fill_dossier(world: World, services: Services) -> dict[str, str]:
         body = make(world.dossier)
         r = world.client.post(f"/fhir/{body['resourceType']}", json=body, headers=world.headers("doctor"))
         assert r.status_code == 201, r.text
+    hidden = {"resourceType": "Parameters", "parameter": [{"name": "meta", "valueMeta": {"security": [
+        {"system": codes.TRE_A07, "code": codes.MASQUE_PS}]}}]}  # the last item hidden: its badge and buttons
+    r = world.client.post(f"/fhir/{r.json()['resourceType']}/{r.json()['id']}/$meta-add", json=hidden,
+                          headers=world.headers(None, kind="patient_portal"))
+    assert r.status_code == 200, r.text
     ingest(services, byte_lines(claims_file(sample(world.ins, services.clock().date()))))
     assert patient.nurse_search(world).status_code == 200  # a history entry
     emergency = world.client.get(f"/fhir/DocumentReference?patient={world.dossier}",

@@ -10,6 +10,10 @@ Choices where DOMAIN.md is silent (also in docs/ACCESS.md):
   hidden; an already-authorized professional keeps access in those modes whatever the objections;
 - regulation mode is valid only for doctors registered as SAMU centre-15 regulators;
 - a document the patient deleted is gone for everyone (the audit keeps its trace);
+- a structured item (allergy, condition, treatment, vaccination, observation) is read as the patient summary it
+  belongs to (class 11, type 60591-5) for the habilitation matrix, and one the patient hid from professionals follows
+  the ``MASQUE_PS`` rule of a document: its author, the médecin traitant (and gp_rights) and the patient side see it,
+  nobody else, emergency and regulation modes included (issue 13 §3);
 - ``INVISIBLE_REPRESENTANTS_LEGAUX`` hides from every legal representative (minor's parents and tutors);
 - the existence check (TD0.2) is answered to any professional who is not blocked and to Assurance Maladie, while
   the dossier is open.
@@ -64,6 +68,19 @@ class DocFacts:
     deleted: bool = False
 
 
+# The matrix class and type a structured item is read under: the patient summary (VSM/IPS) it is part of.
+ITEM_CLASS = "11"
+ITEM_TYPE = "60591-5"
+
+
+@dataclass(frozen=True)
+class ItemFacts:
+    """A structured item (allergy, condition, treatment, vaccination, observation), as access sees it."""
+
+    author_id: str | None
+    hidden: bool = False  # the patient hid it from professionals (MASQUE_PS, as for a document)
+
+
 @dataclass(frozen=True)
 class Visibility:
     """Which documents of a dossier the caller sees. ``nothing`` wins over every other field."""
@@ -110,6 +127,28 @@ class Visibility:
                 clause = or_(t.c.author_id == self.author_id, clause)
             conds.append(clause)
         return and_(*conds)
+
+    def allows_item(self, item: ItemFacts) -> bool:
+        """The rule of a document of the summary class (``MASQUE_PS`` = hidden), for a structured item."""
+        return self.allows(DocFacts(class_code=ITEM_CLASS, type_code=ITEM_TYPE, author_id=item.author_id,
+                                    masked=item.hidden), dt.datetime.min.replace(tzinfo=dt.UTC))
+
+    def item_where(self, t: Any) -> ColumnElement[bool]:
+        """The same rule as :meth:`allows_item`, as a SQL condition on the ``clinical_item`` table ``t`` (columns
+        ``author_id`` and ``masked``)."""
+        if self.nothing:
+            return false()
+        prof: list[ColumnElement[bool]] = []
+        if self.hide_masked:
+            prof.append(t.c.masked == false())
+        if self.rights is not None and not self.rights.allows(ITEM_CLASS, ITEM_TYPE):
+            prof.append(false())
+        if not prof:
+            return true()
+        clause = and_(*prof)
+        if self.author_id is not None:
+            clause = or_(t.c.author_id == self.author_id, clause)
+        return clause
 
 
 def _rights_sql(r: ProfessionRights, t: Any) -> ColumnElement[bool]:

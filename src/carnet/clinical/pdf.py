@@ -20,6 +20,8 @@ MAX_LINES = 48  # what fits one A4 page with the headings, in the styles below
 def _item(it: Item) -> str:
     when = f" · {it.effective.date().isoformat()}" if it.effective else ""
     text = f"{escape(it.display)}{when} <font color='#555555'>({escape(it.author_name)})</font>"
+    if it.masked:  # only its author, the médecin traitant and the patient side get a hidden item at all
+        text += " <font color='#a00000'>— hidden by the patient from other professionals</font>"
     if it.dispute:
         text += f" <font color='#a00000'>— disputed by the patient: {escape(it.dispute[:200])}</font>"
     return text

@@ -6,9 +6,11 @@ Rules (see docs/CLINICAL.md):
   "all-professional"``); the author is the caller, taken from the token and never from the body: the server writes
   ``recorder``/``asserter`` (AllergyIntolerance, Condition), ``informationSource`` (MedicationStatement) or
   ``performer`` (Immunization, Observation), with the professional's name as display, and ``meta.source``;
-- reading follows the dossier's rules, with structured data treated as a summary (class ``11``) for the habilitation
-  matrix: a professional whose matrix admits class 11 reads every item, any other reads only their own; the patient
-  side reads everything;
+- reading follows the dossier's rules, decided by the policy (``Visibility.allows_item`` / ``item_where``): structured
+  data is read as the patient summary (class ``11``) for the habilitation matrix, so a professional whose matrix
+  admits it reads every item, any other reads only their own; an item the patient hid from professionals
+  (:mod:`carnet.clinical.hiding`, ``MASQUE_PS``) is read only by its author, the médecin traitant and the patient
+  side; the patient side reads everything;
 - only the author withdraws an item (``$entered-in-error``); the patient side adds a dispute note (``$dispute``),
   served as a ``note`` authored by the patient and marked with :data:`DISPUTE_EXT`;
 - every access is audited (``clinical.create``, ``clinical.read``, ``clinical.search``, ``clinical.withdraw``,
@@ -29,7 +31,7 @@ from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from carnet.access.actors import ActorKind
-from carnet.access.policy import Decision
+from carnet.access.policy import Decision, ItemFacts
 from carnet.context import Context
 from carnet.db.tables import clinical_item, practitioner, resource_locator
 from carnet.documents.service import fhir_instant
@@ -37,7 +39,6 @@ from carnet.errors import FhirError, Issue, forbidden, invalid, not_found, unpro
 from carnet.ids import new_id
 
 TYPES = ("AllergyIntolerance", "Condition", "MedicationStatement", "Immunization", "Observation")
-SUMMARY_CLASS = "11"  # the matrix class structured data is read under (a summary)
 DISPUTE_EXT = "https://carnet.invalid/fhir/StructureDefinition/disputed-by-patient"
 LOINC = "http://loinc.org"
 BLOOD_GROUP = "882-1"  # ABO and Rh group [Type] in Blood
@@ -68,6 +69,7 @@ class Item:
     disputed_at: dt.datetime | None
     resource: dict[str, Any]
     source_label: str | None = None  # the sending software, for a screen (see summary.source_labels)
+    masked: bool = False  # the patient hid it from professionals (only those who still see it get it)
 
 
 # --- validation and shaping ----------------------------------------------------------------------------------------
@@ -183,18 +185,15 @@ def practitioner_names(ctx: Context, ids: list[str]) -> dict[str, str]:
 
 # --- who sees what -----------------------------------------------------------------------------------------------
 
-def reads_all(decision: Decision) -> bool:
-    """Whether the caller reads every item (not only their own): the patient side, full rights, or a profession
-    whose matrix admits the summary class."""
-    rights = decision.visibility.rights
-    return rights is None or rights.allows(SUMMARY_CLASS, SUMMARY_CLASS)
-
-
 def visible_where(ctx: Context, decision: Decision) -> ColumnElement[bool]:
-    """The items the caller sees, as a SQL condition (used by searches and the summary)."""
-    if reads_all(decision):
-        return clinical_item.c.item_id.is_not(None)
-    return clinical_item.c.author_id == (ctx.actor.id or "")
+    """The items the caller sees, as a SQL condition (used by searches and the summary): the policy's rule."""
+    return decision.visibility.item_where(clinical_item)
+
+
+def sees(decision: Decision, row: Any) -> bool:
+    """Whether the caller sees this ``clinical_item`` row (the same rule as :func:`visible_where`)."""
+    return decision.read and decision.visibility.allows_item(ItemFacts(author_id=row.author_id,
+                                                                         hidden=bool(row.masked)))
 
 
 def _readable(ctx: Context, key: uuid.UUID, event: str, action: str = "R") -> Decision:
@@ -207,8 +206,8 @@ def _readable(ctx: Context, key: uuid.UUID, event: str, action: str = "R") -> De
 _LOCATE = select(resource_locator.c.dossier_key).where(resource_locator.c.resource_id == bindparam("rid"))
 
 
-def _locate(ctx: Context, rtype: str, item_id: str, event: str, action: str, lock: bool = False) -> tuple[Any,
-                                                                                                          Decision]:
+def locate(ctx: Context, rtype: str, item_id: str, event: str, action: str,
+           lock: bool = False) -> tuple[Any, Decision]:
     """The item the caller may see, or 404 (forbidden looks like not found; the refusal is audited)."""
     try:
         iid = uuid.UUID(item_id)
@@ -221,7 +220,7 @@ def _locate(ctx: Context, rtype: str, item_id: str, event: str, action: str, loc
     q = select(clinical_item).where(clinical_item.c.dossier_key == key, clinical_item.c.item_id == iid,
                                     clinical_item.c.resource_type == rtype)
     row = ctx.conn.execute(q.with_for_update() if lock else q).first()
-    if row is None or not decision.read or not (reads_all(decision) or row.author_id == ctx.actor.id):
+    if row is None or not sees(decision, row):
         raise ctx.refuse(key, action, event, not_found(rtype), entity_type=rtype, entity_id=item_id)
     return row, decision
 
@@ -265,7 +264,7 @@ def create(ctx: Context, key: uuid.UUID, resource: dict[str, Any]) -> str:
 
 
 def read(ctx: Context, rtype: str, item_id: str) -> str:
-    row, _ = _locate(ctx, rtype, item_id, "clinical.read", "R")
+    row, _ = locate(ctx, rtype, item_id, "clinical.read", "R")
     ctx.audit(row.dossier_key, "R", "clinical.read", entity_type=rtype, entity_id=item_id)
     return str(row.resource)
 
@@ -306,7 +305,7 @@ def search_conditions(rtype: str, params: list[tuple[str, str]]) -> list[Any]:
     return conds
 
 
-def _rewrite(ctx: Context, row: Any, res: dict[str, Any], **columns: Any) -> str:
+def rewrite(ctx: Context, row: Any, res: dict[str, Any], **columns: Any) -> str:
     version = row.version + 1
     res["meta"] = {**(res.get("meta") or {}), "versionId": str(version), "lastUpdated": fhir_instant(ctx.now)}
     text = _dump(res)
@@ -319,7 +318,7 @@ def _rewrite(ctx: Context, row: Any, res: dict[str, Any], **columns: Any) -> str
 def withdraw(ctx: Context, rtype: str, item_id: str) -> str:
     """``$entered-in-error``: the author withdraws their item (it leaves searches and the summary; a read still
     answers, with the status). Only the author may."""
-    row, _ = _locate(ctx, rtype, item_id, "clinical.withdraw", "U", lock=True)
+    row, _ = locate(ctx, rtype, item_id, "clinical.withdraw", "U", lock=True)
     if row.author_id != ctx.actor.id or ctx.actor.kind is not ActorKind.PROFESSIONAL:
         raise ctx.refuse(row.dossier_key, "U", "clinical.withdraw", forbidden("Only the author withdraws an item"),
                          entity_type=rtype, entity_id=item_id)
@@ -333,7 +332,7 @@ def withdraw(ctx: Context, rtype: str, item_id: str) -> str:
         res.pop("clinicalStatus", None)  # R4 invariant: no clinicalStatus on an entered-in-error item
     else:
         res["status"] = ERROR_STATUS
-    text = _rewrite(ctx, row, res, status=ERROR_STATUS)
+    text = rewrite(ctx, row, res, status=ERROR_STATUS)
     ctx.audit(row.dossier_key, "U", "clinical.withdraw", entity_type=rtype, entity_id=item_id)
     return text
 
@@ -341,7 +340,7 @@ def withdraw(ctx: Context, rtype: str, item_id: str) -> str:
 def dispute(ctx: Context, rtype: str, item_id: str, text: str) -> str:
     """``$dispute``: the patient or a legal representative says the item is wrong. The note replaces any earlier
     dispute note; it is served in ``note`` with the patient as author and :data:`DISPUTE_EXT`."""
-    row, decision = _locate(ctx, rtype, item_id, "clinical.dispute", "U", lock=True)
+    row, decision = locate(ctx, rtype, item_id, "clinical.dispute", "U", lock=True)
     if decision.basis not in ("patient", "representative"):
         raise ctx.refuse(row.dossier_key, "U", "clinical.dispute",
                          forbidden("Only the patient or a legal representative disputes an item"),
@@ -361,7 +360,7 @@ def dispute(ctx: Context, rtype: str, item_id: str, text: str) -> str:
     else:
         note["authorString"] = "The patient's legal representative"
     res["note"] = notes + [note]
-    served = _rewrite(ctx, row, res, dispute=note_text, disputed_at=ctx.now)
+    served = rewrite(ctx, row, res, dispute=note_text, disputed_at=ctx.now)
     ctx.audit(row.dossier_key, "U", "clinical.dispute", entity_type=rtype, entity_id=item_id)
     return served
 
@@ -380,7 +379,8 @@ def items_for_summary(ctx: Context, key: uuid.UUID, decision: Decision, *, withd
         out.append(Item(id=r.item_id, resource_type=r.resource_type, display=r.display or r.resource_type,
                         code=r.code, category=r.category, status=r.status, effective=_aware(r.effective),
                         author_id=r.author_id, author_name=names.get(r.author_id, r.author_id), source=r.source,
-                        dispute=r.dispute, disputed_at=_aware(r.disputed_at), resource=json.loads(r.resource)))
+                        dispute=r.dispute, disputed_at=_aware(r.disputed_at), resource=json.loads(r.resource),
+                        masked=bool(r.masked)))
     return out
 
 

@@ -184,6 +184,8 @@ def _narrative(lines: list[str]) -> dict[str, Any]:
 def _item_line(it: items.Item) -> str:
     when = f", {it.effective.date().isoformat()}" if it.effective else ""
     line = f"{it.display} ({it.status}{when}; by {it.author_name})"
+    if it.masked:  # only those who may see a hidden item get it, so they may know it is hidden
+        line += " [hidden by the patient from other professionals]"
     if it.dispute:
         line += f" [disputed by the patient: {it.dispute}]"
     return line

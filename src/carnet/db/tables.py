@@ -28,6 +28,7 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -505,6 +506,8 @@ clinical_item = Table(
     Column("recorded_at", TS, nullable=False),
     Column("dispute", Text),  # the patient's note when they believe the item is wrong
     Column("disputed_at", TS),
+    # the patient hid it from professionals (MASQUE_PS in meta.security, as for a document; issue 13 §3)
+    Column("masked", Boolean, nullable=False, default=False, server_default=false()),
     Column("version", Integer, nullable=False, default=1),
     Column("last_updated", TS, nullable=False),
     Column("resource", Text, nullable=False),

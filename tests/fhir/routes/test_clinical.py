@@ -178,5 +178,6 @@ def test_the_capability_statement_lists_the_structured_types_and_the_summary_ope
     resources = {r["type"]: r for r in cap["rest"][0]["resource"]}
     for rtype in ("AllergyIntolerance", "Condition", "MedicationStatement", "Immunization", "Observation"):
         assert {i["code"] for i in resources[rtype]["interaction"]} == {"create", "read", "search-type"}
-        assert {o["name"] for o in resources[rtype]["operation"]} == {"entered-in-error", "dispute"}
+        assert {o["name"] for o in resources[rtype]["operation"]} == {"entered-in-error", "dispute", "meta-add",
+                                                                        "meta-delete"}
     assert {"summary", "summary-pdf"} <= {o["name"] for o in resources["Patient"]["operation"]}

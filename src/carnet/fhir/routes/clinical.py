@@ -6,6 +6,9 @@ shape the answer; they never decide access.
   :data:`carnet.clinical.service.TYPES`;
 - ``POST /fhir/{type}/{id}/$entered-in-error`` (the author withdraws) and ``POST /fhir/{type}/{id}/$dispute``
   (Parameters ``text``: the patient's dispute note);
+- ``POST /fhir/{type}/{id}/$meta-add`` and ``$meta-delete`` (FHIR R4 §2.38.0.7, Parameters ``meta`` with a
+  ``meta.security`` ``MASQUE_PS`` coding, nothing else): the patient side hides the item from professionals or shows
+  it again (issue 13 §3, :mod:`carnet.clinical.hiding`);
 - ``GET /fhir/Patient/{id}/$summary`` (IPS document Bundle) and ``GET /fhir/Patient/{id}/$summary-pdf`` (the same as a
   one-page PDF, ``application/pdf``).
 """
@@ -17,7 +20,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from carnet.clinical import service
+from carnet.clinical import hiding, service
 from carnet.clinical.pdf import render_summary_pdf
 from carnet.clinical.summary import build_bundle, summary_view
 from carnet.context import Context
@@ -87,7 +90,46 @@ def _handlers(rtype: str) -> dict[str, Handler]:
             raise unprocessable("text (valueString) is required", "Parameters.parameter[text]", "required")
         return FhirResponse(await call.run(lambda ctx: service.dispute(ctx, rtype, id, text)))
 
-    return {"create": create, "read": read, "search": search, "withdraw": withdraw, "dispute": dispute}
+    async def meta_add(call: Call, id: str) -> Response:
+        return await _meta(call, rtype, id, True)
+
+    async def meta_delete(call: Call, id: str) -> Response:
+        return await _meta(call, rtype, id, False)
+
+    return {"create": create, "read": read, "search": search, "withdraw": withdraw, "dispute": dispute,
+            "meta-add": meta_add, "meta-delete": meta_delete}
+
+
+def _mask_in(body: Any) -> None:
+    """Check that a ``$meta-add``/``$meta-delete`` body names exactly the ``MASQUE_PS`` security label (the one meta
+    change Carnet makes on an item); anything else is refused (422, naming the element), never silently ignored."""
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        raise invalid("A Parameters resource is expected", "Parameters")
+    params = body.get("parameter")
+    if not isinstance(params, list) or len(params) != 1 or not isinstance(params[0], dict) \
+            or params[0].get("name") != "meta" or not isinstance(params[0].get("valueMeta"), dict):
+        raise unprocessable("One parameter meta (valueMeta) is expected", "Parameters.parameter[meta]", "required")
+    meta = params[0]["valueMeta"]
+    where = "Parameters.parameter[meta].valueMeta"
+    other = sorted(k for k in meta if k != "security")
+    if other:
+        raise unprocessable("Only meta.security (MASQUE_PS) may be changed on an item", f"{where}.{other[0]}",
+                            "not-supported")
+    security = meta.get("security")
+    if not isinstance(security, list) or len(security) != 1 or not isinstance(security[0], dict) \
+            or not hiding.is_mask(security[0]):
+        raise unprocessable("meta.security must be the one coding MASQUE_PS of the French confidentiality code "
+                            "system (TRE_A07)", f"{where}.security", "code-invalid")
+
+
+async def _meta(call: Call, rtype: str, id: str, hidden: bool) -> Response:
+    """``$meta-add`` / ``$meta-delete`` with the ``MASQUE_PS`` label: answers Parameters ``return`` (valueMeta), the
+    item's meta after the change, as FHIR R4 defines the operations."""
+    _mask_in(await json_body(call.request, 16 * 1024))
+    _, served = await call.run(lambda ctx: hiding.set_hidden(ctx, rtype, id, hidden))
+    meta = json.loads(served).get("meta") or {}
+    return FhirResponse(json.dumps({"resourceType": "Parameters", "parameter": [{"name": "return", "valueMeta": meta}]},
+                                   ensure_ascii=False, separators=(",", ":")))
 
 
 async def patient_summary(call: Call, id: str) -> Response:
@@ -118,6 +160,12 @@ def _routes() -> tuple[Route, ...]:
                   spec="the author withdraws their item", operation="entered-in-error"),
             Route(rtype, "operation", "POST", f"/fhir/{rtype}/{{id}}/$dispute", h["dispute"], (rtype, "u"),
                   spec="the patient disputes an item (a note)", operation="dispute"),
+            Route(rtype, "operation", "POST", f"/fhir/{rtype}/{{id}}/$meta-add", h["meta-add"], (rtype, "u"),
+                  spec="the patient hides the item from professionals (meta.security MASQUE_PS; FHIR R4 $meta-add)",
+                  operation="meta-add"),
+            Route(rtype, "operation", "POST", f"/fhir/{rtype}/{{id}}/$meta-delete", h["meta-delete"], (rtype, "u"),
+                  spec="the patient shows a hidden item to professionals again (FHIR R4 $meta-delete)",
+                  operation="meta-delete"),
         ]
     out += [
         Route("Patient", "operation", "GET", "/fhir/Patient/{id}/$summary", patient_summary, ("Patient", "r"),

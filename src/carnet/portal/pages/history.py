@@ -51,6 +51,8 @@ EVENTS = {
     "clinical.search": N_("looked at the health information"),
     "clinical.withdraw": N_("withdrew an item of health information"),
     "clinical.dispute": N_("disputed an item of health information"),
+    "clinical.hide": N_("hid an item of health information from professionals"),
+    "clinical.show": N_("showed an item of health information to professionals again"),
     "summary.read": N_("looked at the emergency summary"),
     "claims.ingest": N_("added reimbursement data"),
     "claims.read": N_("looked at the reimbursement data"),

@@ -1,7 +1,8 @@
 """Home: the emergency essentials first, then what is new since the last visit.
 
 The essentials are the emergency summary's structured lists (allergies, treatments, health problems, blood group,
-vaccinations: :func:`carnet.clinical.summary.summary_view`, each item with "dispute this item"), the latest
+vaccinations: :func:`carnet.clinical.summary.summary_view`, each item with "dispute this item" and "hide from
+professionals" / "stop hiding", issue 13 §3), the latest
 summaries (class 11, e.g. the médecin traitant's VSM), the advance directives (type EXPPAT_3) and the emergency
 contacts. "New since the last visit" compares with the session's
 ``previous_visit_at`` (the account's visit to this dossier before this session): documents added since then, and the
@@ -17,6 +18,7 @@ from typing import Any
 
 from starlette.responses import Response
 
+from carnet.clinical import hiding
 from carnet.clinical import service as clinical
 from carnet.clinical.summary import SummaryView, summary_view
 from carnet.context import Context
@@ -104,7 +106,9 @@ async def home(p: Page) -> Response:
         new_documents=[view(p, d) for d in data.docs.new], contacts=data.contacts, visitors=visitors,
         emergencies=sum(1 for v in visitors if v["mode"] != "normal"), pending_requests=data.pending_requests,
         since=since.astimezone(p.zone) if since else None, clinical=_clinical_lists(p, data.summary),
-        disputed=p.request.query_params.get("done") == "disputed")
+        disputed=p.request.query_params.get("done") == "disputed",
+        hidden_done=p.request.query_params.get("done") if p.request.query_params.get("done") in ("hidden", "shown")
+        else None)
 
 
 def _clinical_lists(p: Page, summary: SummaryView | None) -> list[dict[str, Any]]:
@@ -117,7 +121,7 @@ def _clinical_lists(p: Page, summary: SummaryView | None) -> list[dict[str, Any]
              (N_("Vaccinations"), summary.immunizations))
     return [{"title": p._(title), "entries": [
         {"id": i.id, "type": i.resource_type, "display": item_text(i), "author": i.author_name,
-         "source": i.source_label, "dispute": i.dispute,
+         "source": i.source_label, "dispute": i.dispute, "masked": i.masked,
          "date": i.effective.astimezone(p.zone) if i.effective else None} for i in found]} for title, found in lists]
 
 
@@ -147,3 +151,23 @@ async def dispute(p: Page) -> Response:
             raise
         return p.redirect("/portal/?done=dispute-empty#clinical")
     return p.redirect("/portal/?done=disputed#clinical")
+
+
+async def _hide(p: Page, hidden: bool) -> Response:
+    rtype, item_id = p.request.path_params["rtype"], p.request.path_params["item_id"]
+    if rtype not in clinical.TYPES:
+        return p.redirect("/portal/#clinical")
+    await p.run(lambda ctx: hiding.set_hidden(ctx, rtype, item_id, hidden))
+    return p.redirect(f"/portal/?done={'hidden' if hidden else 'shown'}#item-{item_id}")
+
+
+@page("POST", "/portal/clinical/{rtype}/{item_id}/hide")
+async def hide(p: Page) -> Response:
+    """The patient side hides a structured item from professionals (issue 13 §3: as MASQUE_PS hides a document)."""
+    return await _hide(p, True)
+
+
+@page("POST", "/portal/clinical/{rtype}/{item_id}/show")
+async def show(p: Page) -> Response:
+    """The patient side shows a hidden item to professionals again."""
+    return await _hide(p, False)
