@@ -1,7 +1,7 @@
 """sign-in throttling and per-address rate limits instead of the account lock
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-04 18:10:00
 
 Issue 15 §3. ``rate_limit`` (a sliding window per limit and client address) and ``sign_in_failure`` (failed sign-in

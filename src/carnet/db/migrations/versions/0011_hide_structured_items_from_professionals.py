@@ -1,7 +1,7 @@
 """the patient hides one structured item from professionals
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-04 18:45:00
 
 ``clinical_item.masked``: the patient (or a legal representative) hid this allergy, condition, treatment,
@@ -13,8 +13,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0010'
-down_revision = '0009'
+revision = '0011'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
