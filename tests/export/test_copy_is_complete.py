@@ -88,7 +88,7 @@ def shown_by_the_portal(p: Patient) -> dict[str, list[str]]:
     requests = get("/portal/requests")
     settings = get("/portal/settings")
     return {
-        "clinical": _texts(essentials, r"<li><strong>(.*?)</strong>"),
+        "clinical": _texts(essentials, r"<li[^>]*><strong>(.*?)</strong>"),
         "contacts": _texts(_between(home, 'id="contacts"', 'id="directives"'), r"<li><strong>(.*?)</strong>"),
         "directives": _texts(_between(home, 'id="directives"', "</section>"), r'<a href="/portal/documents/[^"]+">'
                                                                              r"(.*?)</a>"),
