@@ -41,6 +41,7 @@ class Node:
     env: dict[str, str]
     name: str
     port: int = field(default_factory=free_port)
+    workers: int = 1  # carnet serve --workers
     proc: subprocess.Popen[bytes] | None = None
     kills: int = 0
 
@@ -51,8 +52,8 @@ class Node:
     def start(self, wait: bool = True) -> Node:
         env = {"CARNET_VAR_DIR": str(self.root / self.name), **self.env}
         with (self.root / f"{self.name}.log").open("ab") as log:
-            self.proc = subprocess.Popen(carnet("serve", "--port", str(self.port)), cwd=self.root, env=env,
-                                         stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(carnet("serve", "--port", str(self.port), "--workers", str(self.workers)),
+                                         cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT)
         if wait:
             self.wait_ready()
         return self
@@ -75,6 +76,31 @@ class Node:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
             self.kills += 1
+
+    def worker_pids(self) -> list[int]:
+        """The uvicorn worker processes of a ``--workers`` node (its children started by multiprocessing)."""
+        assert self.proc is not None
+        try:
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        except FileNotFoundError:
+            return []
+        pids = []
+        for pid in map(int, children):
+            try:
+                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    pids.append(pid)
+            except FileNotFoundError:
+                pass
+        return pids
+
+    def kill9_workers(self, n: int) -> None:
+        """SIGKILL ``n`` of the node's workers (the node replaces them)."""
+        for pid in self.worker_pids()[:n]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                self.kills += 1
+            except ProcessLookupError:
+                pass
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -47,8 +47,10 @@ class Drill:
     root: Path
 
 
-@pytest.fixture(params=["postgresql-3-nodes", "sqlite-1-node", "postgresql-s3-2-nodes"])
+@pytest.fixture(params=["postgresql-3-nodes", "sqlite-1-node", "postgresql-s3-2-nodes", "postgresql-2-workers"])
 def drill(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Drill]:
+    """``postgresql-2-workers``: one node of two worker processes (``carnet serve --workers 2``), whose workers are
+    killed instead of whole nodes; the node replaces them."""
     kind: str = request.param
     drop = None
     if kind.startswith("postgresql"):
@@ -74,8 +76,10 @@ def drill(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
     settings = Settings(var_dir=tmp_path / "test", database_url=url, blob_url=blob_url, master_key=master,
                         token_key_file=str(token_key), base_url=PUBLIC)
     services = build_services(settings, make_engine(url, pool_size=2))
-    count = int(kind.split("-")[-2])
-    nodes = [Node(tmp_path, env, f"node{i}") for i in range(count)]
+    if kind.endswith("workers"):
+        nodes = [Node(tmp_path, env, "node0", workers=2)]
+    else:
+        nodes = [Node(tmp_path, env, f"node{i}") for i in range(int(kind.split("-")[-2]))]
     try:
         for n in nodes:
             n.start(wait=False)
@@ -122,6 +126,14 @@ def _clients(drill: Drill, world: World, stop: threading.Event, sent: list[Sent]
             f.result()
 
 
+def _wait_for_workers(node: Node, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while len(node.worker_pids()) < node.workers and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(node.worker_pids()) == node.workers, "a killed worker was not replaced"
+    node.wait_ready()
+
+
 def test_documents_acknowledged_while_nodes_are_killed_are_whole_and_the_audit_verifies(drill: Drill) -> None:
     world = World(drill.services, None)  # type: ignore[arg-type]  # tokens come from the nodes
     stop = threading.Event()
@@ -134,6 +146,11 @@ def test_documents_acknowledged_while_nodes_are_killed_are_whole_and_the_audit_v
         # at least ROUNDS rounds, and more (up to twice as many) until a kill has cut a request short
         while rounds < ROUNDS or (rounds < 2 * ROUNDS and all(s.status for s in sent)):
             time.sleep(rng.uniform(0.5, 1.5))
+            if drill.nodes[0].workers > 1:  # kill workers: the node replaces them, its port keeps answering
+                drill.nodes[0].kill9_workers(rng.randint(1, 2))
+                _wait_for_workers(drill.nodes[0])
+                rounds += 1
+                continue
             victims = rng.sample(drill.nodes, rng.randint(1, max(1, len(drill.nodes) - 1)))
             for n in victims:
                 n.kill9()
