@@ -5,17 +5,24 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from carnet.access.actors import Actor, ActorKind
 from carnet.backup import BackupError, create, restore
 from carnet.compose import build_services
 from carnet.config import Settings
-from carnet.context import Services
+from carnet.context import Services, run
 from carnet.db.engine import make_engine
 from carnet.db.migrate import upgrade
+from carnet.documents import reading
+from carnet.documents import service as documents
+from tests.conftest import World
+from tests.fhir.routes.test_documents import docref
+from tests.s3server import S3Server
 
 
 def settings_in(root: Path, **kw: str) -> Settings:
@@ -109,3 +116,36 @@ def test_a_sqlite_backup_is_not_restored_into_postgresql(backup: Path, tmp_path:
     settings = Settings(var_dir=tmp_path / "pg", database_url="postgresql://nobody@127.0.0.1:1/none")
     with pytest.raises(BackupError, match="backup is of a sqlite database"):
         restore(settings, make_engine(settings.effective_database_url, pool_size=1), backup)
+
+
+def test_a_backup_of_an_s3_store_restored_into_another_bucket_opens_every_document(
+        tmp_path: Path, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in s3_server.env().items():
+        monkeypatch.setenv(k, v)
+    old = settings_in(tmp_path / "old", blob_url=f"s3://{s3_server.new_bucket()}/carnet")
+    old.ensure_var()
+    upgrade(old.effective_database_url)
+    services = build_services(old)
+    world = World(services, None)  # type: ignore[arg-type]
+    gp = Actor(ActorKind.PROFESSIONAL, id=world.pros["gp"], profession="10")
+    contents = {}
+    for size in (10_000, 3 * 1024 * 1024):  # one whole-segment blob, one of several streamed segments
+        res = docref(world, data=b"%PDF-1.4\n" + os.urandom(size))
+        data = base64.b64decode(res["content"][0]["attachment"].pop("data"))
+        pub = run(services, gp, lambda ctx, r=res, d=data: documents.publish(  # type: ignore[misc]
+            ctx, world.dossier, r, documents.Content(d, "application/pdf"), "ITI-105"))
+        contents[str(pub.document_id)] = data
+    report = create(old, services.engine, services.keyring, services.blobs, tmp_path / "backup")
+    services.engine.dispose()
+    assert report.documents == 2
+
+    new = settings_in(tmp_path / "new", blob_url=f"s3://{s3_server.new_bucket()}/restored")
+    new.ensure_var()
+    engine = make_engine(new.effective_database_url, pool_size=1)
+    assert restore(new, engine, tmp_path / "backup").documents == 2
+    engine.dispose()
+    restored = build_services(new)
+    for doc_id, data in contents.items():
+        got, _, _ = run(restored, gp, lambda ctx, i=doc_id: reading.retrieve(ctx, i))  # type: ignore[misc]
+        assert got == data
+    restored.engine.dispose()
