@@ -52,3 +52,18 @@ def test_workers_that_die_at_once_again_and_again_stop_the_node_with_their_exit_
         server.supervise([FakeWorker(False, exitcode=3)], replacement, stopping, interval=0.001)  # type: ignore[list-item, arg-type]
     assert stopped.value.code == 3
     assert len(calls) == server.MAX_QUICK_DEATHS
+
+
+def test_workers_killed_again_and_again_are_always_replaced() -> None:
+    stopping = threading.Event()
+    calls = []
+
+    def replacement() -> FakeWorker:
+        calls.append(1)
+        if len(calls) > 3 * server.MAX_QUICK_DEATHS:
+            stopping.set()
+            return FakeWorker(True)
+        return FakeWorker(False, exitcode=-9)  # killed at once, each time
+
+    server.supervise([FakeWorker(False, exitcode=-9)], replacement, stopping, interval=0.001)  # type: ignore[list-item, arg-type]
+    assert len(calls) == 3 * server.MAX_QUICK_DEATHS + 1

@@ -58,6 +58,9 @@ def serve(host: str, port: int, workers: int, *, with_worker: bool = False) -> N
     if not hasattr(socket, "SO_REUSEPORT"):
         uvicorn.run(APP, host=host, port=port, workers=workers, **LOG)  # type: ignore[arg-type]
         return
+    from carnet.logs import configure as configure_logs
+
+    configure_logs()  # the parent's own lines (a worker replaced) as the workers' are: allow-listed, flushed
     ctx = multiprocessing.get_context("spawn")
 
     def worker() -> multiprocessing.process.BaseProcess:
@@ -86,16 +89,18 @@ def supervise(procs: list[multiprocessing.process.BaseProcess],
               replacement: Callable[[], multiprocessing.process.BaseProcess], stopping: threading.Event,
               interval: float = RESTART_CHECK_SECONDS) -> None:
     """Until ``stopping``: a worker that died (killed, out of memory) is replaced, so that a node keeps its processes
-    and its port answers; once stopping, wait for every worker to end. A worker that dies at once again and again
-    (a configuration error: its master key refused, say) is not replaced past :data:`MAX_QUICK_DEATHS` times in a
-    row: then the node stops, with the worker's exit code."""
+    and its port answers; once stopping, wait for every worker to end. A worker that exits with an error soon after
+    its start, again and again (a configuration error: its master key refused, say), is not replaced past
+    :data:`MAX_QUICK_DEATHS` times in a row: then the node stops, with the worker's exit code. A worker killed by a
+    signal is always replaced."""
     quick = 0
     born = [time.monotonic()] * len(procs)
     while not stopping.is_set():
         for i, p in enumerate(procs):
             if p.is_alive() or stopping.is_set():
                 continue
-            quick = quick + 1 if time.monotonic() - born[i] < QUICK_DEATH_SECONDS else 0
+            failed_start = (p.exitcode or 0) > 0 and time.monotonic() - born[i] < QUICK_DEATH_SECONDS
+            quick = quick + 1 if failed_start else 0  # a kill (a signal) is no failure to start
             if quick > MAX_QUICK_DEATHS:
                 stopping.set()
                 for q in procs:

@@ -80,17 +80,17 @@ class Node:
     def worker_pids(self) -> list[int]:
         """The uvicorn worker processes of a ``--workers`` node (its children started by multiprocessing)."""
         assert self.proc is not None
-        try:
-            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
-        except FileNotFoundError:
-            return []
         pids = []
-        for pid in map(int, children):
+        for entry in Path("/proc").iterdir():  # every process whose parent is the node (as pgrep -P does)
+            if not entry.name.isdigit():
+                continue
             try:
-                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    pids.append(pid)
-            except FileNotFoundError:
-                pass
+                stat = (entry / "stat").read_text()
+                ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+                if ppid == self.proc.pid and b"spawn_main" in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except (OSError, ValueError):
+                pass  # gone meanwhile
         return pids
 
     def kill9_workers(self, n: int) -> None:

@@ -126,12 +126,21 @@ def _clients(drill: Drill, world: World, stop: threading.Event, sent: list[Sent]
             f.result()
 
 
-def _wait_for_workers(node: Node, timeout: float = 60) -> None:
+def _wait_for_workers(node: Node, timeout: float = 180) -> None:
+    """The node's worker processes are back to their number, and it answers (a worker's start takes seconds: it
+    imports Carnet and builds the app)."""
     deadline = time.monotonic() + timeout
     while len(node.worker_pids()) < node.workers and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert len(node.worker_pids()) == node.workers, "a killed worker was not replaced"
-    node.wait_ready()
+    if len(node.worker_pids()) != node.workers:
+        import subprocess
+        assert node.proc is not None
+        diag = subprocess.run(["ps", "-o", "pid,ppid,stat,etime,wchan:20,args", "--ppid", str(node.proc.pid), "-p",
+                               str(node.proc.pid)], capture_output=True, text=True).stdout
+        log = (node.root / f"{node.name}.log").read_text()
+        tail = "\n".join(line for line in log.splitlines() if '"request"' not in line)[-3000:]
+        raise AssertionError(f"a killed worker was not replaced: {node.worker_pids()}\n{diag}\n{tail}")
+    node.wait_ready(timeout)
 
 
 def test_documents_acknowledged_while_nodes_are_killed_are_whole_and_the_audit_verifies(drill: Drill) -> None:
