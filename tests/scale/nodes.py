@@ -86,21 +86,24 @@ class Node:
                 continue
             try:
                 stat = (entry / "stat").read_text()
-                ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-                if ppid == self.proc.pid and b"spawn_main" in (entry / "cmdline").read_bytes():
+                state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
+                if int(ppid) == self.proc.pid and state != "Z" and b"spawn_main" in (entry / "cmdline").read_bytes():
                     pids.append(int(entry.name))
             except (OSError, ValueError):
                 pass  # gone meanwhile
         return pids
 
-    def kill9_workers(self, n: int) -> None:
-        """SIGKILL ``n`` of the node's workers (the node replaces them)."""
+    def kill9_workers(self, n: int) -> list[int]:
+        """SIGKILL ``n`` of the node's workers (the node replaces them); their pids."""
+        killed = []
         for pid in self.worker_pids()[:n]:
             try:
                 os.kill(pid, signal.SIGKILL)
                 self.kills += 1
+                killed.append(pid)
             except ProcessLookupError:
                 pass
+        return killed
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -126,13 +126,16 @@ def _clients(drill: Drill, world: World, stop: threading.Event, sent: list[Sent]
             f.result()
 
 
-def _wait_for_workers(node: Node, timeout: float = 180) -> None:
-    """The node's worker processes are back to their number, and it answers (a worker's start takes seconds: it
-    imports Carnet and builds the app)."""
+def _wait_for_workers(node: Node, killed: set[int], timeout: float = 180) -> None:
+    """The node's worker processes, the ``killed`` ones left aside, are back to their number, and it answers (a
+    worker's start takes seconds: it imports Carnet and builds the app)."""
+    def alive() -> list[int]:
+        return [p for p in node.worker_pids() if p not in killed]
+
     deadline = time.monotonic() + timeout
-    while len(node.worker_pids()) < node.workers and time.monotonic() < deadline:
+    while len(alive()) < node.workers and time.monotonic() < deadline:
         time.sleep(0.1)
-    if len(node.worker_pids()) != node.workers:
+    if len(alive()) < node.workers:
         import subprocess
         assert node.proc is not None
         diag = subprocess.run(["ps", "-o", "pid,ppid,stat,etime,wchan:20,args", "--ppid", str(node.proc.pid), "-p",
@@ -156,8 +159,8 @@ def test_documents_acknowledged_while_nodes_are_killed_are_whole_and_the_audit_v
         while rounds < ROUNDS or (rounds < 2 * ROUNDS and all(s.status for s in sent)):
             time.sleep(rng.uniform(0.5, 1.5))
             if drill.nodes[0].workers > 1:  # kill workers: the node replaces them, its port keeps answering
-                drill.nodes[0].kill9_workers(rng.randint(1, 2))
-                _wait_for_workers(drill.nodes[0])
+                killed = drill.nodes[0].kill9_workers(rng.randint(1, 2))
+                _wait_for_workers(drill.nodes[0], set(killed))
                 rounds += 1
                 continue
             victims = rng.sample(drill.nodes, rng.randint(1, max(1, len(drill.nodes) - 1)))
