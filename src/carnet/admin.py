@@ -6,10 +6,10 @@ import datetime as dt
 import json
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Engine, delete, exc, func, insert, inspect, select, update
 
 from carnet.blobs import KeyRing, rewrap
-from carnet.db.tables import client, document, practitioner
+from carnet.db.tables import client, document, master_key, practitioner
 from carnet.identity.ins import InvalidIdentifier
 from carnet.identity.professionals import national_id, normalize_adeli, normalize_rpps
 from carnet.identity.professions import DOCTOR, PROFESSIONS
@@ -117,11 +117,14 @@ def list_clients(conn: Connection) -> list[Any]:
     return list(conn.execute(select(client).order_by(client.c.name)))
 
 
-def rewrap_all(conn: Connection, keyring: KeyRing, batch: int = 500) -> int:
+def rewrap_all(conn: Connection, keyring: KeyRing, batch: int = 500, *, batches: int | None = None) -> int:
     """Re-wrap every document's data key with the current master key (contents are not re-encrypted).
-    Touches only ``wrapped_key``/``key_id``: no content is decrypted or read."""
+    Touches only ``wrapped_key``/``key_id``: no content is decrypted or read. With ``batches``, stop after that many
+    batches (the caller commits and calls again: short transactions while nodes keep publishing)."""
     done = 0
-    while True:
+    while batches is None or batches > 0:
+        if batches is not None:
+            batches -= 1
         rows = conn.execute(select(document.c.dossier_key, document.c.document_id, document.c.wrapped_key,
                                    document.c.key_id).where(document.c.key_id != keyring.current_id)
                             .limit(batch)).all()
@@ -130,6 +133,61 @@ def rewrap_all(conn: Connection, keyring: KeyRing, batch: int = 500) -> int:
         for r in rows:
             wrapped, kid = rewrap(keyring, bytes(r.wrapped_key), r.key_id)
             conn.execute(update(document).where(document.c.dossier_key == r.dossier_key,
-                                                document.c.document_id == r.document_id)
+                                                document.c.document_id == r.document_id,
+                                                document.c.key_id == r.key_id)
                          .values(wrapped_key=wrapped, key_id=kid))
             done += 1
+    return done
+
+
+class KeyMismatch(Exception):
+    """This process's master keys are not the ones the database's documents are wrapped under; the message says
+    which key and what to do (it holds key ids and check values, never keys)."""
+
+
+def check_master_keys(engine: Engine, keyring: KeyRing) -> list[str]:
+    """Compare this process's key ring with the keys registered in the database (``master_key``: key id and check
+    value, :meth:`KeyRing.fingerprint`), and register the ring's new keys; returns the ids registered now.
+
+    Refused (:class:`KeyMismatch`): a key whose id is registered with another check value (a node that generated its
+    own key because its key file was missing, or was given another one), and a registered key that the ring lacks
+    (a node started with an old key file after a rotation). Nodes that start together and race to register their
+    first key: one wins, the others compare with it."""
+    for attempt in (1, 2):
+        try:
+            with engine.begin() as conn:
+                if not inspect(conn).has_table("master_key"):
+                    raise KeyMismatch("the database schema is not up to date (no master_key table): run "
+                                      "carnet db upgrade")
+                registered = {r.key_id: r.fingerprint for r in conn.execute(select(master_key))}
+                for kid in keyring.key_ids:
+                    if kid in registered and registered[kid] != keyring.fingerprint(kid):
+                        raise KeyMismatch(
+                            f"master key {kid!r} of this process is not the key {kid!r} the database's documents are "
+                            f"wrapped under (check value {keyring.fingerprint(kid)[:12]}…, registered "
+                            f"{registered[kid][:12]}…): give every node the same keys (CARNET_MASTER_KEY, or one "
+                            "CARNET_MASTER_KEY_FILE copied to every node); do not let a node generate its own")
+                if lacking := sorted(set(registered) - set(keyring.key_ids)):
+                    raise KeyMismatch(f"this process lacks the master keys {', '.join(lacking)} that the database "
+                                      "registered (a key file older than the last rotation?): give it the current key "
+                                      "file or CARNET_MASTER_KEY")
+                new = [kid for kid in keyring.key_ids if kid not in registered]
+                now = dt.datetime.now(dt.UTC)
+                for kid in new:
+                    conn.execute(insert(master_key).values(key_id=kid, fingerprint=keyring.fingerprint(kid),
+                                                           added_at=now))
+                return new
+        except exc.IntegrityError:
+            if attempt == 2:
+                raise
+    return []
+
+
+def retire_master_key(conn: Connection, keyring: KeyRing, key_id: str) -> int:
+    """Forget the registration of ``key_id`` once no document is wrapped under it; returns how many documents still
+    are (0: retired). The caller removes the key from the ring's file."""
+    still = conn.execute(select(func.count()).select_from(document).where(document.c.key_id == key_id)).scalar_one()
+    if still:
+        return int(still)
+    conn.execute(delete(master_key).where(master_key.c.key_id == key_id))
+    return 0

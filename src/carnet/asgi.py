@@ -9,6 +9,7 @@ cuts the response short, as it should.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import structlog
@@ -28,4 +29,25 @@ def quiet(inner: Any) -> Any:
     return app
 
 
-app = quiet(create_app())
+def _checked_services() -> Any:
+    """The process's services, once its master keys are the ones the database knows: a node given another key (or
+    none, so that it made its own) must not start and write documents no other node can open. A database that cannot
+    be reached now defers the check (the node starts and waits for the database as before); a mismatch stops it."""
+    from sqlalchemy.exc import OperationalError
+
+    from carnet.admin import KeyMismatch, check_master_keys
+    from carnet.compose import build_services
+    from carnet.config import Settings
+
+    services = build_services(Settings())
+    try:
+        check_master_keys(services.engine, services.keyring)
+    except KeyMismatch as exc:
+        print(f"carnet: refusing to start: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(3) from None
+    except OperationalError:
+        logger.warning("keys.check_deferred")
+    return services
+
+
+app = quiet(create_app(_checked_services()))

@@ -32,6 +32,9 @@ ingest_app = typer.Typer(help="Feeds from outside systems (Assurance Maladie).",
 app.add_typer(ingest_app, name="ingest")
 blobs_app = typer.Typer(help="Document contents at rest (local files or S3).", no_args_is_help=True)
 app.add_typer(blobs_app, name="blobs")
+backup_app = typer.Typer(help="Backups of the whole deployment, and their restore (docs/OPERATIONS.md).",
+                         no_args_is_help=True)
+app.add_typer(backup_app, name="backup")
 console = Console()
 
 
@@ -49,9 +52,17 @@ def _trace(conn: Any, action: str, event: str, entity_type: str, entity_id: str)
 
 
 def _services():
+    """The process's services, once its master keys are the ones the database knows (carnet.admin.KeyMismatch)."""
+    from carnet.admin import KeyMismatch, check_master_keys
     from carnet.compose import build_services
 
-    return build_services(Settings())
+    services = build_services(Settings())
+    try:
+        check_master_keys(services.engine, services.keyring)
+    except KeyMismatch as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    return services
 
 
 @db_app.command("upgrade")
@@ -218,19 +229,69 @@ def client_disable(client_id: str) -> None:
 
 @keys_app.command("rotate")
 def keys_rotate() -> None:
-    """Create a new master key, make it current, and re-wrap every document key with it."""
-    from carnet.admin import rewrap_all
+    """Create a new master key, make it current, and re-wrap every document key with it (short transactions: the
+    nodes keep serving; a node that shares the key file picks the new key up within a second)."""
+    from carnet.admin import check_master_keys
     from carnet.context import _key_path
 
     services = _services()
     if services.settings.master_key:
         console.print("[red]CARNET_MASTER_KEY is set: rotate in your key store, then re-run with the new spec[/red]")
         raise typer.Exit(2)
+    old = services.keyring.current_id
     kid = services.keyring.add_new_key(_key_path(services.settings))
+    check_master_keys(services.engine, services.keyring)  # registers the new key's check value
     with services.engine.begin() as conn:
-        n = rewrap_all(conn, services.keyring)
         _trace(conn, "U", "keys.rotate", "Key", kid)
-    console.print(f"current key {kid}; {n} document keys re-wrapped")
+    n = _rewrap(services)
+    console.print(f"current key {kid}; {n} document keys re-wrapped. Documents published while nodes still used "
+                  f"{old} keep it: run [bold]carnet keys rewrap[/bold] later, then [bold]carnet keys retire {old}"
+                  "[/bold] once no document uses it.")
+
+
+def _rewrap(services: Any) -> int:
+    from carnet.admin import rewrap_all
+
+    total = 0
+    while True:
+        with services.engine.begin() as conn:
+            n = rewrap_all(conn, services.keyring, batches=1)
+        total += n
+        if n == 0:
+            return total
+
+
+@keys_app.command("rewrap")
+def keys_rewrap() -> None:
+    """Re-wrap the document keys still under an older master key with the current one."""
+    services = _services()
+    n = _rewrap(services)
+    with services.engine.begin() as conn:
+        _trace(conn, "U", "keys.rewrap", "Key", services.keyring.current_id)
+    console.print(f"{n} document keys re-wrapped under {services.keyring.current_id}")
+
+
+@keys_app.command("retire")
+def keys_retire(key_id: str) -> None:
+    """Remove an older master key from the key file, once no document is wrapped under it."""
+    from carnet.admin import retire_master_key
+    from carnet.context import _key_path
+
+    services = _services()
+    if services.settings.master_key:
+        console.print("[red]CARNET_MASTER_KEY is set: remove the key from your key store's spec instead[/red]")
+        raise typer.Exit(2)
+    if key_id == services.keyring.current_id or key_id not in services.keyring:
+        console.print(f"[red]{key_id} is the current key or not in the key ring[/red]")
+        raise typer.Exit(2)
+    with services.engine.begin() as conn:
+        still = retire_master_key(conn, services.keyring, key_id)
+        if still:
+            console.print(f"[red]{still} documents are still wrapped under {key_id}: carnet keys rewrap first[/red]")
+            raise typer.Exit(1)
+        _trace(conn, "D", "keys.retire", "Key", key_id)
+    services.keyring.remove(key_id, _key_path(services.settings))
+    console.print(f"{key_id} retired")
 
 
 @audit_app.command("verify")
@@ -286,6 +347,49 @@ def audit_verify_receipt(receipt: Path, history: Path, bundle: Path | None = typ
     code = main([str(receipt), str(history), *([str(bundle)] if bundle else [])])
     if code:
         raise typer.Exit(code)
+
+
+@backup_app.command("create")
+def backup_create(directory: Path = typer.Argument(..., help="a new (or empty) directory")) -> None:
+    """Back up the database (a consistent snapshot), the blobs it references, the master keys and the files listed
+    in carnet.backup.ITEMS, with a manifest of SHA-256."""
+    from carnet.backup import BackupError, create, summary
+
+    services = _services()
+    try:
+        report = create(services.settings, services.engine, services.keyring, services.blobs, directory)
+    except BackupError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    with services.engine.begin() as conn:
+        _trace(conn, "E", "backup.create", "Backup", report.created)
+    print(json.dumps(summary(report)))  # one line, for scripts
+    console.print(f"backup written to {directory}. It holds the master keys (keys/): keep it where only the "
+                  "operators of this deployment can read it.")
+
+
+@backup_app.command("restore")
+def backup_restore(directory: Path = typer.Argument(..., exists=True, file_okay=False)) -> None:
+    """Restore a backup into the configured (empty) database, blob store and files; verifies the manifest first,
+    checks every document's blob and data key and the audit chains after."""
+    from carnet.backup import BackupError, restore, summary
+    from carnet.db.engine import make_engine
+
+    settings = Settings()
+    settings.ensure_var()
+    engine = make_engine(settings.effective_database_url, pool_size=1)
+    try:
+        report = restore(settings, engine, directory)
+    except BackupError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    print(json.dumps({**summary(report), "audit_problems": report.audit_problems}))  # one line, for scripts
+    if report.audit_problems:
+        console.print("[red]the restored audit chains do not verify: carnet audit verify lists the problems[/red]")
+        raise typer.Exit(1)
+    console.print("restored; start Carnet on it")
 
 
 @app.command()

@@ -26,10 +26,13 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import re
 import stat
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,9 +135,16 @@ class KeyRing:
 
     Older keys stay in the ring so that documents wrapped under them can still be opened until they are re-wrapped
     (:func:`rewrap`); after that they can be :meth:`remove`\\ d.
+
+    A ring read from a file (:meth:`load`) follows the file while the process runs: ``carnet keys rotate`` run on
+    another process (or another node sharing the file) adds a key and re-wraps documents under it, and this ring
+    re-reads the file when it meets a key id it does not hold, and at most every :attr:`REFRESH_SECONDS` when asked
+    for the current key (so that new documents are soon wrapped under the new key). A ring from a spec
+    (``CARNET_MASTER_KEY``) has no file to follow: rotating it means restarting every node with the new spec.
     """
 
-    __slots__ = ("_current", "_keys")
+    __slots__ = ("_checked", "_current", "_keys", "_source", "_stamp")
+    REFRESH_SECONDS = 1.0
 
     def __init__(self, keys: Mapping[str, bytes], current: str) -> None:
         if not keys:
@@ -144,6 +154,9 @@ class KeyRing:
             raise ValueError(f"current key id {current!r} is not in the key ring")
         self._keys: dict[str, bytes] = checked
         self._current = current
+        self._source: Path | None = None
+        self._stamp: tuple[int, int, int] | None = None
+        self._checked = 0.0
 
     # -- construction ---------------------------------------------------------------------------------------------
 
@@ -203,7 +216,30 @@ class KeyRing:
                 chunks.append(chunk)
         finally:
             os.close(fd)
-        return cls.from_json(b"".join(chunks))
+        ring = cls.from_json(b"".join(chunks))
+        ring._source, ring._stamp, ring._checked = path, _stamp(st), time.monotonic()
+        return ring
+
+    def refresh(self, *, force: bool = False) -> bool:
+        """Re-read the key file if it changed since it was read (checked at most every :attr:`REFRESH_SECONDS`
+        unless ``force``); True if the ring changed. A file that cannot be read now leaves the ring as it is."""
+        if self._source is None or (not force and time.monotonic() - self._checked < self.REFRESH_SECONDS):
+            return False
+        self._checked = time.monotonic()
+        try:
+            if _stamp(os.stat(self._source)) == self._stamp:
+                return False
+            fresh = KeyRing.load(self._source)
+        except (OSError, ValueError):
+            return False
+        self._keys, self._current, self._stamp = fresh._keys, fresh._current, fresh._stamp
+        return True
+
+    def fingerprint(self, key_id: str) -> str:
+        """A check value of master key ``key_id`` (HMAC-SHA256 of a constant under the key, 128 bits in hex): equal
+        for equal keys, and it tells nothing of the key. Stored in the database to catch a node started with
+        another key (:func:`carnet.admin.check_master_keys`)."""
+        return hmac.new(self._kek(key_id), b"carnet/master-key-check/v1", hashlib.sha256).hexdigest()[:32]
 
     @classmethod
     def load_or_create(cls, path: Path) -> KeyRing:
@@ -213,11 +249,9 @@ class KeyRing:
         """
         path = Path(path)
         if not path.exists():
-            ring = cls.generate()
-            if _write_private_file(path, ring.to_json().encode(), overwrite=False):
-                return ring
-            # another process created it first: use theirs
-        return cls.load(path)
+            # written without clobbering: if another process created it first, theirs is the one read below
+            _write_private_file(path, cls.generate().to_json().encode(), overwrite=False)
+        return cls.load(path)  # read back, so that the ring follows the file (refresh)
 
     # -- persistence ----------------------------------------------------------------------------------------------
 
@@ -241,6 +275,8 @@ class KeyRing:
         candidate = KeyRing(keys, kid)
         if path is not None:
             candidate.save(path)
+            if self._source is not None and Path(path) == self._source:
+                self._stamp = _stamp(os.stat(path))
         self._keys, self._current = candidate._keys, candidate._current
         return kid
 
@@ -267,6 +303,7 @@ class KeyRing:
 
     @property
     def current_id(self) -> str:
+        self.refresh()
         return self._current
 
     @property
@@ -291,13 +328,19 @@ class KeyRing:
                     info=f"carnet/{purpose}".encode()).derive(first)
 
     def _kek(self, key_id: str) -> bytes:
-        try:
-            return self._keys[key_id]
-        except (KeyError, TypeError):
-            raise IntegrityError(f"unknown master key id {key_id!r}") from None
+        key = self._keys.get(key_id) if isinstance(key_id, str) else None
+        if key is None and self.refresh(force=True):  # rotated since this ring was read
+            key = self._keys.get(key_id)
+        if key is None:
+            raise IntegrityError(f"unknown master key id {key_id!r}")
+        return key
 
     def __repr__(self) -> str:  # never the keys themselves
         return f"KeyRing(key_ids={list(self._keys)!r}, current={self._current!r})"
+
+
+def _stamp(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _unwrap(keyring: KeyRing, wrapped_key: bytes, key_id: str) -> bytes:

@@ -75,6 +75,13 @@ client = Table(
     Column("redirect_uris", Text),  # patient_app: the registered redirect URIs, space-separated
 )
 
+master_key = Table(
+    "master_key", metadata,  # the master keys that wrap document keys, by check value (carnet.admin.check_master_keys)
+    Column("key_id", String(32), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),  # KeyRing.fingerprint: tells nothing of the key
+    Column("added_at", TS, nullable=False),
+)
+
 token_jti = Table(
     "token_jti", metadata,
     Column("jti", String(200), primary_key=True),
