@@ -33,7 +33,7 @@ SECTIONS = (  # (heading, attribute of the summary)
     ("Problèmes de santé · Health problems", "problems"),
     ("Groupe sanguin · Blood group", "blood_group"),
 )
-SCAN = ("Scannez pour le résumé d'urgence à jour · Scan for the live emergency summary (SMART Health Link)")
+SCAN = ("Scannez pour la synthèse d'urgence à jour · Scan for the live emergency summary (SMART Health Link)")
 NOTHING = "—"
 
 

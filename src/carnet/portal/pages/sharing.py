@@ -20,7 +20,7 @@ from carnet.portal.i18n import N_
 from carnet.portal.web import Page, page
 
 DURATIONS = {"1": N_("1 day"), "7": N_("7 days"), "30": N_("30 days"), "365": N_("1 year")}
-STATES = {"live": N_("active"), "revoked": N_("revoked"), "expired": N_("expired"),
+STATES = {"live": N_("active link"), "revoked": N_("revoked link"), "expired": N_("expired link"),
           "used-up": N_("every opening used"), "locked": N_("locked after wrong passcodes")}
 DONE = {"created": N_("Your link is ready: show its QR code or send the link."),
         "revoked": N_("The link is revoked: it no longer opens.")}
