@@ -16,8 +16,8 @@ from carnet.access.actors import Actor, ActorKind
 from carnet.app import create_app
 from carnet.clinical.service import create as create_item
 from carnet.context import run
-from carnet.documents import service as documents
 from carnet.db.tables import audit, shared_link, shared_link_lookup
+from carnet.documents import service as documents
 from carnet.errors import FhirError
 from tests.clinical import samples
 from tests.conftest import World

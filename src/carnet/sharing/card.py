@@ -13,7 +13,9 @@ import io
 import unicodedata
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
+import reportlab
 import segno
 from PIL import Image, ImageDraw, ImageFont
 from reportlab.lib.pagesizes import A4
@@ -147,13 +149,18 @@ def card_pdf(card: Card) -> bytes:
 
 
 PHONE = (1080, 1920)
+FONTS = Path(reportlab.__file__).parent / "fonts"  # Bitstream Vera, shipped with reportlab: French accents, •, —
+
+
+def _font(bold: bool, size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(str(FONTS / ("VeraBd.ttf" if bold else "Vera.ttf")), size)
 
 
 def card_png(card: Card) -> bytes:
     """A phone-sized image (1080 × 1920 PNG): the same essentials, large, and the QR code at the bottom."""
     img = Image.new("RGB", PHONE, "white")
     draw = ImageDraw.Draw(img)
-    big, mid, small = ImageFont.load_default(56), ImageFont.load_default(38), ImageFont.load_default(30)
+    big, mid, small = _font(True, 46), _font(True, 36), _font(False, 30)
     draw.rectangle((0, 0, PHONE[0], 150), fill="#b00020")
     draw.text((50, 45), TITLE, font=big, fill="white")
     y = 180
