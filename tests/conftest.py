@@ -99,7 +99,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 def services(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     var = tmp_path_factory.mktemp("var")
     os.environ.pop("CARNET_MASTER_KEY", None)
-    settings = Settings(var_dir=var, database_url=database_url, base_url=BASE, max_document_bytes=64 * 1024)
+    settings = Settings(var_dir=var, database_url=database_url, base_url=BASE, max_document_bytes=64 * 1024,
+                        shl_requests_per_minute=100_000)  # one test client for the session: tests/sharing limit theirs
     svc = build_services(settings, make_engine(database_url, pool_size=5))
     yield svc
     svc.engine.dispose()

@@ -179,3 +179,20 @@ def test_the_manifest_endpoint_is_rate_limited_per_address(services: Any, world:
         assert last.status_code == 429 and int(last.headers["retry-after"]) >= 1
     [listed] = run(world.services, patient(world), lambda ctx: sharing.links(ctx, world.dossier))
     assert listed.opens == 3  # a refused request counts no opening
+
+
+def test_parallel_wrong_passcodes_are_counted_one_by_one(w: World, database_url: str) -> None:
+    """The specification: a total lifetime count "even in the face of attacks that attempt multiple Passcodes in
+    separate, parallel HTTP requests". The link row is locked per request (PostgreSQL's row lock)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite serialises writers itself: the row lock is PostgreSQL's")
+    from concurrent.futures import ThreadPoolExecutor
+
+    view = make_link(w, passcode="right-one")
+    limit = w.services.settings.shl_passcode_attempts
+    with ThreadPoolExecutor(max_workers=limit + 3) as pool:
+        answers = list(pool.map(lambda _: open_link(w.client, view.shlink, passcode="guess"), range(limit + 3)))
+    remaining = sorted(a.json()["remainingAttempts"] for a in answers if a.status_code == 401)
+    assert remaining == list(range(limit))  # each wrong passcode counted once: 4, 3, 2, 1, 0
+    assert sorted(a.status_code for a in answers) == [401] * limit + [404] * 3
+    assert open_link(w.client, view.shlink, passcode="right-one").status_code == 404

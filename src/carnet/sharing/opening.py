@@ -157,16 +157,16 @@ def open_manifest(services: Services, public_id: str, body: Any) -> Manifest | W
     def work(ctx: Context) -> Manifest | WrongPasscode:
         key, link_id = found["key"], found["link"]
         row = _locked_row(ctx, key, link_id)
-        ctx.conn.execute(update(shared_link).where(shared_link.c.dossier_key == key,
-                                                   shared_link.c.link_id == link_id).values(opens=row.opens + 1))
+        ctx.conn.execute(update(shared_link).where(shared_link.c.dossier_key == key, shared_link.c.link_id == link_id)
+                         .values(opens=shared_link.c.opens + 1))
         _live(ctx, key, "share.open")
         if row.passcode_hash is not None:
             ok = isinstance(passcode, str) and verify_password(row.passcode_hash, passcode)[0]
             if not ok:
                 failures = row.passcode_failures + 1
-                ctx.conn.execute(update(shared_link).where(
+                ctx.conn.execute(update(shared_link).where(  # a wrong passcode uses no opening
                     shared_link.c.dossier_key == key, shared_link.c.link_id == link_id).values(
-                    opens=row.opens, passcode_failures=failures))
+                    opens=shared_link.c.opens - 1, passcode_failures=shared_link.c.passcode_failures + 1))
                 remaining = max(0, ctx.settings.shl_passcode_attempts - failures)
                 ctx.audit(key, "R", "share.passcode", entity_type="Link", entity_id=str(link_id),
                           detail={"remaining": remaining}, outcome=OUTCOME_REFUSED)
