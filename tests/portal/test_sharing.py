@@ -75,3 +75,16 @@ def test_the_emergency_card_is_one_page_and_a_phone_image_with_the_same_live_lin
     assert "carte d'urgence" in html.unescape(page)
     r = open_link(p.world.client, link)
     assert r.status_code == 200 and len(r.json()["files"]) == 1
+
+
+def test_the_history_shows_only_link_openings_when_asked(patient: Patient) -> None:
+    p = patient.ready()
+    page = p.browser.get("/portal/sharing")
+    r = p.browser.post("/portal/sharing", data={"csrf": csrf_of(page.text), "label": "Lien", "summary": "yes",
+                                                "days": "1", "max_opens": "", "passcode": ""})
+    [link] = _shlinks(p.browser.get(r.headers["location"]).text)
+    assert open_link(p.world.client, link).status_code == 200
+    history = html.unescape(p.browser.get("/portal/history?who=link_recipients").text)
+    assert "Personnes à qui vous avez partagé un lien" in history
+    assert "a ouvert un lien que vous avez partagé" in history and "Dr Ana Ruiz, Hospital del Mar" in history
+    assert "a partagé un lien" not in history  # the patient's own action is not a recipient's

@@ -196,3 +196,19 @@ def test_parallel_wrong_passcodes_are_counted_one_by_one(w: World, database_url:
     assert remaining == list(range(limit))  # each wrong passcode counted once: 4, 3, 2, 1, 0
     assert sorted(a.status_code for a in answers) == [401] * limit + [404] * 3
     assert open_link(w.client, view.shlink, passcode="right-one").status_code == 404
+
+
+def test_any_origin_may_ask_and_the_viewer_keeps_a_strict_policy(w: World) -> None:
+    view = make_link(w)
+    pre = w.client.options(manifest_path(view.shlink), headers={
+        "Origin": "https://viewer.elsewhere.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type"})
+    assert pre.status_code == 204 and pre.headers["access-control-allow-origin"] == "*"
+    assert "content-type" in pre.headers["access-control-allow-headers"]
+    page = w.client.get("/shl/view")
+    assert page.status_code == 200 and "<script src=\"/shl/static/viewer.js\"" in page.text
+    assert "<style" not in page.text and " style=" not in page.text and "<script>" not in page.text
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "style-src 'self'" in csp and "unsafe" not in csp
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert w.client.get("/shl/static/viewer.js").status_code == 200

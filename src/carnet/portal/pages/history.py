@@ -70,7 +70,7 @@ OTHER_EVENT = N_("acted on the dossier")
 KINDS = {"read": N_("Reads and searches"), "added": N_("Documents added"), "changed": N_("Documents changed"),
          "access": N_("Access rights"), "dossier": N_("The dossier itself"), "requests": N_("Requests")}
 ACTORS = {"professionals": N_("Professionals"), "patient_side": N_("Me and my representatives"),
-          "assurance_maladie": N_("Assurance Maladie")}
+          "assurance_maladie": N_("Assurance Maladie"), "link_recipients": N_("People you shared a link with")}
 ACTOR_KINDS = {"patient": N_("the patient"), "representative": N_("legal representative"),
                "assurance_maladie": N_("Assurance Maladie"), "operator": N_("Carnet's services"),
                "system": N_("Carnet's services"), "link_recipient": N_("someone you shared a link with")}
