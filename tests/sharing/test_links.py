@@ -111,7 +111,9 @@ def test_a_passcode_is_required_counted_and_kills_the_link_after_the_limit(w: Wo
     view = make_link(w, passcode="4711-blue")
     assert parse_shlink(view.shlink)["flag"] == "P"
     limit = w.services.settings.shl_passcode_attempts
-    r = open_link(w.client, view.shlink)
+    r = open_link(w.client, view.shlink)  # no passcode: asked for, not counted
+    assert (r.status_code, r.json()) == (401, {"remainingAttempts": limit})
+    r = open_link(w.client, view.shlink, passcode="guess")
     assert (r.status_code, r.json()) == (401, {"remainingAttempts": limit - 1})
     assert open_link(w.client, view.shlink, passcode="4711-blue").status_code == 200
     for n in range(2, limit + 1):

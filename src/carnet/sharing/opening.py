@@ -7,7 +7,7 @@ decides from the link's state (:func:`carnet.access.policy.link_state`), and wha
 actor and encrypted with the link's key, every read audited in the dossier's chain. A dead link, an unknown one, and
 a closed dossier all answer 404, as the specification requires ("no longer active"). A wrong passcode is counted and
 committed (a total lifetime count: the link dies at ``CARNET_SHL_PASSCODE_ATTEMPTS``) and answers 401 with
-``remainingAttempts``.
+``remainingAttempts`` (a request with no passcode gets the same answer, and is not counted as a guess).
 
 Files are embedded in the manifest, unless the client's ``embeddedLengthMax`` is smaller: the file is then a
 ``location`` valid one hour (a ticket: HMAC-SHA-256 of the file's index and expiry under the link's key), served
@@ -161,8 +161,12 @@ def open_manifest(services: Services, public_id: str, body: Any) -> Manifest | W
                          .values(opens=shared_link.c.opens + 1))
         _live(ctx, key, "share.open")
         if row.passcode_hash is not None:
-            ok = isinstance(passcode, str) and verify_password(row.passcode_hash, passcode)[0]
-            if not ok:
+            if not isinstance(passcode, str) or not passcode:  # none given: asked for, not counted as a guess
+                ctx.conn.execute(update(shared_link).where(
+                    shared_link.c.dossier_key == key, shared_link.c.link_id == link_id).values(
+                    opens=shared_link.c.opens - 1))
+                return WrongPasscode(max(0, ctx.settings.shl_passcode_attempts - row.passcode_failures))
+            if not verify_password(row.passcode_hash, passcode)[0]:
                 failures = row.passcode_failures + 1
                 ctx.conn.execute(update(shared_link).where(  # a wrong passcode uses no opening
                     shared_link.c.dossier_key == key, shared_link.c.link_id == link_id).values(
