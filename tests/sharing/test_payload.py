@@ -95,3 +95,19 @@ def test_a_payload_against_the_specification_is_refused_naming_its_field(field: 
 def test_ids_and_keys_carry_256_random_bits() -> None:
     assert len(payload.new_link_id()) == 43 and len(payload.new_key()) == 32
     assert len({payload.new_link_id() for _ in range(100)}) == 100
+
+
+def test_jwcrypto_an_independent_jose_library_reads_carnets_files_and_carnet_reads_its() -> None:
+    from jwcrypto import jwe, jwk
+
+    raw = payload.new_key()
+    key = jwk.JWK(kty="oct", k=payload.b64url(raw))
+    token = jwe.JWE()
+    token.deserialize(payload.encrypt(raw, b'{"resourceType":"Bundle"}', "application/fhir+json"), key=key)
+    assert token.payload == b'{"resourceType":"Bundle"}'
+    assert token.jose_header == {"alg": "dir", "enc": "A256GCM", "cty": "application/fhir+json"}
+    theirs = jwe.JWE(b'{"resourceType":"Patient"}', protected={"alg": "dir", "enc": "A256GCM",
+                                                                   "cty": "application/fhir+json"})
+    theirs.add_recipient(key)
+    header, plaintext = payload.decrypt(raw, theirs.serialize(compact=True))
+    assert plaintext == b'{"resourceType":"Patient"}' and header["cty"] == "application/fhir+json"
