@@ -15,6 +15,7 @@ from tests.browser.conftest import Mailbox
 from tests.browser.test_patient_paths import Person, sign_in
 from tests.clinical import samples
 from tests.conftest import World
+from tests.tasks.helpers import publish
 
 PASSCODE = "4711-bleu"
 
@@ -48,7 +49,9 @@ def test_a_link_opens_in_another_browser_until_the_patient_revokes_it(
     world = person.world
     gp = Actor(ActorKind.PROFESSIONAL, id=world.pros["gp"], profession="10")
     run(services, gp, lambda ctx: create_item(ctx, world.dossier, samples.allergy(world.dossier)))
+    doc = publish(world)
     sign_in(page, base, person, mailbox, target="/portal/sharing")
+    page.locator(f"input[name=document][value='{doc}']").check()
     page.get_by_label("Intitulé").fill("Pour le médecin à Barcelone")
     page.get_by_label("Code secret (facultatif)").fill(PASSCODE)
     page.get_by_role("button", name="Créer le lien").click()
@@ -61,6 +64,7 @@ def test_a_link_opens_in_another_browser_until_the_patient_revokes_it(
     errors = _csp_errors(doctor)
     doctor.goto(link)
     assert doctor.locator("#label").inner_text() == "Pour le médecin à Barcelone"
+    assert doctor.locator("#source").inner_text() == "Shared from " + base.split("://", 1)[1]
     doctor.get_by_label("Your name and organisation").fill("Dr Ana Ruiz, Hospital del Mar")
     doctor.get_by_label("Passcode").fill("wrong")
     doctor.get_by_role("button", name="Open").click()
@@ -69,6 +73,9 @@ def test_a_link_opens_in_another_browser_until_the_patient_revokes_it(
     doctor.get_by_role("button", name="Open").click()
     doctor.get_by_text("Penicillin").first.wait_for()
     assert doctor.get_by_text("Alix Testé").first.is_visible()
+    with doctor.expect_download() as download:
+        doctor.get_by_text("Download the document").first.click()
+    assert download.value.path().read_bytes().startswith(b"%PDF")
     doctor.screenshot(path=str(tmp_path / "viewer-desktop.png"), full_page=True)
     assert not [e for e in errors if "Content Security Policy" in e or "Refused" in e], errors
 

@@ -13,7 +13,7 @@ const FR = {
   wrong: "Code secret incorrect. Essais restants : ", tooMany: "Trop de demandes : réessayez dans une minute.",
   failed: "Le lien n'a pas pu être ouvert.", decrypt: "Un fichier n'a pas pu être déchiffré.",
   patient: "Patient", born: "né(e) le ", contacts: "Personnes à prévenir", document: "Document",
-  download: "Télécharger le document", nothing: "Aucune information", newer: "Ce lien demande une version plus récente du protocole.",
+  download: "Télécharger le document", from: "Partagé depuis ", nothing: "Aucune information", newer: "Ce lien demande une version plus récente du protocole.",
 };
 const EN = {
   title: "Shared health information", recipient: "Your name and organisation (shown to the patient)",
@@ -24,10 +24,11 @@ const EN = {
   wrong: "Wrong passcode. Attempts left: ", tooMany: "Too many requests: try again in a minute.",
   failed: "The link could not be opened.", decrypt: "A file could not be decrypted.",
   patient: "Patient", born: "born ", contacts: "Emergency contacts", document: "Document",
-  download: "Download the document", nothing: "No information", newer: "This link needs a newer version of the protocol.",
+  download: "Download the document", from: "Shared from ", nothing: "No information", newer: "This link needs a newer version of the protocol.",
 };
 const T = (navigator.language || "en").toLowerCase().startsWith("fr") ? FR : EN;
 const $ = (id) => document.getElementById(id);
+const SAFE_TYPES = ["application/pdf", "image/jpeg", "image/png", "text/plain"];
 
 function b64urlBytes(text) {
   if (!/^[A-Za-z0-9_-]*$/.test(text)) throw new Error("base64url");
@@ -125,7 +126,8 @@ function showDocument(doc, into) {
   if (doc.date) s.appendChild(el("p", doc.date.slice(0, 10), "muted"));
   if (att.data) {
     const bytes = Uint8Array.from(atob(att.data), (c) => c.charCodeAt(0));
-    const type = att.contentType || "application/octet-stream";
+    // only inert types keep theirs: anything else (HTML, SVG, scripts) is handed over as bytes to save
+    const type = SAFE_TYPES.includes(att.contentType) ? att.contentType : "application/octet-stream";
     if (type.startsWith("text/")) {
       s.appendChild(el("pre", new TextDecoder().decode(bytes)));
     }
@@ -210,6 +212,13 @@ function start() {
     return;
   }
   if (link.label) $("label").textContent = link.label;
+  try {
+    $("source").textContent = T.from + new URL(link.url).host;
+  } catch (e) {
+    status.textContent = T.badLink;
+    status.className = "error";
+    return;
+  }
   if (link.exp) {
     const when = new Date(link.exp * 1000);
     $("expiry").textContent = when < new Date() ? T.expired : T.expires + when.toLocaleString();
