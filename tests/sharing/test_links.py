@@ -214,3 +214,14 @@ def test_any_origin_may_ask_and_the_viewer_keeps_a_strict_policy(w: World) -> No
     assert "script-src 'self'" in csp and "style-src 'self'" in csp and "unsafe" not in csp
     assert page.headers["referrer-policy"] == "no-referrer"
     assert w.client.get("/shl/static/viewer.js").status_code == 200
+
+
+def test_the_address_limiter_forgets_idle_addresses_and_lets_them_back_after_a_minute() -> None:
+    from carnet.shlink import AddressLimiter
+
+    now = [0.0]
+    limiter = AddressLimiter(2, clock=lambda: now[0])
+    assert [limiter.allow("a"), limiter.allow("a")] == [0.0, 0.0]
+    assert limiter.allow("a") >= 1 and limiter.allow("b") == 0.0
+    now[0] = 61.0
+    assert limiter.allow("a") == 0.0

@@ -60,9 +60,10 @@ class AddressLimiter:
         q = self.seen.setdefault(address, collections.deque())
         while q and q[0] <= now - WINDOW:
             q.popleft()
-        if len(self.seen) > 100_000:  # forget idle addresses: memory stays bounded
-            for a in [a for a, d in self.seen.items() if not d]:
+        if len(self.seen) > 100_000:  # forget addresses idle for a window: memory stays bounded
+            for a in [a for a, d in self.seen.items() if not d or d[-1] <= now - WINDOW]:
                 del self.seen[a]
+            q = self.seen.setdefault(address, q)
         if len(q) >= self.per_minute:
             return max(1.0, q[0] + WINDOW - now)
         q.append(now)
