@@ -54,6 +54,7 @@ def test_a_wrong_choice_is_refused_with_a_plain_message_and_nothing_is_made(pati
                                                 "max_opens": "", "passcode": ""})
     assert r.status_code == 400
     assert "Choisissez ce que vous partagez" in r.text
+    assert 'name="summary" value="yes" checked' not in r.text  # the form shows what was chosen, not the default
     r = p.browser.post("/portal/sharing", data={"csrf": csrf_of(page.text), "label": "x", "summary": "yes",
                                                 "days": "7", "max_opens": "abc", "passcode": ""})
     assert r.status_code == 400 and "entre 1 et 1000" in r.text

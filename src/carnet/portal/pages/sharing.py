@@ -35,7 +35,8 @@ MESSAGES = {  # the services' refusals, as the patient reads them
 }
 
 
-async def _show(p: Page, *, error: str = "", status: int = 200, values: dict[str, str] | None = None) -> Response:
+async def _show(p: Page, *, error: str = "", status: int = 200, values: dict[str, str] | None = None,
+                chosen: tuple[str, ...] = ()) -> Response:
     key = p.dossier_key
 
     def work(ctx: Context) -> tuple[list[sharing.LinkView], list[tuple[str, str, str | None]], dict[str, str]]:
@@ -47,7 +48,7 @@ async def _show(p: Page, *, error: str = "", status: int = 200, values: dict[str
     done = str(p.request.query_params.get("done") or "")
     return p.render("portal/sharing/index.html", status=status, title=p._("Share"), links=found, documents=docs,
                     qrs=qrs, states=STATES, attempts=p.settings.shl_passcode_attempts, durations=DURATIONS,
-                    error=error, values=values or {},
+                    error=error, values=values or {}, chosen=chosen,
                     new=str(p.request.query_params.get("new") or ""), flash=p._(DONE[done]) if done in DONE else "",
                     lead=p._("Share your emergency summary or chosen documents with anyone, for example a doctor "
                              "abroad: a link and a QR code that you control. You see every opening in your "
@@ -86,7 +87,8 @@ async def create(p: Page) -> Response:
             raise
         message = str(exc)
         return await _show(p, error=p._(MESSAGES[message]) if message in MESSAGES else
-                           p._("This link could not be made: check what you chose."), status=400, values=values)
+                           p._("This link could not be made: check what you chose."), status=400, values=values,
+                           chosen=spec.documents)
     return p.redirect(f"/portal/sharing?done=created&new={view.link_id}#link-{view.link_id}")
 
 
