@@ -16,7 +16,7 @@ from tests.tasks.helpers import publish
 
 
 def _shlinks(page: str) -> list[str]:
-    return [html.unescape(m) for m in re.findall(r'class="shlink" readonly value="([^"]+)"', page)]
+    return [html.unescape(m) for m in re.findall(r'class="shlink" type="text" readonly value="([^"]+)"', page)]
 
 
 def test_a_patient_creates_a_link_sees_its_qr_code_and_revokes_it(patient: Patient) -> None:
