@@ -19,7 +19,7 @@ BEGIN, END = "<!-- layers:begin (scripts/layers_diagram.py) -->", "<!-- layers:e
 TITLES = {
     "carnet.asgi": "ASGI entry point",
     "carnet.app": "application factory: middleware, error handlers, mounts",
-    "carnet.cli": "faces: FHIR API, patient portal, clinician portal, command line",
+    "carnet.cli": "faces: FHIR API, patient portal, clinician portal, command line, shared links",
     "carnet.demo": "composition: demo data, the server runner",
     "carnet.export": "services: the domain's actions, each through the Context",
     "carnet.context": "the one way to a dossier: transaction, policy decision, audit",

@@ -5,7 +5,8 @@ from the demo data.
 
 Builds a fresh embedded Carnet (SQLite, files) in a temporary folder, seeds the demo, serves it on a free port and
 drives Debian's Chromium: signs in as Jeanne Lefèvre (the one-time code is read from the mail file Carnet writes)
-for the patient screens (01-12; 12: her allergy hidden from professionals, then shown again), then through the demo
+for the patient screens (01-12; 12: her allergy hidden from professionals, then shown again), sharing (12-14: a SMART
+Health Link, its viewer, the emergency card), then through the demo
 identity provider as her médecin traitant, Dr Claire Martin, and as a cardiologist with no rights who breaks the
 glass, for the clinician screens (20-31). Saves one PNG per screen and width. The README and
 docs/CLINICIAN_PORTAL.md show some of them.
@@ -115,6 +116,25 @@ def shoot(page: Page, out: Path, name: str, width_name: str) -> None:
     page.screenshot(path=str(out / f"{name}-{width_name}.png"), full_page=True)
 
 
+def sharing_screens(browser: Browser, page: Page, base: str, out: Path, width_name: str,
+                    viewport: dict[str, int]) -> None:
+    """The patient makes a SMART Health Link (12-share); a doctor abroad opens it in another browser (13-shl-viewer)."""
+    page.goto(base + "/portal/sharing")
+    page.fill("#label", "Pour le médecin de garde")
+    page.locator("main form[action='/portal/sharing'] button[type=submit]").click()
+    page.wait_for_url("**/portal/sharing?done=created**")
+    link = page.locator("input.shlink").first.input_value()
+    shoot(page, out, "12-share", width_name)
+    context = browser.new_context(viewport=viewport, locale="en-GB")
+    doctor = context.new_page()
+    doctor.goto(link)
+    doctor.fill("#recipient", "Dr Ana Ruiz, Hospital del Mar, Barcelona")
+    doctor.click("#open-button")
+    doctor.locator("#content section").first.wait_for()
+    shoot(doctor, out, "13-shl-viewer", width_name)
+    context.close()
+
+
 def clinician_screens(browser: Browser, base: str, out: Path, width_name: str, viewport: dict[str, int]) -> None:
     """20-31: the médecin traitant's day, a cardiologist's access request and emergency access, the review queue
     and the GP's notice."""
@@ -221,6 +241,7 @@ def main() -> None:
                             continue
                     page.screenshot(path=str(out / f"{name}-{width_name}.png"), full_page=True)
                 hidden_item_screen(page, base, out, width_name)
+                sharing_screens(browser, page, base, out, width_name, {"width": w, "height": h})
                 context.close()
                 clinician_screens(browser, base, out, width_name, {"width": w, "height": h})
             browser.close()

@@ -107,7 +107,8 @@ def services(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     var = tmp_path_factory.mktemp("var")
     os.environ.pop("CARNET_MASTER_KEY", None)
     settings = Settings(var_dir=var, database_url=database_url, base_url=BASE, max_document_bytes=64 * 1024,
-                        **UNLIMITED)
+                        # one test client for the session: tests/sharing and tests/throttle limit theirs
+                        shl_requests_per_minute=100_000, **UNLIMITED)
     svc = build_services(settings, make_engine(database_url, pool_size=5))
     yield svc
     svc.engine.dispose()

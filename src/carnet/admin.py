@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, exc, func, insert, inspect, select, update
 
 from carnet.blobs import KeyRing, rewrap
-from carnet.db.tables import client, document, master_key, practitioner
+from carnet.db.tables import client, document, master_key, practitioner, shared_link
 from carnet.identity.ins import InvalidIdentifier
 from carnet.identity.professionals import national_id, normalize_adeli, normalize_rpps
 from carnet.identity.professions import DOCTOR, PROFESSIONS
@@ -118,10 +118,23 @@ def list_clients(conn: Connection) -> list[Any]:
 
 
 def rewrap_all(conn: Connection, keyring: KeyRing, batch: int = 500, *, batches: int | None = None) -> int:
-    """Re-wrap every document's data key with the current master key (contents are not re-encrypted).
-    Touches only ``wrapped_key``/``key_id``: no content is decrypted or read. With ``batches``, stop after that many
-    batches (the caller commits and calls again: short transactions while nodes keep publishing)."""
+    """Re-wrap every document's data key, and every SMART Health Link's (docs/SHARING.md), with the current master
+    key (contents are not re-encrypted). Touches only ``wrapped_key``/``key_id``: no content is decrypted or read.
+    With ``batches``, stop after that many batches of documents (the caller commits and calls again: short
+    transactions while nodes keep publishing)."""
     done = 0
+    while True:  # the links' sealed keys: few rows
+        links = conn.execute(select(shared_link.c.dossier_key, shared_link.c.link_id, shared_link.c.wrapped_key,
+                                    shared_link.c.key_id).where(shared_link.c.key_id != keyring.current_id)
+                             .limit(batch)).all()
+        if not links:
+            break
+        for r in links:
+            wrapped, kid = rewrap(keyring, bytes(r.wrapped_key), r.key_id)
+            conn.execute(update(shared_link).where(shared_link.c.dossier_key == r.dossier_key,
+                                                   shared_link.c.link_id == r.link_id)
+                         .values(wrapped_key=wrapped, key_id=kid))
+            done += 1
     while batches is None or batches > 0:
         if batches is not None:
             batches -= 1

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as StarletteRoute
 
-from carnet import __version__, health, throttle
+from carnet import __version__, health, shlink, throttle
 from carnet.accounts import service as accounts
 from carnet.auth import web as auth_web
 from carnet.auth.keys import ServerKey
@@ -114,6 +114,7 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
 
     app.router.routes.extend(portal_app.routes(services))
     app.router.routes.extend(pro_app.routes(services))
+    app.router.routes.extend(shlink.routes(services))  # SMART Health Links: manifest, files, viewer (public)
     app.router.routes.extend(health.routes(services))  # /health/live, /health/ready (docs/SCALE.md)
 
     @app.get("/fhir/metadata")

@@ -100,6 +100,10 @@ class Settings:
     rate_code_sending: tuple[int, int] = field(default_factory=lambda: _rate("CARNET_RATE_CODE_SENDING", "5/900"))
     # addresses (or networks, CIDR) of the reverse proxies whose X-Forwarded-For is believed
     trusted_proxies: tuple[str, ...] = field(default_factory=lambda: _list("CARNET_TRUSTED_PROXIES"))
+    # SMART Health Links (carnet.sharing): wrong passcodes a link survives in its life; manifest requests an address
+    # may make a minute (each process counts its own)
+    shl_passcode_attempts: int = field(default_factory=lambda: _int("CARNET_SHL_PASSCODE_ATTEMPTS", 5))
+    shl_requests_per_minute: int = field(default_factory=lambda: _int("CARNET_SHL_REQUESTS_PER_MINUTE", 30))
     access_request_hours: int = field(default_factory=lambda: _int("CARNET_ACCESS_REQUEST_HOURS", 24))
     refresh_token_days: int = field(default_factory=lambda: _int("CARNET_REFRESH_TOKEN_DAYS", 90))
     # --- notifications: email over SMTP (files in var/mail when no host is set), SMS through a gateway ---

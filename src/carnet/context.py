@@ -30,11 +30,11 @@ from sqlalchemy import Connection, Engine, Row, and_, bindparam, select
 
 from carnet.access.actors import Actor, ActorKind
 from carnet.access.matrix import Matrix, load_matrix
-from carnet.access.policy import Decision, DossierFacts, Standing, decide
+from carnet.access.policy import Decision, DossierFacts, LinkFacts, Standing, decide, link_state
 from carnet.audit import log as audit_log
 from carnet.blobs import BlobStore, BlobStoreError, BlobStoreUnavailable, KeyRing, blobstore_from_url
 from carnet.config import Settings
-from carnet.db.tables import access_grant, dossier, representative
+from carnet.db.tables import access_grant, dossier, representative, shared_link
 from carnet.errors import FhirError
 from carnet.events import Audited, Subscribers
 
@@ -94,6 +94,14 @@ _DOSSIER_FOR_REPRESENTATIVE = (
         representative.c.dossier_key == dossier.c.dossier_key,
         representative.c.representative_id == bindparam("rep"), representative.c.ended_at.is_(None))))
     .where(dossier.c.dossier_key == bindparam("k")))
+_DOSSIER_FOR_LINK = (
+    select(dossier, shared_link.c.revoked_at.label("link_revoked_at"),
+           shared_link.c.expires_at.label("link_expires_at"), shared_link.c.opens.label("link_opens"),
+           shared_link.c.max_opens.label("link_max_opens"),
+           shared_link.c.passcode_failures.label("link_passcode_failures"))
+    .select_from(dossier.outerjoin(shared_link, and_(
+        shared_link.c.dossier_key == dossier.c.dossier_key, shared_link.c.link_id == bindparam("link"))))
+    .where(dossier.c.dossier_key == bindparam("k")))
 
 
 @dataclass
@@ -119,9 +127,12 @@ class Context:
 
     # --- audit ------------------------------------------------------------------------------------------------
     def audit(self, dossier_key: uuid.UUID, action: str, event: str, *, entity_type: str | None = None,
-              entity_id: str | None = None, detail: dict[str, Any] | None = None) -> None:
+              entity_id: str | None = None, detail: dict[str, Any] | None = None,
+              outcome: str = audit_log.OUTCOME_SUCCESS) -> None:
+        """Append the audit record (``outcome`` refused for an attempt that failed but must commit, such as a wrong
+        passcode that counts) and publish it."""
         audit_log.record(self.conn, dossier_key=dossier_key, actor=self.actor, action=action, event=event,
-                         now=self.now, entity_type=entity_type, entity_id=entity_id, detail=detail)
+                         now=self.now, entity_type=entity_type, entity_id=entity_id, detail=detail, outcome=outcome)
         self.publish(Audited(dossier_key, event, entity_type, entity_id, detail))
 
     def publish(self, event: object) -> None:
@@ -150,6 +161,8 @@ class Context:
                                                                             else [])}
         elif rep_id is not None:
             q, params = _DOSSIER_FOR_REPRESENTATIVE, {"rep": rep_id}
+        elif a.kind is ActorKind.LINK_RECIPIENT:
+            q, params = _DOSSIER_FOR_LINK, {"link": _uuid_or_none(a.id)}
         else:
             q, params = _DOSSIER, {}
         if lock:
@@ -173,6 +186,15 @@ class Context:
             return Standing(is_owner=a.id is not None and a.id == row.ins)
         if a.kind is ActorKind.REPRESENTATIVE:
             return Standing(representative_kind=getattr(row, "rep_kind", None))
+        if a.kind is ActorKind.LINK_RECIPIENT:
+            if getattr(row, "link_opens", None) is None:
+                return Standing()
+            expires = row.link_expires_at
+            return Standing(link=link_state(LinkFacts(
+                revoked=row.link_revoked_at is not None,
+                expires_at=expires if expires is None or expires.tzinfo else expires.replace(tzinfo=dt.UTC),
+                opens=row.link_opens, max_opens=row.link_max_opens, passcode_failures=row.link_passcode_failures,
+                max_passcode_failures=self.settings.shl_passcode_attempts), self.now))
         if a.kind is not ActorKind.PROFESSIONAL or not a.id:
             return Standing()
         grants = [r for r in rows if getattr(r, "relation", None) is not None]

@@ -23,6 +23,7 @@ from carnet.tasks import service as tasks
 from tests.browser import test_clinician_paths as clinician
 from tests.browser import test_patient_paths as patient
 from tests.browser.conftest import Mailbox
+from tests.browser.test_content_security_policy import VIEWER_LINK
 from tests.claims.helpers import byte_lines, claims_file, sample
 from tests.clinical import samples
 from tests.conftest import World
@@ -175,6 +176,8 @@ def test_every_patient_screen_meets_wcag_21_aa_at_phone_and_desktop_widths(
             ("/portal/dossier/object", "object to my dossier", ""),
             ("/portal/care-history", "care history", "Paracétamol 500 mg"),
             ("/portal/apps", "connected apps", ""),
+            ("/portal/sharing", "share (SMART Health Links, emergency card)", ""),
+            ("/shl/view#shlink:/" + VIEWER_LINK, "a SMART Health Link's viewer (a doctor abroad)", ""),
             (f"/portal/documents/{NOWHERE}", "error page", "")):
         audit.visit(base + path, screen, shows)
     page.goto(base + "/portal/access")
@@ -194,7 +197,7 @@ def test_every_patient_screen_meets_wcag_21_aa_at_phone_and_desktop_widths(
         accounts.link(conn, account_id, other.dossier, "representative", services.clock(), uuid.UUID(str(rep.id)))
     audit.visit(base + "/portal/choose", "account chooser")
     assert page.locator("main form[action='/portal/choose']").count() == 2
-    audit.assert_clean(25)
+    audit.assert_clean(27)
 
 
 def test_every_clinician_screen_meets_wcag_21_aa_at_phone_and_desktop_widths(

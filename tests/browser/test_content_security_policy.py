@@ -12,6 +12,9 @@ from tests.browser import test_patient_paths as patient
 from tests.browser.conftest import Mailbox
 from tests.conftest import World
 
+VIEWER_LINK = ("eyJ1cmwiOiJodHRwczovL3gueS9zaGwveCIsImtleSI6InJ4VGdZbE9hS0pQRnRjRWQwcWNjZU44d0VVNHA5NFNxQXdJV1F"
+               "lNnVYN1EifQ")  # {"url": "https://x.y/shl/x", "key": ...}: the viewer shows its form
+
 
 class Violations:
     """What Chromium reports about the CSP on the console (``Refused to apply inline style …``)."""
@@ -47,7 +50,8 @@ def test_no_page_of_either_portal_breaks_its_content_security_policy(
     person = patient.Person(world, services)
     visit(page, base + "/portal/sign-in")
     patient.sign_in(page, base, person, mailbox)
-    for path in ("/portal/", "/portal/documents", "/portal/access", "/portal/history", "/portal/settings"):
+    for path in ("/portal/", "/portal/documents", "/portal/access", "/portal/history", "/portal/settings",
+                 "/portal/sharing", "/shl/view#shlink:/" + VIEWER_LINK):
         visit(page, base + path)
     page.context.clear_cookies()
     nid, button = clinician.new_professional(world)

@@ -7,9 +7,11 @@ from sqlalchemy import ForeignKeyConstraint, UniqueConstraint
 from carnet.db.tables import metadata
 
 REFERENCE_TABLES = {"practitioner", "client", "token_jti"}
+REFERENCE_TABLES |= {"master_key"}  # the master keys' check values: a handful of rows every node reads at start
 LOOKUP_TABLES = {"ins_lookup", "creation_objection", "patient_index", "resource_locator", "document_identifier"}
 LOOKUP_TABLES |= {"account_login"}  # a sign-in identifier -> its account
 LOOKUP_TABLES |= {"pro_notice_by_recipient"}  # a professional's inbox -> the dossiers' notices
+LOOKUP_TABLES |= {"shared_link_lookup"}  # the hash of a SMART Health Link's public id -> its dossier
 # People's accounts, their codes, sessions and app grants: a second co-location group, distributed by account (or by
 # the hash of their secret); none holds health data, and none is pointed at by a dossier table.
 ACCOUNT_TABLES = {"account", "account_code", "web_session", "oauth_code", "refresh_token", "pro_session"}
@@ -23,7 +25,7 @@ def test_every_table_is_classified() -> None:
     assert DOSSIER_TABLES == {"dossier", "representative", "access_grant", "document", "document_token",
                               "submission_set", "audit_chain", "audit", "account_dossier", "outbox", "contact",
                               "professional_seen", "task", "clinical_item", "claim_line", "access_review",
-                              "pro_notice"}
+                              "pro_notice", "shared_link"}
 
 
 def test_account_tables_are_keyed_by_their_account_or_secret() -> None:

@@ -170,7 +170,8 @@ def test_notification_choices_are_saved_for_this_dossier_and_always_sent_events_
                   reason="Unconscious on arrival")
     run(patient.services, glass, lambda ctx: dossiers.read(ctx, world.dossier))
     with patient.services.engine.connect() as conn:
-        sent = [r.event for r in conn.execute(select(outbox.c.event).where(outbox.c.account_id == patient.account_id))]
+        sent = [r.event for r in conn.execute(select(outbox.c.event).where(  # in the order they were written
+            outbox.c.account_id == patient.account_id).order_by(outbox.c.message_id))]
     assert "document.new" not in sent[before:] and "access.emergency" in sent[before:]
 
 

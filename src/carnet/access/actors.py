@@ -18,6 +18,9 @@ class ActorKind(StrEnum):
     BANK = "bank"
     OCCUPATIONAL_MEDICINE = "occupational_medicine"
     OPERATOR = "operator"  # the people who run Carnet: lifecycle jobs, audit verification; never content
+    # whoever holds a SMART Health Link the patient shared (carnet.sharing): reads what the link shares, nothing more;
+    # ``id`` is the link's internal id, ``display`` the recipient the client declared
+    LINK_RECIPIENT = "link_recipient"
 
 
 NEVER_ADMITTED = frozenset({ActorKind.INSURER, ActorKind.MUTUELLE, ActorKind.EMPLOYER, ActorKind.BANK,

@@ -54,6 +54,7 @@ class Standing:
     relation: str = "none"  # none | authorized | care_team | treating_gp | gp_rights | blocked
     is_owner: bool = False  # a patient actor whose INS is the dossier's
     representative_kind: str | None = None  # a representative actor recorded on this dossier: minor | protected_adult
+    link: str | None = None  # a link recipient: the state of the link they present (:func:`link_state`), "live"...
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,7 @@ class Decision:
     # may read their notices of emergency and regulation accesses to this dossier (the clinician-portal inbox: the
     # patient's identity and the access's audit record): the médecin traitant, at reading time, while they have access
     gp_notices: bool = False
+    share_links: bool = False  # may share parts of the dossier as SMART Health Links (issue 13 §2): the patient side
     visibility: Visibility = field(default_factory=Visibility)
     basis: str = "none"  # why access is granted: patient, representative, authorized, treating_gp, emergency, ...
     refusal: str = "Access to this dossier is not allowed."
@@ -233,12 +235,59 @@ def decide(actor: Actor, dossier: DossierFacts, standing: Standing, today: dt.da
                                         hide_invisible_representatives=True))
     if actor.kind is ActorKind.PROFESSIONAL:
         return _professional(actor, dossier, standing, matrix, active)
+    if actor.kind is ActorKind.LINK_RECIPIENT:
+        return _link_recipient(standing, active)
     return DENY
+
+
+# --- SMART Health Links (carnet.sharing) ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LinkFacts:
+    """A shared link's state, as stored (``shared_link``)."""
+
+    revoked: bool
+    expires_at: dt.datetime | None
+    opens: int  # the openings counted, the one in progress included (a listing asks with one more)
+    max_opens: int | None
+    passcode_failures: int
+    max_passcode_failures: int
+
+
+LINK_STATES = ("live", "revoked", "expired", "used-up", "locked")
+
+
+def link_state(link: LinkFacts, now: dt.datetime) -> str:
+    """Whether a shared link may still be opened: ``live``, or why not (revoked by the patient, past its expiry, every
+    allowed opening used, or locked by too many wrong passcodes: the SMART Health Links specification's "total
+    lifetime count of incorrect Passcodes")."""
+    if link.revoked:
+        return "revoked"
+    if link.expires_at is not None and link.expires_at <= now:
+        return "expired"
+    if link.max_opens is not None and link.opens > link.max_opens:
+        return "used-up"
+    if link.passcode_failures >= link.max_passcode_failures:
+        return "locked"
+    return "live"
+
+
+def _link_recipient(standing: Standing, active: bool) -> Decision:
+    """Whoever holds a live link reads the dossier as the patient shared it (what the link's service chooses to put
+    in it): never a document hidden from professionals (``MASQUE_PS``), nor one not yet shown to the patient, nor one
+    hidden from legal representatives; nothing once the link is dead or the dossier closed. Refusals look like "not
+    found" (``check`` stays False): a dead link reveals nothing about the dossier."""
+    if standing.link != "live" or not active:
+        return Decision(refusal="This link is no longer active.", refusal_code="link-inactive")
+    return Decision(read=True, basis="shared_link",
+                    visibility=Visibility(nothing=False, hide_masked=True, hide_invisible_patient=True,
+                                          hide_invisible_representatives=True))
 
 
 def _patient_side(active: bool, basis: str, visibility: Visibility) -> Decision:
     return Decision(check=True, read=True, add_classes="patient" if active else "none", read_history=True,
-                    manage_access=active, close_or_reopen=True, copy=True, visibility=visibility, basis=basis)
+                    manage_access=active, close_or_reopen=True, copy=True, share_links=active, visibility=visibility,
+                    basis=basis)
 
 
 def _professional(actor: Actor, dossier: DossierFacts, standing: Standing, matrix: Matrix, active: bool) -> Decision:

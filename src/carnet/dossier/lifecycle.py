@@ -225,6 +225,10 @@ def purge_due(ctx: Context) -> list[uuid.UUID]:
                 pro_notice_by_recipient.c.recipient_id == recipient_id,
                 pro_notice_by_recipient.c.notice_id == notice_id))
         ctx.conn.execute(delete(pro_notice).where(pro_notice.c.dossier_key == key))
+        from carnet.db.tables import shared_link, shared_link_lookup  # SMART Health Links (issue 13 §2)
+
+        for table in (shared_link_lookup, shared_link):  # a purge is a batch job: the lookup by its dossier column
+            ctx.conn.execute(delete(table).where(table.c.dossier_key == key))
         ctx.conn.execute(delete(document_identifier).where(document_identifier.c.dossier_key == key))
         if ids or lists:
             ctx.conn.execute(delete(resource_locator).where(resource_locator.c.resource_id.in_(ids + lists)))

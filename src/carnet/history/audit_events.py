@@ -123,7 +123,7 @@ HISTORY_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 #: Kinds of actor a patient filters on.
 HISTORY_ACTORS: dict[str, tuple[str, ...]] = {
     "professionals": ("professional",), "patient_side": ("patient", "representative"),
-    "assurance_maladie": ("assurance_maladie",),
+    "assurance_maladie": ("assurance_maladie",), "link_recipients": ("link_recipient",),
 }
 READ_ACTIONS = ("R", "E")
 

@@ -39,6 +39,7 @@ EVENT_GROUPS: list[tuple[str, str]] = [
     ("access", "A professional opens my dossier for the first time"),
     ("rights", "Who may access my dossier changes"),
     ("requests", "An answer to my request for a correction"),
+    ("shares", "A link I shared is opened"),
 ]
 
 # Notification events and their group. Always-sent events have no group: the person cannot turn them off.
@@ -52,6 +53,7 @@ GROUP_OF: dict[str, str] = {
     "access.first": "access",
     "access.rights": "rights",
     "rectification.answer": "requests",
+    "share.opened": "shares",
 }
 ALWAYS_SENT: frozenset[str] = frozenset({"access.request", "access.emergency", "access.regulation"})
 PERSONAL_CHANNELS = ("email", "sms")  # what a person may choose; letters are for activation only

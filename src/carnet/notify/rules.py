@@ -18,6 +18,8 @@ Rules (messages carry no health content; see docs/NOTIFICATIONS.md):
   (``pro_notice``), unless there is none or they are the one accessing;
 - ``task.access.request`` → access.request (always sent); ``task.rectification.answer`` → rectification.answer;
 - ``access.*`` changes of rights → access.rights;
+- ``share.open`` (someone opened a SMART Health Link the patient shared) → share.opened, once per link and (UTC) day
+  (a long-term link's client may poll);
 - documents awaiting their announcement are found by a periodic job (:func:`announce_due`), not by an event.
 """
 
@@ -128,6 +130,12 @@ def _new_document(ctx: Context, dossier_key: uuid.UUID, entity_type: str | None,
     enqueue(ctx, dossier_key, "document.new", exclude_representatives=bool(row.invisible_representatives))
 
 
+def _link_opened(ctx: Context, dossier_key: uuid.UUID, _entity_type: str | None, entity_id: str | None) -> None:
+    if first_time(ctx.conn, dossier_key, f"share:{entity_id}:{ctx.now.astimezone(dt.UTC).date().isoformat()}",
+                  ctx.now):
+        enqueue(ctx, dossier_key, "share.opened")
+
+
 _RULES: dict[str, Callable[[Context, uuid.UUID, str | None, str | None], None]] = {
     "dossier.create": _simple("dossier.created"),
     "account.activate": _simple("dossier.activated"),
@@ -137,6 +145,7 @@ _RULES: dict[str, Callable[[Context, uuid.UUID, str | None, str | None], None]] 
     "task.rectification.answer": _simple("rectification.answer"),
     **{e: _new_document for e in PUBLISH_EVENTS},
     **{e: _simple("access.rights") for e in RIGHTS_EVENTS},
+    "share.open": _link_opened,
 }
 
 

@@ -11,4 +11,5 @@ from carnet.portal.pages import (  # noqa: F401
     home,
     requests,
     settings,
+    sharing,
 )

@@ -58,19 +58,24 @@ EVENTS = {
     "claims.read": N_("looked at the reimbursement data"),
     "contact.read": N_("looked at the emergency contacts"), "contact.add": N_("added an emergency contact"),
     "contact.update": N_("changed an emergency contact"), "contact.remove": N_("removed an emergency contact"),
+    "share.create": N_("shared a link"), "share.revoke": N_("revoked a shared link"),
+    "share.read": N_("looked at the shared links"), "share.open": N_("opened a link you shared"),
+    "share.file": N_("opened a file of a link you shared"),
+    "share.passcode": N_("typed a wrong passcode for a link you shared"),
 }
 PREFIXES = (("access.", N_("changed access rights")), ("dossier.", N_("acted on the dossier")),
             ("document.", N_("acted on a document")), ("task.", N_("acted on a request")),
             ("contact.", N_("changed the emergency contacts")), ("settings.", N_("changed the settings")),
-            ("clinical.", N_("acted on the health information")), ("claims.", N_("acted on the reimbursement data")))
+            ("clinical.", N_("acted on the health information")), ("claims.", N_("acted on the reimbursement data")),
+            ("share.", N_("acted on a shared link")))
 OTHER_EVENT = N_("acted on the dossier")
 KINDS = {"read": N_("Reads and searches"), "added": N_("Documents added"), "changed": N_("Documents changed"),
          "access": N_("Access rights"), "dossier": N_("The dossier itself"), "requests": N_("Requests")}
 ACTORS = {"professionals": N_("Professionals"), "patient_side": N_("Me and my representatives"),
-          "assurance_maladie": N_("Assurance Maladie")}
+          "assurance_maladie": N_("Assurance Maladie"), "link_recipients": N_("People you shared a link with")}
 ACTOR_KINDS = {"patient": N_("the patient"), "representative": N_("legal representative"),
                "assurance_maladie": N_("Assurance Maladie"), "operator": N_("Carnet's services"),
-               "system": N_("Carnet's services")}
+               "system": N_("Carnet's services"), "link_recipient": N_("someone you shared a link with")}
 MODES = {"normal": N_("normal"), "emergency": N_("Emergency access (break the glass)"),
          "regulation": N_("SAMU regulation (centre 15)")}
 

@@ -47,6 +47,7 @@ GROUP_LABELS = {
     "access": N_("A professional opens my dossier for the first time"),
     "rights": N_("Who may access my dossier changes"),
     "requests": N_("An answer to my request for a correction"),
+    "shares": N_("A link I shared is opened"),
 }
 ALWAYS_LABELS = {
     "access.request": N_("A professional asks for access to my dossier"),

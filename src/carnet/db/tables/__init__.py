@@ -8,22 +8,22 @@ to them, never the reverse.
 
 Resources accepted through the API are stored as the JSON text that was accepted (``resource``), so that a read serves
 it without re-serialising it through models.
+
+The tables live in this package's ``__init__`` but for the counters every node shares (``counters``) and the shared
+links (``sharing``); ``base`` holds the metadata. Importers name ``carnet.db.tables`` only.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Boolean,
     Column,
     Date,
-    DateTime,
     ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     String,
     Table,
     Text,
@@ -31,19 +31,13 @@ from sqlalchemy import (
     false,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
-
-Json = JSON().with_variant(JSONB(), "postgresql")
-TS = DateTime(timezone=True)
+from carnet.db.tables.base import TS, Json
+from carnet.db.tables.base import metadata as metadata
+from carnet.db.tables.counters import rate_limit as rate_limit
+from carnet.db.tables.counters import sign_in_failure as sign_in_failure
+from carnet.db.tables.sharing import shared_link as shared_link
+from carnet.db.tables.sharing import shared_link_lookup as shared_link_lookup
 
 # --- reference tables (not distributed) ---------------------------------------------------------------------------
 
@@ -87,35 +81,6 @@ token_jti = Table(
     Column("jti", String(200), primary_key=True),
     Column("client_id", String(64), nullable=False),
     Column("expires_at", Integer, nullable=False),
-)
-
-# --- counters shared by every node: per-address rate limits, sign-in failures (issue 15 §3) ------------------------
-# Not dossier data: each row is found by its own ``key`` (a keyed hash, see carnet.throttle), so under Citus both are
-# distributed by ``key`` (a co-location group of their own); every statement names one key, or sweeps expired rows.
-# Times are epoch seconds (integer arithmetic in SQL, the same on PostgreSQL and SQLite).
-
-rate_limit = Table(
-    "rate_limit", metadata,  # a sliding window per (limit, client address): one upsert per hit
-    Column("key", String(64), primary_key=True),  # HMAC-SHA256 of (limit name, address): no address in clear
-    Column("period", BigInteger, nullable=False),  # the current window's number (epoch seconds // window)
-    Column("hits", Integer, nullable=False),  # hits in the current window
-    Column("previous", Integer, nullable=False),  # hits in the window before it
-    Column("expires_at", BigInteger, nullable=False),  # after this the row means nothing: pruned
-    Index(None, "expires_at"),
-)
-
-sign_in_failure = Table(
-    "sign_in_failure", metadata,  # failed sign-in steps per (identifier, address), per address, per identifier
-    Column("key", String(64), primary_key=True),  # HMAC-SHA256 of (kind, value): no identifier nor address in clear
-    Column("kind", String(8), nullable=False),  # pair | address | login
-    Column("failures", Integer, nullable=False),
-    Column("last_at", BigInteger, nullable=False),  # the latest failure
-    Column("expires_at", BigInteger, nullable=False),  # failures are forgotten after this: pruned
-    Column("account_id", Uuid),  # kind login, when the identifier is an account's: whom to tell
-    Column("notice_due", BigInteger),  # kind login: when a notice to the account holder became due
-    Column("noticed_at", BigInteger),  # kind login: when the last notice was queued
-    Index(None, "expires_at"),
-    Index(None, "notice_due"),
 )
 
 # --- lookup tables: uniqueness and search across dossiers ---------------------------------------------------------
