@@ -4,8 +4,8 @@ Each record's ``hash`` is SHA-256 over the previous record's hash and a canonica
 of every chain (last ``seq`` and ``hash``) is kept in ``audit_chain`` and locked while appending, so two concurrent
 writers on one dossier are serialised. :func:`verify` recomputes every chain and reports a record altered (its hash no
 longer matches), removed (a gap in ``seq`` or a broken link, or a head ahead of the last record) or reordered.
-Events that concern no dossier (token issuance, directory changes, searches that matched nothing) go to the system
-chain, keyed by the nil UUID.
+Events that concern no dossier (token issuance, directory changes, searches that matched nothing) are recorded with
+``SYSTEM_CHAIN`` and spread over the system chains (:data:`carnet.ids.SYSTEM_CHAINS`), so they do not serialize.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from carnet.access.actors import Actor
 from carnet.db.tables import audit, audit_chain
-from carnet.ids import new_id
+from carnet.ids import SYSTEM_CHAIN, new_id, system_chain_for
 
 GENESIS = "0" * 64
 
@@ -81,11 +81,13 @@ _MOVE_HEAD = (update(audit_chain).where(audit_chain.c.dossier_key == bindparam("
               .values(seq=bindparam("new_seq"), head=bindparam("new_head"), prev=bindparam("old_head")))
 
 # On PostgreSQL the whole append is one statement: move the head (the row lock serialises writers on a dossier; the
-# SET expressions see the old values) and insert the record with the same hash as :func:`link`.
+# SET expressions see the old values) and insert the record with the same hash as :func:`link`. Every function in the
+# UPDATE is IMMUTABLE (Citus refuses a STABLE one such as convert_to next to column references): the hashed text is
+# ASCII (hex digests and digits), so its cast to bytea gives exactly its UTF-8 bytes.
 _APPEND_PG = text("""
 WITH h AS (
   UPDATE audit_chain SET prev = head, seq = seq + 1,
-         head = encode(sha256(convert_to(head || ':' || (seq + 1)::text || ':' || :body, 'UTF8')), 'hex')
+         head = encode(sha256(CAST(head || ':' || CAST(seq + 1 AS text) || ':' || :body AS bytea)), 'hex')
   WHERE dossier_key = :dossier_key
   RETURNING seq, prev, head)
 INSERT INTO audit (dossier_key, seq, event_id, recorded, action, event, outcome, actor_kind, actor_id, actor_name,
@@ -109,9 +111,13 @@ def _lock_head(conn: Connection, dossier_key: uuid.UUID) -> tuple[int, str]:
 def record(conn: Connection, *, dossier_key: uuid.UUID, actor: Actor, action: str, event: str, now: dt.datetime,
            outcome: str = OUTCOME_SUCCESS, entity_type: str | None = None, entity_id: str | None = None,
            detail: dict[str, Any] | None = None) -> uuid.UUID:
-    """Append one record to ``dossier_key``'s chain, inside the caller's transaction."""
+    """Append one record to ``dossier_key``'s chain, inside the caller's transaction (``SYSTEM_CHAIN``: to one of
+    the system chains)."""
+    event_id = new_id()
+    if dossier_key == SYSTEM_CHAIN:
+        dossier_key = system_chain_for(event_id)
     row: dict[str, Any] = {
-        "dossier_key": dossier_key, "event_id": new_id(), "recorded": utc(now), "action": action,
+        "dossier_key": dossier_key, "event_id": event_id, "recorded": utc(now), "action": action,
         "event": event, "outcome": outcome, "actor_kind": actor.kind.value, "actor_id": actor.audit_id,
         "actor_name": actor.display, "organisation_id": actor.organisation_id, "client_id": actor.client_id,
         "mode": actor.mode.value, "reason": actor.reason, "entity_type": entity_type, "entity_id": entity_id,
