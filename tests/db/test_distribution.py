@@ -80,6 +80,7 @@ def test_on_citus_every_table_is_placed_as_declared_and_distribute_is_idempotent
     with services.engine.connect() as conn:
         if not distribution.citus_present(conn):
             pytest.skip("no Citus here (see docs/SCALE.md to run the suite on a cluster)")
+        assert conn.execute(text("SHOW citus.enable_repartition_joins")).scalar() == "off"  # the suite runs without
         placement = distribution.load()
         rows = conn.execute(text(
             "SELECT logicalrelid::regclass::text AS name, partmethod, "
