@@ -101,3 +101,9 @@ def test_operator_changes_are_traced_in_the_system_chain(env: Path) -> None:
                                        system_chains)]
     assert "directory.disable" in events and "keys.rotate" in events
     assert runner.invoke(app, ["audit", "verify"]).exit_code == 0
+
+
+def test_db_distribute_refuses_where_citus_is_absent(env: Path) -> None:
+    result = CliRunner().invoke(app, ["db", "distribute"])
+    assert result.exit_code == 1
+    assert "citus extension is not installed" in result.output
