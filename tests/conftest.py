@@ -1,8 +1,11 @@
 """Shared test set-up: the suite runs against SQLite *and* PostgreSQL.
 
 PostgreSQL comes from ``CARNET_TEST_DATABASE_URL`` (default: the server at 127.0.0.1:5432, user postgres); a fresh
-database is created for the session and dropped afterwards. With ``CI=true`` an unreachable PostgreSQL fails the
-run instead of skipping. Personas are built through the real services; tokens through the real OAuth endpoint.
+database is created for the session and dropped afterwards. ``CARNET_TEST_PG_URL`` names instead a database made
+beforehand (already upgraded, e.g. distributed by ``carnet db distribute`` on a Citus coordinator: docs/SCALE.md): the
+suite's PostgreSQL half then runs in it, neither creating, upgrading nor dropping it. With ``CI=true`` an unreachable
+PostgreSQL fails the run instead of skipping. Personas are built through the real services; tokens through the real
+OAuth endpoint.
 """
 
 from __future__ import annotations
@@ -46,9 +49,14 @@ def pg_admin_url() -> str:
     return os.environ.get("CARNET_TEST_DATABASE_URL", PG_DEFAULT)
 
 
+def pg_precreated_url() -> str | None:
+    """The pre-created database the PostgreSQL half runs in (``CARNET_TEST_PG_URL``), if any."""
+    return os.environ.get("CARNET_TEST_PG_URL") or None
+
+
 def pg_available() -> bool:
     try:
-        eng = create_engine(make_url(pg_admin_url()).set(drivername="postgresql+psycopg"))
+        eng = create_engine(make_url(pg_precreated_url() or pg_admin_url()).set(drivername="postgresql+psycopg"))
         with eng.connect():
             pass
         eng.dispose()
@@ -89,6 +97,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         yield url
         return
     require_postgres()
+    precreated = pg_precreated_url()
+    if precreated is not None:
+        yield make_url(precreated).set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+        return
     url, drop = fresh_postgres_database()
     upgrade(url)
     yield url

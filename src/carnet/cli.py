@@ -76,6 +76,28 @@ def db_upgrade() -> None:
     console.print("[green]database up to date[/green]")
 
 
+@db_app.command("distribute")
+def db_distribute() -> None:
+    """On Citus: make the reference tables and distribute every other table by its key, co-located, as declared in
+    carnet/db/distribution.toml (run after `carnet db upgrade`; running it again changes nothing)."""
+    from carnet.db.distribution import distribute
+    from carnet.db.engine import make_engine
+
+    settings = Settings()
+    engine = make_engine(settings.effective_database_url, pool_size=1)
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            done = distribute(conn)
+    except RuntimeError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    finally:
+        engine.dispose()
+    for line in done:
+        console.print(line)
+    console.print(f"[green]{len(done)} tables placed; every table is where distribution.toml says[/green]")
+
+
 @app.command()
 def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
           with_worker: bool = typer.Option(False, help="also deliver notifications, in a thread of this process")

@@ -6,7 +6,22 @@ import uuid
 
 import uuid6
 
-SYSTEM_CHAIN = uuid.UUID(int=0)  # the audit chain of events that concern no dossier
+# Events that concern no dossier are audited with ``dossier_key=SYSTEM_CHAIN``; the audit log spreads them over
+# ``SYSTEM_CHAINS`` (the UUIDs 0 to SYSTEM_CHAIN_COUNT - 1, which no UUIDv7 dossier key can be), so that they do not all
+# queue on one chain head (one row lock, one Citus shard). SYSTEM_CHAIN itself is the first of them.
+SYSTEM_CHAIN_COUNT = 16
+SYSTEM_CHAINS = tuple(uuid.UUID(int=i) for i in range(SYSTEM_CHAIN_COUNT))
+SYSTEM_CHAIN = SYSTEM_CHAINS[0]
+
+
+def is_system_chain(key: uuid.UUID) -> bool:
+    return key.int < SYSTEM_CHAIN_COUNT
+
+
+def system_chain_for(event_id: uuid.UUID) -> uuid.UUID:
+    """The system chain an event about no dossier goes to: chosen by the event id's random bits (UUIDv7 ends with 62
+    random bits), so concurrent writers spread over every chain."""
+    return SYSTEM_CHAINS[event_id.int % SYSTEM_CHAIN_COUNT]
 
 
 def new_id() -> uuid.UUID:

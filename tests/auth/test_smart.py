@@ -198,6 +198,27 @@ def test_a_refresh_rotates_the_token_and_a_reused_one_revokes_the_whole_family(
     assert document_ids(world, world.dossier, bearer(second["access_token"])).status_code == 401
 
 
+def test_a_refresh_token_carries_its_grant_and_one_issued_without_it_still_works(
+        world: World, signed_in: Patient, app_for: Any) -> None:
+    import hashlib
+
+    from carnet.auth.jwt import b64url_object
+
+    app = app_for()
+    first = app.tokens()
+    grant = b64url_object(first["access_token"].split(".")[1])["extensions"]["carnet"]["grant_id"]
+    assert first["refresh_token"].split(".")[0] == grant  # found on its grant's shard (docs/SCALE.md)
+    legacy = secrets.token_urlsafe(32)  # a token issued before tokens carried their grant
+    with world.services.engine.begin() as conn:
+        conn.execute(update(refresh_token).where(
+            refresh_token.c.token_hash == hashlib.sha256(first["refresh_token"].encode()).hexdigest())
+            .values(token_hash=hashlib.sha256(legacy.encode()).hexdigest()))
+    r = app.refresh(legacy)
+    assert r.status_code == 200, r.text
+    assert r.json()["refresh_token"].split(".")[0] == grant
+    assert app.refresh(legacy).json()["error"] == "invalid_grant"  # spent, and the family with it
+
+
 def test_without_offline_or_online_access_no_refresh_token_is_given(signed_in: Patient, app_for: Any) -> None:
     body = app_for().tokens(scope="patient/DocumentReference.rs")
     assert "refresh_token" not in body and body["scope"] == "patient/DocumentReference.rs"

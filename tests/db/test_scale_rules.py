@@ -6,14 +6,15 @@ from sqlalchemy import ForeignKeyConstraint, UniqueConstraint
 
 from carnet.db.tables import metadata
 
-REFERENCE_TABLES = {"practitioner", "client", "token_jti"}
+REFERENCE_TABLES = {"practitioner", "client"}
 REFERENCE_TABLES |= {"master_key"}  # the master keys' check values: a handful of rows every node reads at start
-LOOKUP_TABLES = {"ins_lookup", "creation_objection", "patient_index", "resource_locator", "document_identifier"}
+LOOKUP_TABLES = {"token_jti"}  # a client assertion's jti (replay): insert-only, by jti
+LOOKUP_TABLES |= {"ins_lookup", "creation_objection", "patient_index", "resource_locator", "document_identifier"}
 LOOKUP_TABLES |= {"account_login"}  # a sign-in identifier -> its account
 LOOKUP_TABLES |= {"pro_notice_by_recipient"}  # a professional's inbox -> the dossiers' notices
 LOOKUP_TABLES |= {"shared_link_lookup"}  # the hash of a SMART Health Link's public id -> its dossier
-# People's accounts, their codes, sessions and app grants: a second co-location group, distributed by account (or by
-# the hash of their secret); none holds health data, and none is pointed at by a dossier table.
+# People's accounts, their codes, sessions and app grants: distributed by account, by grant (refresh tokens) or by the
+# hash of their secret (carnet/db/distribution.toml); none holds health data, and none is pointed at by a dossier table.
 ACCOUNT_TABLES = {"account", "account_code", "web_session", "oauth_code", "refresh_token", "pro_session"}
 # Counters every node shares (rate limits, sign-in failures): not dossier data; each row is found by its own key, a
 # keyed hash, so under Citus each is distributed by that key, in a co-location group of its own (docs/SCALE.md).

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from carnet.cli import app as cli
 from carnet.context import Services
 from carnet.db.tables import audit, outbox
-from carnet.ids import SYSTEM_CHAIN
+from carnet.ids import SYSTEM_CHAINS
 from carnet.notify import worker
 from carnet.notify.channels import channels_for
 from tests.conftest import SmtpInbox, World
@@ -259,7 +259,7 @@ def test_the_operator_lists_failures_and_retries_one_which_is_traced(world: Worl
     assert retried.exit_code == 0, retried.output
     assert (one(world.services, world, acc).status, one(world.services, world, acc).attempts) == ("pending", 0)
     with world.services.engine.connect() as conn:
-        traced = conn.execute(select(audit.c.event).where(audit.c.dossier_key == SYSTEM_CHAIN,
+        traced = conn.execute(select(audit.c.event).where(audit.c.dossier_key.in_(SYSTEM_CHAINS),
                                                           audit.c.entity_id == str(row.message_id))).scalars().all()
     assert traced == ["outbox.retry"]
     assert runner.invoke(cli, ["outbox", "retry", str(row.message_id)]).exit_code == 1  # pending: nothing to do

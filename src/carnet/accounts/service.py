@@ -97,9 +97,13 @@ def mask(address: str) -> str:
 
 
 def by_login(conn: Connection, login: str) -> Any:
-    return conn.execute(
-        select(account).select_from(account_login.join(account, account.c.account_id == account_login.c.account_id))
-        .where(account_login.c.login == normalise_login(login))).first()
+    """The account signing in with ``login``: two single-shard reads on Citus (the login's row, then its account),
+    never a join of tables distributed by different keys (docs/SCALE.md)."""
+    account_id = conn.execute(select(account_login.c.account_id)
+                              .where(account_login.c.login == normalise_login(login))).scalar()
+    if account_id is None:
+        return None
+    return conn.execute(select(account).where(account.c.account_id == account_id)).first()
 
 
 def new_code(conn: Connection, account_id: uuid.UUID, purpose: str, channel: str, now: dt.datetime,
@@ -207,15 +211,14 @@ def acting_link(conn: Connection, account_id: uuid.UUID, dossier_key: uuid.UUID)
     What a patient app's grant rests on (:mod:`carnet.auth.smart` asks it through its callers, reading no account
     nor dossier table itself): checked when a code or a refresh token is exchanged, and on every API request."""
     row = conn.execute(
-        select(dossier.c.ins, account_dossier.c.representative_id, account.c.status)
-        .select_from(account_dossier
-                     .join(account, account.c.account_id == account_dossier.c.account_id)
-                     .join(dossier, dossier.c.dossier_key == account_dossier.c.dossier_key))
+        select(dossier.c.ins, account_dossier.c.representative_id)
+        .select_from(account_dossier.join(dossier, dossier.c.dossier_key == account_dossier.c.dossier_key))
         .where(and_(account_dossier.c.dossier_key == dossier_key, account_dossier.c.account_id == account_id,
                     account_dossier.c.ended_at.is_(None)))).first()
-    if row is None or row.status != "active":
+    if row is None:  # then the account (another shard on Citus: two single-shard reads, no join across keys)
         return None
-    return ActingLink(row.ins, row.representative_id)
+    status = conn.execute(select(account.c.status).where(account.c.account_id == account_id)).scalar()
+    return ActingLink(row.ins, row.representative_id) if status == "active" else None
 
 
 def dossier_names(conn: Connection, dossier_keys: Collection[uuid.UUID]) -> dict[uuid.UUID, tuple[str, str]]:

@@ -75,21 +75,23 @@ def load(conn: Connection, token: str | None, now: dt.datetime, settings: Settin
     if not token or len(token) > 200:
         return None
     h = digest(token)
-    row = conn.execute(
-        select(web_session, account.c.kind, account.c.display_name, account.c.lang, account.c.login,
-               account.c.status)
-        .select_from(web_session.join(account, account.c.account_id == web_session.c.account_id))
-        .where(web_session.c.session_hash == h)).first()
-    if row is None or row.revoked_at is not None or row.status != "active":
+    # Two single-shard reads on Citus (the session by its hash, then its account by id): the tables are distributed
+    # by different keys, and a join between them would need a repartition (docs/SCALE.md).
+    row = conn.execute(select(web_session).where(web_session.c.session_hash == h)).first()
+    if row is None or row.revoked_at is not None:
         return None
     idle_limit = _utc(row.last_seen_at) + dt.timedelta(minutes=settings.session_idle_minutes)
     if _utc(row.expires_at) <= now or idle_limit <= now:
         return None
+    person = conn.execute(select(account.c.kind, account.c.display_name, account.c.lang, account.c.login,
+                                 account.c.status).where(account.c.account_id == row.account_id)).first()
+    if person is None or person.status != "active":
+        return None
     if touch and (now - _utc(row.last_seen_at)).total_seconds() > 30:  # spare a write on every click
         conn.execute(update(web_session).where(web_session.c.session_hash == h).values(last_seen_at=now))
     return PortalSession(session_hash=h, account_id=row.account_id, stage=row.stage, csrf=row.csrf,
-                         dossier_key=row.dossier_key, representative_id=row.representative_id, kind=row.kind,
-                         display_name=row.display_name, lang=row.lang, login=row.login,
+                         dossier_key=row.dossier_key, representative_id=row.representative_id, kind=person.kind,
+                         display_name=person.display_name, lang=person.lang, login=person.login,
                          previous_visit_at=_utc(row.previous_visit_at) if row.previous_visit_at else None)
 
 

@@ -4,8 +4,8 @@ Each record's ``hash`` is SHA-256 over the previous record's hash and a canonica
 of every chain (last ``seq`` and ``hash``) is kept in ``audit_chain`` and locked while appending, so two concurrent
 writers on one dossier are serialised. :func:`verify` recomputes every chain and reports a record altered (its hash no
 longer matches), removed (a gap in ``seq`` or a broken link, or a head ahead of the last record) or reordered.
-Events that concern no dossier (token issuance, directory changes, searches that matched nothing) go to the system
-chain, keyed by the nil UUID.
+Events that concern no dossier (token issuance, directory changes, searches that matched nothing) are recorded with
+``SYSTEM_CHAIN`` and spread over the system chains (:data:`carnet.ids.SYSTEM_CHAINS`), so they do not serialize.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from carnet.access.actors import Actor
 from carnet.db.tables import audit, audit_chain
-from carnet.ids import new_id
+from carnet.ids import SYSTEM_CHAIN, new_id, system_chain_for
 
 GENESIS = "0" * 64
 
@@ -81,11 +81,13 @@ _MOVE_HEAD = (update(audit_chain).where(audit_chain.c.dossier_key == bindparam("
               .values(seq=bindparam("new_seq"), head=bindparam("new_head"), prev=bindparam("old_head")))
 
 # On PostgreSQL the whole append is one statement: move the head (the row lock serialises writers on a dossier; the
-# SET expressions see the old values) and insert the record with the same hash as :func:`link`.
+# SET expressions see the old values) and insert the record with the same hash as :func:`link`. Every function in the
+# UPDATE is IMMUTABLE (Citus refuses a STABLE one such as convert_to next to column references): the hashed text is
+# ASCII (hex digests and digits), so its cast to bytea gives exactly its UTF-8 bytes.
 _APPEND_PG = text("""
 WITH h AS (
   UPDATE audit_chain SET prev = head, seq = seq + 1,
-         head = encode(sha256(convert_to(head || ':' || (seq + 1)::text || ':' || :body, 'UTF8')), 'hex')
+         head = encode(sha256(CAST(head || ':' || CAST(seq + 1 AS text) || ':' || :body AS bytea)), 'hex')
   WHERE dossier_key = :dossier_key
   RETURNING seq, prev, head)
 INSERT INTO audit (dossier_key, seq, event_id, recorded, action, event, outcome, actor_kind, actor_id, actor_name,
@@ -109,9 +111,13 @@ def _lock_head(conn: Connection, dossier_key: uuid.UUID) -> tuple[int, str]:
 def record(conn: Connection, *, dossier_key: uuid.UUID, actor: Actor, action: str, event: str, now: dt.datetime,
            outcome: str = OUTCOME_SUCCESS, entity_type: str | None = None, entity_id: str | None = None,
            detail: dict[str, Any] | None = None) -> uuid.UUID:
-    """Append one record to ``dossier_key``'s chain, inside the caller's transaction."""
+    """Append one record to ``dossier_key``'s chain, inside the caller's transaction (``SYSTEM_CHAIN``: to one of
+    the system chains)."""
+    event_id = new_id()
+    if dossier_key == SYSTEM_CHAIN:
+        dossier_key = system_chain_for(event_id)
     row: dict[str, Any] = {
-        "dossier_key": dossier_key, "event_id": new_id(), "recorded": utc(now), "action": action,
+        "dossier_key": dossier_key, "event_id": event_id, "recorded": utc(now), "action": action,
         "event": event, "outcome": outcome, "actor_kind": actor.kind.value, "actor_id": actor.audit_id,
         "actor_name": actor.display, "organisation_id": actor.organisation_id, "client_id": actor.client_id,
         "mode": actor.mode.value, "reason": actor.reason, "entity_type": entity_type, "entity_id": entity_id,
@@ -184,9 +190,11 @@ def record_many(conn: Connection, entries: list[tuple[uuid.UUID, dict[str, Any]]
     """Append one record to each of many chains (``entries``: dossier key and its record's detail), in the caller's
     transaction: the bulk form of :func:`record`, for batch jobs such as the claims ingest.
 
-    The heads of all the chains are locked in one statement (in key order, so two bulk writers cannot deadlock), the
-    chained hashes are computed here exactly as :func:`record` does (:func:`link` over :func:`body_hash`), the
-    records go in with one COPY (PostgreSQL; one executemany on SQLite) and the heads move in one statement.
+    The heads of all the chains are locked in key order (so two bulk writers cannot deadlock), the chained hashes are
+    computed here exactly as :func:`record` does (:func:`link` over :func:`body_hash`), the records go in with one
+    COPY (PostgreSQL; one executemany on SQLite) and the heads move. On PostgreSQL each head is locked, created and
+    moved by a statement naming its one key, the statements pipelined (psycopg's executemany): on Citus each routes
+    to one shard, where a ``FOR UPDATE`` over many keys is refused.
     A chain may receive records from both paths in turn; :func:`verify_chain` cannot tell them apart. Returns the
     number of records written."""
     if not entries:
@@ -195,17 +203,16 @@ def record_many(conn: Connection, entries: list[tuple[uuid.UUID, dict[str, Any]]
     if len(keys) != len(entries):
         raise ValueError("record_many takes at most one record per dossier")
     pg = conn.dialect.name == "postgresql"
-    lock: Any = _LOCK_HEADS_PG if pg else _LOCK_HEADS
-    heads = {r.dossier_key: (int(r.seq), str(r.head)) for r in conn.execute(lock, {"keys": keys})}
+    heads = _lock_heads_pg(conn, keys) if pg else _lock_heads(conn, keys)
     missing = [k for k in keys if k not in heads]
     if missing:  # first records of these chains: create their heads, then lock them
         if pg:
-            conn.execute(_NEW_HEADS_PG, {"keys": missing, "genesis": GENESIS})
+            _pipelined(conn, _NEW_HEAD_PG, [(k, GENESIS) for k in missing])
+            heads.update(_lock_heads_pg(conn, missing))
         else:
             conn.execute(sqlite_insert(audit_chain).on_conflict_do_nothing(index_elements=["dossier_key"]),
                          [{"dossier_key": k, "seq": 0, "head": GENESIS} for k in missing])
-        for r in conn.execute(lock, {"keys": missing}):
-            heads[r.dossier_key] = (int(r.seq), str(r.head))
+            heads.update(_lock_heads(conn, missing))
     rows: list[dict[str, Any]] = []
     moves: list[dict[str, Any]] = []
     recorded = utc(now)
@@ -223,9 +230,7 @@ def record_many(conn: Connection, entries: list[tuple[uuid.UUID, dict[str, Any]]
         moves.append({"k": key, "new_seq": row["seq"], "new_head": row["hash"], "old_head": prev})
     if pg:
         _copy_records(conn, rows)
-        conn.execute(_MOVE_HEADS_PG, {"keys": [m["k"] for m in moves], "seqs": [m["new_seq"] for m in moves],
-                                      "heads": [m["new_head"] for m in moves],
-                                      "prevs": [m["old_head"] for m in moves]})
+        _pipelined(conn, _MOVE_HEAD_PG, [(m["new_seq"], m["new_head"], m["old_head"], m["k"]) for m in moves])
     else:
         conn.execute(_INSERT, rows)
         conn.execute(_MOVE_HEAD, moves)
@@ -237,10 +242,7 @@ _COPY_COLUMNS = BODY_FIELDS + ("seq", "prev_hash", "hash")
 
 def _copy_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """PostgreSQL: the records in one COPY (psycopg), inside the caller's transaction."""
-    raw = conn.connection.driver_connection
-    if raw is None:  # pragma: no cover - a live connection always has one
-        raise RuntimeError("no database connection")
-    with raw.cursor() as cur, cur.copy(f"COPY audit ({', '.join(_COPY_COLUMNS)}) FROM STDIN") as copy:
+    with _raw(conn).cursor() as cur, cur.copy(f"COPY audit ({', '.join(_COPY_COLUMNS)}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row([json.dumps(row[c], ensure_ascii=False) if c == "detail" else row[c]
                             for c in _COPY_COLUMNS])
@@ -249,13 +251,36 @@ def _copy_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
 _LOCK_HEADS = (select(audit_chain.c.dossier_key, audit_chain.c.seq, audit_chain.c.head)
                .where(audit_chain.c.dossier_key.in_(bindparam("keys", expanding=True)))
                .order_by(audit_chain.c.dossier_key).with_for_update())
-_LOCK_HEADS_PG = text("SELECT dossier_key, seq, head FROM audit_chain WHERE dossier_key = ANY(CAST(:keys AS uuid[])) "
-                      "ORDER BY dossier_key FOR UPDATE")
-_NEW_HEADS_PG = text("INSERT INTO audit_chain (dossier_key, seq, head) SELECT k, 0, :genesis "
-                     "FROM unnest(CAST(:keys AS uuid[])) AS k ON CONFLICT (dossier_key) DO NOTHING")
-_MOVE_HEADS_PG = text("""
-UPDATE audit_chain a SET seq = v.seq, head = v.head, prev = v.prev
-FROM unnest(CAST(:keys AS uuid[]), CAST(:seqs AS integer[]), CAST(:heads AS text[]), CAST(:prevs AS text[]))
-     AS v(k, seq, head, prev)
-WHERE a.dossier_key = v.k
-""")
+_LOCK_HEAD_PG = "SELECT dossier_key, seq, head FROM audit_chain WHERE dossier_key = %s FOR UPDATE"
+_NEW_HEAD_PG = ("INSERT INTO audit_chain (dossier_key, seq, head) VALUES (%s, 0, %s) "
+                "ON CONFLICT (dossier_key) DO NOTHING")
+_MOVE_HEAD_PG = "UPDATE audit_chain SET seq = %s, head = %s, prev = %s WHERE dossier_key = %s"
+
+
+def _lock_heads(conn: Connection, keys: list[uuid.UUID]) -> dict[uuid.UUID, tuple[int, str]]:
+    return {r.dossier_key: (int(r.seq), str(r.head)) for r in conn.execute(_LOCK_HEADS, {"keys": keys})}
+
+
+def _raw(conn: Connection) -> Any:
+    raw = conn.connection.driver_connection
+    if raw is None:  # pragma: no cover - a live connection always has one
+        raise RuntimeError("no database connection")
+    return raw
+
+
+def _lock_heads_pg(conn: Connection, keys: list[uuid.UUID]) -> dict[uuid.UUID, tuple[int, str]]:
+    """Lock each head by its key, in the order given (sorted: no deadlock), the statements pipelined."""
+    heads: dict[uuid.UUID, tuple[int, str]] = {}
+    with _raw(conn).cursor() as cur:
+        cur.executemany(_LOCK_HEAD_PG, [(k,) for k in keys], returning=True)
+        while True:
+            for key, seq, head in cur.fetchall():
+                heads[key] = (int(seq), str(head))
+            if not cur.nextset():
+                break
+    return heads
+
+
+def _pipelined(conn: Connection, statement: str, params: list[tuple[Any, ...]]) -> None:
+    with _raw(conn).cursor() as cur:
+        cur.executemany(statement, params)

@@ -293,7 +293,7 @@ def _issue(conn: Connection, services: Services, server_key: ServerKey, *, app: 
                                             settings.token_lifetime, issuer=settings.base_url)
     body: dict[str, Any] = {"access_token": access, "token_type": "Bearer", "expires_in": expires_in,
                             "scope": " ".join(sorted(scopes)), "patient": str(dossier_key)}
-    refresh = secrets.token_urlsafe(32)
+    refresh = f"{grant_id}.{secrets.token_urlsafe(32)}"  # carries its grant: found on the grant's shard
     wants_refresh = bool(scopes & REFRESH_SCOPES)
     if wants_refresh:
         if refresh_expires is None:
@@ -345,6 +345,18 @@ def _authorization_code(conn: Connection, services: Services, server_key: Server
                   scopes=frozenset(row.scopes.split()), now=now, refresh_expires=None)
 
 
+def _token_filter(presented: str, token_hash: str) -> Any:
+    """Where a presented refresh token's row is: on its grant (``<family>.<secret>``, one shard on Citus); a token
+    issued before tokens carried their grant is looked up by its hash alone."""
+    family, dot, _ = presented.partition(".")
+    if dot:
+        try:
+            return and_(refresh_token.c.family_id == uuid.UUID(family), refresh_token.c.token_hash == token_hash)
+        except ValueError:
+            pass
+    return refresh_token.c.token_hash == token_hash
+
+
 def _refresh(conn: Connection, services: Services, server_key: ServerKey, acting_link: ActingLinkReader,
              form: Mapping[str, str], now: dt.datetime) -> dict[str, Any]:
     app = _public_client(conn, form)
@@ -352,7 +364,7 @@ def _refresh(conn: Connection, services: Services, server_key: ServerKey, acting
     if not presented or len(presented) > _MAX_TOKEN_CHARS:
         raise TokenError("invalid_request", "refresh_token is required")
     h = _digest(presented)
-    row = conn.execute(select(refresh_token).where(refresh_token.c.token_hash == h)).first()
+    row = conn.execute(select(refresh_token).where(_token_filter(presented, h))).first()
     if row is None or row.client_id != app.client_id:
         raise TokenError("invalid_grant", "Unknown refresh token")
     if row.revoked_at is not None:
@@ -360,7 +372,8 @@ def _refresh(conn: Connection, services: Services, server_key: ServerKey, acting
     if row.used_at is not None:
         revoke_grant(conn, row.family_id, now)  # RFC 9700 §4.14.2: a spent token again means theft
         raise TokenError("invalid_grant", "This refresh token was already used; the app must sign in again")
-    spent = conn.execute(update(refresh_token).where(and_(refresh_token.c.token_hash == h,
+    spent = conn.execute(update(refresh_token).where(and_(refresh_token.c.family_id == row.family_id,
+                                                          refresh_token.c.token_hash == h,
                                                           refresh_token.c.used_at.is_(None))).values(used_at=now))
     if spent.rowcount != 1:
         revoke_grant(conn, row.family_id, now)

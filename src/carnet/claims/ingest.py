@@ -407,33 +407,40 @@ def _flush(services: Services, lines: list[ClaimLine], summary: Summary) -> None
 
 
 _CHUNK = 5000  # NIRs per lookup query on SQLite (its bound-parameter limit); PostgreSQL takes one array
-_LOOKUP_COLUMNS = (ins_lookup.c.ins, dossier.c.dossier_key, dossier.c.status, dossier.c.birth_date,
-                   dossier.c.objects_break_glass, dossier.c.objects_regulation)
-_LOOKUP_FROM = ins_lookup.join(dossier, dossier.c.dossier_key == ins_lookup.c.dossier_key)
-_LOOKUP_SQLITE = select(*_LOOKUP_COLUMNS).select_from(_LOOKUP_FROM).where(
+# Two reads, never a join of ins_lookup (distributed by INS on Citus) with dossier (by dossier key): the keys the
+# batch's NIRs name, then those dossiers by key (docs/SCALE.md).
+_KEYS_SQLITE = select(ins_lookup.c.ins, ins_lookup.c.dossier_key).where(
     ins_lookup.c.ins.in_(bindparam("nirs", expanding=True)))
-_LOOKUP_PG = text("SELECT l.ins, d.dossier_key, d.status, d.birth_date, d.objects_break_glass, d.objects_regulation "
-                  "FROM ins_lookup l JOIN dossier d ON d.dossier_key = l.dossier_key "
-                  "WHERE l.ins = ANY(CAST(:nirs AS text[]))")
+_FACTS_SQLITE = select(dossier.c.dossier_key, dossier.c.status, dossier.c.birth_date, dossier.c.objects_break_glass,
+                       dossier.c.objects_regulation).where(dossier.c.dossier_key.in_(bindparam("keys", expanding=True)))
+_KEYS_PG = text("SELECT ins, dossier_key FROM ins_lookup WHERE ins = ANY(CAST(:nirs AS text[]))")
+_FACTS_PG = text("SELECT dossier_key, status, birth_date, objects_break_glass, objects_regulation FROM dossier "
+                 "WHERE dossier_key = ANY(CAST(:keys AS uuid[]))")
 
 
 def _allowed_dossiers(ctx: Context, nirs: set[str]) -> dict[str, uuid.UUID]:
-    """NIR -> dossier key, for the dossiers where the policy lets Assurance Maladie add reimbursement data: one
-    query loads every dossier the batch names, then :func:`carnet.access.policy.decide` runs for each (set-wise)."""
+    """NIR -> dossier key, for the dossiers where the policy lets Assurance Maladie add reimbursement data: two
+    queries load every dossier the batch names, then :func:`carnet.access.policy.decide` runs for each (set-wise)."""
     ordered = sorted(nirs)
     if ctx.conn.dialect.name == "postgresql":
-        found = list(ctx.conn.execute(_LOOKUP_PG, {"nirs": ordered}))
+        keys = {r.dossier_key: r.ins for r in ctx.conn.execute(_KEYS_PG, {"nirs": ordered})}
+        facts = list(ctx.conn.execute(_FACTS_PG, {"keys": sorted(keys, key=str)})) if keys else []
     else:
-        found = [r for i in range(0, len(ordered), _CHUNK)
-                 for r in ctx.conn.execute(_LOOKUP_SQLITE, {"nirs": ordered[i:i + _CHUNK]})]
+        keys = {r.dossier_key: r.ins for i in range(0, len(ordered), _CHUNK)
+                for r in ctx.conn.execute(_KEYS_SQLITE, {"nirs": ordered[i:i + _CHUNK]})}
+        listed = sorted(keys, key=str)
+        facts = [r for i in range(0, len(listed), _CHUNK)
+                 for r in ctx.conn.execute(_FACTS_SQLITE, {"keys": listed[i:i + _CHUNK]})]
+    found = [(keys[r.dossier_key], r) for r in facts]
     out: dict[str, uuid.UUID] = {}
     today = ctx.now.date()
-    for r in found:
-        facts = DossierFacts(dossier_key=r.dossier_key, status=r.status, birth_date=r.birth_date,
-                             objects_break_glass=r.objects_break_glass, objects_regulation=r.objects_regulation)
-        decision = decide(ctx.actor, facts, Standing(), today, ctx.services.matrix, ctx.settings.majority_age)
+    for ins, r in found:
+        dossier_facts = DossierFacts(dossier_key=r.dossier_key, status=r.status, birth_date=r.birth_date,
+                                     objects_break_glass=r.objects_break_glass,
+                                     objects_regulation=r.objects_regulation)
+        decision = decide(ctx.actor, dossier_facts, Standing(), today, ctx.services.matrix, ctx.settings.majority_age)
         if decision.may_add(REIMBURSEMENT_CLASS):
-            out[r.ins] = r.dossier_key
+            out[ins] = r.dossier_key
     return out
 
 

@@ -14,7 +14,7 @@ from carnet.access.actors import Mode
 from carnet.context import Context
 from carnet.db.tables import access_review, audit, practitioner
 from carnet.errors import FhirError
-from carnet.ids import SYSTEM_CHAIN
+from carnet.ids import SYSTEM_CHAIN, SYSTEM_CHAINS
 
 REVIEW_OUTCOMES = ("justified", "questioned", "referred")
 
@@ -60,7 +60,7 @@ def review_queue(ctx: Context, count: int = 50, offset: int = 0, pending_only: b
     joined = audit.outerjoin(access_review, and_(access_review.c.dossier_key == audit.c.dossier_key,
                                                  access_review.c.seq == audit.c.seq))
     where = [audit.c.mode.in_([Mode.EMERGENCY.value, Mode.REGULATION.value]), audit.c.outcome == "0",
-             audit.c.dossier_key != SYSTEM_CHAIN]
+             audit.c.dossier_key.not_in(SYSTEM_CHAINS)]
     if pending_only:
         where.append(access_review.c.seq.is_(None))
     rows = ctx.conn.execute(select(audit.c.dossier_key, audit.c.seq, audit.c.recorded, audit.c.actor_id,

@@ -6,8 +6,11 @@ Delivery is at most once: a message is claimed (``pending`` → ``sending``, wit
 back-off on a transient failure; ``failed`` on a permanent one or after the last retry). A message found still
 ``sending`` once its lease has passed was perhaps delivered, perhaps not (the worker stopped in between): it becomes
 ``uncertain`` and is never resent automatically; the operator sees it in ``carnet outbox list`` and may resend it
-with ``carnet outbox retry``. Several workers may run: on PostgreSQL they claim with ``FOR UPDATE SKIP LOCKED``, and
-every claim is also a compare-and-set on the row's status, keyed by ``(dossier_key, message_id)``.
+with ``carnet outbox retry``. Several workers may run: each reads the due messages without locking them, then claims
+each one by its key ``(dossier_key, message_id)``: on PostgreSQL a ``FOR UPDATE SKIP LOCKED`` of that one row (a
+message another worker is claiming is skipped, never waited for), and always a compare-and-set on the row's status.
+Every locking statement names its dossier key, so on Citus each goes to one shard (a ``FOR UPDATE`` across shards is
+refused there).
 """
 
 from __future__ import annotations
@@ -78,6 +81,12 @@ _CLAIM = (update(outbox).where(outbox.c.dossier_key == bindparam("k"), outbox.c.
           .values(status="sending", attempts=outbox.c.attempts + 1, next_attempt_at=bindparam("lease_end")))
 
 
+_LOCK_ONE = (select(outbox.c.message_id)
+             .where(outbox.c.dossier_key == bindparam("k"), outbox.c.message_id == bindparam("m"),
+                    outbox.c.status == "pending")
+             .with_for_update(skip_locked=True))
+
+
 def claim(services: Services, limit: int = BATCH) -> list[Claimed]:
     """Take up to ``limit`` due messages and commit them as ``sending`` (lease: :data:`LEASE`)."""
     now = _now(services)
@@ -87,10 +96,12 @@ def claim(services: Services, limit: int = BATCH) -> list[Claimed]:
          .order_by(outbox.c.next_attempt_at).limit(limit))
     out: list[Claimed] = []
     with services.engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            q = q.with_for_update(skip_locked=True)
+        pg = conn.dialect.name == "postgresql"
         for r in conn.execute(q).all():
-            if conn.execute(_CLAIM, {"k": r.dossier_key, "m": r.message_id, "lease_end": now + LEASE}).rowcount:
+            key = {"k": r.dossier_key, "m": r.message_id}
+            if pg and conn.execute(_LOCK_ONE, key).first() is None:
+                continue  # another worker holds it (or has just claimed it)
+            if conn.execute(_CLAIM, {**key, "lease_end": now + LEASE}).rowcount:
                 out.append(Claimed(r.dossier_key, r.message_id, r.channel, r.address, r.template,
                                    dict(r.params or {}), r.lang or "fr", int(r.attempts) + 1))
     return out

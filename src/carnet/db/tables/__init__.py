@@ -285,8 +285,10 @@ audit = Table(
 
 # --- people's accounts (issue 4) ----------------------------------------------------------------------------------
 # An account is a person who signs in: a patient (their own dossier) or a legal representative (the dossiers they act
-# on). Account tables are keyed by ``account_id`` (Citus: a second co-location group, distributed by account_id); the
-# link to dossiers lives in the dossier-keyed ``account_dossier``. None of them holds health data.
+# on). Account tables are keyed by ``account_id`` (Citus: a second co-location group, distributed by account_id);
+# sessions and authorization codes by the hash of their secret, refresh tokens by their grant; the link to dossiers
+# lives in the dossier-keyed ``account_dossier``. None of them holds health data. Each table's placement on Citus is
+# declared in ``distribution.toml``.
 
 account = Table(
     "account", metadata,
@@ -374,8 +376,9 @@ oauth_code = Table(
 
 refresh_token = Table(
     "refresh_token", metadata,  # rotated on every use; reuse of a spent token revokes its whole family
+    # Keyed (and on Citus distributed) by the grant: a token carries its family id (``<family>.<secret>``).
+    Column("family_id", Uuid, primary_key=True),
     Column("token_hash", String(64), primary_key=True),
-    Column("family_id", Uuid, nullable=False),
     Column("client_id", String(64), nullable=False),
     Column("account_id", Uuid, nullable=False),
     Column("dossier_key", Uuid, nullable=False),
