@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from carnet.context import Context
 from carnet.db.tables import practitioner
@@ -53,6 +53,17 @@ def read(ctx: Context, national_id: str, rtype: str) -> str:
     return _dump(practitioner_resource(row) if rtype == "Practitioner" else role_resource(row))
 
 
+def _starts(value: str) -> str:
+    """An ``ILIKE`` pattern: starts with ``value`` (FHIR string search), its wildcards escaped."""
+    return value.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "%"
+
+
+def _given_starts(value: str) -> Any:
+    """One of the space-joined given names starts with ``value``."""
+    col = practitioner.c.given
+    return or_(col.ilike(_starts(value), escape="\\"), col.ilike("% " + _starts(value), escape="\\"))
+
+
 def search(ctx: Context, params: list[tuple[str, str]], rtype: str) -> list[str]:
     q = select(practitioner).order_by(practitioner.c.family).limit(500)
     for name, value in params:
@@ -61,7 +72,11 @@ def search(ctx: Context, params: list[tuple[str, str]], rtype: str) -> list[str]
         if name == "identifier":
             q = q.where(practitioner.c.national_id == value.split("|")[-1])
         elif name == "family" and rtype == "Practitioner":
-            q = q.where(practitioner.c.family.ilike(value.replace("%", r"\%") + "%", escape="\\"))
+            q = q.where(practitioner.c.family.ilike(_starts(value), escape="\\"))
+        elif name == "given" and rtype == "Practitioner":
+            q = q.where(_given_starts(value))
+        elif name == "name" and rtype == "Practitioner":  # R4: any part of the name (family or a given name)
+            q = q.where(or_(practitioner.c.family.ilike(_starts(value), escape="\\"), _given_starts(value)))
         elif name == "practitioner" and rtype == "PractitionerRole":
             q = q.where(practitioner.c.national_id == value.rsplit("/", 1)[-1])
         elif name == "organization" and rtype == "PractitionerRole":

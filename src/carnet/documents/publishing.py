@@ -86,6 +86,9 @@ def publish(ctx: Context, dossier_key: uuid.UUID, resource: dict[str, Any], cont
         supersede(ctx, dossier_key, decision, ref, document_id)
 
     author = ctx.actor.id if ctx.actor.kind.value == "professional" else ctx.actor.audit_id
+    author_given, author_family = meta.author_given, meta.author_family
+    if author_given is None and author_family is None:
+        author_given, author_family = directory_author(ctx, resource)
     served = json.dumps(_served_resource(ctx, resource, document_id, dossier_key, content, sha256, now, 1),
                         ensure_ascii=False, separators=(",", ":"))
     invisible_until = now + dt.timedelta(days=ctx.settings.invisible_patient_days) if meta.invisible_patient \
@@ -93,7 +96,7 @@ def publish(ctx: Context, dossier_key: uuid.UUID, resource: dict[str, Any], cont
     ctx.conn.execute(insert(document).values(
         dossier_key=dossier_key, document_id=document_id, master_identifier=meta.master_identifier,
         status=meta.status, class_code=meta.class_code, type_system=meta.type_system, type_code=meta.type_code,
-        author_id=author, author_given=meta.author_given, author_family=meta.author_family, masked=meta.masked,
+        author_id=author, author_given=author_given, author_family=author_family, masked=meta.masked,
         invisible_patient=meta.invisible_patient, invisible_patient_until=invisible_until,
         invisible_representatives=meta.invisible_representatives, deleted=False, creation=meta.creation,
         date=meta.date or now, period_start=meta.period_start, period_end=meta.period_end,
@@ -111,6 +114,35 @@ def publish(ctx: Context, dossier_key: uuid.UUID, resource: dict[str, Any], cont
     ctx.audit(dossier_key, "C", event, entity_type="DocumentReference", entity_id=str(document_id),
               detail={"class": meta.class_code, "type": meta.type_code, "size": len(content.data)})
     return Published(document_id, 1, now, warnings, served)
+
+
+def directory_author(ctx: Context, resource: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(given, family) of the first ``DocumentReference.author`` that references a professional of the directory:
+    ``Practitioner/{id}`` or ``PractitionerRole/{id}`` (relative, or absolute on this server; the id is the national
+    id, as Carnet serves them), or a logical reference by national id (``identifier.system`` IDNPS). Resolved once,
+    at publish time, so that ``author.given`` / ``author.family`` find such documents (a contained Practitioner is
+    read by :mod:`carnet.documents.metadata`). Nothing found: (None, None)."""
+    from carnet.identity.practitioners import by_ids
+    from carnet.identity.professionals import IDNPS_SYSTEM
+
+    base = f"{ctx.settings.base_url}/fhir/"
+    wanted: list[str] = []
+    for a in resource.get("author") or []:
+        if not isinstance(a, dict):
+            continue
+        ref = str(a.get("reference") or "")
+        ref = ref[len(base):] if ref.startswith(base) else ref
+        rtype, _, rid = ref.partition("/")
+        if rtype in ("Practitioner", "PractitionerRole") and rid and "/" not in rid:
+            wanted.append(rid)
+        ident = a.get("identifier")
+        if isinstance(ident, dict) and ident.get("system") == IDNPS_SYSTEM and ident.get("value"):
+            wanted.append(str(ident["value"]))
+    rows = by_ids(ctx.conn, wanted)
+    for rid in wanted:
+        if rid in rows:
+            return rows[rid].given or None, rows[rid].family or None
+    return None, None
 
 
 def check_content(ctx: Context, dossier_key: uuid.UUID, resource: dict[str, Any], content: Content) -> None:

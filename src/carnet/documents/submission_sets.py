@@ -11,13 +11,15 @@ import json
 import uuid
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import Text, cast, insert, or_
 
 from carnet.context import Context
 from carnet.db.tables import resource_locator, submission_set
 from carnet.documents.service import fhir_instant
+from carnet.errors import FhirError
 
 MHD_LIST_TYPES = "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes"
+DESIGNATION_TYPE = "https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-designationType"
 
 
 def record_submission_set(ctx: Context, key: uuid.UUID, list_id: uuid.UUID, served: dict[str, Any], *, code: str,
@@ -26,6 +28,7 @@ def record_submission_set(ctx: Context, key: uuid.UUID, list_id: uuid.UUID, serv
     """Store a SubmissionSet (or folder) List, found later by ITI-66, and its id's dossier."""
     ctx.conn.execute(insert(submission_set).values(
         dossier_key=key, list_id=list_id, code=code, status=served.get("status") or "current", source_id=source_id,
+        designation_type=designation_of(served),
         identifiers=identifiers, date=date, author_id=ctx.actor.audit_id, document_ids=document_ids,
         last_updated=ctx.now, resource=json.dumps(served, ensure_ascii=False, separators=(",", ":"))))
     ctx.conn.execute(insert(resource_locator).values(resource_id=list_id, dossier_key=key))
@@ -43,13 +46,53 @@ def implicit_submission_set(ctx: Context, key: uuid.UUID, document_id: uuid.UUID
                           identifiers=[f"urn:uuid:{list_id}"], date=ctx.now, document_ids=[str(document_id)])
 
 
+def designation_of(resource: dict[str, Any]) -> str | None:
+    """``system|code`` of a List's ``ihe-designationType`` extension (its first coding), as stored for ITI-66."""
+    for ext in resource.get("extension") or []:
+        if isinstance(ext, dict) and ext.get("url") == DESIGNATION_TYPE:
+            for c in (ext.get("valueCodeableConcept") or {}).get("coding") or []:
+                if isinstance(c, dict) and c.get("code"):
+                    return f"{c.get('system') or ''}|{c['code']}"[:300]
+    return None
+
+
+def _json_list_holds(col: Any, value: str) -> Any:
+    """The JSON list of strings ``col`` holds ``value`` (its JSON text, compared as text on both databases)."""
+    needles = {json.dumps(value, ensure_ascii=False), json.dumps(value)}  # JSONB keeps UTF-8, json.dumps escapes
+    return or_(*[cast(col, Text).like("%" + n.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "%",
+                                      escape="\\") for n in sorted(needles)])
+
+
 def list_conditions(params: list[tuple[str, str]]) -> list[Any]:
-    """ITI-66's ``code`` and ``status`` parameters as SQL conditions on the SubmissionSets (for
-    :func:`carnet.documents.service.search_lists`, which adds the dossier and the caller's visibility)."""
+    """ITI-66's parameters (IHE MHD 4.2 §2:3.66.4.1.2.1) as SQL conditions on the SubmissionSets (for
+    :func:`carnet.documents.service.search_lists`, which adds the dossier and the caller's visibility): ``code``,
+    ``status``, ``identifier`` (the value of one of its identifiers: uniqueId or entryUUID), ``designationType``
+    (``system|code``, or a code of any system), ``sourceId`` and ``date`` (R4 date prefixes). No modifier is
+    supported; a bad value is refused (400) naming the parameter."""
+    from carnet.documents.search_params import date_condition, token_values
+
     conds: list[Any] = []
-    q = dict(params)
-    if "code" in q:
-        conds.append(submission_set.c.code.in_([v.split("|")[-1] for v in q["code"].split(",")]))
-    if "status" in q:
-        conds.append(submission_set.c.status.in_(q["status"].split(",")))
+    for name, value in params:
+        base, _, modifier = name.partition(":")
+        if base in ("patient", "patient.identifier", "subject", "_count", "_offset", "_format"):
+            continue
+        if modifier:
+            raise FhirError(400, "not-supported", "Unsupported modifier", name)
+        values = token_values(value)
+        if base == "code":
+            conds.append(submission_set.c.code.in_([c for s, c in values if s in (None, "", MHD_LIST_TYPES)]))
+        elif base == "status":
+            conds.append(submission_set.c.status.in_([c for _, c in values]))
+        elif base == "identifier":
+            conds.append(or_(*[_json_list_holds(submission_set.c.identifiers, c) for _, c in values]))
+        elif base == "sourceId":
+            conds.append(submission_set.c.source_id.in_([c for _, c in values]))
+        elif base == "designationType":
+            conds.append(or_(*[submission_set.c.designation_type == f"{s}|{c}" if s is not None else
+                               submission_set.c.designation_type.endswith(f"|{c}", autoescape=True)
+                               for s, c in values]))
+        elif base == "date":
+            conds.append(date_condition(submission_set.c.date, value, name))
+        else:
+            raise FhirError(400, "not-supported", "Unknown search parameter", name)
     return conds

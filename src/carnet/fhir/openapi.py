@@ -115,7 +115,16 @@ def _query_parameters(route: Route) -> list[dict[str, Any]]:
         params += [{"name": "_count", "in": "query", "required": False,
                     "schema": {"type": "integer", "minimum": 0}, "description": "page size (capped by the server)"},
                    {"name": "_offset", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0},
-                    "description": "where the page starts (the Bundle's next link carries it)"}]
+                    "description": "where the page starts (the Bundle's next link carries it)"},
+                   {"name": "_summary", "in": "query", "required": False,
+                    "schema": {"type": "string", "enum": ["count"]},
+                    "description": "count: only the total, no entry"},
+                   {"name": "_total", "in": "query", "required": False,
+                    "schema": {"type": "string", "enum": ["none", "estimate", "accurate"]},
+                    "description": "none: no total in the Bundle"},
+                   {"name": "Prefer", "in": "header", "required": False,
+                    "schema": {"type": "string", "enum": ["handling=strict", "handling=lenient"]},
+                    "description": "handling=lenient: unknown search parameters are ignored (strict: refused)"}]
     if route.produces is None:
         params.append({"name": "_format", "in": "query", "required": False, "description": "the answer's format",
                        "schema": {"type": "string", "enum": ["json", "xml", FHIR_JSON, FHIR_XML]}})

@@ -22,16 +22,27 @@ from carnet.dossier import service as dossiers
 from carnet.errors import FhirError, Issue, unprocessable
 from carnet.fhir.http import MAX_DEPTH, loads_bounded
 from carnet.fhir.patch import PatchPlan
+from carnet.identity.ins import INS_SYSTEMS
 from carnet.ids import new_id
+
+#: What an integrator whose source sends its own patient identifier (an unchanged IHE example, a local id) must do
+#: instead: Carnet files documents only in a dossier, found by the patient's INS (README, "Publishing an IHE example").
+NOT_INS = ("Carnet files a document in a dossier found by the patient's INS: search the dossier with PDQm (ITI-78: "
+           "GET /fhir/Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|{INS}) and reference Patient/{id}, or give the "
+           "INS as the Patient's identifier (system urn:oid:1.2.250.1.213.1.4.8, or .9 for an NIA)")
 
 
 def resolve_patient(ctx: Context, ref: str | None, in_bundle: dict[str, dict[str, Any]], base: str,
                     expression: str) -> uuid.UUID:
     """A subject reference -> dossier key: ``Patient/{id}``, an absolute URL to it, ``Patient?identifier=s|v``, or
-    the fullUrl of a Patient entry of the bundle (matched to an existing dossier by its INS)."""
+    the fullUrl of a Patient entry of the bundle (matched to an existing dossier by its INS). A patient named any
+    other way (no INS, a source's own id) is refused with :data:`NOT_INS`, which says what to do."""
     if not ref:
         raise unprocessable("subject is required", expression, "required")
     if ref in in_bundle:
+        if not any(isinstance(i, dict) and i.get("system") in INS_SYSTEMS
+                   for i in in_bundle[ref].get("identifier") or []):
+            raise unprocessable(f"This Patient has no INS identifier. {NOT_INS}", expression, "required")
         _, ins = dossiers.ins_of(in_bundle[ref], expression)
         key = dossiers.lookup(ctx, ins)
         if key is None:
@@ -39,6 +50,8 @@ def resolve_patient(ctx: Context, ref: str | None, in_bundle: dict[str, dict[str
         return key
     if ref.startswith("Patient?identifier="):
         system, _, value = ref[len("Patient?identifier="):].partition("|")
+        if system not in INS_SYSTEMS:
+            raise unprocessable(f"This Patient identifier is not an INS. {NOT_INS}", expression, "not-found")
         key = dossiers.lookup(ctx, dossiers.ins_value(system, value, expression))
         if key is None:
             raise unprocessable("No dossier exists for this patient", expression, "not-found")
@@ -50,7 +63,7 @@ def resolve_patient(ctx: Context, ref: str | None, in_bundle: dict[str, dict[str
             return uuid.UUID(ref[len("Patient/"):].split("/")[0])
         except ValueError:
             pass
-    raise unprocessable("subject does not reference a known patient", expression, "not-found")
+    raise unprocessable(f"subject does not reference a dossier of this server. {NOT_INS}", expression, "not-found")
 
 
 def _content_of(entry: dict[str, Any], i: int) -> documents.Content:

@@ -96,17 +96,48 @@ def not_about_hidden_documents(ctx: Context, dossier_key: uuid.UUID, decision: A
                 audit.c.entity_id.not_in(hidden))]
 
 
-def search(ctx: Context, dossier_key: uuid.UUID, count: int, offset: int, base: str) -> tuple[list[str], int]:
+def search_conditions(params: list[tuple[str, str]]) -> list[Any]:
+    """AuditEvent search parameters beyond ``patient`` as SQL conditions on ``audit``: ``date`` (when it was recorded,
+    R4 date prefixes, repeatable for a range) and ``entity`` (``Type/id``: the records about that resource). No
+    modifier is supported; a bad value is refused (400) naming the parameter."""
+    from carnet.documents.search_params import date_condition
+
+    conds: list[Any] = []
+    for name, value in params:
+        base, _, modifier = name.partition(":")
+        if base in ("patient", "_count", "_offset", "_format"):
+            continue
+        if modifier:
+            raise FhirError(400, "not-supported", "Unsupported modifier", name)
+        if base == "date":
+            conds.append(date_condition(audit.c.recorded, value, name))
+        elif base == "entity":
+            alts = []
+            for ref in value.split(","):
+                parts = ref.rstrip("/").split("/")
+                if len(parts) < 2 or not parts[-2] or not parts[-1]:
+                    raise FhirError(400, "invalid", "entity is a reference: Type/id", name)
+                alts.append((audit.c.entity_type == parts[-2]) & (audit.c.entity_id == parts[-1]))
+            conds.append(or_(*alts))
+        else:
+            raise FhirError(400, "not-supported", "Unknown search parameter", name)
+    return conds
+
+
+def search(ctx: Context, dossier_key: uuid.UUID, count: int, offset: int, base: str,
+           conditions: list[Any] | None = None) -> tuple[list[str], int]:
     _, decision = ctx.dossier(dossier_key)
     if not decision.read_history:
         raise ctx.refuse(dossier_key, "E", "history.read",
                          forbidden("The access history is shown to the patient and their legal representatives"))
-    conds = [audit.c.dossier_key == dossier_key, *not_about_hidden_documents(ctx, dossier_key, decision)]
+    conds = [audit.c.dossier_key == dossier_key, *not_about_hidden_documents(ctx, dossier_key, decision),
+             *(conditions or [])]
     rows = ctx.conn.execute(select(audit).where(*conds)
                             .order_by(audit.c.seq.desc()).limit(count).offset(offset)).all()
     total = ctx.conn.execute(select(func.count()).select_from(audit).where(*conds)).scalar_one()
     ctx.audit(dossier_key, "E", "history.read", entity_type="Patient", entity_id=str(dossier_key))
-    return [json.dumps(to_fhir(r, base), ensure_ascii=False, separators=(",", ":")) for r in rows], total + 1
+    own = 0 if conditions else 1  # this reading's own record, appended below (a filtered search may not match it)
+    return [json.dumps(to_fhir(r, base), ensure_ascii=False, separators=(",", ":")) for r in rows], total + own
 
 
 # --- the history as the portal shows it (issue 4 §2, the History screen) ------------------------------------------

@@ -236,6 +236,7 @@ submission_set = Table(
     Column("code", String(32), nullable=False),  # submissionset | folder
     Column("status", String(16), nullable=False),
     Column("source_id", String(300)),
+    Column("designation_type", String(300)),  # system|code of the ihe-designationType extension (ITI-66)
     Column("identifiers", Json, nullable=False),
     Column("date", TS, nullable=False),
     Column("author_id", String(64)),

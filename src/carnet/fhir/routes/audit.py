@@ -6,7 +6,6 @@ from starlette.responses import Response
 
 from carnet.context import Context
 from carnet.errors import FhirError
-from carnet.fhir.http import FhirResponse, searchset
 from carnet.fhir.routes.base import Call, Route
 from carnet.fhir.transaction import resolve_patient
 from carnet.history import audit_events as audit_fhir
@@ -15,9 +14,7 @@ from carnet.history import audit_events as audit_fhir
 async def audit_search(call: Call) -> Response:
     params = call.params()
     count, offset = call.page()
-    for name, _ in params:
-        if name.split(":")[0] not in ("patient", "entity", "date", "_count", "_offset", "_format"):
-            raise FhirError(400, "not-supported", "Unknown search parameter", name)
+    conds = audit_fhir.search_conditions(params)
     q = dict(params)
     if "patient" not in q:
         raise FhirError(400, "required", "AuditEvent search requires patient", "patient")
@@ -25,13 +22,13 @@ async def audit_search(call: Call) -> Response:
     def work(ctx: Context) -> tuple[list[str], int]:
         ref = q["patient"] if "/" in q["patient"] else f"Patient/{q['patient']}"
         key = resolve_patient(ctx, ref, {}, call.base, "patient")
-        return audit_fhir.search(ctx, key, count, offset, call.base)
+        return audit_fhir.search(ctx, key, count, offset, call.base, conds)
 
     rows, total = await call.run(work)
-    return FhirResponse(searchset(call.base, "AuditEvent", rows, total, params, count, offset))
+    return call.searchset("AuditEvent", rows, total, params, count, offset)
 
 
 ROUTES: tuple[Route, ...] = (
     Route("AuditEvent", "search-type", "GET", "/fhir/AuditEvent", audit_search, ("AuditEvent", "s"),
-          (("patient", "reference"),), spec="IHE BALP"),
+          (("patient", "reference"), ("date", "date"), ("entity", "reference")), spec="IHE BALP"),
 )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -18,8 +18,8 @@ from carnet.auth.claims import AssertionClaims
 from carnet.auth.web import resolve_actor
 from carnet.context import Context, Services, run
 from carnet.documents.validate import validate
-from carnet.errors import invalid, not_found
-from carnet.fhir.http import FhirResponse, json_body
+from carnet.errors import FhirError, invalid, not_found
+from carnet.fhir.http import FhirResponse, json_body, searchset
 
 Handler = Callable[..., Awaitable[Response]]
 
@@ -37,6 +37,24 @@ class Route:
     operation: str | None = None  # for interaction "operation": its name, e.g. "close"
     statuses: tuple[int, ...] = ()  # success statuses, when not the interaction's usual one (OpenAPI description)
     produces: str | None = None  # the media type of a success that is not a FHIR resource (``*/*``: the document's)
+    accepts: tuple[str, ...] = ()  # result parameters a search takes beyond the common ones (``_sort``)
+
+
+#: Parameters every search takes (FHIR R4 §3.1.1.5, §3.1.1.6): paging, the answer's format, a count only
+#: (``_summary=count``) and whether to count at all (``_total``).
+COMMON = frozenset({"_count", "_offset", "_format", "_summary", "_total"})
+TOTALS = ("none", "estimate", "accurate")
+#: Search parameters Carnet knows of but does not support, with what to do instead.
+UNSUPPORTED = {
+    "_include": "_include is not supported: read each referenced resource by its id (Patient/{id}, "
+                "Practitioner/{id}, DocumentReference/{id})",
+    "_revinclude": "_revinclude is not supported: search the referring resources with their own parameters",
+    "_elements": "_elements is not supported: the whole resource is returned",
+    "_contained": "_contained is not supported",
+    "_has": "_has is not supported",
+    "_totalMethod": "_totalMethod is not a FHIR parameter: use _summary=count, or send Prefer: handling=lenient to "
+                    "have it ignored",
+}
 
 
 @dataclass
@@ -44,6 +62,8 @@ class Call:
     request: Request
     services: Services
     claims: AssertionClaims  # who the token says is calling; resolved to an Actor inside each transaction
+    route: Route | None = None
+    modes: dict[str, str] = field(default_factory=dict)  # the search's ``_summary`` and ``_total``
 
     @property
     def base(self) -> str:
@@ -53,8 +73,54 @@ class Call:
         claims = self.claims
         return run_in_threadpool(run, self.services, lambda conn: resolve_actor(conn, claims, acting_link), work)
 
-    def params(self) -> list[tuple[str, str]]:
-        return list(self.request.query_params.multi_items())
+    @property
+    def lenient(self) -> bool:
+        """``Prefer: handling=lenient`` (FHIR R4 §3.1.1.5 and §3.2.0.1.2): unknown or unsupported search parameters
+        are ignored, and left out of the ``self`` link; strict (refused with a 400 naming them) is the default."""
+        prefs = [p.strip().replace(" ", "").lower() for h in self.request.headers.getlist("prefer")
+                 for p in h.split(",")]
+        return "handling=lenient" in prefs
+
+    def params(self, raw: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
+        """The search's parameters (the query's, or ``raw`` for a POST ``_search``), for a search route: those the
+        route does not declare refused (strict) or dropped (lenient), ``_summary`` and ``_total`` checked here.
+        A known parameter with a bad value is refused in both modes (by the handler or the service). ``_summary`` and
+        ``_total`` are not returned: they are kept in :attr:`modes`."""
+        items = list(self.request.query_params.multi_items()) if raw is None else raw
+        if self.route is None or self.route.interaction != "search-type":
+            return items
+        known = {name for name, _ in self.route.search_params} | set(self.route.accepts) | COMMON
+        out = []
+        for name, value in items:
+            base = name.split(":")[0]
+            if base not in known:
+                if self.lenient:
+                    continue
+                raise FhirError(400, "not-supported", UNSUPPORTED.get(base, "Unknown search parameter"), name)
+            if base == "_summary" and value != "count":
+                if self.lenient and value == "false":
+                    continue
+                raise FhirError(400, "not-supported", "Only _summary=count is supported", name)
+            if base == "_total" and value not in TOTALS:
+                raise FhirError(400, "invalid", "_total is none, estimate or accurate", name)
+            if base in ("_summary", "_total") and ":" in name:
+                raise FhirError(400, "not-supported", "Unsupported modifier", name)
+            if base in ("_summary", "_total"):
+                self.modes[base] = value  # applied by :meth:`searchset`, not by the handler
+                continue
+            out.append((name, value))
+        return out
+
+    def searchset(self, resource_type: str, rows: list[str], total: int, params: list[tuple[str, str]], count: int,
+                  offset: int) -> FhirResponse:
+        """The searchset Bundle of a search: with ``_summary=count`` only its total (the search ran, through the
+        policy, and was audited, with a page of 0), with ``_total=none`` no total. The links carry the parameters
+        that were applied, ``_summary`` and ``_total`` included, never an ignored one."""
+        shown = [*params, *self.modes.items()]
+        if self.modes.get("_summary") == "count":
+            return FhirResponse(searchset(self.base, resource_type, [], total, shown, 0, offset))
+        return FhirResponse(searchset(self.base, resource_type, rows, total, shown, count, offset,
+                                      include_total=self.modes.get("_total") != "none"))
 
     def page(self, params: list[tuple[str, str]] | None = None) -> tuple[int, int]:
         s = self.services.settings
@@ -66,6 +132,8 @@ class Call:
             raise invalid("_count and _offset must be integers", "_count") from None
         if count < 0 or offset < 0:
             raise invalid("_count and _offset must not be negative", "_count")
+        if "count" in (self.modes.get("_summary"), q.get("_summary")):
+            return 0, offset  # only the total: the search runs (and is audited) with a page of none
         return min(count, s.max_page_size), offset
 
 

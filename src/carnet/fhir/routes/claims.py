@@ -6,7 +6,6 @@ from starlette.responses import Response
 
 from carnet.context import Context
 from carnet.errors import FhirError
-from carnet.fhir.http import FhirResponse, searchset
 from carnet.fhir.routes.base import Call, Route
 from carnet.fhir.transaction import resolve_patient
 
@@ -31,7 +30,7 @@ async def eob_search(call: Call) -> Response:
         return [claims_fhir.eob_json(v, key) for v in views], total
 
     rows, total = await call.run(work)
-    return FhirResponse(searchset(call.base, "ExplanationOfBenefit", rows, total, params, count, offset))
+    return call.searchset("ExplanationOfBenefit", rows, total, params, count, offset)
 
 
 ROUTES: tuple[Route, ...] = (

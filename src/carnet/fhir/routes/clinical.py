@@ -25,7 +25,7 @@ from carnet.clinical.pdf import render_summary_pdf
 from carnet.clinical.summary import build_bundle, summary_view
 from carnet.context import Context
 from carnet.errors import FhirError, invalid, unprocessable
-from carnet.fhir.http import FhirResponse, json_body, searchset
+from carnet.fhir.http import FhirResponse, json_body
 from carnet.fhir.routes.base import Call, Handler, Route, parameters, uuid_or_404
 from carnet.fhir.transaction import resolve_patient
 
@@ -76,7 +76,7 @@ def _handlers(rtype: str) -> dict[str, Handler]:
             return service.search(ctx, key, rtype, conds, count, offset, text)
 
         rows, total = await call.run(work)
-        return FhirResponse(searchset(call.base, rtype, rows, total, params, count, offset))
+        return call.searchset(rtype, rows, total, params, count, offset)
 
     async def withdraw(call: Call, id: str) -> Response:
         return FhirResponse(await call.run(lambda ctx: service.withdraw(ctx, rtype, id)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from carnet import directory
-from carnet.fhir.http import FhirResponse, searchset
+from carnet.fhir.http import FhirResponse
 from carnet.fhir.routes.base import Call, Route
 
 
@@ -18,23 +18,23 @@ async def practitioner_role_read(call: Call, id: str) -> Response:
 
 
 async def practitioner_search(call: Call) -> Response:
+    params = call.params()
     count, offset = call.page()
-    rows = await call.run(lambda ctx: directory.search(ctx, call.params(), "Practitioner"))
-    return FhirResponse(searchset(call.base, "Practitioner", rows[offset:offset + count], len(rows), call.params(),
-                                  count, offset))
+    rows = await call.run(lambda ctx: directory.search(ctx, params, "Practitioner"))
+    return call.searchset("Practitioner", rows[offset:offset + count], len(rows), params, count, offset)
 
 
 async def practitioner_role_search(call: Call) -> Response:
+    params = call.params()
     count, offset = call.page()
-    rows = await call.run(lambda ctx: directory.search(ctx, call.params(), "PractitionerRole"))
-    return FhirResponse(searchset(call.base, "PractitionerRole", rows[offset:offset + count], len(rows),
-                                  call.params(), count, offset))
+    rows = await call.run(lambda ctx: directory.search(ctx, params, "PractitionerRole"))
+    return call.searchset("PractitionerRole", rows[offset:offset + count], len(rows), params, count, offset)
 
 
 ROUTES: tuple[Route, ...] = (
     Route("Practitioner", "read", "GET", "/fhir/Practitioner/{id}", practitioner_read, ("Practitioner", "r")),
     Route("Practitioner", "search-type", "GET", "/fhir/Practitioner", practitioner_search, ("Practitioner", "s"),
-          (("identifier", "token"), ("family", "string"))),
+          (("identifier", "token"), ("family", "string"), ("given", "string"), ("name", "string"))),
     Route("PractitionerRole", "read", "GET", "/fhir/PractitionerRole/{id}", practitioner_role_read,
           ("PractitionerRole", "r")),
     Route("PractitionerRole", "search-type", "GET", "/fhir/PractitionerRole", practitioner_role_search,

@@ -20,7 +20,7 @@ from carnet.documents.submission_sets import implicit_submission_set, list_condi
 from carnet.documents.validate import validate
 from carnet.dossier import service as dossiers
 from carnet.errors import FhirError, invalid, unprocessable
-from carnet.fhir.http import FHIR_JSON, FhirResponse, json_body, searchset
+from carnet.fhir.http import FHIR_JSON, FhirResponse, json_body
 from carnet.fhir.patch import parse as patch_plan
 from carnet.fhir.routes.base import Call, Route, created
 from carnet.fhir.transaction import provide_bundle, resolve_patient
@@ -66,7 +66,7 @@ async def _document_search(call: Call, params: list[tuple[str, str]]) -> Respons
         return documents.search(ctx, q, "ITI-67", text)
 
     rows, total = await call.run(work)
-    return FhirResponse(searchset(call.base, "DocumentReference", rows, total, params, count, offset))
+    return call.searchset("DocumentReference", rows, total, params, count, offset)
 
 
 async def docref_search(call: Call) -> Response:
@@ -75,8 +75,8 @@ async def docref_search(call: Call) -> Response:
 
 async def docref_search_post(call: Call) -> Response:
     form = await call.request.form()
-    params = [(k, str(v)) for k, v in form.multi_items()] + call.params()
-    return await _document_search(call, params)
+    raw = [(k, str(v)) for k, v in form.multi_items()] + list(call.request.query_params.multi_items())
+    return await _document_search(call, call.params(raw))
 
 
 async def docref_read(call: Call, id: str) -> Response:
@@ -174,13 +174,8 @@ async def binary_read(call: Call, id: str) -> Response:
 
 
 async def list_search(call: Call) -> Response:
-    params = call.params()
+    params = call.params()  # only the parameters of LIST_PARAMS (the route's), :meth:`Call.params`
     count, offset = call.page()
-    known = {"patient", "patient.identifier", "subject", "code", "status", "_count", "_offset", "_format",
-             "designationType", "source.identifier", "sourceId", "identifier", "date"}
-    for name, _ in params:
-        if name.split(":")[0] not in known:
-            raise FhirError(400, "not-supported", "Unknown search parameter", name)
     conds = list_conditions(params)
     text = "&".join(sorted(k for k, _ in params))
 
@@ -191,11 +186,12 @@ async def list_search(call: Call) -> Response:
         return documents.search_lists(ctx, key, conds, count, offset, text)
 
     rows, total = await call.run(work)
-    return FhirResponse(searchset(call.base, "List", rows, total, params, count, offset))
+    return call.searchset("List", rows, total, params, count, offset)
 
 
 DOCREF_PARAMS = (
-    ("patient", "reference"), ("patient.identifier", "token"), ("status", "token"), ("_id", "token"),
+    ("patient", "reference"), ("subject", "reference"), ("patient.identifier", "token"), ("status", "token"),
+    ("_id", "token"),
     ("_lastUpdated", "date"), ("author.given", "string"), ("author.family", "string"), ("category", "token"),
     ("creation", "date"), ("date", "date"), ("event", "token"), ("facility", "token"), ("format", "token"),
     ("identifier", "token"), ("period", "date"), ("related", "reference"), ("security-label", "token"),
@@ -203,12 +199,20 @@ DOCREF_PARAMS = (
 )
 
 
+#: ITI-66 (MHD 4.2 §2:3.66.4.1.2.1): the SubmissionSets and folders of a patient.
+LIST_PARAMS = (
+    ("patient", "reference"), ("patient.identifier", "token"), ("subject", "reference"), ("code", "token"),
+    ("status", "token"), ("identifier", "token"), ("designationType", "token"), ("sourceId", "token"),
+    ("date", "date"),
+)
+
+
 ROUTES: tuple[Route, ...] = (
     Route(None, "transaction", "POST", "/fhir", transaction, ("DocumentReference", "c"), spec="IHE ITI-65"),
     Route("DocumentReference", "search-type", "GET", "/fhir/DocumentReference", docref_search,
-          ("DocumentReference", "s"), DOCREF_PARAMS, spec="IHE ITI-67"),
+          ("DocumentReference", "s"), DOCREF_PARAMS, spec="IHE ITI-67", accepts=("_sort",)),
     Route("DocumentReference", "search-type", "POST", "/fhir/DocumentReference/_search", docref_search_post,
-          ("DocumentReference", "s"), DOCREF_PARAMS, spec="IHE ITI-67"),
+          ("DocumentReference", "s"), DOCREF_PARAMS, spec="IHE ITI-67", accepts=("_sort",)),
     Route("DocumentReference", "read", "GET", "/fhir/DocumentReference/{id}", docref_read,
           ("DocumentReference", "r"), spec="IHE ITI-67"),
     Route("DocumentReference", "create", "POST", "/fhir/DocumentReference", docref_create,
@@ -219,6 +223,5 @@ ROUTES: tuple[Route, ...] = (
           ("DocumentReference", "d"), spec="the patient deletes a document from the dossier"),
     Route("Binary", "read", "GET", "/fhir/Binary/{id}", binary_read, ("Binary", "r"), spec="IHE ITI-68",
           produces="*/*"),
-    Route("List", "search-type", "GET", "/fhir/List", list_search, ("List", "s"),
-          (("patient", "reference"), ("code", "token"), ("status", "token")), spec="IHE ITI-66"),
+    Route("List", "search-type", "GET", "/fhir/List", list_search, ("List", "s"), LIST_PARAMS, spec="IHE ITI-66"),
 )

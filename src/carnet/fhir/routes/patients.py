@@ -12,7 +12,7 @@ from carnet.context import Context
 from carnet.documents.validate import validate
 from carnet.dossier import service as dossiers
 from carnet.errors import FhirError, invalid, unprocessable
-from carnet.fhir.http import FhirResponse, json_body, searchset
+from carnet.fhir.http import FhirResponse, json_body
 from carnet.fhir.routes.base import Call, Route, created, parameters, uuid_or_404
 from carnet.ids import SYSTEM_CHAIN
 
@@ -57,9 +57,10 @@ async def patient_search(call: Call) -> Response:
             except ValueError:
                 raise invalid("birthdate must be a full date", "birthdate") from None
         found = await call.run(lambda ctx: dossiers.search_demographics(
-            ctx, q.get("family"), q.get("given"), birth, q.get("gender"), exact, offset + count, text))
+            ctx, q.get("family"), q.get("given"), birth, q.get("gender"), exact,
+            offset + (count or call.services.settings.max_page_size), text))  # _summary=count: a page's worth
     page = found[offset:offset + count]
-    return FhirResponse(searchset(call.base, "Patient", page, len(found), params, count, offset))
+    return call.searchset("Patient", page, len(found), params, count, offset)
 
 
 def _read_or_empty(ctx: Context, key: uuid.UUID) -> list[str]:

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from carnet.context import Context
 from carnet.dossier import service as dossiers
 from carnet.errors import FhirError, invalid, unprocessable
-from carnet.fhir.http import FhirResponse, json_body, searchset
+from carnet.fhir.http import json_body
 from carnet.fhir.routes.base import Call, Route, created
 from carnet.fhir.transaction import resolve_patient
 
@@ -79,7 +79,7 @@ async def related_person_search(call: Call) -> Response:
         return [json.dumps(contacts.as_related_person(key, c), ensure_ascii=False) for c in page], len(found)
 
     rows, total = await call.run(work)
-    return FhirResponse(searchset(call.base, "RelatedPerson", rows, total, params, count, offset))
+    return call.searchset("RelatedPerson", rows, total, params, count, offset)
 
 
 ROUTES: tuple[Route, ...] = (

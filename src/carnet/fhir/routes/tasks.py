@@ -11,7 +11,7 @@ from starlette.responses import Response
 from carnet.context import Context
 from carnet.dossier import service as dossiers
 from carnet.errors import FhirError, invalid, not_found, unprocessable
-from carnet.fhir.http import FhirResponse, json_body, searchset
+from carnet.fhir.http import FhirResponse, json_body
 from carnet.fhir.routes.base import Call, Route, optional_parameters, uuid_or_404
 from carnet.fhir.transaction import resolve_patient
 from carnet.tasks import fhir as task_fhir
@@ -101,7 +101,7 @@ async def task_search(call: Call) -> Response:
 
     views = await call.run(work)
     page = [task_fhir.to_json(v) for v in views[offset:offset + count]]
-    return FhirResponse(searchset(call.base, "Task", page, len(views), params, count, offset))
+    return call.searchset("Task", page, len(views), params, count, offset)
 
 
 def _reason(params: dict[str, Any]) -> str | None:
