@@ -121,3 +121,28 @@ def test_fhirpy_follows_carnets_next_links_through_every_page(people: World, liv
         created.add(res.id)
     found = client.resources("DocumentReference").search(patient=str(people.dossier)).limit(2).fetch_all()
     assert sorted(d.id for d in found) == sorted(created)
+
+
+def test_fhirpy_counts_with_lenient_handling_and_searches_as_before(people: World, live: Live) -> None:
+    """fhirpy's ``.count()`` sends ``_count=0&_totalMethod=count`` (``_totalMethod`` is Aidbox's): with
+    ``Prefer: handling=lenient`` Carnet ignores it, and ``_count=0`` answers the total alone (issue 16 §4)."""
+    client = SyncFHIRClient(f"{live.base}/fhir", authorization=f"Bearer {people.token('gp')}",
+                            extra_headers={"Prefer": "handling=lenient"})
+    created = set()
+    for n in range(3):
+        res = client.resource("DocumentReference", **docref(people, f"Compté {n}"))
+        res.save()
+        created.add(res.id)
+    search = client.resources("DocumentReference").search(patient=str(people.dossier))
+    assert search.count() == 3
+    assert {d.id for d in search.fetch_all()} == created
+    assert client.resources("Practitioner").search(identifier=people.pros["gp"]).count() == 1
+
+
+def test_fhirpy_count_without_lenient_handling_is_refused_naming_the_parameter(people: World, live: Live) -> None:
+    from fhirpy.base.exceptions import OperationOutcome
+
+    client = fhir(people, live)
+    with pytest.raises(OperationOutcome) as refused:
+        client.resources("DocumentReference").search(patient=str(people.dossier)).count()
+    assert "_totalMethod" in str(refused.value)
