@@ -385,3 +385,37 @@ def test_the_invisible_patient_patch_hides_the_document_from_the_patient_only(wo
     assert r.status_code == 200, r.text
     assert doc_id not in found_ids(world, None, kind="patient_portal")
     assert doc_id in found_ids(world, "nurse")
+
+
+# --- an integrator's first attempt: an unchanged example (issue 16 §4) -------------------------------------------------
+
+UNCHANGED = (("mhd/Bundle-ex-comprehensiveProvideDocumentBundleSimple.json", "subject does not reference a dossier"),
+             ("mhd/Bundle-ex-minimalProvideDocumentBundleSimple.json", "This Patient has no INS identifier"))
+
+
+@pytest.mark.parametrize(("name", "problem"), UNCHANGED)
+def test_an_unchanged_ihe_example_is_refused_with_what_to_do(world: World, name: str, problem: str) -> None:
+    before = found_ids(world)
+    r = world.client.post("/fhir", json=load(FIXTURES / name), headers=world.headers("gp"))
+    assert r.status_code == 422, r.text
+    text = r.json()["issue"][0]["diagnostics"]
+    assert problem in text
+    assert "PDQm (ITI-78" in text and "Patient/{id}" in text and "urn:oid:1.2.250.1.213.1.4.8" in text
+    assert found_ids(world) == before
+
+
+def test_the_readmes_walkthrough_publishes_the_unchanged_comprehensive_example(world: World) -> None:
+    """README, "Publishing an IHE MHD example": find the dossier by INS (ITI-78), point the example's subjects at
+    it and give it a fresh masterIdentifier (the jq filter there), post it (ITI-65)."""
+    bundle = load(FIXTURES / "mhd" / "Bundle-ex-comprehensiveProvideDocumentBundleSimple.json")
+    r = world.client.get("/fhir/Patient", params={"identifier": f"{INS_SYSTEM}|{world.ins}"},
+                         headers=world.headers("gp"))
+    assert r.status_code == 200, r.text
+    patient_id = r.json()["entry"][0]["resource"]["id"]
+    for e in bundle["entry"]:  # jq: (.entry[].resource | select(.subject) | .subject.reference) |= "Patient/…"
+        if "subject" in e["resource"]:
+            e["resource"]["subject"]["reference"] = f"Patient/{patient_id}"
+        if e["resource"]["resourceType"] == "DocumentReference":
+            e["resource"]["masterIdentifier"]["value"] = f"urn:uuid:{uuid.uuid4()}"
+    out = post_bundle(world, bundle)
+    assert created_documents(bundle, out).keys() <= found_ids(world)
