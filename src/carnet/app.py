@@ -23,6 +23,7 @@ from starlette.routing import Route as StarletteRoute
 
 from carnet import __version__, health, shlink, throttle
 from carnet.accounts import service as accounts
+from carnet.auth import smart as smart_auth
 from carnet.auth import web as auth_web
 from carnet.auth.keys import ServerKey
 from carnet.auth.scopes import scope_allows
@@ -141,6 +142,20 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
         form = await request.form()
         return await run_in_threadpool(auth_web.token_endpoint, services, server_key,
                                        {k: str(v) for k, v in form.items()}, accounts.acting_link)
+
+    @app.post("/oauth/revoke")
+    async def revoke(request: Request) -> Response:
+        """RFC 7009 token revocation for patient apps (:func:`carnet.auth.smart.revocation_endpoint`), limited like
+        the token endpoint."""
+        address = throttle.client_address(request.scope, settings.trusted_proxies)
+        wait = await run_in_threadpool(throttle.hit, services, "token", address)
+        if wait:
+            logger.warning("throttle.refused", status=429, route="/oauth/revoke")
+            return JSONResponse(auth_web.slow_down(wait), status_code=429,
+                                headers={"Retry-After": str(wait), "Cache-Control": "no-store", "Pragma": "no-cache"})
+        form = await request.form()
+        return await run_in_threadpool(smart_auth.revocation_endpoint, services,
+                                       {k: str(v) for k, v in form.items()})
 
     @app.get("/.well-known/smart-configuration")
     async def smart() -> Response:

@@ -387,7 +387,7 @@ def test_the_invisible_patient_patch_hides_the_document_from_the_patient_only(wo
     assert doc_id in found_ids(world, "nurse")
 
 
-# --- an integrator's first attempt: an unchanged example (issue 16 §4) -------------------------------------------------
+# --- an integrator's first attempt: an unchanged example (issue 16 §4) -----------------------------------------------
 
 UNCHANGED = (("mhd/Bundle-ex-comprehensiveProvideDocumentBundleSimple.json", "subject does not reference a dossier"),
              ("mhd/Bundle-ex-minimalProvideDocumentBundleSimple.json", "This Patient has no INS identifier"))

@@ -10,6 +10,8 @@ _OAUTH_ERRORS = frozenset({
     "unsupported_grant_type",
     # RFC 6750 §3.1, for the resource server
     "invalid_token", "insufficient_scope",
+    # RFC 7009 §2.2.1, for the revocation endpoint
+    "unsupported_token_type",
 })
 
 

@@ -67,6 +67,7 @@ from carnet.context import Services
 from carnet.db.tables import client, oauth_code, refresh_token
 
 __all__ = [
+    "revocation_endpoint",
     "CODE_SECONDS",
     "DEFAULT_SCOPES",
     "ActingLinkReader",
@@ -419,6 +420,30 @@ def token_endpoint(services: Services, server_key: ServerKey, form: Mapping[str,
     if refused is not None:
         return JSONResponse(refused.as_response(), status_code=refused.http_status, headers=_NO_STORE)
     return JSONResponse(body, headers=_NO_STORE)
+
+
+def revocation_endpoint(services: Services, form: Mapping[str, str]) -> JSONResponse:
+    """``POST /oauth/revoke`` (RFC 7009, SMART App Launch 2 ``revocation_endpoint``): a patient app (a public client:
+    ``client_id``, no secret) revokes one of its refresh tokens, which revokes its whole grant and with it every access
+    token issued under it (checked on every API call, :func:`grant_alive`). As RFC 7009 §2.2 says, an unknown, spent
+    or another client's token is answered 200 all the same (nothing is revealed, nothing changes). Access tokens
+    (5-minute JWTs) are not revoked one by one: ``token_type_hint=access_token`` is ``unsupported_token_type``."""
+    now = services.clock()
+    with services.engine.begin() as conn:
+        try:
+            app = _public_client(conn, form)
+            if form.get("token_type_hint") == "access_token":
+                raise TokenError("unsupported_token_type", "Revoke the app's refresh token: it ends the grant")
+            presented = str(form.get("token") or "")
+            if not presented or len(presented) > _MAX_TOKEN_CHARS:
+                raise TokenError("invalid_request", "token is required")
+            row = conn.execute(select(refresh_token.c.family_id, refresh_token.c.client_id)
+                               .where(_token_filter(presented, _digest(presented)))).first()
+            if row is not None and row.client_id == app.client_id:
+                revoke_grant(conn, row.family_id, now)
+        except TokenError as err:
+            return JSONResponse(err.as_response(), status_code=err.http_status, headers=_NO_STORE)
+    return JSONResponse({}, headers=_NO_STORE)
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -133,6 +133,8 @@ def smart_configuration(services: Services) -> dict[str, Any]:
         "token_endpoint_auth_signing_alg_values_supported": sorted(ASSERTION_ALGORITHMS),
         "grant_types_supported": [GRANT, *smart.GRANT_TYPES],
         "authorization_endpoint": f"{base}/oauth/authorize",
+        "revocation_endpoint": f"{base}/oauth/revoke",
+        "management_endpoint": f"{base}/portal/apps",
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": ["system/*.rs", "system/DocumentReference.cruds", "system/Patient.crs",
                              "system/List.rs", "system/Binary.r", "system/AuditEvent.rs", "system/Consent.c",

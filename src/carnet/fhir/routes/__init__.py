@@ -32,6 +32,14 @@ FAMILIES = (patients, documents, consent, related_persons, audit, directory, tas
 ROUTES: tuple[Route, ...] = tuple(route for family in FAMILIES for route in family.ROUTES)
 
 
+#: SMART App Launch 2 (§ "Declaring support"): the OAuth endpoints that exist, in the CapabilityStatement's security
+#: extension as in ``/.well-known/smart-configuration``: authorization (patient apps), token (apps and Backend
+#: Services), revocation (RFC 7009, an app's refresh token) and the portal page where a patient manages their apps.
+#: No ``register``: apps are registered by the operator (``carnet client add``), not by RFC 7591 dynamic registration.
+OAUTH_URIS = (("authorize", "/oauth/authorize"), ("token", "/oauth/token"), ("revoke", "/oauth/revoke"),
+              ("manage", "/portal/apps"))
+
+
 def capability_statement(settings_base: str, software_version: str) -> dict[str, Any]:
     """Generated from :data:`ROUTES`: every interaction listed here is one that exists."""
     resources: dict[str, dict[str, Any]] = {}
@@ -75,7 +83,8 @@ def capability_statement(settings_base: str, software_version: str) -> dict[str,
             "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
                                      "code": "SMART-on-FHIR"}]}],
             "extension": [{"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
-                           "extension": [{"url": "token", "valueUri": f"{settings_base}/oauth/token"}]}]},
+                           "extension": [{"url": name, "valueUri": f"{settings_base}{path}"}
+                                         for name, path in OAUTH_URIS]}]},
             "resource": list(resources.values()), "interaction": system_interactions}],
     }
 
