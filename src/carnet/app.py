@@ -193,7 +193,7 @@ def _endpoint(route: Route, services: Services, server_key: ServerKey):
                 raise FhirError(403, "forbidden", "The access token's scopes do not cover this interaction",
                                 headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'})
             params: dict[str, Any] = dict(request.path_params)
-            response = await route.handler(Call(request, services, who, route), **params)
+            response = await route.handler(Call(request, services, who, route, frozenset(scopes)), **params)
         except FhirError as exc:
             response = FhirResponse(exc.outcome(), exc.status, headers=exc.headers)
         if isinstance(response, FhirResponse) and wants_xml(request):

@@ -129,7 +129,7 @@ def test_an_unknown_parameter_is_refused_by_default_naming_it(world: World) -> N
 def test_lenient_handling_ignores_unknown_parameters_and_leaves_them_out_of_the_self_link(world: World) -> None:
     ids = publish(world, 2)
     r = get(world, "/fhir/DocumentReference", [("patient", str(world.dossier)), ("colour", "blue"),
-                                               ("_include", "DocumentReference:subject"),
+                                               ("_include", "DocumentReference:custodian"),
                                                ("_totalMethod", "count")], **LENIENT)
     assert r.status_code == 200, r.text
     body = r.json()
@@ -155,15 +155,52 @@ def test_lenient_handling_applies_to_a_post_search(world: World) -> None:
     assert r.json()["total"] == 1 and "colour" not in self_link(r.json())
 
 
-def test_include_is_refused_naming_it_and_saying_what_to_do(world: World) -> None:
+def test_an_unsupported_include_is_refused_naming_it_and_saying_what_is_supported(world: World) -> None:
     r = get(world, "/fhir/DocumentReference", {"patient": str(world.dossier),
-                                               "_include": "DocumentReference:subject"})
+                                               "_include": "DocumentReference:custodian"})
     assert r.status_code == 400, r.text
     issue = r.json()["issue"][0]
-    assert issue["expression"] == ["_include"]
-    assert "not supported" in issue["diagnostics"] and "by its id" in issue["diagnostics"]
+    assert issue["expression"] == ["_include"] and "DocumentReference:author" in issue["diagnostics"]
+    r = get(world, "/fhir/List", {"patient": str(world.dossier), "_include": "List:item"})
+    assert r.status_code == 400, r.text
+    assert r.json()["issue"][0]["expression"] == ["_include"]
+    assert "not supported" in r.json()["issue"][0]["diagnostics"]
+    assert "by its id" in r.json()["issue"][0]["diagnostics"]
     r = get(world, "/fhir/DocumentReference", {"patient": str(world.dossier), "_totalMethod": "count"})
     assert r.status_code == 400 and "_summary=count" in r.json()["issue"][0]["diagnostics"]
+
+
+def test_include_adds_the_patient_and_the_directory_authors_each_read_through_its_door(world: World) -> None:
+    doctor = world.pros["doctor"]
+    ids = publish(world, 2, [{"reference": f"Practitioner/{doctor}"}, {"reference": "Practitioner/81234567890"}])
+    reads = patient_reads(world)
+    r = get(world, "/fhir/DocumentReference", [("patient", str(world.dossier)),
+                                               ("_include", "DocumentReference:subject"),
+                                               ("_include", "DocumentReference:author")])
+    assert r.status_code == 200, r.text
+    body = r.json()
+    modes = {(e["resource"]["resourceType"], e["resource"]["id"]): e["search"]["mode"] for e in body["entry"]}
+    assert modes == {**{("DocumentReference", i): "match" for i in ids}, ("Patient", str(world.dossier)): "include",
+                     ("Practitioner", doctor): "include"}
+    assert body["total"] == 2  # the matches only
+    assert "_include=DocumentReference%3Asubject" in self_link(body)
+    assert patient_reads(world) == reads + 1  # the included Patient is a read the policy allowed and the audit keeps
+
+
+def test_include_needs_a_scope_that_reads_the_included_type(world: World) -> None:
+    publish(world, 1)
+    headers = {"Authorization": f"Bearer {world.token('gp', scope='system/DocumentReference.rs')}"}
+    r = world.client.get("/fhir/DocumentReference", params={"patient": str(world.dossier),
+                                                             "_include": "DocumentReference:subject"},
+                         headers=headers)
+    assert r.status_code == 403, r.text
+    assert r.json()["issue"][0]["expression"] == ["_include"]
+
+
+def patient_reads(world: World) -> int:
+    with world.services.engine.connect() as conn:
+        return len(conn.execute(select(audit.c.seq).where(audit.c.dossier_key == world.dossier,
+                                                          audit.c.event == "patient.read")).all())
 
 
 # --- authors resolved from the directory ----------------------------------------------------------------------------
@@ -267,12 +304,14 @@ def test_the_access_history_is_searched_by_date(world: World) -> None:
     assert bad.status_code == 400 and bad.json()["issue"][0]["expression"] == ["date"]
 
 
-def test_the_capability_statement_declares_the_new_parameters_and_no_include(world: World) -> None:
+def test_the_capability_statement_declares_the_new_parameters_and_the_includes(world: World) -> None:
     cs = world.client.get("/fhir/metadata").json()
     res = {r["type"]: r for r in cs["rest"][0]["resource"]}
     names = {t: {p["name"] for p in r.get("searchParam", [])} for t, r in res.items()}
     assert {"identifier", "designationType", "sourceId", "date"} <= names["List"]
     assert "date" in names["AuditEvent"]
     assert "name" in names["Practitioner"]
-    assert all("searchInclude" not in r for r in res.values())
+    assert res["DocumentReference"]["searchInclude"] == ["DocumentReference:subject", "DocumentReference:patient",
+                                                         "DocumentReference:author"]
+    assert all("searchInclude" not in r for t, r in res.items() if t != "DocumentReference")
 

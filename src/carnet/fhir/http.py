@@ -29,8 +29,10 @@ class FhirResponse(Response):
 
 
 def searchset(base: str, resource_type: str, resources: list[str], total: int, params: list[tuple[str, str]],
-              count: int, offset: int, include_total: bool = True) -> str:
-    """A searchset Bundle built by splicing the stored JSON of each resource (no re-serialisation)."""
+              count: int, offset: int, include_total: bool = True,
+              included: list[tuple[str, str]] | None = None) -> str:
+    """A searchset Bundle built by splicing the stored JSON of each resource (no re-serialisation); ``included``:
+    (resource type, stored JSON) of the resources ``_include`` added, with ``search.mode`` ``include``."""
     def link(rel: str, off: int) -> str:
         q = [(k, v) for k, v in params if k not in ("_offset", "_count")] + [("_count", str(count))]
         if off:
@@ -46,6 +48,9 @@ def searchset(base: str, resource_type: str, resources: list[str], total: int, p
     for text in resources:
         rid = _id_of(text)
         entries.append(f'{{"fullUrl":"{base}/{resource_type}/{rid}","resource":{text},"search":{{"mode":"match"}}}}')
+    for rtype, text in included or []:
+        rid = _id_of(text)
+        entries.append(f'{{"fullUrl":"{base}/{rtype}/{rid}","resource":{text},"search":{{"mode":"include"}}}}')
     total_part = f'"total":{total},' if include_total else ""
     return (f'{{"resourceType":"Bundle","id":"{new_id()}","type":"searchset",{total_part}'
             f'"link":[{",".join(links)}],"entry":[{",".join(entries)}]}}')

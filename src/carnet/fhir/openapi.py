@@ -125,6 +125,10 @@ def _query_parameters(route: Route) -> list[dict[str, Any]]:
                    {"name": "Prefer", "in": "header", "required": False,
                     "schema": {"type": "string", "enum": ["handling=strict", "handling=lenient"]},
                     "description": "handling=lenient: unknown search parameters are ignored (strict: refused)"}]
+    if route.includes:
+        params.append({"name": "_include", "in": "query", "required": False,
+                       "schema": {"type": "string", "enum": list(route.includes)},
+                       "description": "add the referenced resources (search.mode include), each read under the policy"})
     if route.produces is None:
         params.append({"name": "_format", "in": "query", "required": False, "description": "the answer's format",
                        "schema": {"type": "string", "enum": ["json", "xml", FHIR_JSON, FHIR_XML]}})

@@ -56,6 +56,9 @@ def capability_statement(settings_base: str, software_version: str) -> dict[str,
             continue
         if {"code": r.interaction} not in res["interaction"]:
             res["interaction"].append({"code": r.interaction})
+        for inc in r.includes:
+            if inc not in res.setdefault("searchInclude", []):
+                res["searchInclude"].append(inc)
         for name, ptype in r.search_params:
             if not any(p["name"] == name for p in res["searchParam"]):
                 res["searchParam"].append({"name": name, "type": ptype})

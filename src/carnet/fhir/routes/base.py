@@ -38,6 +38,7 @@ class Route:
     statuses: tuple[int, ...] = ()  # success statuses, when not the interaction's usual one (OpenAPI description)
     produces: str | None = None  # the media type of a success that is not a FHIR resource (``*/*``: the document's)
     accepts: tuple[str, ...] = ()  # result parameters a search takes beyond the common ones (``_sort``)
+    includes: tuple[str, ...] = ()  # the ``_include`` values a search supports (CapabilityStatement searchInclude)
 
 
 #: Parameters every search takes (FHIR R4 §3.1.1.5, §3.1.1.6): paging, the answer's format, a count only
@@ -63,7 +64,9 @@ class Call:
     services: Services
     claims: AssertionClaims  # who the token says is calling; resolved to an Actor inside each transaction
     route: Route | None = None
+    scopes: frozenset[str] = frozenset()  # the access token's scopes (an included resource type must be in them)
     modes: dict[str, str] = field(default_factory=dict)  # the search's ``_summary`` and ``_total``
+    include: list[str] = field(default_factory=list)  # the search's supported ``_include`` values
 
     @property
     def base(self) -> str:
@@ -90,6 +93,8 @@ class Call:
         if self.route is None or self.route.interaction != "search-type":
             return items
         known = {name for name, _ in self.route.search_params} | set(self.route.accepts) | COMMON
+        if self.route.includes:
+            known.add("_include")
         out = []
         for name, value in items:
             base = name.split(":")[0]
@@ -103,24 +108,32 @@ class Call:
                 raise FhirError(400, "not-supported", "Only _summary=count is supported", name)
             if base == "_total" and value not in TOTALS:
                 raise FhirError(400, "invalid", "_total is none, estimate or accurate", name)
-            if base in ("_summary", "_total") and ":" in name:
+            if base == "_include" and value not in self.route.includes:
+                if self.lenient:
+                    continue
+                raise FhirError(400, "not-supported", "Supported: _include=" + ", ".join(self.route.includes), name)
+            if base in ("_summary", "_total", "_include") and ":" in name:
                 raise FhirError(400, "not-supported", "Unsupported modifier", name)
             if base in ("_summary", "_total"):
                 self.modes[base] = value  # applied by :meth:`searchset`, not by the handler
+                continue
+            if base == "_include":
+                if value not in self.include:
+                    self.include.append(value)  # the handler adds them; :meth:`searchset` shows them in the links
                 continue
             out.append((name, value))
         return out
 
     def searchset(self, resource_type: str, rows: list[str], total: int, params: list[tuple[str, str]], count: int,
-                  offset: int) -> FhirResponse:
+                  offset: int, included: list[tuple[str, str]] | None = None) -> FhirResponse:
         """The searchset Bundle of a search: with ``_summary=count`` only its total (the search ran, through the
         policy, and was audited, with a page of 0), with ``_total=none`` no total. The links carry the parameters
         that were applied, ``_summary`` and ``_total`` included, never an ignored one."""
-        shown = [*params, *self.modes.items()]
+        shown = [*params, *(("_include", v) for v in self.include), *self.modes.items()]
         if self.modes.get("_summary") == "count":
             return FhirResponse(searchset(self.base, resource_type, [], total, shown, 0, offset))
         return FhirResponse(searchset(self.base, resource_type, rows, total, shown, count, offset,
-                                      include_total=self.modes.get("_total") != "none"))
+                                      include_total=self.modes.get("_total") != "none", included=included))
 
     def page(self, params: list[tuple[str, str]] | None = None) -> tuple[int, int]:
         s = self.services.settings

@@ -12,6 +12,8 @@ import uuid
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
+from carnet import directory
+from carnet.auth.scopes import scope_allows
 from carnet.context import Context
 from carnet.documents import service as documents
 from carnet.documents.metadata import read_metadata
@@ -58,15 +60,59 @@ async def _document_search(call: Call, params: list[tuple[str, str]]) -> Respons
         raise FhirError(400, "not-supported", "Only _sort=date and _sort=-date are supported", "_sort")
     text = "&".join(sorted({k for k, _ in params}))
 
-    def work(ctx: Context) -> tuple[list[str], int]:
+    _check_include_scopes(call)
+
+    def work(ctx: Context) -> tuple[list[str], int, list[tuple[str, str]]]:
         key = _patient_key(ctx, call, params)
         if key is None:
-            return [], 0
+            return [], 0, []
         q = documents.DocumentQuery(key, conds, count, offset, sort_desc=sort == "-date")
-        return documents.search(ctx, q, "ITI-67", text)
+        rows, total = documents.search(ctx, q, "ITI-67", text)
+        return rows, total, _included(ctx, call, key, rows)
 
-    rows, total = await call.run(work)
-    return call.searchset("DocumentReference", rows, total, params, count, offset)
+    rows, total, included = await call.run(work)
+    return call.searchset("DocumentReference", rows, total, params, count, offset, included)
+
+
+#: ``_include`` on ITI-67 (FHIR R4 §3.1.1.5.4): the dossier's Patient, and the authors found in the directory.
+INCLUDES = ("DocumentReference:subject", "DocumentReference:patient", "DocumentReference:author")
+
+
+def _check_include_scopes(call: Call) -> None:
+    """An included resource is read like any other: the token's scopes must allow reading its type (403 naming
+    ``_include`` otherwise), before anything is searched."""
+    needed = {"Patient"} if {"DocumentReference:subject", "DocumentReference:patient"} & set(call.include) else set()
+    if "DocumentReference:author" in call.include:
+        needed |= {"Practitioner", "PractitionerRole"}
+    for rtype in sorted(needed):
+        if not scope_allows(call.scopes, rtype, "r"):
+            raise FhirError(403, "forbidden", f"The access token's scopes do not allow reading {rtype}: it cannot "
+                            "be included", "_include")
+
+
+def _included(ctx: Context, call: Call, key: uuid.UUID, rows: list[str]) -> list[tuple[str, str]]:
+    """The resources ``_include`` asks for, each read through its own door in the search's transaction: the Patient
+    through the dossier service (the policy decides and the read is audited, as ``GET /Patient/{id}``), authors
+    from the directory (reference data). Authors that are contained, or not in the directory, are not added."""
+    if not rows or not call.include:
+        return []
+    out: list[tuple[str, str]] = []
+    if {"DocumentReference:subject", "DocumentReference:patient"} & set(call.include):
+        out.append(("Patient", dossiers.read(ctx, key)))
+    if "DocumentReference:author" in call.include:
+        seen: set[tuple[str, str]] = set()
+        for text in rows:
+            for a in json.loads(text).get("author") or []:
+                ref = str((a or {}).get("reference") or "").removeprefix(call.base + "/")
+                rtype, _, rid = ref.partition("/")
+                if rtype in ("Practitioner", "PractitionerRole") and rid and (rtype, rid) not in seen:
+                    seen.add((rtype, rid))
+                    try:
+                        out.append((rtype, directory.read(ctx, rid, rtype)))
+                    except FhirError as exc:
+                        if exc.status != 404:
+                            raise
+    return out
 
 
 async def docref_search(call: Call) -> Response:
@@ -210,9 +256,9 @@ LIST_PARAMS = (
 ROUTES: tuple[Route, ...] = (
     Route(None, "transaction", "POST", "/fhir", transaction, ("DocumentReference", "c"), spec="IHE ITI-65"),
     Route("DocumentReference", "search-type", "GET", "/fhir/DocumentReference", docref_search,
-          ("DocumentReference", "s"), DOCREF_PARAMS, spec="IHE ITI-67", accepts=("_sort",)),
+          ("DocumentReference", "s"), DOCREF_PARAMS, spec="IHE ITI-67", accepts=("_sort",), includes=INCLUDES),
     Route("DocumentReference", "search-type", "POST", "/fhir/DocumentReference/_search", docref_search_post,
-          ("DocumentReference", "s"), DOCREF_PARAMS, spec="IHE ITI-67", accepts=("_sort",)),
+          ("DocumentReference", "s"), DOCREF_PARAMS, spec="IHE ITI-67", accepts=("_sort",), includes=INCLUDES),
     Route("DocumentReference", "read", "GET", "/fhir/DocumentReference/{id}", docref_read,
           ("DocumentReference", "r"), spec="IHE ITI-67"),
     Route("DocumentReference", "create", "POST", "/fhir/DocumentReference", docref_create,
