@@ -315,3 +315,19 @@ def test_the_capability_statement_declares_the_new_parameters_and_the_includes(w
                                                          "DocumentReference:author"]
     assert all("searchInclude" not in r for t, r in res.items() if t != "DocumentReference")
 
+
+
+def test_every_search_route_accepts_each_parameter_it_declares(world: World) -> None:
+    """Parameters are checked against the route table in one place: a parameter the CapabilityStatement declares is
+    never refused as unknown (it may still be refused for its value)."""
+    from carnet.fhir.routes import ROUTES
+
+    for route in ROUTES:
+        if route.interaction != "search-type" or route.method != "GET":
+            continue
+        for name, _ in route.search_params:
+            declared = {n for n, _ in route.search_params}
+            base = {"patient": str(world.dossier)} if "patient" in declared and name != "patient" else {}
+            r = get(world, route.path, {**base, name: "x"})
+            assert not (r.status_code == 400 and r.json()["issue"][0].get("diagnostics") == "Unknown search parameter"
+                        ), (route.path, name, r.text)

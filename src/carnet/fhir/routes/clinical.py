@@ -29,9 +29,9 @@ from carnet.fhir.http import FhirResponse, json_body
 from carnet.fhir.routes.base import Call, Handler, Route, parameters, uuid_or_404
 from carnet.fhir.transaction import resolve_patient
 
-PARAMS = (("patient", "reference"), ("code", "token"), ("category", "token"), ("status", "token"),
-          ("clinical-status", "token"))
-_KNOWN = {name for name, _ in PARAMS} | {"subject", "_count", "_offset", "_format"}
+PARAMS = (("patient", "reference"), ("subject", "reference"), ("code", "token"), ("category", "token"),
+          ("status", "token"), ("clinical-status", "token"))
+_KNOWN = {name for name, _ in PARAMS} | {"_count", "_offset", "_format"}
 
 
 def _subject(body: dict[str, Any], rtype: str) -> str | None:
