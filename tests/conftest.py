@@ -122,8 +122,21 @@ def services(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
                         # one test client for the session: tests/sharing and tests/throttle limit theirs
                         shl_requests_per_minute=100_000, **UNLIMITED)
     svc = build_services(settings, make_engine(database_url, pool_size=5))
+    # the session's master key is the one its database registers (carnet.admin.check_master_keys): a command line run
+    # against this database by a test must be given it (fixture session_key_file), as an operator's node would be
+    admin.check_master_keys(svc.engine, svc.keyring)
     yield svc
     svc.engine.dispose()
+
+
+@pytest.fixture
+def session_key_file(services: Services, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The session's master key file, given to the command lines a test runs against the session's database."""
+    path = services.settings.var_dir / "master-key.json"
+    assert path.exists()
+    monkeypatch.delenv("CARNET_MASTER_KEY", raising=False)
+    monkeypatch.setenv("CARNET_MASTER_KEY_FILE", str(path))
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -107,7 +107,8 @@ def test_a_store_that_is_down_gives_503_saves_nothing_and_carnet_recovers_when_i
 
 def test_blobs_migrate_moves_a_filled_var_to_s3_which_then_serves_it(aws_env: S3Server, database_url: str,
                                                                      tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     session_key_file: Path) -> None:
     from carnet.cli import app
 
     var = tmp_path / "var"

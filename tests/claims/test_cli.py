@@ -14,10 +14,10 @@ from tests.conftest import World
 
 
 def test_the_command_ingests_reports_bad_lines_by_number_and_verifies(world: World, tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      session_key_file: Path) -> None:
     monkeypatch.setenv("CARNET_DATABASE_URL", world.services.settings.effective_database_url)
     monkeypatch.setenv("CARNET_VAR_DIR", str(tmp_path / "var"))
-    monkeypatch.delenv("CARNET_MASTER_KEY", raising=False)
     today = world.services.clock().date()
     path = tmp_path / "claims.csv"
     path.write_bytes(claims_file([*sample(world.ins, today), line(world.ins, today).replace("CCAM", "ATC")]))
@@ -37,7 +37,7 @@ def test_the_command_ingests_reports_bad_lines_by_number_and_verifies(world: Wor
 
 
 def test_a_file_with_a_wrong_header_exits_with_an_error(world: World, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+                                                       monkeypatch: pytest.MonkeyPatch, session_key_file: Path) -> None:
     monkeypatch.setenv("CARNET_DATABASE_URL", world.services.settings.effective_database_url)
     monkeypatch.setenv("CARNET_VAR_DIR", str(tmp_path / "var"))
     path = tmp_path / "claims.csv"

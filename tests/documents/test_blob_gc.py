@@ -158,7 +158,8 @@ def test_stale_temp_files_go_too(tmp_path: Path, services: Services) -> None:
 
 
 def test_the_cli_refuses_a_grace_shorter_than_the_transaction_bound(tmp_path: Path, services: Services,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     session_key_file: Path) -> None:
     from carnet.cli import app
 
     monkeypatch.setenv("CARNET_VAR_DIR", str(tmp_path / "var"))

@@ -233,12 +233,11 @@ def test_the_worker_thread_delivers_and_stops(world: World) -> None:
 # --- the operator's commands ------------------------------------------------------------------------------------
 
 @pytest.fixture
-def cli_env(world: World, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+def cli_env(world: World, database_url: str, monkeypatch: pytest.MonkeyPatch, session_key_file: Path) -> Path:
     monkeypatch.setenv("CARNET_VAR_DIR", str(world.services.settings.var_dir))
     monkeypatch.setenv("CARNET_DATABASE_URL", database_url)
     monkeypatch.setenv("CARNET_BASE_URL", world.services.settings.base_url)
-    for name in ("CARNET_MASTER_KEY", "CARNET_SMTP_HOST"):
-        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("CARNET_SMTP_HOST", raising=False)
     return world.services.settings.var_dir
 
 
