@@ -58,6 +58,7 @@ DOC_TYPES = ("11488-4", "11502-2", "68599-0", "60591-5", "11369-6", "87273-9", "
 CODES = ("MASQUE_PS", "INVISIBLE_PATIENT", "INVISIBLE_REPRESENTANTS_LEGAUX")
 CONFIDENTIALITY_SETS = tuple(frozenset(c) for n in range(len(CODES) + 1) for c in itertools.combinations(CODES, n))
 DOSSIER_ACTIONS = ("check_dossier", "read_history", "manage_access", "close_or_reopen", "request_access",
+                   "issue_access_code", "redeem_access_code",
                    "copy_dossier", "read_gp_notices")
 
 MATRIX = load_matrix()
@@ -135,6 +136,10 @@ def policy_answer(decision: Decision, doc: DocFacts, action: str, item: ItemFact
         return decision.request_access
     if action == "copy_dossier":
         return decision.copy
+    if action == "issue_access_code":
+        return decision.issue_codes
+    if action == "redeem_access_code":
+        return decision.redeem_code
     if action == "read_gp_notices":
         return decision.gp_notices
     raise ValueError(f"unknown action {action!r}")

@@ -36,6 +36,8 @@ from carnet.db.tables.base import TS, Json
 from carnet.db.tables.base import metadata as metadata
 from carnet.db.tables.counters import rate_limit as rate_limit
 from carnet.db.tables.counters import sign_in_failure as sign_in_failure
+from carnet.db.tables.sharing import access_code as access_code
+from carnet.db.tables.sharing import access_code_guard as access_code_guard
 from carnet.db.tables.sharing import shared_link as shared_link
 from carnet.db.tables.sharing import shared_link_lookup as shared_link_lookup
 
