@@ -63,7 +63,7 @@ def test_a_professional_who_enters_the_code_becomes_authorized_and_the_code_dies
     assert _stranger_reads(world) == 200
     grant = [g for g in grants_of(world) if g[3] == world.pros["stranger"]]
     assert [g[4] for g in grant] == ["authorized"] and consent == f"Consent/{grant[0][1]}"
-    assert "code.use" in audit_events(world, outcome="0")
+    assert "access.code.use" in audit_events(world, outcome="0")
     with world.services.engine.connect() as conn:
         row = conn.execute(select(access_code).where(access_code.c.dossier_key == world.dossier)).one()
     assert len(messages(world.services, world.dossier, event="access.code_used", account_id=acc)) == 1
@@ -83,7 +83,7 @@ def test_an_expired_code_is_refused_like_a_wrong_one(world: World) -> None:
     r = redeem(world, issued["code"])
     assert r.status_code == 403
     assert _stranger_reads(world) == 403
-    assert "code.wrong" in audit_events(world, outcome="4")
+    assert "access.code.wrong" in audit_events(world, outcome="4")
 
 
 def test_a_revoked_code_is_refused(world: World) -> None:
@@ -109,8 +109,8 @@ def test_wrong_codes_are_audited_and_freeze_the_dossiers_codes_then_the_patient_
     limit = world.services.settings.access_code_attempts
     statuses = [redeem(world, "ABCD-EFGH").status_code for _ in range(limit)]
     assert statuses == [403] * (limit - 1) + [429]
-    assert audit_events(world, outcome="4").count("code.wrong") == limit
-    assert "code.frozen" in audit_events(world, outcome="0")
+    assert audit_events(world, outcome="4").count("access.code.wrong") == limit
+    assert "access.code.frozen" in audit_events(world, outcome="0")
     # frozen: even the right code is not looked at
     r = redeem(world, issued["code"])
     assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
@@ -139,8 +139,8 @@ def test_who_may_issue_and_redeem(world: World) -> None:
     assert redeem(world, code, role="doctor").status_code == 409
     # blocked: nothing, not even whether the dossier exists (404); audited, no wrong code counted
     assert redeem(world, code, role="blocked").status_code == 404
-    assert "code.use" in audit_events(world, outcome="4")
-    assert "code.wrong" not in audit_events(world)
+    assert "access.code.use" in audit_events(world, outcome="4")
+    assert "access.code.wrong" not in audit_events(world)
     assert redeem(world, code).status_code == 200
 
 
@@ -158,7 +158,7 @@ def test_a_request_without_a_code_is_refused_and_changes_nothing(world: World, b
     r = world.client.post(f"/fhir/Patient/{world.dossier}/$redeem-access-code", json=body,
                           headers=world.headers("stranger"))
     assert r.status_code == 400 and "code" in r.text
-    assert "code.wrong" not in audit_events(world)
+    assert "access.code.wrong" not in audit_events(world)
 
 
 def test_the_operations_are_in_the_capability_statement(world: World) -> None:

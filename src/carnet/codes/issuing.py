@@ -62,10 +62,10 @@ def state_of(row: Any, now: dt.datetime) -> str:
 
 
 def issue(ctx: Context, key: uuid.UUID, hours: int | None = None, label: str | None = None) -> IssuedCode:
-    """Issue a code valid ``hours`` (default ``CARNET_ACCESS_CODE_HOURS``). Audited ``code.create``."""
+    """Issue a code valid ``hours`` (default ``CARNET_ACCESS_CODE_HOURS``). Audited ``access.code.create``."""
     _, decision = ctx.dossier(key, lock=True)
     if not decision.issue_codes:
-        raise ctx.refuse(key, "C", "code.create", forbidden(
+        raise ctx.refuse(key, "C", "access.code.create", forbidden(
             "Only the patient (or their legal representative) may give access codes, while the dossier is open.")
             if decision.check else not_found("Patient"))
     hours = ctx.settings.access_code_hours if hours is None else hours
@@ -84,16 +84,16 @@ def issue(ctx: Context, key: uuid.UUID, hours: int | None = None, label: str | N
     ctx.conn.execute(insert(access_code).values(
         dossier_key=key, code_id=code_id, code_hash=code_hash(ctx.services.keyring, key, code), label=text,
         created_at=ctx.now, expires_at=expires))
-    ctx.audit(key, "C", "code.create", entity_type="AccessCode", entity_id=str(code_id),
+    ctx.audit(key, "C", "access.code.create", entity_type="AccessCode", entity_id=str(code_id),
               detail={"hours": hours, "expires": expires.isoformat()})
     return IssuedCode(code_id, format_code(code), expires)
 
 
 def codes(ctx: Context, key: uuid.UUID) -> list[CodeView]:
-    """The dossier's codes, newest first, with who used each (the patient side). Audited ``code.read``."""
+    """The dossier's codes, newest first, with who used each (the patient side). Audited ``access.code.read``."""
     _, decision = ctx.dossier(key)
     if not decision.read_history:
-        raise ctx.refuse(key, "R", "code.read", forbidden(decision.refusal) if decision.check
+        raise ctx.refuse(key, "R", "access.code.read", forbidden(decision.refusal) if decision.check
                          else not_found("Patient"))
     rows = ctx.conn.execute(select(access_code).where(access_code.c.dossier_key == key)
                             .order_by(access_code.c.created_at.desc(), access_code.c.code_id.desc())
@@ -102,21 +102,22 @@ def codes(ctx: Context, key: uuid.UUID) -> list[CodeView]:
     names = {p.national_id: f"{p.given} {p.family}" for p in ctx.conn.execute(select(
         practitioner.c.national_id, practitioner.c.given, practitioner.c.family).where(
         practitioner.c.national_id.in_(users)))} if users else {}
-    ctx.audit(key, "R", "code.read", entity_type="Patient", entity_id=str(key), detail={"returned": len(rows)})
+    ctx.audit(key, "R", "access.code.read", entity_type="Patient", entity_id=str(key),
+              detail={"returned": len(rows)})
     return [CodeView(r.code_id, r.label, aware(r.created_at) or ctx.now, aware(r.expires_at) or ctx.now,
                      state_of(r, ctx.now), aware(r.used_at), r.used_by, names.get(r.used_by or ""))
             for r in rows]
 
 
 def revoke(ctx: Context, key: uuid.UUID, code_id: uuid.UUID) -> None:
-    """Revoke a code not used yet: it can no longer be used. Audited ``code.revoke``."""
+    """Revoke a code not used yet: it can no longer be used. Audited ``access.code.revoke``."""
     _, decision = ctx.dossier(key, lock=True)
     if not decision.read_history:
-        raise ctx.refuse(key, "U", "code.revoke", forbidden(decision.refusal) if decision.check
+        raise ctx.refuse(key, "U", "access.code.revoke", forbidden(decision.refusal) if decision.check
                          else not_found("Patient"))
     done = ctx.conn.execute(update(access_code).where(
         access_code.c.dossier_key == key, access_code.c.code_id == code_id, access_code.c.used_at.is_(None),
         access_code.c.revoked_at.is_(None)).values(revoked_at=ctx.now)).rowcount
     if not done:
         raise FhirError(404, "not-found", "No such code waiting to be used.")
-    ctx.audit(key, "U", "code.revoke", entity_type="AccessCode", entity_id=str(code_id))
+    ctx.audit(key, "U", "access.code.revoke", entity_type="AccessCode", entity_id=str(code_id))

@@ -1,6 +1,6 @@
 """A professional takes up an access code (issue 13 §1): the code the patient gave them makes them authorized on the
 dossier, exactly as the patient's own authorization would (:func:`carnet.dossier.rights.grant`, relation
-``authorized``, audited ``code.use``), the patient is notified, and the code is dead.
+``authorized``, audited ``access.code.use``), the patient is notified, and the code is dead.
 
 The professional names the dossier (the clinician portal's find-by-INS result, or ``Patient/{id}`` from the API's
 existence check by INS) and types the code: a code is looked for among that dossier's live codes only, so guessing
@@ -8,10 +8,10 @@ needs both. The attempts are slowed three ways:
 
 - per client address, before anything is looked at: :func:`check_rate` (``CARNET_RATE_ACCESS_CODE``, 10 in 5 minutes,
   the shared rate limiter of :mod:`carnet.throttle`, committed whatever happens next);
-- per dossier: each wrong code is counted in ``access_code_guard`` and audited in the dossier's chain (``code.wrong``,
-  outcome refused, committed); at ``CARNET_ACCESS_CODE_ATTEMPTS`` (5) wrong codes within
-  ``CARNET_ACCESS_CODE_FREEZE_MINUTES`` (60) the dossier's codes are frozen for that long (``code.frozen``; the
-  patient is told) and every try answers 429 without being looked at;
+- per dossier: each wrong code is counted in ``access_code_guard`` and audited in the dossier's chain
+  (``access.code.wrong``, outcome refused, committed); at ``CARNET_ACCESS_CODE_ATTEMPTS`` (5) wrong codes within
+  ``CARNET_ACCESS_CODE_FREEZE_MINUTES`` (60) the dossier's codes are frozen for that long (``access.code.frozen``;
+  the patient is told) and every try answers 429 without being looked at;
 - the comparison is ``hmac.compare_digest`` of keyed hashes, against every live code of the dossier.
 
 The dossier row is locked for the attempt, so two attempts on one dossier are serialised (a code is used once).
@@ -68,18 +68,18 @@ def check_rate(services: Services, address: str) -> None:
 def redeem(ctx: Context, key: uuid.UUID, typed: str) -> Redeemed | WrongCode:
     """Take up the code ``typed`` on dossier ``key`` for the calling professional (see the module docstring).
 
-    Refused (403, or 404 for a dossier they may not know of; audited ``code.use``) unless the policy's
+    Refused (403, or 404 for a dossier they may not know of; audited ``access.code.use``) unless the policy's
     ``redeem_code``; 409 for a professional already authorized (the code stays alive for whom it was meant)."""
     _, decision = ctx.dossier(key, lock=True)
     if not decision.redeem_code:
         if decision.read and decision.basis in AUTHORIZED_RELATIONS:
-            raise ctx.refuse(key, "U", "code.use", conflict("You are already authorized on this dossier."))
-        raise ctx.refuse(key, "U", "code.use", forbidden(decision.refusal) if decision.check
+            raise ctx.refuse(key, "U", "access.code.use", conflict("You are already authorized on this dossier."))
+        raise ctx.refuse(key, "U", "access.code.use", forbidden(decision.refusal) if decision.check
                          else not_found("Patient"))
     guard = ctx.conn.execute(select(access_code_guard).where(access_code_guard.c.dossier_key == key)).first()
     until = aware(guard.frozen_until) if guard is not None else None
     if until is not None and until > ctx.now:
-        raise ctx.refuse(key, "U", "code.use", frozen_error(int((until - ctx.now).total_seconds())))
+        raise ctx.refuse(key, "U", "access.code.use", frozen_error(int((until - ctx.now).total_seconds())))
     code = normalise(typed)
     match = None
     if code is not None:
@@ -98,7 +98,7 @@ def redeem(ctx: Context, key: uuid.UUID, typed: str) -> Redeemed | WrongCode:
     if guard is not None and guard.failures:
         ctx.conn.execute(update(access_code_guard).where(access_code_guard.c.dossier_key == key)
                          .values(failures=0, window_start=ctx.now))
-    grant_id = grant(ctx, key, "practitioner", ctx.actor.id or "", "authorized", "code.use")
+    grant_id = grant(ctx, key, "practitioner", ctx.actor.id or "", "authorized", "access.code.use")
     return Redeemed(key, grant_id)
 
 
@@ -118,13 +118,13 @@ def _wrong(ctx: Context, key: uuid.UUID, guard: object) -> WrongCode:
         ctx.conn.execute(update(access_code_guard).where(access_code_guard.c.dossier_key == key)
                          .values(failures=failures))
     remaining = max(0, s.access_code_attempts - failures)
-    ctx.audit(key, "U", "code.wrong", entity_type="Patient", entity_id=str(key), detail={"failures": failures},
-              outcome=OUTCOME_REFUSED)
+    ctx.audit(key, "U", "access.code.wrong", entity_type="Patient", entity_id=str(key),
+              detail={"failures": failures}, outcome=OUTCOME_REFUSED)
     if remaining:
         return WrongCode(False, remaining)
     until = ctx.now + window
     ctx.conn.execute(update(access_code_guard).where(access_code_guard.c.dossier_key == key)
                      .values(failures=0, window_start=ctx.now, frozen_until=until))
-    ctx.audit(key, "U", "code.frozen", entity_type="Patient", entity_id=str(key),
+    ctx.audit(key, "U", "access.code.frozen", entity_type="Patient", entity_id=str(key),
               detail={"until": until.isoformat()})
     return WrongCode(True, 0)
