@@ -73,5 +73,5 @@ ROUTES: tuple[Route, ...] = (
           spec="issue a single-use access code for a new professional (issue 13 §1)", operation="access-code"),
     Route("Patient", "operation", "POST", "/fhir/Patient/{id}/$redeem-access-code", redeem_code, ("Consent", "c"),
           spec="take up an access code: become authorized on the dossier (issue 13 §1)",
-          operation="redeem-access-code"),
+          operation="redeem-access-code", throttled=True),
 )

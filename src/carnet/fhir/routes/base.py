@@ -37,6 +37,7 @@ class Route:
     operation: str | None = None  # for interaction "operation": its name, e.g. "close"
     statuses: tuple[int, ...] = ()  # success statuses, when not the interaction's usual one (OpenAPI description)
     produces: str | None = None  # the media type of a success that is not a FHIR resource (``*/*``: the document's)
+    throttled: bool = False  # may answer 429 (attempts at a guessable secret are rate limited)
 
 
 @dataclass
