@@ -38,6 +38,9 @@ class Scenario:
     # the structured item (an allergy, condition, treatment, vaccination or observation) for "read_item": the patient
     # hid it from professionals, as MASQUE_PS hides a document (issue 13 §3)
     item_hidden: bool = False
+    # the patient requires an access code for every professional not yet authorized (issue 13 §1, as My Health
+    # Record's Record Access Code): such a professional may no longer declare the patient's consent themselves
+    requires_code: bool = False
 
 
 ACTIONS = ("read_document", "add_document", "check_dossier", "read_history", "manage_access", "close_or_reopen",
@@ -223,7 +226,9 @@ def _professional(s: Scenario, action: str) -> bool:
             return True
         # Relation "none": only in normal mode, declaring the patient's consent given during a visit.
         # An emergency or regulation path is no ground for managing authorizations.
-        return s.mode == "normal"
+        # Unless the patient requires an access code from every professional not yet authorized: then the code
+        # (redeem_access_code) is the way in; the médecin traitant and the authorized keep theirs (returned above).
+        return s.mode == "normal" and not s.requires_code
     if action == "close_or_reopen":
         return False
     if action == "copy_dossier":

@@ -91,6 +91,7 @@ def to_policy(s: Scenario, birthday_is_today: bool = True) -> tuple[Actor, Dossi
         birth_date=birth_date_for(s.patient_age, birthday_is_today),
         objects_break_glass=s.objects_break_glass,
         objects_regulation=s.objects_regulation,
+        requires_code=s.requires_code,
     )
     standing = Standing(
         relation=s.relation,
@@ -192,6 +193,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         actor_is_author=draw(st.booleans()),
         deleted_by_patient=draw(st.booleans()),
         item_hidden=draw(st.booleans()),
+        requires_code=draw(st.booleans()),
     )
 
 
@@ -217,7 +219,7 @@ NEUTRAL_DOC = {"doc_class": "11", "doc_type": "60591-5"}  # a patient summary: e
 def dossier_level_scenarios(actor: str) -> Iterator[Scenario]:
     """Every combination of the dossier-level fields for ``actor``; the document is a plain patient summary."""
     professional = actor == "professional"
-    for profession, is_regulator, mode, relation, status, obj_bg, obj_reg, rep_kind, age in itertools.product(
+    for profession, is_regulator, mode, relation, status, obj_bg, obj_reg, rep_kind, age, code in itertools.product(
         PROFESSIONS if professional else (None,),
         (False, True),
         MODES,
@@ -227,12 +229,13 @@ def dossier_level_scenarios(actor: str) -> Iterator[Scenario]:
         (False, True),
         REPRESENTATIVE_KINDS if actor == "representative" else (None,),
         EXHAUSTIVE_AGES,
+        (False, True),
     ):
         yield Scenario(
             actor=actor, profession=profession, is_regulator=is_regulator, mode=mode, relation=relation,
             representative_kind=rep_kind, patient_age=age, dossier_status=status, objects_break_glass=obj_bg,
             objects_regulation=obj_reg, confidentiality=frozenset(), invisible_patient_expired=False,
-            actor_is_author=False, deleted_by_patient=False, **NEUTRAL_DOC,
+            actor_is_author=False, deleted_by_patient=False, requires_code=code, **NEUTRAL_DOC,
         )
 
 

@@ -108,3 +108,18 @@ def test_a_patient_revokes_a_code_and_it_no_longer_works(patient: Patient, pro_b
 def test_the_access_page_leads_to_the_codes(patient: Patient) -> None:
     page = patient.browser.get("/portal/access")
     assert 'href="/portal/access-codes"' in text(page)
+
+
+def test_the_patient_requires_a_code_and_the_professional_can_no_longer_record_consent(
+        patient: Patient, pro_browser: TestClient, world: World) -> None:
+    page = patient.browser.get("/portal/access-codes")
+    r = patient.browser.post("/portal/access-codes/require", data={"csrf": csrf_of(page.text), "required": "yes"})
+    assert r.status_code == 303
+    page = patient.browser.get(r.headers["location"])
+    assert "Un code est exigé" in text(page) and "Ne plus exiger de code" in text(page)
+    found = _find(pro_browser, world)
+    dossier = re.search(r'action="/pro/consent">.*?name="dossier" value="([^"]+)"', found, re.S)
+    assert dossier
+    r = pro_browser.post("/pro/consent", data={"csrf": csrf_of(found), "dossier": dossier.group(1), "confirm": "1"})
+    assert r.status_code == 403 and "exige un code d'accès" in text(r)
+    assert "a changé l'obligation d'un code d'accès" in text(patient.browser.get("/portal/history"))

@@ -45,6 +45,9 @@ class DossierFacts:
     birth_date: dt.date
     objects_break_glass: bool = False
     objects_regulation: bool = False
+    # the patient requires an access code for every professional not yet authorized (issue 13 §1; My Health Record's
+    # Record Access Code): such a professional may no longer declare the patient's consent themselves
+    requires_code: bool = False
 
 
 @dataclass(frozen=True)
@@ -208,6 +211,10 @@ NEEDS_CONSENT = ("This professional has no authorization on this dossier: record
                  "emergency access mode (break the glass) where the rules allow it.")
 
 
+NEEDS_CODE = ("The patient requires an access code for every professional not yet authorized: ask the patient for "
+              "one, or use an emergency access mode (break the glass) where the rules allow it.")
+
+
 def age_on(birth: dt.date, today: dt.date) -> int:
     return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
 
@@ -318,9 +325,12 @@ def _professional(actor: Actor, dossier: DossierFacts, standing: Standing, matri
         basis = "emergency"
     if basis == "none" and actor.mode is Mode.REGULATION and not dossier.objects_regulation:
         basis = "regulation"
-    manage = basis in AUTHORIZED_RELATIONS or (standing.relation == "none" and actor.mode is Mode.NORMAL)
+    manage = basis in AUTHORIZED_RELATIONS or (standing.relation == "none" and actor.mode is Mode.NORMAL
+                                               and not dossier.requires_code)
     if basis == "none":
         refusal, code = NEEDS_CONSENT, "consent-needed"
+        if dossier.requires_code and actor.mode is Mode.NORMAL:
+            refusal, code = NEEDS_CODE, "code-needed"
         if actor.mode is Mode.EMERGENCY:
             refusal, code = "The patient has objected to emergency (break the glass) access to this dossier.", \
                 "objection"

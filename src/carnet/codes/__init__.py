@@ -8,8 +8,9 @@ and every action is audited in the dossier's chain in the same transaction, wron
 """
 
 from carnet.codes.alphabet import ALPHABET, format_code, new_code, normalise
-from carnet.codes.issuing import CodeView, IssuedCode, codes, issue, revoke
+from carnet.codes.issuing import CodeView, IssuedCode, codes, issue, required, revoke, set_required
 from carnet.codes.redeeming import WRONG, Redeemed, WrongCode, check_rate, frozen_error, redeem
 
 __all__ = ["ALPHABET", "WRONG", "CodeView", "IssuedCode", "Redeemed", "WrongCode", "check_rate", "codes",
-           "format_code", "frozen_error", "issue", "new_code", "normalise", "redeem", "revoke"]
+           "format_code", "frozen_error", "issue", "new_code", "normalise", "redeem", "required", "revoke",
+           "set_required"]

@@ -17,7 +17,7 @@ from sqlalchemy import insert, select, update
 
 from carnet.codes.alphabet import code_hash, format_code, new_code
 from carnet.context import Context
-from carnet.db.tables import access_code, practitioner
+from carnet.db.tables import access_code, dossier, practitioner
 from carnet.errors import FhirError, forbidden, not_found
 from carnet.ids import new_id
 
@@ -121,3 +121,28 @@ def revoke(ctx: Context, key: uuid.UUID, code_id: uuid.UUID) -> None:
     if not done:
         raise FhirError(404, "not-found", "No such code waiting to be used.")
     ctx.audit(key, "U", "access.code.revoke", entity_type="AccessCode", entity_id=str(code_id))
+
+
+def required(ctx: Context, key: uuid.UUID) -> bool:
+    """Whether the patient requires an access code of every professional not yet authorized (the patient side; read
+    with the codes page, whose reading :func:`codes` audits)."""
+    row, decision = ctx.dossier(key)
+    if not decision.read_history:
+        raise ctx.refuse(key, "R", "access.code.read", forbidden(decision.refusal) if decision.check
+                         else not_found("Patient"))
+    return bool(row.requires_code)
+
+
+def set_required(ctx: Context, key: uuid.UUID, value: bool) -> None:
+    """Require (or no longer require) an access code of every professional not yet authorized, as My Health Record's
+    Record Access Code: they may then no longer record the patient's consent themselves (the policy's
+    ``manage_access``), only take up a code; the médecin traitant, the professionals already authorized, emergency
+    and regulation access keep their rules. Audited ``access.code.require``."""
+    _, decision = ctx.dossier(key, lock=True)
+    if not decision.issue_codes:
+        raise ctx.refuse(key, "U", "access.code.require", forbidden(
+            "Only the patient (or their legal representative) may change this, while the dossier is open.")
+            if decision.check else not_found("Patient"))
+    ctx.conn.execute(update(dossier).where(dossier.c.dossier_key == key).values(requires_code=value,
+                                                                               last_updated=ctx.now))
+    ctx.audit(key, "U", "access.code.require", entity_type="Patient", entity_id=str(key), detail={"required": value})

@@ -141,6 +141,8 @@ dossier = Table(
     Column("objects_regulation", Boolean, nullable=False, default=False),
     # professionals' access requests: ask (the patient is prompted) | refuse (refused at once, never asked)
     Column("access_requests", String(8), nullable=False, default="ask", server_default="ask"),
+    # an access code is required of every professional not yet authorized (issue 13 §1, carnet.codes)
+    Column("requires_code", Boolean, nullable=False, default=False, server_default=false()),
     Column("created_at", TS, nullable=False),
     Column("created_by", String(64), nullable=False),
     Column("creation_channel", String(32), nullable=False),  # professional | counter | patient

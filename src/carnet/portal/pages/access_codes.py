@@ -21,19 +21,21 @@ from carnet.portal.web import Page, page
 DURATIONS = {"1": N_("1 hour"), "4": N_("4 hours"), "24": N_("24 hours"), "72": N_("3 days"),
              "168": N_("7 days")}
 STATES = {"live": N_("waiting to be used"), "used": N_("used"), "expired": N_("expired"), "revoked": N_("revoked")}
-DONE = {"revoked": N_("The code is revoked: it can no longer be used.")}
+DONE = {"revoked": N_("The code is revoked: it can no longer be used."),
+        "required": N_("From now on, a professional not yet authorized needs an access code from you."),
+        "not-required": N_("A professional not yet authorized may again record your consent during a visit.")}
 
 
 async def _show(p: Page, *, issued: codes.IssuedCode | None = None, error: str = "", status: int = 200) -> Response:
     key = p.dossier_key
 
-    def work(ctx: Context) -> list[codes.CodeView]:
-        return codes.codes(ctx, key)
+    def work(ctx: Context) -> tuple[list[codes.CodeView], bool]:
+        return codes.codes(ctx, key), codes.required(ctx, key)
 
-    found = await p.run(work)
+    found, required = await p.run(work)
     done = str(p.request.query_params.get("done") or "")
     return p.render("portal/access/codes.html", status=status, title=p._("Access codes"), codes=found,
-                    issued=issued, states=STATES, durations=DURATIONS, error=error,
+                    issued=issued, required=required, states=STATES, durations=DURATIONS, error=error,
                     flash=p._(DONE[done]) if done in DONE else "",
                     lead=p._("Give a new professional access to your dossier from afar: create a code and read it "
                              "out to them, for example on the phone. It works once, for the time you choose; the "
@@ -75,3 +77,12 @@ async def revoke(p: Page) -> Response:
     key = p.dossier_key
     await p.run(lambda ctx: codes.revoke(ctx, key, code_id))
     return p.redirect("/portal/access-codes?done=revoked")
+
+
+@page("POST", "/portal/access-codes/require")
+async def require(p: Page) -> Response:
+    form = await p.form()
+    value = form.get("required") == "yes"
+    key = p.dossier_key
+    await p.run(lambda ctx: codes.set_required(ctx, key, value))
+    return p.redirect(f"/portal/access-codes?done={'required' if value else 'not-required'}#require")

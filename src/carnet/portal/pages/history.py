@@ -38,6 +38,7 @@ EVENTS = {
     "access.requests": N_("changed the access request setting"), "access.read": N_("looked at who has access"),
     "access.code.create": N_("created an access code"), "access.code.read": N_("looked at the access codes"),
     "access.code.revoke": N_("revoked an access code"),
+    "access.code.require": N_("changed whether new professionals need an access code"),
     "access.code.use": N_("entered an access code and became authorized"),
     "access.code.wrong": N_("entered a wrong access code"),
     "access.code.frozen": N_("access codes paused after too many wrong codes"),

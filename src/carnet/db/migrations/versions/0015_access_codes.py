@@ -6,7 +6,8 @@ Create Date: 2026-12-04 19:30:00
 
 ``access_code`` (dossier data, keyed by ``dossier_key``): a single-use code, stored as a keyed hash, with its expiry
 and its use. ``access_code_guard`` (dossier data): the wrong codes tried on a dossier, and until when its codes are
-frozen (issue 13 §1).
+frozen (issue 13 §1). ``dossier.requires_code``: the patient requires a code of every professional not yet
+authorized.
 """
 
 from alembic import op
@@ -20,6 +21,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table('dossier') as batch_op:
+        batch_op.add_column(sa.Column('requires_code', sa.Boolean(), nullable=False, server_default=sa.false()))
     op.create_table(
         'access_code',
         sa.Column('dossier_key', sa.Uuid(), nullable=False),
@@ -47,5 +50,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('dossier') as batch_op:
+        batch_op.drop_column('requires_code')
     op.drop_table('access_code_guard')
     op.drop_table('access_code')
