@@ -118,8 +118,9 @@ def test_the_patient_requires_a_code_and_the_professional_can_no_longer_record_c
     page = patient.browser.get(r.headers["location"])
     assert "Un code est exigé" in text(page) and "Ne plus exiger de code" in text(page)
     found = _find(pro_browser, world)
-    dossier = re.search(r'action="/pro/consent">.*?name="dossier" value="([^"]+)"', found, re.S)
-    assert dossier
-    r = pro_browser.post("/pro/consent", data={"csrf": csrf_of(found), "dossier": dossier.group(1), "confirm": "1"})
+    assert 'action="/pro/consent"' not in found and "Ce patient exige un code d'accès" in found
+    assert 'id="access-code"' in found
+    # a consent posted anyway (an old page) is refused, saying why
+    r = pro_browser.post("/pro/consent", data={"csrf": csrf_of(found), "dossier": str(world.dossier), "confirm": "1"})
     assert r.status_code == 403 and "exige un code d'accès" in text(r)
     assert "a changé l'obligation d'un code d'accès" in text(patient.browser.get("/portal/history"))

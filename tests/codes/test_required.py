@@ -28,6 +28,10 @@ def test_a_professional_cannot_record_consent_once_a_code_is_required(world: Wor
     assert _self_consent(world) == 403
     r = world.client.get(f"/fhir/Patient/{world.dossier}", headers=world.headers("stranger"))
     assert r.status_code == 403 and "access code" in r.json()["issue"][0]["diagnostics"]
+    r = world.client.get("/fhir/Patient", params={"identifier": f"urn:oid:1.2.250.1.213.1.4.10|{world.ins}"},
+                         headers=world.headers("stranger"))
+    [access] = [e for e in r.json()["entry"][0]["resource"]["extension"] if "extension" in e]
+    assert {"url": "requiresCode", "valueBoolean": True} in access["extension"]
     code = run(world.services, patient(world), lambda ctx: codes.issue(ctx, world.dossier)).code
     r = world.client.post(f"/fhir/Patient/{world.dossier}/$redeem-access-code",
                           json={"resourceType": "Parameters", "parameter": [{"name": "code", "valueString": code}]},
