@@ -166,3 +166,29 @@ def test_the_operations_are_in_the_capability_statement(world: World) -> None:
     [patient_res] = [r for r in cs["rest"][0]["resource"] if r["type"] == "Patient"]
     names = {o["name"] for o in patient_res["operation"]}
     assert {"access-code", "redeem-access-code"} <= names
+
+
+def test_two_professionals_sending_the_same_code_at_once_one_gets_in(world: World) -> None:
+    """The dossier row is locked for an attempt: a code is used once, even at the same moment (PostgreSQL's row
+    lock; SQLite serialises writers)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from carnet.access.actors import Actor, ActorKind
+    from carnet.errors import FhirError
+
+    code = run(world.services, patient(world), lambda ctx: codes.issue(ctx, world.dossier)).code
+    ids = [world.add_pro("10") for _ in range(2)]
+
+    def attempt(nid: str) -> str:
+        actor = Actor(ActorKind.PROFESSIONAL, id=nid, profession="10")
+        try:
+            done = run(world.services, actor, lambda ctx: codes.redeem(ctx, world.dossier, code))
+        except FhirError as exc:  # SQLite's "database is locked" would surface otherwise
+            return f"error {exc.status}"
+        return "in" if isinstance(done, codes.Redeemed) else "wrong"
+
+    with ThreadPoolExecutor(2) as pool:
+        results = sorted(pool.map(attempt, ids))
+    assert results == ["in", "wrong"]
+    authorized = {g[3] for g in grants_of(world) if g[4] == "authorized" and g[7] is None}
+    assert len(authorized & set(ids)) == 1
