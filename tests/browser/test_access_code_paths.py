@@ -58,11 +58,11 @@ def test_a_patient_creates_a_code_and_a_professional_uses_it(
     clinician.get_by_role("button", name=FR("Use the access code")).click()
     clinician.get_by_text(FR("This access code is not valid for this patient: check it with the patient (it may "
                              "have expired, or been used).")).wait_for()
+    clinician.screenshot(path=str(tmp_path / "access-code-desktop.png"), full_page=True)
     clinician.get_by_label(FR("I have an access code from the patient")).fill(code.lower().replace("-", " "))
     clinician.get_by_role("button", name=FR("Use the access code")).click()
     clinician.wait_for_url(f"**/pro/dossier/{world.dossier}**")
     assert "Testé" in clinician.locator("#patient").inner_text()
-    clinician.screenshot(path=str(tmp_path / "access-code-desktop.png"), full_page=True)
 
     page.goto(base + "/portal/access-codes")
     assert FR("used") in page.locator("#codes ~ ul").inner_text()
