@@ -111,6 +111,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 # the per-address failure threshold out of reach; tests/throttle turns them on, on addresses of their own.
 UNLIMITED: dict[str, Any] = {"rate_sign_in": (0, 1), "rate_code": (0, 1), "rate_activate": (0, 1),
                              "rate_reset": (0, 1), "rate_token": (0, 1), "rate_code_sending": (0, 1),
+                             "rate_access_code": (0, 1),
                              "max_failed_per_address": 10**9}
 
 

@@ -104,6 +104,12 @@ class Settings:
     # may make a minute (each process counts its own)
     shl_passcode_attempts: int = field(default_factory=lambda: _int("CARNET_SHL_PASSCODE_ATTEMPTS", 5))
     shl_requests_per_minute: int = field(default_factory=lambda: _int("CARNET_SHL_REQUESTS_PER_MINUTE", 30))
+    # access codes (carnet.codes, issue 13 §1): default validity; wrong codes a dossier takes within the freeze period
+    # before its codes freeze for that period; attempts an address may make (shared by every node)
+    access_code_hours: int = field(default_factory=lambda: _int("CARNET_ACCESS_CODE_HOURS", 24))
+    access_code_attempts: int = field(default_factory=lambda: _int("CARNET_ACCESS_CODE_ATTEMPTS", 5))
+    access_code_freeze_minutes: int = field(default_factory=lambda: _int("CARNET_ACCESS_CODE_FREEZE_MINUTES", 60))
+    rate_access_code: tuple[int, int] = field(default_factory=lambda: _rate("CARNET_RATE_ACCESS_CODE", "10/300"))
     access_request_hours: int = field(default_factory=lambda: _int("CARNET_ACCESS_REQUEST_HOURS", 24))
     refresh_token_days: int = field(default_factory=lambda: _int("CARNET_REFRESH_TOKEN_DAYS", 90))
     # --- notifications: email over SMTP (files in var/mail when no host is set), SMS through a gateway ---

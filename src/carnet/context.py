@@ -175,7 +175,8 @@ class Context:
 
     def _decide(self, row: Row[Any], rows: list[Any]) -> Decision:
         facts = DossierFacts(dossier_key=row.dossier_key, status=row.status, birth_date=row.birth_date,
-                             objects_break_glass=row.objects_break_glass, objects_regulation=row.objects_regulation)
+                             objects_break_glass=row.objects_break_glass, objects_regulation=row.objects_regulation,
+                             requires_code=bool(row.requires_code))
         return decide(self.actor, facts, self.standing(row, rows), self.now.date(), self.services.matrix,
                       self.settings.majority_age)
 

@@ -38,10 +38,14 @@ class Scenario:
     # the structured item (an allergy, condition, treatment, vaccination or observation) for "read_item": the patient
     # hid it from professionals, as MASQUE_PS hides a document (issue 13 §3)
     item_hidden: bool = False
+    # the patient requires an access code for every professional not yet authorized (issue 13 §1, as My Health
+    # Record's Record Access Code): such a professional may no longer declare the patient's consent themselves
+    requires_code: bool = False
 
 
 ACTIONS = ("read_document", "add_document", "check_dossier", "read_history", "manage_access", "close_or_reopen",
-           "request_access", "copy_dossier", "read_gp_notices", "read_item")
+           "request_access", "copy_dossier", "read_gp_notices", "read_item", "issue_access_code",
+           "redeem_access_code")
 
 # Age at which a minor's legal representatives lose access (DOMAIN.md: Carnet's choice, configurable: 18).
 _AGE_OF_MAJORITY = 18
@@ -72,6 +76,8 @@ def expected(s: Scenario, action: str) -> bool:
 
 
 def _assurance_maladie(s: Scenario, action: str) -> bool:
+    if action in ("issue_access_code", "redeem_access_code"):
+        return False  # it neither gives a patient's consent nor takes one up
     # A closed dossier: Assurance Maladie gets nothing, not even the existence check.
     if s.dossier_status == "closed":
         return False
@@ -91,6 +97,12 @@ def _assurance_maladie(s: Scenario, action: str) -> bool:
 def _patient(s: Scenario, action: str) -> bool:
     if action == "request_access":
         return False  # asking the patient for access is a professional's request
+    if action == "issue_access_code":
+        # Issue 13 §1: the patient gives a new professional an access code, as they would authorize them: an open
+        # dossier only (nobody can be authorized on a closed one).
+        return s.dossier_status == "active"
+    if action == "redeem_access_code":
+        return False  # a code makes a professional authorized; the patient side has nothing to redeem
     if action == "read_gp_notices":
         return False  # the médecin traitant's inbox is a professional's
     if action == "read_item":
@@ -187,6 +199,13 @@ def _professional(s: Scenario, action: str) -> bool:
     if action == "request_access":
         # Issue 4 §3: a professional without authorization asks the patient from their software, in normal mode.
         return s.mode == "normal" and s.relation == "none"
+    if action == "redeem_access_code":
+        # Issue 13 §1: the code the patient gave makes a professional authorized "as the patient's own authorization
+        # would": only one who is not authorized yet (nor blocked: returned above), in normal mode (an emergency or
+        # regulation session is no place to take up a consent), on an open dossier (closed: returned above).
+        return s.mode == "normal" and s.relation == "none"
+    if action == "issue_access_code":
+        return False  # codes are the patient's to give
     if action == "read_document":
         if not has_access:
             return False
@@ -207,7 +226,9 @@ def _professional(s: Scenario, action: str) -> bool:
             return True
         # Relation "none": only in normal mode, declaring the patient's consent given during a visit.
         # An emergency or regulation path is no ground for managing authorizations.
-        return s.mode == "normal"
+        # Unless the patient requires an access code from every professional not yet authorized: then the code
+        # (redeem_access_code) is the way in; the médecin traitant and the authorized keep theirs (returned above).
+        return s.mode == "normal" and not s.requires_code
     if action == "close_or_reopen":
         return False
     if action == "copy_dossier":

@@ -58,6 +58,7 @@ DOC_TYPES = ("11488-4", "11502-2", "68599-0", "60591-5", "11369-6", "87273-9", "
 CODES = ("MASQUE_PS", "INVISIBLE_PATIENT", "INVISIBLE_REPRESENTANTS_LEGAUX")
 CONFIDENTIALITY_SETS = tuple(frozenset(c) for n in range(len(CODES) + 1) for c in itertools.combinations(CODES, n))
 DOSSIER_ACTIONS = ("check_dossier", "read_history", "manage_access", "close_or_reopen", "request_access",
+                   "issue_access_code", "redeem_access_code",
                    "copy_dossier", "read_gp_notices")
 
 MATRIX = load_matrix()
@@ -90,6 +91,7 @@ def to_policy(s: Scenario, birthday_is_today: bool = True) -> tuple[Actor, Dossi
         birth_date=birth_date_for(s.patient_age, birthday_is_today),
         objects_break_glass=s.objects_break_glass,
         objects_regulation=s.objects_regulation,
+        requires_code=s.requires_code,
     )
     standing = Standing(
         relation=s.relation,
@@ -135,6 +137,10 @@ def policy_answer(decision: Decision, doc: DocFacts, action: str, item: ItemFact
         return decision.request_access
     if action == "copy_dossier":
         return decision.copy
+    if action == "issue_access_code":
+        return decision.issue_codes
+    if action == "redeem_access_code":
+        return decision.redeem_code
     if action == "read_gp_notices":
         return decision.gp_notices
     raise ValueError(f"unknown action {action!r}")
@@ -187,6 +193,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         actor_is_author=draw(st.booleans()),
         deleted_by_patient=draw(st.booleans()),
         item_hidden=draw(st.booleans()),
+        requires_code=draw(st.booleans()),
     )
 
 
@@ -212,7 +219,7 @@ NEUTRAL_DOC = {"doc_class": "11", "doc_type": "60591-5"}  # a patient summary: e
 def dossier_level_scenarios(actor: str) -> Iterator[Scenario]:
     """Every combination of the dossier-level fields for ``actor``; the document is a plain patient summary."""
     professional = actor == "professional"
-    for profession, is_regulator, mode, relation, status, obj_bg, obj_reg, rep_kind, age in itertools.product(
+    for profession, is_regulator, mode, relation, status, obj_bg, obj_reg, rep_kind, age, code in itertools.product(
         PROFESSIONS if professional else (None,),
         (False, True),
         MODES,
@@ -222,12 +229,13 @@ def dossier_level_scenarios(actor: str) -> Iterator[Scenario]:
         (False, True),
         REPRESENTATIVE_KINDS if actor == "representative" else (None,),
         EXHAUSTIVE_AGES,
+        (False, True),
     ):
         yield Scenario(
             actor=actor, profession=profession, is_regulator=is_regulator, mode=mode, relation=relation,
             representative_kind=rep_kind, patient_age=age, dossier_status=status, objects_break_glass=obj_bg,
             objects_regulation=obj_reg, confidentiality=frozenset(), invisible_patient_expired=False,
-            actor_is_author=False, deleted_by_patient=False, **NEUTRAL_DOC,
+            actor_is_author=False, deleted_by_patient=False, requires_code=code, **NEUTRAL_DOC,
         )
 
 

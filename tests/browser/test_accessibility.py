@@ -177,6 +177,7 @@ def test_every_patient_screen_meets_wcag_21_aa_at_phone_and_desktop_widths(
             ("/portal/care-history", "care history", "Paracétamol 500 mg"),
             ("/portal/apps", "connected apps", ""),
             ("/portal/sharing", "share (SMART Health Links, emergency card)", ""),
+            ("/portal/access-codes", "access codes", ""),
             ("/shl/view#shlink:/" + VIEWER_LINK, "a SMART Health Link's viewer (a doctor abroad)", ""),
             (f"/portal/documents/{NOWHERE}", "error page", "")):
         audit.visit(base + path, screen, shows)
@@ -197,7 +198,7 @@ def test_every_patient_screen_meets_wcag_21_aa_at_phone_and_desktop_widths(
         accounts.link(conn, account_id, other.dossier, "representative", services.clock(), uuid.UUID(str(rep.id)))
     audit.visit(base + "/portal/choose", "account chooser")
     assert page.locator("main form[action='/portal/choose']").count() == 2
-    audit.assert_clean(27)
+    audit.assert_clean(28)
 
 
 def test_every_clinician_screen_meets_wcag_21_aa_at_phone_and_desktop_widths(

@@ -163,7 +163,7 @@ def patient_pages(docs: dict[str, str]) -> list[str]:
             "/portal/requests", f"/portal/requests/correction?document={docs['summary']}",
             f"/portal/requests/correction?document={docs['bare']}", "/portal/requests/correction", "/portal/settings",
             "/portal/dossier", "/portal/dossier/close", "/portal/dossier/object", "/portal/care-history",
-            "/portal/apps", "/portal/documents/00000000-0000-0000-0000-000000000000"]
+            "/portal/apps", "/portal/access-codes", "/portal/documents/00000000-0000-0000-0000-000000000000"]
 
 
 def pro_pages(world: World, docs: dict[str, str]) -> list[str]:

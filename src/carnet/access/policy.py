@@ -45,6 +45,9 @@ class DossierFacts:
     birth_date: dt.date
     objects_break_glass: bool = False
     objects_regulation: bool = False
+    # the patient requires an access code for every professional not yet authorized (issue 13 §1; My Health Record's
+    # Record Access Code): such a professional may no longer declare the patient's consent themselves
+    requires_code: bool = False
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,10 @@ class Decision:
     # patient's identity and the access's audit record): the médecin traitant, at reading time, while they have access
     gp_notices: bool = False
     share_links: bool = False  # may share parts of the dossier as SMART Health Links (issue 13 §2): the patient side
+    issue_codes: bool = False  # may give access codes to new professionals (issue 13 §1): patient side, open dossier
+    # may take up an access code and so become authorized (issue 13 §1): a professional not yet authorized (nor
+    # blocked), in normal mode, on an open dossier
+    redeem_code: bool = False
     visibility: Visibility = field(default_factory=Visibility)
     basis: str = "none"  # why access is granted: patient, representative, authorized, treating_gp, emergency, ...
     refusal: str = "Access to this dossier is not allowed."
@@ -202,6 +209,10 @@ class Decision:
 DENY = Decision()
 NEEDS_CONSENT = ("This professional has no authorization on this dossier: record the patient's consent, or use an "
                  "emergency access mode (break the glass) where the rules allow it.")
+
+
+NEEDS_CODE = ("The patient requires an access code for every professional not yet authorized: ask the patient for "
+              "one, or use an emergency access mode (break the glass) where the rules allow it.")
 
 
 def age_on(birth: dt.date, today: dt.date) -> int:
@@ -286,7 +297,8 @@ def _link_recipient(standing: Standing, active: bool) -> Decision:
 
 def _patient_side(active: bool, basis: str, visibility: Visibility) -> Decision:
     return Decision(check=True, read=True, add_classes="patient" if active else "none", read_history=True,
-                    manage_access=active, close_or_reopen=True, copy=True, share_links=active, visibility=visibility,
+                    manage_access=active, close_or_reopen=True, copy=True, share_links=active, issue_codes=active,
+                    visibility=visibility,
                     basis=basis)
 
 
@@ -313,16 +325,20 @@ def _professional(actor: Actor, dossier: DossierFacts, standing: Standing, matri
         basis = "emergency"
     if basis == "none" and actor.mode is Mode.REGULATION and not dossier.objects_regulation:
         basis = "regulation"
-    manage = basis in AUTHORIZED_RELATIONS or (standing.relation == "none" and actor.mode is Mode.NORMAL)
+    manage = basis in AUTHORIZED_RELATIONS or (standing.relation == "none" and actor.mode is Mode.NORMAL
+                                               and not dossier.requires_code)
     if basis == "none":
         refusal, code = NEEDS_CONSENT, "consent-needed"
+        if dossier.requires_code and actor.mode is Mode.NORMAL:
+            refusal, code = NEEDS_CODE, "code-needed"
         if actor.mode is Mode.EMERGENCY:
             refusal, code = "The patient has objected to emergency (break the glass) access to this dossier.", \
                 "objection"
         elif actor.mode is Mode.REGULATION:
             refusal, code = "The patient has objected to access by the SAMU regulation centre.", "objection"
         return Decision(check=True, manage_access=manage, refusal=refusal, refusal_code=code,
-                        request_access=actor.mode is Mode.NORMAL and standing.relation == "none")
+                        request_access=actor.mode is Mode.NORMAL and standing.relation == "none",
+                        redeem_code=actor.mode is Mode.NORMAL and standing.relation == "none")
     full = basis in FULL_RIGHTS_RELATIONS
     visibility = Visibility(nothing=False, rights=None if full else rights, hide_masked=not full,
                             author_id=actor.id)

@@ -36,6 +36,9 @@ def with_access(served: str, row: Any, decision: Decision) -> str:
         {"url": "access", "valueCode": decision.basis if decision.read else "none"},
         {"url": "canRead", "valueBoolean": decision.read},
         {"url": "canWrite", "valueBoolean": decision.add_classes != "none"},
+        # issue 13 §1: the patient requires an access code of professionals not yet authorized (what the caller's
+        # software should ask for instead of recording a consent)
+        {"url": "requiresCode", "valueBoolean": decision.refusal_code == "code-needed"},
     ]})
     return json.dumps(res, ensure_ascii=False, separators=(",", ":"))
 

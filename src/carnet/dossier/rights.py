@@ -166,7 +166,7 @@ class AccessEntry:
     subject_id: str
     relation: str  # authorized | gp_rights | blocked
     since: dt.datetime
-    granted_by_kind: str
+    granted_by_kind: str  # patient | representative | professional | code (an access code the patient gave) | other
     granted_by_name: str | None
 
 
@@ -211,6 +211,9 @@ def access_overview(ctx: Context, key: uuid.UUID) -> AccessOverview:
                             .order_by(representative.c.since)).all()
     rep_names = {str(r.representative_id): f"{r.given} {r.family}" for r in reps}
     granters = {g.created_by for g in grants} - set(rep_names) - {row.ins}
+    by_code = {str(e) for e in ctx.conn.execute(select(audit.c.entity_id).where(  # taken up with an access code
+        audit.c.dossier_key == key, audit.c.event == "access.code.use", audit.c.outcome == "0",
+        audit.c.entity_id.in_([str(g.grant_id) for g in grants]))).scalars()} if grants else set()
     pro_names = {p.national_id: f"{p.given} {p.family}" for p in ctx.conn.execute(select(
         practitioner.c.national_id, practitioner.c.given, practitioner.c.family).where(
         practitioner.c.national_id.in_(sorted(granters))))} if granters else {}
@@ -221,7 +224,8 @@ def access_overview(ctx: Context, key: uuid.UUID) -> AccessOverview:
         elif g.created_by in rep_names:
             kind, name = "representative", rep_names[g.created_by]
         elif g.created_by in pro_names:
-            kind, name = "professional", pro_names[g.created_by]
+            kind = "code" if str(g.grant_id) in by_code else "professional"
+            name = pro_names[g.created_by]
         else:
             kind, name = "other", None
         return AccessEntry(g.grant_id, g.subject_kind, g.subject_id, g.relation, aware(g.created_at), kind, name)

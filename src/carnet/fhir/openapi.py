@@ -38,6 +38,7 @@ REFUSALS = {
     "415": "A body in a media type this route does not read",
     "422": "The resource is well-formed but refused; the OperationOutcome's expression names the element",
     "503": "The document store is unavailable; Retry-After says when to try again",
+    "429": "Too many attempts (a guessable secret such as an access code); Retry-After says when to try again",
 }
 
 _PARAM_SCHEMA = {
@@ -104,6 +105,8 @@ def _responses(route: Route) -> dict[str, Any]:
             content = {FHIR_JSON: {"schema": _success_schema(route)}, FHIR_XML: {"schema": {"type": "string"}}}
         out[str(status)] = {"description": "Created" if status == 201 else "OK", "content": content}
     for refusal in REFUSALS:
+        if refusal == "429" and not route.throttled:
+            continue
         out[refusal] = {"$ref": f"#/components/responses/{refusal}"}
     return out
 

@@ -55,7 +55,8 @@ GROUP_OF: dict[str, str] = {
     "rectification.answer": "requests",
     "share.opened": "shares",
 }
-ALWAYS_SENT: frozenset[str] = frozenset({"access.request", "access.emergency", "access.regulation"})
+ALWAYS_SENT: frozenset[str] = frozenset({"access.request", "access.emergency", "access.regulation",
+                                         "access.code_used", "access.code_frozen"})
 PERSONAL_CHANNELS = ("email", "sms")  # what a person may choose; letters are for activation only
 LIVE_ACCOUNT_STATUSES = ("invited", "active")
 

@@ -18,6 +18,9 @@ Rules (messages carry no health content; see docs/NOTIFICATIONS.md):
   (``pro_notice``), unless there is none or they are the one accessing;
 - ``task.access.request`` → access.request (always sent); ``task.rectification.answer`` → rectification.answer;
 - ``access.*`` changes of rights → access.rights;
+- ``access.code.use`` (a professional took up an access code the patient gave) → access.code_used, always sent;
+  ``access.code.frozen`` (too many wrong access codes on the dossier: its codes are frozen for a while) →
+  access.code_frozen, always sent;
 - ``share.open`` (someone opened a SMART Health Link the patient shared) → share.opened, once per link and (UTC) day
   (a long-term link's client may poll);
 - documents awaiting their announcement are found by a periodic job (:func:`announce_due`), not by an event.
@@ -146,6 +149,8 @@ _RULES: dict[str, Callable[[Context, uuid.UUID, str | None, str | None], None]] 
     **{e: _new_document for e in PUBLISH_EVENTS},
     **{e: _simple("access.rights") for e in RIGHTS_EVENTS},
     "share.open": _link_opened,
+    "access.code.use": _simple("access.code_used"),  # a professional took up an access code (issue 13 §1)
+    "access.code.frozen": _simple("access.code_frozen"),  # too many wrong codes: the dossier's codes are frozen
 }
 
 

@@ -28,6 +28,7 @@ LIMITS: dict[str, Callable[[Services], tuple[int, int]]] = {
     "reset": lambda s: s.settings.rate_reset,
     "token": lambda s: s.settings.rate_token,
     "code_sending": lambda s: s.settings.rate_code_sending,
+    "access_code": lambda s: s.settings.rate_access_code,
 }
 
 

@@ -36,6 +36,8 @@ from carnet.db.tables.base import TS, Json
 from carnet.db.tables.base import metadata as metadata
 from carnet.db.tables.counters import rate_limit as rate_limit
 from carnet.db.tables.counters import sign_in_failure as sign_in_failure
+from carnet.db.tables.sharing import access_code as access_code
+from carnet.db.tables.sharing import access_code_guard as access_code_guard
 from carnet.db.tables.sharing import shared_link as shared_link
 from carnet.db.tables.sharing import shared_link_lookup as shared_link_lookup
 
@@ -139,6 +141,8 @@ dossier = Table(
     Column("objects_regulation", Boolean, nullable=False, default=False),
     # professionals' access requests: ask (the patient is prompted) | refuse (refused at once, never asked)
     Column("access_requests", String(8), nullable=False, default="ask", server_default="ask"),
+    # an access code is required of every professional not yet authorized (issue 13 §1, carnet.codes)
+    Column("requires_code", Boolean, nullable=False, default=False, server_default=false()),
     Column("created_at", TS, nullable=False),
     Column("created_by", String(64), nullable=False),
     Column("creation_channel", String(32), nullable=False),  # professional | counter | patient

@@ -32,3 +32,26 @@ shared_link_lookup = Table(  # lookup: the SHA-256 of a link's public random id 
     Column("dossier_key", Uuid, nullable=False),
     Column("link_id", Uuid, nullable=False),
 )
+
+access_code = Table(  # an access code the patient gave a new professional (carnet.codes, issue 13 §1)
+    "access_code", metadata,
+    Column("dossier_key", Uuid, primary_key=True),
+    Column("code_id", Uuid, primary_key=True),
+    Column("code_hash", String(64), nullable=False),  # HMAC-SHA256 (key derived from the master key ring), never clear
+    Column("label", String(80)),  # the patient's own note ("Dr at the ski resort"), optional
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    Column("used_at", TS),
+    Column("used_by", String(40)),  # the professional's national id
+    Column("revoked_at", TS),
+    ForeignKeyConstraint(["dossier_key"], ["dossier.dossier_key"]),
+)
+
+access_code_guard = Table(  # wrong access codes counted per dossier: past the limit, the dossier's codes freeze
+    "access_code_guard", metadata,
+    Column("dossier_key", Uuid, primary_key=True),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("window_start", TS, nullable=False),
+    Column("frozen_until", TS),
+    ForeignKeyConstraint(["dossier_key"], ["dossier.dossier_key"]),
+)

@@ -14,6 +14,7 @@ from typing import Any
 
 from carnet.dossier import service as dossiers
 from carnet.fhir.routes import (
+    access_codes,
     audit,
     claims,
     clinical,
@@ -27,7 +28,7 @@ from carnet.fhir.routes import (
 from carnet.fhir.routes.base import Call, Route
 
 #: The families, in the order their routes enter the table (and their resources the CapabilityStatement).
-FAMILIES = (patients, documents, consent, related_persons, audit, directory, tasks, claims, clinical)
+FAMILIES = (patients, access_codes, documents, consent, related_persons, audit, directory, tasks, claims, clinical)
 
 ROUTES: tuple[Route, ...] = tuple(route for family in FAMILIES for route in family.ROUTES)
 

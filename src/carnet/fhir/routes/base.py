@@ -39,6 +39,7 @@ class Route:
     produces: str | None = None  # the media type of a success that is not a FHIR resource (``*/*``: the document's)
     accepts: tuple[str, ...] = ()  # result parameters a search takes beyond the common ones (``_sort``)
     includes: tuple[str, ...] = ()  # the ``_include`` values a search supports (CapabilityStatement searchInclude)
+    throttled: bool = False  # may answer 429 (attempts at a guessable secret are rate limited)
 
 
 #: Parameters every search takes (FHIR R4 §3.1.1.5, §3.1.1.6): paging, the answer's format, a count only

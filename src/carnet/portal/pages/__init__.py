@@ -2,6 +2,7 @@
 
 from carnet.portal.pages import (  # noqa: F401
     access,
+    access_codes,
     auth,
     authorize,
     care_history,

@@ -1,5 +1,6 @@
 """The clinician portal's pages (importing this package registers them)."""
 
+import carnet.pro.pages.access_codes
 import carnet.pro.pages.dossier
 import carnet.pro.pages.inbox
 import carnet.pro.pages.requests

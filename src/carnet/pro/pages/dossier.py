@@ -38,6 +38,12 @@ from carnet.pro.web import ProPage, pro_page
 # What the header says after the INS when it is not a NIR (message ids; "" for a NIR).
 INS_KINDS = {INS_SYSTEM_NIR: "", INS_SYSTEM_NIA: "NIA", INS_SYSTEM_TEST: N_("test identity"),
              INS_SYSTEM_DEMO: N_("demo identity")}
+# What the find page says after an access code was refused (carnet.pro.pages.access_codes).
+CODE_ERRORS = {"wrong": N_("This access code is not valid for this patient: check it with the patient (it may have "
+                           "expired, or been used)."),
+               "frozen": N_("Too many wrong access codes were entered for this dossier: its codes are paused for a "
+                            "while, and the patient is told."),
+               "missing": N_("Type the access code the patient gave you.")}
 SYSTEMS = {"nir": INS_SYSTEM_NIR, "nia": INS_SYSTEM_NIA, "test": INS_SYSTEM_TEST, "demo": INS_SYSTEM_DEMO}
 # Every type of the ANS value set a professional files (not class 60: Assurance Maladie's; not class 90 and EXPPAT_3,
 # the advance directives: the patient's).
@@ -120,8 +126,9 @@ async def find(p: ProPage) -> Response:
             access = _access(res)
             result = {"exists": True, "id": res["id"], "access": access,
                       "traits": _traits(res) if access.get("canRead") else None}
+    code_error = CODE_ERRORS.get(str(q.get("code") or ""))
     return p.render("pro/find.html", title=p._("Find a patient"), ins=ins, system=system, result=result,
-                    systems=list(SYSTEMS),
+                    systems=list(SYSTEMS), error=p._(code_error) if code_error else "",
                     lead=p._("Type the patient's INS: you see at once whether a dossier exists and what you may do."))
 
 

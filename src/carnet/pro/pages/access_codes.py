@@ -1,0 +1,34 @@
+""""I have an access code" (issue 13 §1): on the find-by-INS page, a professional who may not read the dossier yet
+types the code the patient read out to them and becomes authorized (through :mod:`carnet.codes`: the policy's
+``redeem_code``, the per-address rate limit, the per-dossier count of wrong codes, all audited there)."""
+
+from __future__ import annotations
+
+import uuid
+from urllib.parse import urlencode
+
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from carnet import codes, throttle
+from carnet.errors import FhirError
+from carnet.pro.web import ProPage, pro_page
+
+
+@pro_page("POST", "/pro/access-code")
+async def redeem(p: ProPage) -> Response:
+    form = await p.form()
+    try:
+        key = uuid.UUID(str(form.get("dossier") or ""))
+    except ValueError:
+        raise FhirError(404, "not-found", "Patient not found") from None
+    back = {"ins": str(form.get("ins") or ""), "system": str(form.get("system") or "nir")}
+    typed = str(form.get("code") or "")
+    if not typed.strip():
+        return p.redirect(f"/pro/?{urlencode({**back, 'code': 'missing'})}#access-code")
+    address = throttle.client_address(p.request.scope, p.settings.trusted_proxies)
+    await run_in_threadpool(codes.check_rate, p.services, address)
+    done = await p.run(lambda ctx: codes.redeem(ctx, key, typed))
+    if isinstance(done, codes.WrongCode):
+        return p.redirect(f"/pro/?{urlencode({**back, 'code': 'frozen' if done.frozen else 'wrong'})}#access-code")
+    return p.redirect(f"/pro/dossier/{key}?granted=code")
