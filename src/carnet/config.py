@@ -101,7 +101,7 @@ class Settings:
     # addresses (or networks, CIDR) of the reverse proxies whose X-Forwarded-For is believed
     trusted_proxies: tuple[str, ...] = field(default_factory=lambda: _list("CARNET_TRUSTED_PROXIES"))
     # SMART Health Links (carnet.sharing): wrong passcodes a link survives in its life; manifest requests an address
-    # may make a minute (each process counts its own)
+    # may make a minute (counted in the rate_limit table every node shares, carnet.throttle)
     shl_passcode_attempts: int = field(default_factory=lambda: _int("CARNET_SHL_PASSCODE_ATTEMPTS", 5))
     shl_requests_per_minute: int = field(default_factory=lambda: _int("CARNET_SHL_REQUESTS_PER_MINUTE", 30))
     # access codes (carnet.codes, issue 13 §1): default validity; wrong codes a dossier takes within the freeze period

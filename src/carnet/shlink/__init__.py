@@ -16,8 +16,6 @@ through the policy.
 
 from __future__ import annotations
 
-import collections
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from carnet import sharing
+from carnet import sharing, throttle
 from carnet.context import Services
 from carnet.errors import FhirError
 
@@ -43,33 +41,6 @@ VIEWER_HEADERS = {
     "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
-WINDOW = 60.0
-
-
-class AddressLimiter:
-    """At most ``per_minute`` requests from one address in any 60 seconds (a sliding window, in this process)."""
-
-    def __init__(self, per_minute: int, clock: Any = time.monotonic) -> None:
-        self.per_minute = per_minute
-        self.clock = clock
-        self.seen: dict[str, collections.deque[float]] = {}
-
-    def allow(self, address: str) -> float:
-        """0 when allowed (and counted), else the seconds to wait."""
-        now = self.clock()
-        q = self.seen.setdefault(address, collections.deque())
-        while q and q[0] <= now - WINDOW:
-            q.popleft()
-        if len(self.seen) > 100_000:  # forget addresses idle for a window: memory stays bounded
-            for a in [a for a, d in self.seen.items() if not d or d[-1] <= now - WINDOW]:
-                del self.seen[a]
-            q = self.seen.setdefault(address, q)
-        if len(q) >= self.per_minute:
-            return max(1.0, q[0] + WINDOW - now)
-        q.append(now)
-        return 0.0
-
-
 def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return JSONResponse(body, status_code=status, headers={**CORS, "Cache-Control": "no-store", **(headers or {})})
 
@@ -79,17 +50,16 @@ def _error(exc: FhirError) -> Response:
 
 
 def routes(services: Services) -> list[Route | Mount]:
-    limiter = AddressLimiter(services.settings.shl_requests_per_minute)
-
-    def limited(request: Request) -> Response | None:
-        wait = limiter.allow(request.client.host if request.client else "-")
+    async def limited(request: Request) -> Response | None:
+        """The per-address limit on the link endpoints, counted in the table every node shares (carnet.throttle)."""
+        address = throttle.client_address(request.scope, services.settings.trusted_proxies)
+        wait = await run_in_threadpool(throttle.hit, services, "shl", address)
         if wait:
-            return _json({"error": "Too many requests: wait before trying again."}, 429,
-                         {"Retry-After": str(int(wait) + 1)})
+            return _json({"error": "Too many requests: wait before trying again."}, 429, {"Retry-After": str(wait)})
         return None
 
     async def manifest(request: Request) -> Response:
-        refused = limited(request)
+        refused = await limited(request)
         if refused is not None:
             return refused
         raw = await request.body()
@@ -108,7 +78,7 @@ def routes(services: Services) -> list[Route | Mount]:
         return _json({"files": result.files})
 
     async def file(request: Request) -> Response:
-        refused = limited(request)
+        refused = await limited(request)
         if refused is not None:
             return refused
         try:
