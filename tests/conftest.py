@@ -111,6 +111,10 @@ def fresh_postgres_database() -> tuple[str, Any]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    drop_leftovers()
+
+
+def drop_leftovers() -> None:
     """Drop the databases of this run that a test failing before its clean-up left behind."""
     if not _created:
         return
