@@ -8,7 +8,7 @@ export CARNET_BASE_URL ?= http://$(HOST):$(PORT)
 # `make run` only: the demo's reviewer of emergency accesses (/pro/review), Dr Claire Martin (synthetic).
 DEMO_REVIEWERS ?= 810900000018
 
-.PHONY: run test install lint serve demo clean screenshots
+.PHONY: run test test-fast test-part install lint serve demo clean screenshots
 
 $(BIN)/carnet: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,6 +31,16 @@ lint: install
 
 test: install lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# Part of the suite, without the lint (README, "Running part of the tests"). `make test-fast`: all but the slow groups
+# (browser, scale, schemathesis). `make test-part T=tests/portal`, with M='not slow' (a marker expression) and
+# K=postgresql (a -k expression) if wanted. CARNET_TEST_DB_PREFIX and CARNET_TEST_DATABASE_URL pass through.
+T ?= tests
+test-fast: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" $(T)
+
+test-part: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(T) $(if $(M),-m "$(M)") $(if $(K),-k "$(K)")
 
 screenshots: install
 	$(BIN)/python scripts/screenshots.py --out docs/screenshots

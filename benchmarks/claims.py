@@ -42,7 +42,9 @@ from carnet.identity.ins import INS_SYSTEM_TEST, fake_nir_for  # noqa: E402
 from carnet.identity.professionals import fake_rpps  # noqa: E402
 from carnet.ids import new_id  # noqa: E402
 
-ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+# The tests' PostgreSQL server (CARNET_TEST_DATABASE_URL) when it is set.
+ADMIN_URL = os.environ.get("CARNET_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres").replace(
+    "postgresql://", "postgresql+psycopg://", 1)
 CCAM = ["QZFA001", "YYYY010", "HBJD001", "DEQP003", "ZBQK002", "LAQK012"]
 NGAP = ["C", "G", "AMI 1.5", "AMI 4", "APC", "CS"]
 

@@ -46,7 +46,9 @@ from cluster import S3, Cluster, start_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+# The PostgreSQL server the benchmark databases are made on: the tests' CARNET_TEST_DATABASE_URL when it is set.
+PG_ADMIN = os.environ.get("CARNET_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres").replace(
+    "postgresql://", "postgresql+psycopg://", 1)
 BENCH_DB = "carnet_bench"
 DOC_BYTES = 20 * 1024
 INS_OFFSET = 5_000_000  # synthetic NIR indexes used by the benchmark's patients
@@ -124,6 +126,13 @@ def iti65_bundle(dossier_key: str, data: bytes) -> dict[str, Any]:
 
 
 # --- set-up ----------------------------------------------------------------------------------------------------------
+
+def database_on_server(name: str) -> str:
+    """The URL of the database ``name`` on :data:`PG_ADMIN`'s server."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
+
 
 def fresh_database(name: str = BENCH_DB) -> str:
     """Drop and create the database ``name`` on the local PostgreSQL; its URL."""
@@ -529,8 +538,8 @@ def comma_list(text: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--database-url", help="PostgreSQL URL (default: recreate the database carnet_bench at "
-                                          "127.0.0.1:5432, user postgres)")
+    p.add_argument("--database-url", help="PostgreSQL URL (default: recreate the database carnet_bench on "
+                                          "CARNET_TEST_DATABASE_URL's server, else 127.0.0.1:5432, user postgres)")
     p.add_argument("--var-dir", default="/tmp/carnet-bench-var",
                    help="Carnet var dir (master key, token key, blobs); emptied when the database is recreated")
     p.add_argument("--dossiers", type=int, default=10_000)
@@ -576,7 +585,7 @@ def main(argv: list[str] | None = None) -> int:
     db_url = a.database_url
     if db_url is None:
         db_url = fresh_database() if not a.skip_fill else \
-            PG_ADMIN.rsplit("/", 1)[0] + f"/{BENCH_DB}"
+            database_on_server(BENCH_DB)
     if not a.skip_fill and a.database_url is None and var_dir.exists():
         import shutil
 

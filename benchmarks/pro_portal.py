@@ -446,8 +446,8 @@ def markdown(res: dict[str, Any], concurrency: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--database-url", help=f"PostgreSQL URL (default: recreate {BENCH_DB} at 127.0.0.1:5432, user "
-                                          "postgres)")
+    p.add_argument("--database-url", help=f"PostgreSQL URL (default: recreate {BENCH_DB} on "
+                                          "CARNET_TEST_DATABASE_URL's server, else 127.0.0.1:5432)")
     p.add_argument("--var-dir", default=VAR_DIR,
                    help="Carnet var dir (master key, blobs, server log); emptied when the database is recreated")
     p.add_argument("--dossiers", type=int, default=2000)
@@ -484,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     var_dir = Path(a.var_dir).resolve()
     base_url = f"http://127.0.0.1:{a.port}"
     name = BENCH_DB + ("_quick" if a.quick else "")  # a smoke run leaves the full data alone
-    db_url = a.database_url or (load.PG_ADMIN.rsplit("/", 1)[0] + f"/{name}" if a.skip_fill else
+    db_url = a.database_url or (load.database_on_server(name) if a.skip_fill else
                                 load.fresh_database(name))
     if not a.skip_fill and a.database_url is None and var_dir.exists():
         shutil.rmtree(var_dir)  # a new database: the old blobs and master key are useless

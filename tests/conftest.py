@@ -1,11 +1,13 @@
 """Shared test set-up: the suite runs against SQLite *and* PostgreSQL.
 
 PostgreSQL comes from ``CARNET_TEST_DATABASE_URL`` (default: the server at 127.0.0.1:5432, user postgres); a fresh
-database is created for the session and dropped afterwards. ``CARNET_TEST_PG_URL`` names instead a database made
-beforehand (already upgraded, e.g. distributed by ``carnet db distribute`` on a Citus coordinator: docs/SCALE.md): the
-suite's PostgreSQL half then runs in it, neither creating, upgrading nor dropping it. With ``CI=true`` an unreachable
-PostgreSQL fails the run instead of skipping. Personas are built through the real services; tokens through the real
-OAuth endpoint.
+database is created for the session and dropped afterwards. Every database the suite creates is named
+``<CARNET_TEST_DB_PREFIX><pid>_<random>`` (prefix ``carnet_test_`` by default), so two runs on one PostgreSQL never
+meet; those a failed test left behind are dropped when the session ends. ``CARNET_TEST_PG_URL`` names instead a
+database made beforehand (already upgraded, e.g. distributed by ``carnet db distribute`` on a Citus coordinator:
+docs/SCALE.md): the suite's PostgreSQL half then runs in it, neither creating, upgrading nor dropping it. With
+``CI=true`` an unreachable PostgreSQL fails the run instead of skipping. Personas are built through the real services;
+tokens through the real OAuth endpoint.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import base64
 import itertools
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -65,20 +68,64 @@ def pg_available() -> bool:
         return False
 
 
+DB_PREFIX_DEFAULT = "carnet_test_"
+_created: set[str] = set()  # databases this run made and has not dropped yet (dropped at the end of the session)
+
+
+def db_prefix() -> str:
+    """The start of the name of every database this run creates (``CARNET_TEST_DB_PREFIX``): lower-case letters,
+    digits and ``_``, at most 40 characters (PostgreSQL names stop at 63)."""
+    prefix = os.environ.get("CARNET_TEST_DB_PREFIX") or DB_PREFIX_DEFAULT
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,39}", prefix):
+        raise pytest.UsageError(f"CARNET_TEST_DB_PREFIX={prefix!r}: use lower-case letters, digits and _ (at most 40)")
+    return prefix
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    db_prefix()  # a bad prefix stops the run before any test, with its reason
+
+
+def fresh_database_name() -> str:
+    """A new database name: the prefix, this process's id (two runs on one server never share a name) and a random
+    part (two databases of one run neither)."""
+    return f"{db_prefix()}{os.getpid()}_{uuid.uuid4().hex[:10]}"
+
+
 def fresh_postgres_database() -> tuple[str, Any]:
-    """Create a uniquely named database; returns its URL and a function that drops it."""
+    """Create a uniquely named database (:func:`fresh_database_name`) on ``CARNET_TEST_DATABASE_URL``'s server;
+    returns its URL and a function that drops it. One that is not dropped is dropped when the session ends."""
     admin_url = make_url(pg_admin_url()).set(drivername="postgresql+psycopg")
-    name = f"carnet_test_{uuid.uuid4().hex[:10]}"
+    name = fresh_database_name()
     eng = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with eng.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
+    _created.add(name)
 
     def drop() -> None:
         with eng.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _created.discard(name)
         eng.dispose()
 
     return admin_url.set(database=name).render_as_string(hide_password=False), drop
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    drop_leftovers()
+
+
+def drop_leftovers() -> None:
+    """Drop the databases of this run that a test failing before its clean-up left behind."""
+    if not _created:
+        return
+    eng = create_engine(make_url(pg_admin_url()).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+    try:
+        with eng.connect() as conn:
+            for name in sorted(_created):
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _created.clear()
+    finally:
+        eng.dispose()
 
 
 def require_postgres() -> None:
@@ -105,6 +152,28 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     upgrade(url)
     yield url
     drop()
+
+
+# The slow groups (seconds to minutes each: a browser, real servers in subprocesses, a fuzzer). Each test under one of
+# these paths gets its group's marker and ``slow``: ``-m "not slow"`` is the quick run, ``-m browser`` one group
+# (README, "Running part of the tests"). Markers are registered in pyproject.toml.
+SLOW_GROUPS: dict[str, str] = {
+    "tests/browser/": "browser",
+    "tests/scale/": "scale",
+    "tests/backup/test_drill.py": "scale",
+    "tests/test_durability.py": "scale",
+    "tests/api/test_schemathesis.py": "schemathesis",
+}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        where = item.path.resolve().relative_to(ROOT).as_posix()
+        for prefix, group in SLOW_GROUPS.items():
+            if where.startswith(prefix):
+                item.add_marker(group)
+                item.add_marker("slow")
 
 
 # Every test client of the session comes from one address ("testclient"): the per-address rate limits are off and

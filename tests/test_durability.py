@@ -20,8 +20,8 @@ from sqlalchemy import select
 
 from carnet.db.engine import make_engine
 from carnet.db.tables import ins_lookup
-from tests.servers import wait_healthy
-from tests.test_examples import carnet, free_port
+from tests.servers import free_port, wait_healthy
+from tests.test_examples import carnet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from walkthrough import get_token  # noqa: E402

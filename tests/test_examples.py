@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 from joserfc.jwk import ECKey
 
-from tests.servers import wait_healthy
+from tests.servers import free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "walkthrough.py"
@@ -26,12 +25,6 @@ STEPS = ("1. token (professional): 200 OK", "2. dossier check (ITI-78): 200 OK",
 
 def carnet(*args: str) -> list[str]:
     return [sys.executable, "-c", "from carnet.cli import app; app()", *args]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from carnet.app import create_app
 from carnet.config import Settings
 from carnet.context import Services
 from tests.conftest import BASE, run_async
-from tests.test_examples import free_port
+from tests.servers import free_port
 
 
 def test_live_answers_ok(client: TestClient) -> None:

@@ -17,7 +17,7 @@ from carnet.db.migrate import upgrade
 from carnet.identity.ins import fake_nir_for
 from carnet.logs import ALLOWED
 from tests.conftest import fresh_postgres_database, require_postgres
-from tests.test_examples import free_port
+from tests.servers import free_port
 
 FAMILY = "LEFEVRE-SYNTHETIQUE-QZX"
 BIRTH = "1958-03-14"

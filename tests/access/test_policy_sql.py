@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from sqlalchemy import Engine, create_engine, insert, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, insert, select
 
 from carnet.access.actors import Actor, ActorKind, Mode
 from carnet.access.matrix import ProfessionRights, load_matrix
 from carnet.access.policy import DocFacts, DossierFacts, ItemFacts, Standing, Visibility, decide
-from carnet.db.engine import make_engine, normalise_url
+from carnet.db.engine import make_engine
 from carnet.db.tables import clinical_item, document, dossier, metadata
+from tests.conftest import fresh_postgres_database, require_postgres
 
 NOW = dt.datetime(2025, 6, 15, 10, 30, tzinfo=dt.UTC)
 TODAY = NOW.date()
@@ -156,9 +155,6 @@ def item_row(key: uuid.UUID, item_id: uuid.UUID, it: ItemFacts) -> dict[str, obj
 
 # --- the databases -----------------------------------------------------------------------------------------------
 
-DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
     if request.param == "sqlite":
@@ -168,32 +164,14 @@ def db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory)
         finally:
             engine.dispose()
         return
-
-    admin_url = os.environ.get("CARNET_TEST_DATABASE_URL", DEFAULT_PG_ADMIN_URL)
-    admin = create_engine(normalise_url(admin_url), isolation_level="AUTOCOMMIT",
-                          connect_args={"connect_timeout": 5})
+    require_postgres()
+    url, drop = fresh_postgres_database()  # named and dropped as every test database (tests/conftest.py)
+    engine = make_engine(url)
     try:
-        try:
-            with admin.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        except Exception as exc:
-            message = f"PostgreSQL unreachable at {make_url(admin_url).render_as_string()}: {exc}"
-            if os.environ.get("CI") == "true":
-                pytest.fail(message)
-            pytest.skip(message)
-        name = f"carnet_policy_{uuid.uuid4().hex[:12]}"
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        engine = make_engine(make_url(normalise_url(admin_url)).set(database=name).render_as_string(
-            hide_password=False))
-        try:
-            yield load(engine)
-        finally:
-            engine.dispose()
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        yield load(engine)
     finally:
-        admin.dispose()
+        engine.dispose()
+        drop()
 
 
 # --- the visibilities --------------------------------------------------------------------------------------------

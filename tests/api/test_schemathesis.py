@@ -41,7 +41,7 @@ from carnet.config import Settings
 from carnet.db.engine import make_engine
 from carnet.db.migrate import upgrade
 from tests.conftest import BASE, World, fresh_postgres_database, require_postgres
-from tests.test_examples import free_port
+from tests.servers import free_port
 
 #: Examples per operation and mode (positive and negative) for the authorized caller; nobody, whom every operation
 #: but the two descriptions answers 401 before reading anything, gets a third as many. CI: 59 operations, 2 databases.

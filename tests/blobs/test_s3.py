@@ -17,7 +17,8 @@ import pytest
 
 from carnet.blobs import BlobConflict, BlobNotFound, BlobStore, BlobStoreUnavailable, LocalBlobStore
 from carnet.blobs.s3 import S3BlobStore
-from tests.s3server import S3Server, free_port
+from tests.s3server import S3Server
+from tests.servers import free_port
 
 
 def key_of(data: bytes) -> str:

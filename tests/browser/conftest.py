@@ -12,7 +12,6 @@ import email
 import os
 import re
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -25,16 +24,10 @@ from aiosmtpd.controller import Controller
 
 from carnet.app import create_app
 from carnet.context import Services
-from tests.servers import wait_healthy
+from tests.servers import free_port, wait_healthy
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Mailbox:

@@ -7,7 +7,6 @@ is that address, so that the links and locations Carnet writes are ones fhirpy c
 from __future__ import annotations
 
 import base64
-import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -27,15 +26,9 @@ from carnet.config import Settings
 from carnet.context import Services
 from carnet.db.engine import make_engine
 from tests.conftest import INS_SYSTEM, World
-from tests.servers import wait_healthy
+from tests.servers import free_port, wait_healthy
 
 PDF = b"%PDF-1.4\n% sent by fhirpy\n%%EOF\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -20,7 +20,8 @@ import pytest
 
 from carnet.auth.assertions import make_client_assertion
 from tests.conftest import World, provide_bundle
-from tests.test_examples import carnet, free_port
+from tests.servers import free_port
+from tests.test_examples import carnet
 
 PUBLIC = "http://carnet.test"  # every node's CARNET_BASE_URL, and the Host a load balancer would forward
 HOST = {"Host": "carnet.test"}

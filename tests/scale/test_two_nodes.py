@@ -42,7 +42,8 @@ from carnet.db.migrate import upgrade
 from carnet.db.tables import account, account_dossier, outbox
 from tests.conftest import SmtpInbox, World, fresh_postgres_database, require_postgres
 from tests.notify.conftest import add_account, publish
-from tests.test_examples import carnet, free_port
+from tests.servers import free_port
+from tests.test_examples import carnet
 
 PUBLIC = "http://carnet.test"  # the load balancer's name: every node's CARNET_BASE_URL, and the Host it forwards
 HOST = {"Host": "carnet.test"}
