@@ -33,6 +33,7 @@ class IssuedCode:
     code_id: uuid.UUID
     code: str  # formatted XXXX-XXXX: shown once, never stored
     expires_at: dt.datetime
+    kind: str = "access"
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def issue(ctx: Context, key: uuid.UUID, hours: int | None = None, label: str | N
         created_at=ctx.now, expires_at=expires, kind=kind))
     ctx.audit(key, "C", "access.code.create" if kind == "access" else "access.code.create_hidden",
               entity_type="AccessCode", entity_id=str(code_id), detail={"hours": hours, "expires": expires.isoformat()})
-    return IssuedCode(code_id, format_code(code), expires)
+    return IssuedCode(code_id, format_code(code), expires, kind)
 
 
 def codes(ctx: Context, key: uuid.UUID) -> list[CodeView]:
