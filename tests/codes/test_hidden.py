@@ -14,6 +14,7 @@ from carnet.portal import i18n
 from carnet.portal.pages import history as history_page
 from tests.codes.test_api import _out, _params, issue, redeem
 from tests.conftest import World
+from tests.notify.conftest import add_account, messages
 from tests.tasks.helpers import audit_events, grants_of, patient, publish
 
 
@@ -33,6 +34,7 @@ def _hidden_code(world: World) -> str:
 
 
 def test_the_hidden_code_shows_the_hidden_documents_to_that_professional_only(world: World) -> None:
+    acc = add_account(world, email=f"hidden-{world.n}@example.org")
     hidden = publish(world, labels=["MASQUE_PS"])  # a consultation note the gp wrote and the patient hid
     assert _sees(world, "doctor", hidden) == (False, 404)
     assert _sees(world, "nurse", hidden) == (False, 404)
@@ -46,6 +48,7 @@ def test_the_hidden_code_shows_the_hidden_documents_to_that_professional_only(wo
     assert _sees(world, "doctor", hidden) == (True, 200)
     assert _sees(world, "nurse", hidden) == (False, 404)  # other professionals still not
     assert "access.code.use_hidden" in audit_events(world, outcome="0")
+    assert len(messages(world.services, world.dossier, event="access.code_hidden_used", account_id=acc)) == 1
     # single use: the code is dead for anyone else
     r = redeem(world, code, role="nurse")
     assert r.status_code == 403 and r.json()["issue"][0]["diagnostics"] == codes.WRONG
