@@ -82,7 +82,7 @@ def _key_path(settings: Settings):
 # The dossier with the caller's standing, in one query joined on the dossier key; built once (hot path).
 _DOSSIER = select(dossier).where(dossier.c.dossier_key == bindparam("k"))
 _DOSSIER_FOR_PROFESSIONAL = (
-    select(dossier, access_grant.c.subject_kind, access_grant.c.relation)
+    select(dossier, access_grant.c.subject_kind, access_grant.c.relation, access_grant.c.sees_hidden)
     .select_from(dossier.outerjoin(access_grant, and_(
         access_grant.c.dossier_key == dossier.c.dossier_key,
         access_grant.c.subject_id.in_(bindparam("subjects", expanding=True)),
@@ -208,7 +208,8 @@ class Context:
         if "gp_rights" in mine:
             return Standing(relation="gp_rights")
         if "authorized" in mine:
-            return Standing(relation="authorized")
+            return Standing(relation="authorized", sees_hidden=any(
+                g.sees_hidden for g in grants if g.subject_kind == "practitioner" and g.relation == "authorized"))
         if "authorized" in org:
             return Standing(relation="care_team")
         return Standing()

@@ -41,11 +41,15 @@ class Scenario:
     # the patient requires an access code for every professional not yet authorized (issue 13 §1, as My Health
     # Record's Record Access Code): such a professional may no longer declare the patient's consent themselves
     requires_code: bool = False
+    # the professional took up the patient's code for hidden documents (issue 13 §1, as My Health Record's Limited
+    # Document Access Code): it is recorded on their own authorization, so it counts only while relation is
+    # "authorized"; it shows them what the patient hid from professionals (MASQUE_PS), never beyond their profession
+    sees_hidden: bool = False
 
 
 ACTIONS = ("read_document", "add_document", "check_dossier", "read_history", "manage_access", "close_or_reopen",
            "request_access", "copy_dossier", "read_gp_notices", "read_item", "issue_access_code",
-           "redeem_access_code")
+           "redeem_access_code", "redeem_hidden_code")
 
 # Age at which a minor's legal representatives lose access (DOMAIN.md: Carnet's choice, configurable: 18).
 _AGE_OF_MAJORITY = 18
@@ -76,7 +80,7 @@ def expected(s: Scenario, action: str) -> bool:
 
 
 def _assurance_maladie(s: Scenario, action: str) -> bool:
-    if action in ("issue_access_code", "redeem_access_code"):
+    if action in ("issue_access_code", "redeem_access_code", "redeem_hidden_code"):
         return False  # it neither gives a patient's consent nor takes one up
     # A closed dossier: Assurance Maladie gets nothing, not even the existence check.
     if s.dossier_status == "closed":
@@ -101,8 +105,8 @@ def _patient(s: Scenario, action: str) -> bool:
         # Issue 13 §1: the patient gives a new professional an access code, as they would authorize them: an open
         # dossier only (nobody can be authorized on a closed one).
         return s.dossier_status == "active"
-    if action == "redeem_access_code":
-        return False  # a code makes a professional authorized; the patient side has nothing to redeem
+    if action in ("redeem_access_code", "redeem_hidden_code"):
+        return False  # a code is for a professional; the patient side has nothing to redeem
     if action == "read_gp_notices":
         return False  # the médecin traitant's inbox is a professional's
     if action == "read_item":
@@ -204,6 +208,11 @@ def _professional(s: Scenario, action: str) -> bool:
         # would": only one who is not authorized yet (nor blocked: returned above), in normal mode (an emergency or
         # regulation session is no place to take up a consent), on an open dossier (closed: returned above).
         return s.mode == "normal" and s.relation == "none"
+    if action == "redeem_hidden_code":
+        # Issue 13 §1, the second code: it adds the patient's hidden documents to an authorization the professional
+        # already holds in their own name (not a care team's, which is their organisation's); it replaces nothing. The
+        # médecin traitant and gp_rights already see them. Normal mode, as for the first code.
+        return s.mode == "normal" and s.relation == "authorized"
     if action == "issue_access_code":
         return False  # codes are the patient's to give
     if action == "read_document":
@@ -251,8 +260,9 @@ def _professional_reads_document(s: Scenario) -> bool:
     # Médecin traitant, and those the patient granted the same rights: everything, MASQUE_PS included.
     if s.relation in ("treating_gp", "gp_rights"):
         return True
-    # MASQUE_PS: hidden from all other professionals.
-    if "MASQUE_PS" in s.confidentiality:
+    # MASQUE_PS: hidden from all other professionals -- but one the patient gave the code for hidden documents, while
+    # their own authorization lasts (the habilitation matrix still applies to them).
+    if "MASQUE_PS" in s.confidentiality and not _took_hidden_code(s):
         return False
     # INVISIBLE_PATIENT and INVISIBLE_REPRESENTANTS_LEGAUX hide nothing from professionals.
     return _habilitation_matrix_allows(s.profession, s.doc_class, s.doc_type)
@@ -272,10 +282,17 @@ def _professional_reads_item(s: Scenario) -> bool:
     # Médecin traitant, and those the patient granted the same rights: everything, hidden items included.
     if s.relation in ("treating_gp", "gp_rights"):
         return True
-    # Hidden by the patient: hidden from every other professional, in every mode.
-    if s.item_hidden:
+    # Hidden by the patient: hidden from every other professional, in every mode -- but the one who took up the
+    # patient's code for hidden documents (it covers what the patient hid, documents and items alike).
+    if s.item_hidden and not _took_hidden_code(s):
         return False
     return _habilitation_matrix_allows(s.profession, "11", "60591-5")
+
+
+def _took_hidden_code(s: Scenario) -> bool:
+    """The code for hidden documents is recorded on the professional's own authorization: it counts while that
+    authorization does (in any mode: it is the authorization's, not the mode's)."""
+    return s.sees_hidden and s.relation == "authorized"
 
 
 def _habilitation_matrix_allows(profession: str | None, doc_class: str, doc_type: str) -> bool:

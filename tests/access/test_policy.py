@@ -58,7 +58,7 @@ DOC_TYPES = ("11488-4", "11502-2", "68599-0", "60591-5", "11369-6", "87273-9", "
 CODES = ("MASQUE_PS", "INVISIBLE_PATIENT", "INVISIBLE_REPRESENTANTS_LEGAUX")
 CONFIDENTIALITY_SETS = tuple(frozenset(c) for n in range(len(CODES) + 1) for c in itertools.combinations(CODES, n))
 DOSSIER_ACTIONS = ("check_dossier", "read_history", "manage_access", "close_or_reopen", "request_access",
-                   "issue_access_code", "redeem_access_code",
+                   "issue_access_code", "redeem_access_code", "redeem_hidden_code",
                    "copy_dossier", "read_gp_notices")
 
 MATRIX = load_matrix()
@@ -97,6 +97,7 @@ def to_policy(s: Scenario, birthday_is_today: bool = True) -> tuple[Actor, Dossi
         relation=s.relation,
         is_owner=s.actor == "patient",
         representative_kind=s.representative_kind if s.actor == "representative" else None,
+        sees_hidden=s.sees_hidden,
     )
     doc = DocFacts(
         class_code=s.doc_class,
@@ -141,6 +142,8 @@ def policy_answer(decision: Decision, doc: DocFacts, action: str, item: ItemFact
         return decision.issue_codes
     if action == "redeem_access_code":
         return decision.redeem_code
+    if action == "redeem_hidden_code":
+        return decision.redeem_hidden_code
     if action == "read_gp_notices":
         return decision.gp_notices
     raise ValueError(f"unknown action {action!r}")
@@ -194,6 +197,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         deleted_by_patient=draw(st.booleans()),
         item_hidden=draw(st.booleans()),
         requires_code=draw(st.booleans()),
+        sees_hidden=draw(st.booleans()),
     )
 
 
@@ -219,7 +223,8 @@ NEUTRAL_DOC = {"doc_class": "11", "doc_type": "60591-5"}  # a patient summary: e
 def dossier_level_scenarios(actor: str) -> Iterator[Scenario]:
     """Every combination of the dossier-level fields for ``actor``; the document is a plain patient summary."""
     professional = actor == "professional"
-    for profession, is_regulator, mode, relation, status, obj_bg, obj_reg, rep_kind, age, code in itertools.product(
+    for (profession, is_regulator, mode, relation, status, obj_bg, obj_reg, rep_kind, age, code,
+         sees_hidden) in itertools.product(
         PROFESSIONS if professional else (None,),
         (False, True),
         MODES,
@@ -230,12 +235,14 @@ def dossier_level_scenarios(actor: str) -> Iterator[Scenario]:
         REPRESENTATIVE_KINDS if actor == "representative" else (None,),
         EXHAUSTIVE_AGES,
         (False, True),
+        (False, True),
     ):
         yield Scenario(
             actor=actor, profession=profession, is_regulator=is_regulator, mode=mode, relation=relation,
             representative_kind=rep_kind, patient_age=age, dossier_status=status, objects_break_glass=obj_bg,
             objects_regulation=obj_reg, confidentiality=frozenset(), invisible_patient_expired=False,
-            actor_is_author=False, deleted_by_patient=False, requires_code=code, **NEUTRAL_DOC,
+            actor_is_author=False, deleted_by_patient=False, requires_code=code, sees_hidden=sees_hidden,
+            **NEUTRAL_DOC,
         )
 
 
@@ -253,6 +260,10 @@ def test_every_dossier_level_combination_agrees(actor: str) -> None:
             for hidden, author in itertools.product((False, True), (False, True)):
                 found += disagreements(replace(s, item_hidden=hidden, actor_is_author=author), ("read_item",),
                                        birthday_is_today)
+                # a document the patient hid (MASQUE_PS), with or without the code for hidden documents
+                found += disagreements(replace(s, confidentiality=frozenset({"MASQUE_PS"}) if hidden else
+                                               frozenset(), actor_is_author=author), ("read_document",),
+                                       birthday_is_today)
             for doc_class in DOC_CLASSES:
                 found += disagreements(replace(s, doc_class=doc_class), ("add_document",), birthday_is_today)
     assert count >= 2 * 2 * 3 * 2 * 2 * 2 * len(EXHAUSTIVE_AGES)
@@ -266,12 +277,16 @@ DOC_PANEL: tuple[Scenario, ...] = (
         Scenario(actor="professional", profession=p, is_regulator=reg, mode=mode, relation=rel,
                  representative_kind=None, patient_age=40, dossier_status="active", objects_break_glass=False,
                  objects_regulation=False, confidentiality=frozenset(), invisible_patient_expired=False,
-                 actor_is_author=False, deleted_by_patient=False, **NEUTRAL_DOC)
+                 actor_is_author=False, deleted_by_patient=False, sees_hidden=hid, **NEUTRAL_DOC)
         for p in PROFESSIONS
-        for rel, mode, reg in (("authorized", "normal", False), ("care_team", "normal", False),
-                               ("treating_gp", "normal", False), ("gp_rights", "emergency", False),
-                               ("none", "emergency", False), ("none", "regulation", True),
-                               ("none", "normal", False), ("blocked", "emergency", False))
+        for rel, mode, reg, hid in (("authorized", "normal", False, False), ("care_team", "normal", False, False),
+                                    ("treating_gp", "normal", False, False), ("gp_rights", "emergency", False, False),
+                                    ("none", "emergency", False, False), ("none", "regulation", True, False),
+                                    ("none", "normal", False, False), ("blocked", "emergency", False, False),
+                                    # the code for hidden documents taken up (issue 13 §1): normal and emergency
+                                    ("authorized", "normal", False, True), ("authorized", "emergency", False, True),
+                                    # ... on a standing it does not belong to: it counts for nothing
+                                    ("care_team", "normal", False, True), ("none", "emergency", False, True))
     ),
     *(
         Scenario(actor=a, profession=None, is_regulator=False, mode="normal", relation="none",
@@ -286,7 +301,7 @@ DOC_PANEL: tuple[Scenario, ...] = (
 
 
 @pytest.mark.parametrize("base", DOC_PANEL, ids=lambda s: f"{s.actor}-{s.profession}-{s.relation}-{s.mode}"
-                         f"-{s.representative_kind}-{s.patient_age}")
+                         f"-{s.representative_kind}-{s.patient_age}-{s.sees_hidden}")
 def test_every_document_combination_agrees(base: Scenario) -> None:
     found: list[str] = []
     for doc_class, doc_type, conf, expired, author, deleted in itertools.product(

@@ -188,12 +188,13 @@ def decided_visibilities() -> set[Visibility]:
                      for age, obj_bg, obj_reg in itertools.product((10, 40), (False, True), (False, True))]
     found: set[Visibility] = set()
     for facts in dossier_facts:
-        for actor_id, profession, mode, is_regulator, relation in itertools.product(
-            (ACTOR_ID, STRANGER_ID), PROFESSIONS, Mode, (False, True), RELATIONS
-        ):
+        for actor_id, profession, mode, is_regulator, relation, sees_hidden in itertools.product(
+            (ACTOR_ID, STRANGER_ID), PROFESSIONS, Mode, (False, True), RELATIONS, (False, True)
+        ):  # sees_hidden: the code for hidden documents taken up (issue 13 §1)
             actor = Actor(kind=ActorKind.PROFESSIONAL, id=actor_id, profession=profession, mode=mode,
                           is_regulator=is_regulator)
-            found.add(decide(actor, facts, Standing(relation=relation), TODAY, MATRIX).visibility)
+            found.add(decide(actor, facts, Standing(relation=relation, sees_hidden=sees_hidden), TODAY,
+                             MATRIX).visibility)
         for kind in ActorKind:
             for standing in (Standing(), Standing(is_owner=True), Standing(representative_kind="minor"),
                              Standing(representative_kind="protected_adult")):
@@ -257,6 +258,8 @@ def test_the_sample_of_decided_visibilities_is_varied() -> None:
     vis = decided_visibilities()
     assert Visibility() in vis  # those who get nothing
     assert any(v.rights is None and v.hide_masked is False and not v.nothing and v.author_id for v in vis)  # gp
+    # the code for hidden documents: the matrix still applies, MASQUE_PS shown
+    assert any(v.rights is not None and v.hide_masked is False and not v.nothing and v.author_id for v in vis)
     assert any(v.hide_invisible_representatives for v in vis)  # representatives
     assert any(v.hide_invisible_patient and not v.hide_invisible_representatives for v in vis)  # the patient
     assert {v.rights for v in vis if v.rights is not None} == {MATRIX.rights(p) for p in PROFESSIONS

@@ -14,6 +14,8 @@ Choices where DOMAIN.md is silent (also in docs/ACCESS.md):
   belongs to (class 11, type 60591-5) for the habilitation matrix, and one the patient hid from professionals follows
   the ``MASQUE_PS`` rule of a document: its author, the médecin traitant (and gp_rights) and the patient side see it,
   nobody else, emergency and regulation modes included (issue 13 §3);
+- a professional authorized in their own name who took up the patient's code for hidden documents (issue 13 §1)
+  sees ``MASQUE_PS`` while that authorization lasts; the habilitation matrix still applies to them;
 - ``INVISIBLE_REPRESENTANTS_LEGAUX`` hides from every legal representative (minor's parents and tutors);
 - the existence check (TD0.2) is answered to any professional who is not blocked and to Assurance Maladie, while
   the dossier is open.
@@ -58,6 +60,9 @@ class Standing:
     is_owner: bool = False  # a patient actor whose INS is the dossier's
     representative_kind: str | None = None  # a representative actor recorded on this dossier: minor | protected_adult
     link: str | None = None  # a link recipient: the state of the link they present (:func:`link_state`), "live"...
+    # the professional took up the patient's code for hidden documents (issue 13 §1; My Health Record's Limited
+    # Document Access Code), recorded on their own authorization: counts only with relation "authorized"
+    sees_hidden: bool = False
 
 
 @dataclass(frozen=True)
@@ -191,6 +196,9 @@ class Decision:
     # may take up an access code and so become authorized (issue 13 §1): a professional not yet authorized (nor
     # blocked), in normal mode, on an open dossier
     redeem_code: bool = False
+    # may take up a code for hidden documents (the second code of issue 13 §1): a professional authorized in their own
+    # name, in normal mode, on an open dossier; it adds the MASQUE_PS documents to that authorization
+    redeem_hidden_code: bool = False
     visibility: Visibility = field(default_factory=Visibility)
     basis: str = "none"  # why access is granted: patient, representative, authorized, treating_gp, emergency, ...
     refusal: str = "Access to this dossier is not allowed."
@@ -340,7 +348,10 @@ def _professional(actor: Actor, dossier: DossierFacts, standing: Standing, matri
                         request_access=actor.mode is Mode.NORMAL and standing.relation == "none",
                         redeem_code=actor.mode is Mode.NORMAL and standing.relation == "none")
     full = basis in FULL_RIGHTS_RELATIONS
-    visibility = Visibility(nothing=False, rights=None if full else rights, hide_masked=not full,
+    # the code for hidden documents widens the masking only, never the profession's classes
+    sees_hidden = basis == "authorized" and standing.sees_hidden
+    visibility = Visibility(nothing=False, rights=None if full else rights, hide_masked=not (full or sees_hidden),
                             author_id=actor.id)
     return Decision(check=True, read=True, add_classes="all-professional", manage_access=manage,
-                    visibility=visibility, basis=basis, gp_notices=basis == "treating_gp")
+                    visibility=visibility, basis=basis, gp_notices=basis == "treating_gp",
+                    redeem_hidden_code=basis == "authorized" and actor.mode is Mode.NORMAL)

@@ -8,9 +8,19 @@ and every action is audited in the dossier's chain in the same transaction, wron
 """
 
 from carnet.codes.alphabet import ALPHABET, format_code, new_code, normalise
-from carnet.codes.issuing import CodeView, IssuedCode, codes, issue, required, revoke, set_required
-from carnet.codes.redeeming import WRONG, Redeemed, WrongCode, check_rate, frozen_error, redeem
+from carnet.codes.issuing import (
+    KINDS,
+    CodeView,
+    IssuedCode,
+    codes,
+    issue,
+    required,
+    revoke,
+    set_required,
+    stop_hidden,
+)
+from carnet.codes.redeeming import NEEDS_AUTHORIZATION, WRONG, Redeemed, WrongCode, check_rate, frozen_error, redeem
 
-__all__ = ["ALPHABET", "WRONG", "CodeView", "IssuedCode", "Redeemed", "WrongCode", "check_rate", "codes",
-           "format_code", "frozen_error", "issue", "new_code", "normalise", "redeem", "required", "revoke",
-           "set_required"]
+__all__ = ["ALPHABET", "KINDS", "NEEDS_AUTHORIZATION", "WRONG", "CodeView", "IssuedCode", "Redeemed", "WrongCode",
+           "check_rate", "codes", "format_code", "frozen_error", "issue", "new_code", "normalise", "redeem", "required",
+           "revoke", "set_required", "stop_hidden"]

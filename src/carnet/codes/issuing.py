@@ -17,7 +17,7 @@ from sqlalchemy import insert, select, update
 
 from carnet.codes.alphabet import code_hash, format_code, new_code
 from carnet.context import Context
-from carnet.db.tables import access_code, dossier, practitioner
+from carnet.db.tables import access_code, access_grant, dossier, practitioner
 from carnet.errors import FhirError, forbidden, not_found
 from carnet.ids import new_id
 
@@ -25,6 +25,7 @@ MIN_HOURS = 1
 MAX_HOURS = 24 * 30
 MAX_LIVE = 10  # live codes a dossier may hold at once
 MAX_LABEL = 80
+KINDS = ("access", "hidden")  # access: makes a new professional authorized; hidden: shows an authorized one MASQUE_PS
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class IssuedCode:
     code_id: uuid.UUID
     code: str  # formatted XXXX-XXXX: shown once, never stored
     expires_at: dt.datetime
+    kind: str = "access"
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class CodeView:
     used_at: dt.datetime | None
     used_by: str | None  # national id
     used_by_name: str | None
+    kind: str = "access"
 
 
 def aware(ts: dt.datetime | None) -> dt.datetime | None:
@@ -61,8 +64,15 @@ def state_of(row: Any, now: dt.datetime) -> str:
     return "live"
 
 
-def issue(ctx: Context, key: uuid.UUID, hours: int | None = None, label: str | None = None) -> IssuedCode:
-    """Issue a code valid ``hours`` (default ``CARNET_ACCESS_CODE_HOURS``). Audited ``access.code.create``."""
+def issue(ctx: Context, key: uuid.UUID, hours: int | None = None, label: str | None = None,
+          kind: str = "access") -> IssuedCode:
+    """Issue a code valid ``hours`` (default ``CARNET_ACCESS_CODE_HOURS``). Audited ``access.code.create``.
+
+    ``kind`` ``access`` makes a new professional authorized; ``hidden`` (the second code, My Health Record's Limited
+    Document Access Code) shows a professional already authorized the documents the patient hid (``MASQUE_PS``)."""
+    if kind not in KINDS:
+        raise FhirError(422, "invalid", "kind: 'access' (a new professional) or 'hidden' (the documents you hid).",
+                        "kind")
     _, decision = ctx.dossier(key, lock=True)
     if not decision.issue_codes:
         raise ctx.refuse(key, "C", "access.code.create", forbidden(
@@ -83,10 +93,10 @@ def issue(ctx: Context, key: uuid.UUID, hours: int | None = None, label: str | N
     expires = ctx.now + dt.timedelta(hours=hours)
     ctx.conn.execute(insert(access_code).values(
         dossier_key=key, code_id=code_id, code_hash=code_hash(ctx.services.keyring, key, code), label=text,
-        created_at=ctx.now, expires_at=expires))
-    ctx.audit(key, "C", "access.code.create", entity_type="AccessCode", entity_id=str(code_id),
-              detail={"hours": hours, "expires": expires.isoformat()})
-    return IssuedCode(code_id, format_code(code), expires)
+        created_at=ctx.now, expires_at=expires, kind=kind))
+    ctx.audit(key, "C", "access.code.create" if kind == "access" else "access.code.create_hidden",
+              entity_type="AccessCode", entity_id=str(code_id), detail={"hours": hours, "expires": expires.isoformat()})
+    return IssuedCode(code_id, format_code(code), expires, kind)
 
 
 def codes(ctx: Context, key: uuid.UUID) -> list[CodeView]:
@@ -105,7 +115,7 @@ def codes(ctx: Context, key: uuid.UUID) -> list[CodeView]:
     ctx.audit(key, "R", "access.code.read", entity_type="Patient", entity_id=str(key),
               detail={"returned": len(rows)})
     return [CodeView(r.code_id, r.label, aware(r.created_at) or ctx.now, aware(r.expires_at) or ctx.now,
-                     state_of(r, ctx.now), aware(r.used_at), r.used_by, names.get(r.used_by or ""))
+                     state_of(r, ctx.now), aware(r.used_at), r.used_by, names.get(r.used_by or ""), r.kind)
             for r in rows]
 
 
@@ -146,3 +156,18 @@ def set_required(ctx: Context, key: uuid.UUID, value: bool) -> None:
     ctx.conn.execute(update(dossier).where(dossier.c.dossier_key == key).values(requires_code=value,
                                                                                last_updated=ctx.now))
     ctx.audit(key, "U", "access.code.require", entity_type="Patient", entity_id=str(key), detail={"required": value})
+
+
+def stop_hidden(ctx: Context, key: uuid.UUID, national_id: str) -> None:
+    """Stop showing the documents the patient hid to a professional who took up a code for them (the patient side);
+    their authorization stays. Withdrawing the authorization stops it too. Audited ``access.hidden.stop``."""
+    _, decision = ctx.dossier(key, lock=True)
+    if not decision.read_history:
+        raise ctx.refuse(key, "U", "access.hidden.stop", forbidden(decision.refusal) if decision.check
+                         else not_found("Patient"))
+    done = ctx.conn.execute(update(access_grant).where(
+        access_grant.c.dossier_key == key, access_grant.c.subject_id == national_id,
+        access_grant.c.revoked_at.is_(None), access_grant.c.sees_hidden.is_(True)).values(sees_hidden=False)).rowcount
+    if not done:
+        raise FhirError(404, "not-found", "This professional does not see the hidden documents.")
+    ctx.audit(key, "U", "access.hidden.stop", entity_type="Practitioner", entity_id=national_id)

@@ -32,10 +32,14 @@ from carnet.audit.log import OUTCOME_REFUSED
 from carnet.codes.alphabet import code_hash, normalise
 from carnet.codes.issuing import aware
 from carnet.context import Context, Services
-from carnet.db.tables import access_code, access_code_guard
+from carnet.db.tables import access_code, access_code_guard, access_grant
 from carnet.dossier.rights import grant
 from carnet.errors import FhirError, conflict, forbidden, not_found
 
+ALREADY = "You are already authorized on this dossier."
+NEEDS_AUTHORIZATION = ("This code is for the documents the patient hid: it adds to an authorization in your own name, "
+                       "it does not replace it. Be authorized by the patient first (or take up an access code), "
+                       "then enter it.")
 WRONG = "This access code is not valid for this patient: check it with the patient (it may have expired, or been used)."
 
 
@@ -43,6 +47,7 @@ WRONG = "This access code is not valid for this patient: check it with the patie
 class Redeemed:
     dossier_key: uuid.UUID
     grant_id: uuid.UUID
+    kind: str = "access"  # access: now authorized; hidden: now sees the documents the patient hid
 
 
 @dataclass(frozen=True)
@@ -69,11 +74,16 @@ def redeem(ctx: Context, key: uuid.UUID, typed: str) -> Redeemed | WrongCode:
     """Take up the code ``typed`` on dossier ``key`` for the calling professional (see the module docstring).
 
     Refused (403, or 404 for a dossier they may not know of; audited ``access.code.use``) unless the policy's
-    ``redeem_code``; 409 for a professional already authorized (the code stays alive for whom it was meant)."""
+    ``redeem_code``; 409 for a professional already authorized (the code stays alive for whom it was meant).
+
+    The code's kind decides what it gives: ``access`` an authorization (``redeem_code``), ``hidden`` the documents the
+    patient hid, added to the authorization the professional holds in their own name (``redeem_hidden_code``: its
+    ``access_grant`` row gets ``sees_hidden``, audited ``access.code.use_hidden``); a hidden-documents code sent by a
+    professional not authorized yet is refused (409, the code stays alive)."""
     _, decision = ctx.dossier(key, lock=True)
-    if not decision.redeem_code:
+    if not (decision.redeem_code or decision.redeem_hidden_code):
         if decision.read and decision.basis in AUTHORIZED_RELATIONS:
-            raise ctx.refuse(key, "U", "access.code.use", conflict("You are already authorized on this dossier."))
+            raise ctx.refuse(key, "U", "access.code.use", conflict(ALREADY))
         raise ctx.refuse(key, "U", "access.code.use", forbidden(decision.refusal) if decision.check
                          else not_found("Patient"))
     guard = ctx.conn.execute(select(access_code_guard).where(access_code_guard.c.dossier_key == key)).first()
@@ -81,25 +91,48 @@ def redeem(ctx: Context, key: uuid.UUID, typed: str) -> Redeemed | WrongCode:
     if until is not None and until > ctx.now:
         raise ctx.refuse(key, "U", "access.code.use", frozen_error(int((until - ctx.now).total_seconds())))
     code = normalise(typed)
-    match = None
+    match, kind = None, "access"
     if code is not None:
         wanted = code_hash(ctx.services.keyring, key, code)
-        for row in ctx.conn.execute(select(access_code.c.code_id, access_code.c.code_hash, access_code.c.expires_at)
-                                    .where(access_code.c.dossier_key == key, access_code.c.used_at.is_(None),
-                                           access_code.c.revoked_at.is_(None))).all():
+        live = (select(access_code.c.code_id, access_code.c.code_hash, access_code.c.expires_at, access_code.c.kind)
+                .where(access_code.c.dossier_key == key, access_code.c.used_at.is_(None),
+                       access_code.c.revoked_at.is_(None)))
+        for row in ctx.conn.execute(live).all():
             same = hmac.compare_digest(row.code_hash, wanted)  # every live code is compared: no early exit
             if same and (aware(row.expires_at) or ctx.now) > ctx.now:
-                match = row.code_id
+                match, kind = row.code_id, row.kind
     if match is None:
         return _wrong(ctx, key, guard)
+    if kind == "hidden" and not decision.redeem_hidden_code:
+        raise ctx.refuse(key, "U", "access.code.use_hidden", conflict(NEEDS_AUTHORIZATION))
+    if kind != "hidden" and not decision.redeem_code:
+        raise ctx.refuse(key, "U", "access.code.use", conflict(ALREADY))
     ctx.conn.execute(update(access_code).where(access_code.c.dossier_key == key, access_code.c.code_id == match,
                                                access_code.c.used_at.is_(None))
                      .values(used_at=ctx.now, used_by=ctx.actor.id))
     if guard is not None and guard.failures:
         ctx.conn.execute(update(access_code_guard).where(access_code_guard.c.dossier_key == key)
                          .values(failures=0, window_start=ctx.now))
+    if kind == "hidden":
+        return _see_hidden(ctx, key)
     grant_id = grant(ctx, key, "practitioner", ctx.actor.id or "", "authorized", "access.code.use")
     return Redeemed(key, grant_id)
+
+
+def _see_hidden(ctx: Context, key: uuid.UUID) -> Redeemed:
+    """Record on the caller's own authorization that they see the documents the patient hid (until it is withdrawn,
+    or the patient stops it)."""
+    mine = (access_grant.c.dossier_key == key, access_grant.c.subject_kind == "practitioner",
+            access_grant.c.subject_id == (ctx.actor.id or ""), access_grant.c.relation == "authorized",
+            access_grant.c.revoked_at.is_(None))
+    grant_id = ctx.conn.execute(select(access_grant.c.grant_id).where(*mine)
+                                .order_by(access_grant.c.created_at.desc())).scalars().first()
+    if grant_id is None:  # the policy said authorized in their own name: the grant is there (same transaction)
+        raise ctx.refuse(key, "U", "access.code.use_hidden", conflict(NEEDS_AUTHORIZATION))
+    ctx.conn.execute(update(access_grant).where(*mine).values(sees_hidden=True))
+    ctx.audit(key, "U", "access.code.use_hidden", entity_type="Consent", entity_id=str(grant_id),
+              detail={"subject": ctx.actor.id})
+    return Redeemed(key, grant_id, "hidden")
 
 
 def _wrong(ctx: Context, key: uuid.UUID, guard: object) -> WrongCode:

@@ -19,6 +19,8 @@ Rules (messages carry no health content; see docs/NOTIFICATIONS.md):
 - ``task.access.request`` → access.request (always sent); ``task.rectification.answer`` → rectification.answer;
 - ``access.*`` changes of rights → access.rights;
 - ``access.code.use`` (a professional took up an access code the patient gave) → access.code_used, always sent;
+- ``access.code.use_hidden`` (an authorized professional took up the code for the hidden documents) →
+  access.code_hidden_used, always sent;
   ``access.code.frozen`` (too many wrong access codes on the dossier: its codes are frozen for a while) →
   access.code_frozen, always sent;
 - ``share.open`` (someone opened a SMART Health Link the patient shared) → share.opened, once per link and (UTC) day
@@ -150,6 +152,7 @@ _RULES: dict[str, Callable[[Context, uuid.UUID, str | None, str | None], None]] 
     **{e: _simple("access.rights") for e in RIGHTS_EVENTS},
     "share.open": _link_opened,
     "access.code.use": _simple("access.code_used"),  # a professional took up an access code (issue 13 §1)
+    "access.code.use_hidden": _simple("access.code_hidden_used"),  # ... the code for the hidden documents
     "access.code.frozen": _simple("access.code_frozen"),  # too many wrong codes: the dossier's codes are frozen
 }
 

@@ -179,6 +179,8 @@ access_grant = Table(
     Column("created_by", String(64), nullable=False),
     Column("revoked_at", TS),
     Column("revoked_by", String(64)),
+    # the professional took up the patient's code for hidden documents on this authorization (issue 13 §1)
+    Column("sees_hidden", Boolean, nullable=False, default=False, server_default=false()),
     ForeignKeyConstraint(["dossier_key"], ["dossier.dossier_key"]),
     Index(None, "dossier_key", "subject_id"),
 )

@@ -39,6 +39,8 @@ access_code = Table(  # an access code the patient gave a new professional (carn
     Column("code_id", Uuid, primary_key=True),
     Column("code_hash", String(64), nullable=False),  # HMAC-SHA256 (key derived from the master key ring), never clear
     Column("label", String(80)),  # the patient's own note ("Dr at the ski resort"), optional
+    # access: makes a new professional authorized; hidden: shows an authorized one the documents the patient hid
+    Column("kind", String(8), nullable=False, default="access", server_default="access"),
     Column("created_at", TS, nullable=False),
     Column("expires_at", TS, nullable=False),
     Column("used_at", TS),

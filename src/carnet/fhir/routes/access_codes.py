@@ -1,12 +1,15 @@
 """Access codes (issue 13 §1; docs/ACCESS.md, "Access codes"), as two operations on the Patient:
 
 - ``POST /fhir/Patient/{id}/$access-code`` (a patient app, scope ``Consent.c``): issue a code. In: ``Parameters``
-  with optional ``hours`` (valueInteger, 1–720, default 24) and ``label`` (valueString, the patient's own note). Out:
-  ``Parameters`` with ``code`` (``XXXX-XXXX``, shown this once), ``expires`` (valueInstant) and ``id``.
+  with optional ``hours`` (valueInteger, 1–720, default 24), ``label`` (valueString, the patient's own note) and
+  ``kind`` (valueCode ``access``, the default, or ``hidden``: the code for the documents the patient hid). Out:
+  ``Parameters`` with ``code`` (``XXXX-XXXX``, shown this once), ``expires`` (valueInstant), ``id`` and ``kind``.
 - ``POST /fhir/Patient/{id}/$redeem-access-code`` (a professional's software, scope ``Consent.c``): take up a code.
   In: ``Parameters`` with ``code`` (valueString). The professional finds ``{id}`` by INS first (ITI-78 / TD0.2
   ``GET /fhir/Patient?identifier=``, answered to any professional not blocked). Out: ``Parameters`` with ``consent``
-  (a Reference to the authorization it made) and ``patient``. A wrong code answers 403 (counted and audited); too
+  (a Reference to the authorization it made, or, for a ``hidden`` code, the authorization it added the hidden
+  documents to), ``patient`` and ``kind``. A hidden-documents code from a professional not authorized in their own
+  name: 409 (the code stays alive). A wrong code answers 403 (counted and audited); too
   many, 429 with ``Retry-After``; already authorized, 409.
 
 Operations on the Patient rather than a ``Consent`` create: the code is no consent resource of its own, and an
@@ -40,11 +43,15 @@ async def issue_code(call: Call, id: str) -> Response:
     label = params.get("label")
     if label is not None and not isinstance(label, str):
         raise unprocessable("label must be a string", "Parameters.parameter[label]")
-    issued = await call.run(lambda ctx: codes.issue(ctx, key, hours, label))
+    kind = params.get("kind", "access")
+    if kind not in codes.KINDS:
+        raise unprocessable("kind must be 'access' (a new professional) or 'hidden' (the documents the patient hid)",
+                            "Parameters.parameter[kind]")
+    issued = await call.run(lambda ctx: codes.issue(ctx, key, hours, label, kind))
     return FhirResponse({"resourceType": "Parameters", "parameter": [
         {"name": "code", "valueString": issued.code},
         {"name": "expires", "valueInstant": _instant(issued.expires_at)},
-        {"name": "id", "valueId": str(issued.code_id)}]}, headers=NO_STORE)
+        {"name": "id", "valueId": str(issued.code_id)}, {"name": "kind", "valueCode": kind}]}, headers=NO_STORE)
 
 
 async def redeem_code(call: Call, id: str) -> Response:
@@ -65,7 +72,8 @@ async def redeem_code(call: Call, id: str) -> Response:
         raise FhirError(403, "forbidden", codes.WRONG, "Parameters.parameter[code]")
     return FhirResponse({"resourceType": "Parameters", "parameter": [
         {"name": "consent", "valueReference": {"reference": f"Consent/{done.grant_id}"}},
-        {"name": "patient", "valueReference": {"reference": f"Patient/{key}"}}]}, headers=NO_STORE)
+        {"name": "patient", "valueReference": {"reference": f"Patient/{key}"}},
+        {"name": "kind", "valueCode": done.kind}]}, headers=NO_STORE)
 
 
 ROUTES: tuple[Route, ...] = (

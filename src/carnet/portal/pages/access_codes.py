@@ -23,7 +23,10 @@ DURATIONS = {"1": N_("1 hour"), "4": N_("4 hours"), "24": N_("24 hours"), "72": 
 STATES = {"live": N_("waiting to be used"), "used": N_("used"), "expired": N_("expired"), "revoked": N_("revoked")}
 DONE = {"revoked": N_("The code is revoked: it can no longer be used."),
         "required": N_("From now on, a professional not yet authorized needs an access code from you."),
-        "not-required": N_("A professional not yet authorized may again record your consent during a visit.")}
+        "not-required": N_("A professional not yet authorized may again record your consent during a visit."),
+        "stopped": N_("This professional no longer sees the documents you hid. Their access is otherwise unchanged.")}
+KINDS = {"access": N_("access code (for a new professional)"),
+         "hidden": N_("code for the hidden documents (for a professional you have authorized)")}
 
 
 async def _show(p: Page, *, issued: codes.IssuedCode | None = None, error: str = "", status: int = 200) -> Response:
@@ -35,7 +38,7 @@ async def _show(p: Page, *, issued: codes.IssuedCode | None = None, error: str =
     found, required = await p.run(work)
     done = str(p.request.query_params.get("done") or "")
     return p.render("portal/access/codes.html", status=status, title=p._("Access codes"), codes=found,
-                    issued=issued, required=required, states=STATES, durations=DURATIONS, error=error,
+                    issued=issued, required=required, kinds=KINDS, states=STATES, durations=DURATIONS, error=error,
                     flash=p._(DONE[done]) if done in DONE else "",
                     lead=p._("Give a new professional access to your dossier from afar: create a code and read it "
                              "out to them, for example on the phone. It works once, for the time you choose; the "
@@ -55,9 +58,10 @@ async def create(p: Page) -> Response:
     if hours not in DURATIONS:
         hours = "24"
     label = str(form.get("label") or "") or None
+    kind = "hidden" if form.get("kind") == "hidden" else "access"
     key = p.dossier_key
     try:
-        issued = await p.run(lambda ctx: codes.issue(ctx, key, int(hours), label))
+        issued = await p.run(lambda ctx: codes.issue(ctx, key, int(hours), label, kind))
     except FhirError as exc:
         if exc.status not in (409, 422):
             raise
@@ -86,3 +90,17 @@ async def require(p: Page) -> Response:
     key = p.dossier_key
     await p.run(lambda ctx: codes.set_required(ctx, key, value))
     return p.redirect(f"/portal/access-codes?done={'required' if value else 'not-required'}#require")
+
+
+@page("POST", "/portal/access-codes/stop-hidden")
+async def stop_hidden(p: Page) -> Response:
+    """Stop showing the hidden documents to the professional who took up a code for them (their access stays)."""
+    form = await p.form()
+    who = str(form.get("professional") or "")
+    key = p.dossier_key
+    try:
+        await p.run(lambda ctx: codes.stop_hidden(ctx, key, who))
+    except FhirError as exc:
+        if exc.status != 404:
+            raise
+    return p.redirect("/portal/access-codes?done=stopped#codes")

@@ -1,6 +1,8 @@
 """"I have an access code" (issue 13 §1): on the find-by-INS page, a professional who may not read the dossier yet
-types the code the patient read out to them and becomes authorized (through :mod:`carnet.codes`: the policy's
-``redeem_code``, the per-address rate limit, the per-dossier count of wrong codes, all audited there)."""
+types the code the patient read out to them and becomes authorized; one already authorized types the patient's
+code for the hidden documents on the same page and then sees them (the code's kind decides; through
+:mod:`carnet.codes`: the policy's ``redeem_code`` and ``redeem_hidden_code``, the per-address rate limit, the
+per-dossier count of wrong codes, all audited there)."""
 
 from __future__ import annotations
 
@@ -28,7 +30,12 @@ async def redeem(p: ProPage) -> Response:
         return p.redirect(f"/pro/?{urlencode({**back, 'code': 'missing'})}#access-code")
     address = throttle.client_address(p.request.scope, p.settings.trusted_proxies)
     await run_in_threadpool(codes.check_rate, p.services, address)
-    done = await p.run(lambda ctx: codes.redeem(ctx, key, typed))
+    try:
+        done = await p.run(lambda ctx: codes.redeem(ctx, key, typed))
+    except FhirError as exc:
+        if exc.status != 409 or str(exc) != codes.NEEDS_AUTHORIZATION:
+            raise
+        return p.redirect(f"/pro/?{urlencode({**back, 'code': 'needs-authorization'})}#access-code")
     if isinstance(done, codes.WrongCode):
         return p.redirect(f"/pro/?{urlencode({**back, 'code': 'frozen' if done.frozen else 'wrong'})}#access-code")
-    return p.redirect(f"/pro/dossier/{key}?granted=code")
+    return p.redirect(f"/pro/dossier/{key}?granted={'hidden' if done.kind == 'hidden' else 'code'}")

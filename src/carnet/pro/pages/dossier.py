@@ -43,7 +43,9 @@ CODE_ERRORS = {"wrong": N_("This access code is not valid for this patient: chec
                            "expired, or been used)."),
                "frozen": N_("Too many wrong access codes were entered for this dossier: its codes are paused for a "
                             "while, and the patient is told."),
-               "missing": N_("Type the access code the patient gave you.")}
+               "missing": N_("Type the access code the patient gave you."),
+               "needs-authorization": N_("This code is for the documents the patient hid: be authorized by the "
+                                         "patient first, then enter it.")}
 SYSTEMS = {"nir": INS_SYSTEM_NIR, "nia": INS_SYSTEM_NIA, "test": INS_SYSTEM_TEST, "demo": INS_SYSTEM_DEMO}
 # Every type of the ANS value set a professional files (not class 60: Assurance Maladie's; not class 90 and EXPPAT_3,
 # the advance directives: the patient's).
