@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from carnet.db.tables import audit
 from carnet.documents.codes import TRE_A07
+from carnet.identity.ins import INS_SYSTEM_TEST
 from tests.conftest import World, provide_bundle
 
 PDF = b"%PDF-1.4\n% search modes\n%%EOF\n"
@@ -108,7 +109,7 @@ def test_a_bad_total_or_summary_is_refused_naming_it_even_when_lenient(world: Wo
 def test_summary_count_works_on_the_other_searches(world: World) -> None:
     publish(world, 2)
     for path, params in (("/fhir/List", {"patient": str(world.dossier)}),
-                         ("/fhir/Patient", {"family": "Testé"}),
+                         ("/fhir/Patient", {"identifier": f"{INS_SYSTEM_TEST}|{world.ins}"}),  # its own patient
                          ("/fhir/Practitioner", {"identifier": world.pros["gp"]})):
         r = get(world, path, {**params, "_summary": "count"})
         assert r.status_code == 200, (path, r.text)
