@@ -8,13 +8,12 @@ through :mod:`carnet.codes` (the policy's ``issue_codes``, audited there).
 
 from __future__ import annotations
 
-import uuid
-
 from starlette.responses import Response
 
 from carnet import codes
 from carnet.context import Context
 from carnet.errors import FhirError
+from carnet.ids import parse_id
 from carnet.portal.i18n import N_
 from carnet.portal.web import Page, page
 
@@ -74,10 +73,9 @@ async def create(p: Page) -> Response:
 @page("POST", "/portal/access-codes/revoke")
 async def revoke(p: Page) -> Response:
     form = await p.form()
-    try:
-        code_id = uuid.UUID(str(form.get("code") or ""))
-    except ValueError:
-        raise FhirError(404, "not-found", "No such code waiting to be used.") from None
+    code_id = parse_id(str(form.get("code") or ""))
+    if code_id is None:
+        raise FhirError(404, "not-found", "No such code waiting to be used.")
     key = p.dossier_key
     await p.run(lambda ctx: codes.revoke(ctx, key, code_id))
     return p.redirect("/portal/access-codes?done=revoked")

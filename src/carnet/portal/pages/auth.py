@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from carnet.accounts import preferences, sessions
 from carnet.accounts import service as accounts
+from carnet.ids import parse_id
 from carnet.portal import i18n
 from carnet.portal.i18n import N_
 from carnet.portal.web import LANG_COOKIE, Page, page
@@ -153,9 +154,8 @@ async def choose(p: Page) -> Response:
     assert p.session is not None
     current = p.session
     form = await p.form()
-    try:
-        key = uuid.UUID(str(form.get("dossier") or ""))
-    except ValueError:
+    key = parse_id(str(form.get("dossier") or ""))
+    if key is None:
         return p.redirect("/portal/choose")
     ok = await p.db(lambda conn: sessions.choose_dossier(conn, current, key, p.services.clock()))
     return p.redirect(_next(form.get("next")) if ok else "/portal/choose")

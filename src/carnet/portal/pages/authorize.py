@@ -10,7 +10,6 @@ answer is a CSRF-protected POST to the same address. The rules live in :mod:`car
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -21,6 +20,7 @@ from starlette.responses import Response
 from carnet.accounts import service as accounts
 from carnet.accounts import sessions
 from carnet.auth import smart
+from carnet.ids import parse_id
 from carnet.portal.i18n import N_
 from carnet.portal.web import SECURITY_HEADERS, Page, page
 
@@ -141,9 +141,8 @@ async def authorize(p: Page) -> Response:
         return p.redirect(smart.error_location(req.redirect_uri, "access_denied", "The person did not allow access",
                                                req.state))
     current, now = p.session, p.services.clock()
-    try:
-        key = uuid.UUID(str(form.get("dossier") or ""))
-    except ValueError:
+    key = parse_id(str(form.get("dossier") or ""))
+    if key is None:
         return p.redirect(_authorize_url(params))
 
     def work(conn: Connection) -> str | None:
@@ -176,9 +175,8 @@ async def revoke(p: Page) -> Response:
     assert p.session is not None
     current, now = p.session, p.services.clock()
     form = await p.form()
-    try:
-        grant = uuid.UUID(str(form.get("grant") or ""))
-    except ValueError:
+    grant = parse_id(str(form.get("grant") or ""))
+    if grant is None:
         return p.redirect("/portal/apps")
     await p.db(lambda conn: smart.revoke_grant(conn, grant, now, account_id=current.account_id))
     return p.redirect("/portal/apps?flash=revoked")

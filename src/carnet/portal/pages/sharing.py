@@ -9,13 +9,13 @@ through :mod:`carnet.sharing` (the policy's ``share_links``, audited there); eve
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 
 from starlette.responses import Response
 
 from carnet import sharing
 from carnet.context import Context
 from carnet.errors import FhirError
+from carnet.ids import parse_id
 from carnet.portal.i18n import N_
 from carnet.portal.web import Page, page
 
@@ -95,10 +95,9 @@ async def create(p: Page) -> Response:
 @page("POST", "/portal/sharing/revoke")
 async def revoke(p: Page) -> Response:
     form = await p.form()
-    try:
-        link_id = uuid.UUID(str(form.get("link") or ""))
-    except ValueError:
-        raise FhirError(404, "not-found", "No such active link.") from None
+    link_id = parse_id(str(form.get("link") or ""))
+    if link_id is None:
+        raise FhirError(404, "not-found", "No such active link.")
     key = p.dossier_key
     await p.run(lambda ctx: sharing.revoke(ctx, key, link_id))
     return p.redirect("/portal/sharing?done=revoked")

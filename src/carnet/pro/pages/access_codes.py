@@ -6,7 +6,6 @@ per-dossier count of wrong codes, all audited there)."""
 
 from __future__ import annotations
 
-import uuid
 from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
@@ -14,16 +13,16 @@ from starlette.responses import Response
 
 from carnet import codes, throttle
 from carnet.errors import FhirError
+from carnet.ids import parse_id
 from carnet.pro.web import ProPage, pro_page
 
 
 @pro_page("POST", "/pro/access-code")
 async def redeem(p: ProPage) -> Response:
     form = await p.form()
-    try:
-        key = uuid.UUID(str(form.get("dossier") or ""))
-    except ValueError:
-        raise FhirError(404, "not-found", "Patient not found") from None
+    key = parse_id(str(form.get("dossier") or ""))
+    if key is None:
+        raise FhirError(404, "not-found", "Patient not found")
     back = {"ins": str(form.get("ins") or ""), "system": str(form.get("system") or "nir")}
     typed = str(form.get("code") or "")
     if not typed.strip():

@@ -22,6 +22,7 @@ from carnet.errors import FhirError
 from carnet.fhir.patch import PatchPlan
 from carnet.history import accesses
 from carnet.identity.ins import INS_SYSTEM_DEMO, INS_SYSTEM_NIA, INS_SYSTEM_NIR, INS_SYSTEM_TEST, format_nir
+from carnet.ids import parse_id
 from carnet.portal.i18n import N_
 from carnet.portal.pages.documents import (
     CDA_TYPES,
@@ -137,10 +138,9 @@ async def find(p: ProPage) -> Response:
 @pro_page("POST", "/pro/consent")
 async def consent(p: ProPage) -> Response:
     form = await p.form()
-    try:
-        key = uuid.UUID(str(form.get("dossier") or ""))
-    except ValueError:
-        raise FhirError(404, "not-found", "Patient not found") from None
+    key = parse_id(str(form.get("dossier") or ""))
+    if key is None:
+        raise FhirError(404, "not-found", "Patient not found")
     if not form.get("confirm"):
         raise FhirError(400, "required", "Confirm that the patient consents.")
 

@@ -5,13 +5,13 @@ former médecin traitant sees the date and the mode only."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from starlette.responses import Response
 
 from carnet.errors import FhirError
 from carnet.identity.professions import profession_label
+from carnet.ids import parse_id
 from carnet.notify import notices as inbox_notices
 from carnet.portal.web import offset_param
 from carnet.pro.web import ProPage, pro_page
@@ -41,10 +41,9 @@ async def inbox(p: ProPage) -> Response:
 @pro_page("POST", "/pro/inbox/read")
 async def mark_read(p: ProPage) -> Response:
     form = await p.form()
-    try:
-        key, notice_id = uuid.UUID(str(form.get("dossier") or "")), uuid.UUID(str(form.get("notice") or ""))
-    except ValueError:
-        raise FhirError(404, "not-found", "This notice does not exist, or is not yours.") from None
+    key, notice_id = parse_id(str(form.get("dossier") or "")), parse_id(str(form.get("notice") or ""))
+    if key is None or notice_id is None:
+        raise FhirError(404, "not-found", "This notice does not exist, or is not yours.")
     await p.run(lambda ctx: inbox_notices.mark_notice_read(ctx, key, notice_id))
     offset = offset_param(form.get("offset"))
     return p.redirect(f"/pro/inbox?done=1{f'&offset={offset}' if offset else ''}")
