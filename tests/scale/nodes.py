@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,9 @@ import httpx
 import pytest
 
 from carnet.auth.assertions import make_client_assertion
-from tests.conftest import World, provide_bundle
+from carnet.auth.keys import ServerKey
+from carnet.db.migrate import upgrade
+from tests.conftest import World, fresh_postgres_database, provide_bundle, require_postgres
 from tests.servers import free_port
 from tests.test_examples import carnet
 
@@ -32,6 +35,27 @@ def clean_env(**settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARNET_")}
     env.update(CARNET_BASE_URL=PUBLIC, **settings)
     return env
+
+
+def drill_database(kind: str, root: Path) -> tuple[str, Callable[[], None] | None]:
+    """A migrated database for a drill: a fresh PostgreSQL database when ``kind`` starts with ``postgresql`` (with the
+    function that drops it), else a SQLite file under ``root``."""
+    drop = None
+    if kind.startswith("postgresql"):
+        require_postgres()
+        url, drop = fresh_postgres_database()
+    else:
+        url = f"sqlite:///{root / 'carnet.db'}"
+    upgrade(url)
+    return url, drop
+
+
+def token_key_file(root: Path) -> Path:
+    """The token-signing key every node of a drill shares (a private file, as ``carnet serve`` wants it)."""
+    path = root / "token-key.pem"
+    path.write_bytes(ServerKey.generate().to_pem())
+    path.chmod(0o600)
+    return path
 
 
 @dataclass

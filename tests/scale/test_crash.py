@@ -23,16 +23,14 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from carnet.auth.keys import ServerKey
 from carnet.compose import build_services
 from carnet.config import Settings
 from carnet.context import Services
 from carnet.db.engine import make_engine
-from carnet.db.migrate import upgrade
 from carnet.db.tables import document_identifier
-from tests.conftest import World, fresh_postgres_database, require_postgres
+from tests.conftest import World
 from tests.scale.consistency import audit_verify, check
-from tests.scale.nodes import PUBLIC, Node, Sent, binary, clean_env, pdf, send, token
+from tests.scale.nodes import PUBLIC, Node, Sent, binary, clean_env, drill_database, pdf, send, token, token_key_file
 
 ROUNDS = int(os.environ.get("CARNET_CRASH_ROUNDS", "4"))
 CLIENTS = 4
@@ -52,16 +50,8 @@ def drill(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
     """``postgresql-2-workers``: one node of two worker processes (``carnet serve --workers 2``), whose workers are
     killed instead of whole nodes; the node replaces them."""
     kind: str = request.param
-    drop = None
-    if kind.startswith("postgresql"):
-        require_postgres()
-        url, drop = fresh_postgres_database()
-    else:
-        url = f"sqlite:///{tmp_path / 'carnet.db'}"
-    upgrade(url)
-    token_key = tmp_path / "token-key.pem"
-    token_key.write_bytes(ServerKey.generate().to_pem())
-    token_key.chmod(0o600)
+    url, drop = drill_database(kind, tmp_path)
+    token_key = token_key_file(tmp_path)
     master = f"k1:{base64.b64encode(os.urandom(32)).decode()}"
     blob_url = str(tmp_path / "blobs")
     extra: dict[str, str] = {}

@@ -19,17 +19,15 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from carnet.auth.keys import ServerKey
 from carnet.blobs import KeyRing
 from carnet.compose import build_services
 from carnet.config import Settings
 from carnet.context import Services
 from carnet.db.engine import make_engine
-from carnet.db.migrate import upgrade
 from carnet.db.tables import document
 from tests.backup.test_drill import run
-from tests.conftest import World, fresh_postgres_database, require_postgres
-from tests.scale.nodes import PUBLIC, Node, Sent, binary, clean_env, pdf, send, token
+from tests.conftest import World
+from tests.scale.nodes import PUBLIC, Node, Sent, binary, clean_env, drill_database, pdf, send, token, token_key_file
 
 
 @dataclass
@@ -43,16 +41,8 @@ class Cluster:
 
 @pytest.fixture(params=["postgresql-2-nodes", "sqlite-1-node"])
 def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
-    drop = None
-    if request.param.startswith("postgresql"):
-        require_postgres()
-        url, drop = fresh_postgres_database()
-    else:
-        url = f"sqlite:///{tmp_path / 'carnet.db'}"
-    upgrade(url)
-    token_key = tmp_path / "token-key.pem"
-    token_key.write_bytes(ServerKey.generate().to_pem())
-    token_key.chmod(0o600)
+    url, drop = drill_database(request.param, tmp_path)
+    token_key = token_key_file(tmp_path)
     key_file = tmp_path / "shared" / "master-key.json"  # one file every node reads (a shared, private mount)
     KeyRing.generate().save(key_file)
     env = clean_env(CARNET_DATABASE_URL=url, CARNET_BLOB_URL=str(tmp_path / "blobs"),
