@@ -17,7 +17,7 @@ url = config.get_main_option("sqlalchemy.url") or Settings().effective_database_
 _AUDIT_PARTITION = re.compile(r"audit_default|audit_y\d{4}m\d{2}")
 
 
-def _include_name(name, type_, parent_names) -> bool:  # type: ignore[no-untyped-def]
+def _include_name(name, type_, parent_names) -> bool:
     return not (type_ == "table" and name is not None and _AUDIT_PARTITION.fullmatch(name))
 
 
