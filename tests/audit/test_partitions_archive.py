@@ -22,7 +22,7 @@ from carnet.audit.anchor_verify import verify
 from carnet.audit.log import verify_all
 from carnet.blobs import BlobStore
 from carnet.context import Services
-from carnet.db.tables import audit, audit_archive
+from carnet.db.tables import access_review, audit, audit_archive, dossier
 from tests.audit.conftest import fill
 
 MARCH = dt.date(2026, 3, 1)
@@ -180,6 +180,25 @@ def test_the_current_month_and_a_month_no_checkpoint_covers_are_refused(own: Ser
         assert conn.execute(select(func.count()).select_from(audit_archive)).scalar() == 0
 
 
+def test_a_month_with_an_emergency_access_awaiting_review_is_refused_until_reviewed(own: Services) -> None:
+    store = arch.store_from_settings(own.settings)
+    key = uuid.uuid4()
+    with own.engine.begin() as conn:  # access_review points to the dossier
+        conn.execute(dossier.insert().values(
+            dossier_key=key, status="active", ins_system="urn:oid:1.2.250.1.213.1.4.8", ins="279035121518989",
+            family="Test", given="Alix", birth_date=dt.date(1979, 3, 5), gender="female", birthplace="75056",
+            created_at=_at(MARCH), created_by="test", creation_channel="counter", last_updated=_at(MARCH),
+            resource="{}"))
+    fill(own, key, 3, start=_at(MARCH), emergency_at=2)
+    checkpoint(own.engine, from_settings(own.settings), lambda: MAY_NOW)
+    with pytest.raises(arch.ArchiveRefused, match="2026-03: 1 emergency or regulation accesses await their review"):
+        _archive(own, store)
+    with own.engine.begin() as conn:
+        conn.execute(access_review.insert().values(dossier_key=key, seq=2, reviewed_at=MAY_NOW, reviewed_by="x",
+                                                   outcome="justified"))
+    assert [d.records for d in _archive(own, store)] == [3]
+
+
 def test_a_run_stopped_between_the_write_and_the_drop_is_finished_by_the_next(
         own: Services, monkeypatch: pytest.MonkeyPatch) -> None:
     store = arch.store_from_settings(own.settings)
@@ -222,3 +241,51 @@ def test_the_archive_store_is_beside_the_documents_and_never_the_documents_thems
     with pytest.raises(ValueError, match="must not be the document store"):
         arch.store_from_settings(Settings(var_dir=tmp_path, blob_url=str(tmp_path / "b"),
                                           audit_archive_url=str(tmp_path / "b")))
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_migration_0018_keeps_every_chain_whole_both_ways(kind: str, tmp_path: Any) -> None:
+    from alembic import command
+
+    from carnet.access.actors import Actor, ActorKind
+    from carnet.audit.log import record
+    from carnet.db.engine import make_engine
+    from carnet.db.migrate import alembic_config, upgrade
+    from tests.conftest import fresh_postgres_database, require_postgres
+
+    drop = None
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path / 'm.db'}"
+    else:
+        require_postgres()
+        url, drop = fresh_postgres_database()
+    try:
+        upgrade(url, "0017")
+        engine = make_engine(url, pool_size=1)
+        key, actor = uuid.uuid4(), Actor(ActorKind.PROFESSIONAL, id="810001045367", profession="10")
+        with engine.begin() as conn:  # the statement of 0017's schema (the key without recorded)
+            for when in (_at(dt.date(2025, 11, 1)), _at(MARCH), _at(MARCH, 11)):
+                record(conn, dossier_key=key, actor=actor, action="R", event="ITI-68", now=when)
+        with engine.connect() as conn:
+            before = conn.execute(select(audit.c.seq, audit.c.hash).order_by(audit.c.seq)).all()
+        engine.dispose()
+        upgrade(url)
+        engine = make_engine(url, pool_size=1)
+        with engine.connect() as conn:
+            assert conn.execute(select(audit.c.seq, audit.c.hash).order_by(audit.c.seq)).all() == before
+            assert verify_all(conn)[2] == []
+            if kind == "postgresql":
+                months = parts.attached(conn)
+                assert months[0] == dt.date(2025, 11, 1) and MARCH in months  # oldest record's month onwards
+                assert parts.add_months(parts.month_of(dt.datetime.now(dt.UTC)), 3) in months  # and ahead
+                assert conn.execute(text("SELECT count(*) FROM audit_default")).scalar() == 0
+        engine.dispose()
+        command.downgrade(alembic_config(url), "0017")
+        engine = make_engine(url, pool_size=1)
+        with engine.connect() as conn:
+            assert conn.execute(select(audit.c.seq, audit.c.hash).order_by(audit.c.seq)).all() == before
+            assert not parts.partitioned(conn)
+        engine.dispose()
+    finally:
+        if drop:
+            drop()

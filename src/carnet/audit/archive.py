@@ -15,8 +15,9 @@ every record's hash recomputed from its body, the links inside each run, the run
 
 ``audit_archive`` keeps a row per archived month, so that ``carnet audit verify`` knows which files must exist; it
 reads them all (:func:`load`), continues every chain from its archived runs into the live table, and checks the
-archived records against the signed checkpoints too. Refused: a month not wholly in the past, and (checkpoints on) a
-month some record of which no checkpoint commits to yet. Re-running does nothing more; a crash after the write leaves
+archived records against the signed checkpoints too. Refused: a month not wholly in the past, (checkpoints on) a
+month some record of which no checkpoint commits to yet, and a month with emergency or regulation accesses awaiting
+their review (the review queue reads the live table). Re-running does nothing more; a crash after the write leaves
 the file, which the next run finds identical (same content hash) and uses.
 """
 
@@ -33,15 +34,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, text
+from sqlalchemy import Connection, Engine, and_, func, insert, select, text
 
+from carnet.access.actors import Mode
 from carnet.audit import partitions as parts
 from carnet.audit import receipt as rc
 from carnet.audit.anchor import Anchor, _same_place
 from carnet.audit.log import GENESIS, Run, canonical, link
 from carnet.blobs import BlobConflict, BlobNotFound, BlobStore, blobstore_from_url
 from carnet.config import Settings
-from carnet.db.tables import audit, audit_archive, audit_chain
+from carnet.db.tables import access_review, audit, audit_archive, audit_chain
+from carnet.ids import SYSTEM_CHAINS
 
 FORMAT = "carnet-audit-archive/1"
 
@@ -287,6 +290,7 @@ def archive_month(engine: Engine, store: BlobStore, anchor: Anchor, month: dt.da
             return None
         if checkpoints_on:
             _refuse_unanchored(conn, month)
+        _refuse_unreviewed(conn, month)
         taken = {int(p) for p in conn.execute(select(audit_archive.c.part)
                                               .where(audit_archive.c.month == parts.month_text(month))).scalars()}
         part = max(taken, default=0) + 1
@@ -322,6 +326,20 @@ def _refuse_unanchored(conn: Connection, month: dt.date) -> None:
     if behind:
         raise ArchiveRefused(f"{parts.month_text(month)}: {behind} chains have records no signed checkpoint commits "
                              "to yet (carnet audit checkpoint first)")
+
+
+def _refuse_unreviewed(conn: Connection, month: dt.date) -> None:
+    """The review queue (:mod:`carnet.history.accesses`) reads emergency and regulation accesses from the live table:
+    a month is archived only once every one of them was reviewed."""
+    start, end = parts.bounds(month)
+    pending = conn.execute(select(func.count()).select_from(audit.outerjoin(access_review, and_(
+        access_review.c.dossier_key == audit.c.dossier_key, access_review.c.seq == audit.c.seq))).where(
+        audit.c.recorded >= start, audit.c.recorded < end, audit.c.outcome == "0",
+        audit.c.mode.in_([Mode.EMERGENCY.value, Mode.REGULATION.value]), audit.c.dossier_key.not_in(SYSTEM_CHAINS),
+        access_review.c.seq.is_(None))).scalar() or 0
+    if pending:
+        raise ArchiveRefused(f"{parts.month_text(month)}: {pending} emergency or regulation accesses await their "
+                             "review (the review queue reads them from the live table)")
 
 
 def _put(store: BlobStore, tmp: IO[bytes], month: dt.date, part: int, content_sha256: str) -> tuple[str, bool]:
