@@ -15,14 +15,16 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 
+from carnet.access.actors import Actor, ActorKind
 from carnet.audit import archive as arch
 from carnet.audit import partitions as parts
 from carnet.audit.anchor import checkpoint, from_settings
 from carnet.audit.anchor_verify import verify
 from carnet.audit.log import verify_all
 from carnet.blobs import BlobStore
-from carnet.context import Services
+from carnet.context import Services, run
 from carnet.db.tables import access_review, audit, audit_archive, dossier
+from carnet.history.audit_events import archived_before
 from tests.audit.conftest import fill
 
 MARCH = dt.date(2026, 3, 1)
@@ -137,6 +139,10 @@ def test_a_month_is_archived_to_the_store_dropped_and_verified_with_the_live_mon
     fill(own, b, 1, start=MAY_NOW)  # the first live record of b links to its last archived one
     assert _problems(own, store) == []
     assert _archive(own, store) == []  # again: nothing more
+    # the patient's history says from when it shows events (portal: "Events before … were moved to the archives")
+    pro = Actor(ActorKind.PROFESSIONAL, id="810001045367", profession="10")
+    assert run(own, pro, lambda ctx: archived_before(ctx, a)) == _at(APRIL) + dt.timedelta(minutes=3)  # 1 a minute
+    assert run(own, pro, lambda ctx: archived_before(ctx, uuid.uuid4())) is None
 
 
 def test_an_altered_or_missing_archive_is_reported_by_month_and_chain_only(own: Services) -> None:
