@@ -92,6 +92,18 @@ def test_partitions_are_made_ahead_once_and_an_append_lands_in_its_month(own: Se
         assert verify_all(conn)[2] == []
 
 
+def test_the_worker_makes_the_partitions_ahead(own: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    job = next(j for j in own.periodic_jobs if getattr(j, "__name__", "") == "make_audit_partitions")
+    monkeypatch.setattr(own, "clock", lambda: dt.datetime(2034, 1, 20, tzinfo=dt.UTC))
+    job(own)
+    with own.engine.connect() as conn:
+        made = set(parts.attached(conn))
+    if own.engine.dialect.name == "postgresql":  # this month and CARNET_AUDIT_PARTITIONS_AHEAD (3) more
+        assert {dt.date(2034, m, 1) for m in (1, 2, 3, 4)} <= made and dt.date(2034, 5, 1) not in made
+    else:
+        assert made == set()
+
+
 def test_two_partition_makers_at_once_make_each_month_once(own: Services) -> None:
     if own.engine.dialect.name != "postgresql":
         pytest.skip("partitions exist on PostgreSQL only")
