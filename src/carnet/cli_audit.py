@@ -49,8 +49,9 @@ def audit_verify() -> None:
     for p in report.problems:
         console.print(f"[red]{p.problem}[/red] {p.where}" + (f": {p.detail}" if p.detail else ""))
     latest = f", the latest at {report.latest_time:%Y-%m-%d %H:%M:%S} UTC" if report.latest_time else ""
-    console.print(f"{chains} chains, {records} records ({report.archives.records} of them in "
-                  f"{report.archives.files} archives), {report.checkpoints} checkpoints{latest} "
+    archived = (f" ({report.archives.records} of them in {report.archives.files} archives)"
+                if report.archives.files else "")
+    console.print(f"{chains} chains, {records} records{archived}, {report.checkpoints} checkpoints{latest} "
                   f"({report.heads} committed heads, {report.purged} chains purged after retention), "
                   f"{len(findings) + len(report.problems)} problems")
     if findings or report.problems:
