@@ -104,9 +104,8 @@ def test_the_worker_makes_the_partitions_ahead(own: Services, monkeypatch: pytes
         assert made == set()
 
 
+@pytest.mark.parametrize("own", ["postgresql"], indirect=True)  # partitions exist on PostgreSQL only
 def test_two_partition_makers_at_once_make_each_month_once(own: Services) -> None:
-    if own.engine.dialect.name != "postgresql":
-        pytest.skip("partitions exist on PostgreSQL only")
     now = dt.datetime(2032, 5, 3, tzinfo=dt.UTC)
     barrier = threading.Barrier(2)
     made: list[list[dt.date]] = []
@@ -238,9 +237,8 @@ def test_a_run_stopped_between_the_write_and_the_drop_is_finished_by_the_next(
     assert _problems(own, store) == []
 
 
+@pytest.mark.parametrize("own", ["sqlite"], indirect=True)  # the store is what differs: once is enough
 def test_a_month_is_archived_to_s3(own: Services, s3_server: Any) -> None:
-    if own.engine.dialect.name != "sqlite":
-        pytest.skip("the store is what differs: once is enough")
     store = s3_server.store(prefix=f"carnet-{uuid.uuid4().hex[:8]}/audit-archive")
     _two_months(own)
     assert [d.key for d in _archive(own, store)] == ["2026-03-0001"]
@@ -259,51 +257,3 @@ def test_the_archive_store_is_beside_the_documents_and_never_the_documents_thems
     with pytest.raises(ValueError, match="must not be the document store"):
         arch.store_from_settings(Settings(var_dir=tmp_path, blob_url=str(tmp_path / "b"),
                                           audit_archive_url=str(tmp_path / "b")))
-
-
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-def test_migration_0018_keeps_every_chain_whole_both_ways(kind: str, tmp_path: Any) -> None:
-    from alembic import command
-
-    from carnet.access.actors import Actor, ActorKind
-    from carnet.audit.log import record
-    from carnet.db.engine import make_engine
-    from carnet.db.migrate import alembic_config, upgrade
-    from tests.conftest import fresh_postgres_database, require_postgres
-
-    drop = None
-    if kind == "sqlite":
-        url = f"sqlite:///{tmp_path / 'm.db'}"
-    else:
-        require_postgres()
-        url, drop = fresh_postgres_database()
-    try:
-        upgrade(url, "0017")
-        engine = make_engine(url, pool_size=1)
-        key, actor = uuid.uuid4(), Actor(ActorKind.PROFESSIONAL, id="810001045367", profession="10")
-        with engine.begin() as conn:  # the statement of 0017's schema (the key without recorded)
-            for when in (_at(dt.date(2025, 11, 1)), _at(MARCH), _at(MARCH, 11)):
-                record(conn, dossier_key=key, actor=actor, action="R", event="ITI-68", now=when)
-        with engine.connect() as conn:
-            before = conn.execute(select(audit.c.seq, audit.c.hash).order_by(audit.c.seq)).all()
-        engine.dispose()
-        upgrade(url)
-        engine = make_engine(url, pool_size=1)
-        with engine.connect() as conn:
-            assert conn.execute(select(audit.c.seq, audit.c.hash).order_by(audit.c.seq)).all() == before
-            assert verify_all(conn)[2] == []
-            if kind == "postgresql":
-                months = parts.attached(conn)
-                assert months[0] == dt.date(2025, 11, 1) and MARCH in months  # oldest record's month onwards
-                assert parts.add_months(parts.month_of(dt.datetime.now(dt.UTC)), 3) in months  # and ahead
-                assert conn.execute(text("SELECT count(*) FROM audit_default")).scalar() == 0
-        engine.dispose()
-        command.downgrade(alembic_config(url), "0017")
-        engine = make_engine(url, pool_size=1)
-        with engine.connect() as conn:
-            assert conn.execute(select(audit.c.seq, audit.c.hash).order_by(audit.c.seq)).all() == before
-            assert not parts.partitioned(conn)
-        engine.dispose()
-    finally:
-        if drop:
-            drop()
