@@ -257,3 +257,40 @@ def test_the_archive_store_is_beside_the_documents_and_never_the_documents_thems
     with pytest.raises(ValueError, match="must not be the document store"):
         arch.store_from_settings(Settings(var_dir=tmp_path, blob_url=str(tmp_path / "b"),
                                           audit_archive_url=str(tmp_path / "b")))
+
+
+def test_an_archive_rewritten_and_signed_again_by_someone_holding_the_key_fails_against_the_checkpoints(
+        own: Services) -> None:
+    """The archive alone verifies (hashes recomputed, signed with the real key, its row in audit_archive updated);
+    the checkpoint that committed to the original record does not."""
+    import io
+
+    from carnet.audit.log import chain_hash
+
+    store = arch.store_from_settings(own.settings)
+    a = uuid.uuid4()
+    fill(own, a, 3, start=_at(MARCH))
+    assert checkpoint(own.engine, from_settings(own.settings), lambda: _at(APRIL, 1)) == [1]  # commits to a:3
+    fill(own, a, 2, start=_at(APRIL))
+    assert checkpoint(own.engine, from_settings(own.settings), lambda: MAY_NOW) == [2]
+    _archive(own, store)
+    path = store.path_for("2026-03-0001")  # type: ignore[attr-defined]
+    rows, heads = [], {}
+    for raw in gzip.decompress(path.read_bytes()).splitlines()[:-1]:
+        rec = json.loads(raw)
+        row = {**json.loads(rec["body"]), "seq": rec["seq"]}
+        if rec["chain"] == str(a) and rec["seq"] == 3:
+            row["actor_id"] = "899999999999"
+        row["prev_hash"] = heads.get(rec["chain"], rec["prev_hash"])
+        row["hash"] = heads[rec["chain"]] = chain_hash(row["prev_hash"], row)
+        rows.append(row)
+    out = io.BytesIO()
+    manifest = arch.write_file(iter(rows), MARCH, 1, from_settings(own.settings), out)
+    path.chmod(0o600)
+    path.write_bytes(out.getvalue())
+    with own.engine.begin() as conn:
+        conn.execute(audit_archive.update().values(content_sha256=manifest["content_sha256"]))
+    assert arch.check(store.get_stream("2026-03-0001"), from_settings(own.settings).public_raw).problems == []
+    found = _problems(own, store)
+    assert any(p.startswith(f"rewritten chain {a} at seq 3: checkpoint 1 commits to another record") for p in found)
+    assert f"reordered chain {a} at seq 4" in found  # April's first record links to the original
