@@ -82,6 +82,9 @@ def audit_archive(before: str = typer.Option(..., "--before", help="YYYY-MM: arc
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
     for d in done:
+        if not d.key:
+            console.print(f"{month_text(d.month)}: no records, its empty partition dropped")
+            continue
         console.print(f"{month_text(d.month)}: {d.records} records in archive {d.key}"
                       + ("" if d.written else " (already written by an earlier run)") + ", dropped")
     if not done:

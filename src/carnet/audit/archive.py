@@ -230,7 +230,7 @@ def store_from_settings(settings: Settings) -> BlobStore:
 @dataclass
 class Done:
     month: dt.date
-    key: str
+    key: str  # "" for an empty month (PostgreSQL: a partition made ahead that nothing was recorded in): no file
     records: int
     written: bool  # False: an identical archive was already in the store (a run that stopped after writing it)
 
@@ -285,6 +285,10 @@ def archive_month(engine: Engine, store: BlobStore, anchor: Anchor, month: dt.da
             if month not in parts.attached(conn):
                 return None
             conn.execute(text(f"LOCK TABLE {name} IN SHARE MODE"))  # no record comes into the month meanwhile
+            if conn.execute(select(audit.c.seq).where(audit.c.recorded >= start, audit.c.recorded < end)
+                            .limit(1)).first() is None:  # a month made ahead that nothing was recorded in: no file
+                _drop_partition(conn, name)
+                return Done(month, "", 0, False)
         in_month = (audit.c.recorded >= start, audit.c.recorded < end)
         if not pg and conn.execute(select(audit.c.seq).where(*in_month).limit(1)).first() is None:
             return None
@@ -307,13 +311,17 @@ def archive_month(engine: Engine, store: BlobStore, anchor: Anchor, month: dt.da
             archived_at=now))
         if pg:
             dropped = conn.execute(text(f"SELECT count(*) FROM {name}")).scalar() or 0  # noqa: S608 - a name made of digits
-            conn.execute(text(f"ALTER TABLE audit DETACH PARTITION {name}"))
-            conn.execute(text(f"DROP TABLE {name}"))
+            _drop_partition(conn, name)
         else:
             dropped = conn.execute(audit.delete().where(*in_month)).rowcount
         if dropped != manifest["records"]:  # cannot happen under the lock: refuse rather than lose a record
             raise ArchiveRefused(f"{parts.month_text(month)} changed while it was archived: nothing was dropped")
         return Done(month, key, int(manifest["records"]), written)
+
+
+def _drop_partition(conn: Connection, name: str) -> None:
+    conn.execute(text(f"ALTER TABLE audit DETACH PARTITION {name}"))
+    conn.execute(text(f"DROP TABLE {name}"))
 
 
 def _refuse_unanchored(conn: Connection, month: dt.date) -> None:
