@@ -162,6 +162,7 @@ SLOW_GROUPS: dict[str, str] = {
     "tests/scale/": "scale",
     "tests/backup/test_drill.py": "scale",
     "tests/test_durability.py": "scale",
+    "tests/audit/test_migration_0018.py": "scale",
     "tests/api/test_schemathesis.py": "schemathesis",
 }
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from carnet.cli_audit import audit_app
 from carnet.config import Settings
 
 app = typer.Typer(help="Carnet, a shared medical record server.", no_args_is_help=True)
@@ -20,7 +21,6 @@ practitioner_app = typer.Typer(help="The professionals' directory.", no_args_is_
 client_app = typer.Typer(help="API clients (professionals' software, portals, Assurance Maladie).",
                          no_args_is_help=True)
 keys_app = typer.Typer(help="Master keys.", no_args_is_help=True)
-audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(practitioner_app, name="practitioner")
 app.add_typer(client_app, name="client")
@@ -314,61 +314,6 @@ def keys_retire(key_id: str) -> None:
         _trace(conn, "D", "keys.retire", "Key", key_id)
     services.keyring.remove(key_id, _key_path(services.settings))
     console.print(f"{key_id} retired")
-
-
-@audit_app.command("verify")
-def audit_verify() -> None:
-    """Recompute every hash chain and check the chains against the signed checkpoints (docs/AUDIT.md); exit 1 if
-    any record was altered, removed or reordered, a chain truncated, rewound or deleted, or a checkpoint is missing,
-    altered or forged."""
-    from carnet.audit.anchor import from_settings
-    from carnet.audit.anchor_verify import verify
-    from carnet.audit.log import verify_all
-
-    services = _services()
-    with services.engine.connect() as conn:
-        chains, records, findings = verify_all(conn)
-        report = verify(conn, from_settings(services.settings))
-    for f in findings:
-        console.print(f"[red]{f.problem}[/red] chain {f.dossier_key} at seq {f.seq}")
-    for p in report.problems:
-        console.print(f"[red]{p.problem}[/red] {p.where}" + (f": {p.detail}" if p.detail else ""))
-    latest = f", the latest at {report.latest_time:%Y-%m-%d %H:%M:%S} UTC" if report.latest_time else ""
-    console.print(f"{chains} chains, {records} records, {report.checkpoints} checkpoints{latest} "
-                  f"({report.heads} committed heads, {report.purged} chains purged after retention), "
-                  f"{len(findings) + len(report.problems)} problems")
-    if findings or report.problems:
-        raise typer.Exit(1)
-
-
-@audit_app.command("checkpoint")
-def audit_checkpoint() -> None:
-    """Sign a checkpoint of every chain head that moved since the last one, now (the worker does it every
-    CARNET_CHECKPOINT_SECONDS)."""
-    from carnet.audit.anchor import checkpoint, from_settings
-
-    services = _services()
-    made = checkpoint(services.engine, from_settings(services.settings), services.clock)
-    console.print(f"checkpoints {', '.join(map(str, made))} written" if made else "no chain moved: no checkpoint")
-
-
-@audit_app.command("public-key")
-def audit_public_key() -> None:
-    """Print the checkpoint key's public part (id, base64, PEM): all a verifier needs."""
-    from carnet.audit.anchor import from_settings
-    from carnet.audit.anchor_verify import public_key_text
-
-    print(public_key_text(from_settings(Settings())))
-
-
-@audit_app.command("verify-receipt")
-def audit_verify_receipt(receipt: Path, history: Path, bundle: Path | None = typer.Argument(None)) -> None:
-    """Check a complete copy's audit/receipt.json against its audit/history.json (and fhir/bundle.json), offline."""
-    from carnet.audit.receipt import main
-
-    code = main([str(receipt), str(history), *([str(bundle)] if bundle else [])])
-    if code:
-        raise typer.Exit(code)
 
 
 @backup_app.command("create")

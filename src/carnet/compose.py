@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from carnet import throttle
 from carnet.accounts.notices import queue_throttle_notice
 from carnet.audit import anchor as anchors
+from carnet.audit import partitions
 from carnet.audit.anchor import Anchor
 from carnet.claims import service as claims
 from carnet.config import Settings
@@ -42,7 +43,7 @@ def wire(services: Services) -> None:
     services.events.subscribe(Audited, notify_rules.on_audit)  # notifications, in the audited change's transaction
     services.events.subscribe(DocumentReplaced, tasks.on_document_replaced)  # a replacement answers rectifications
     services.periodic_jobs.extend([_expire_access_requests, _purge_claim_lines, _throttle_notices, _prune_throttle,
-                                   _audit_checkpointer()])
+                                   _audit_checkpointer(), _audit_partition_maker()])
 
 
 def _expire_access_requests(services: Services) -> None:
@@ -78,6 +79,26 @@ def _audit_checkpointer() -> Callable[[Services], None]:
         except Exception as exc:  # noqa: BLE001 - the store may be away: the other jobs run, the next pass retries
             logger.error("audit.checkpoint.error", error_type=type(exc).__name__)
     return checkpoint_audit
+
+
+def _audit_partition_maker() -> Callable[[Services], None]:
+    """The job that makes the audit's monthly partitions ahead (PostgreSQL: this month and the next
+    ``CARNET_AUDIT_PARTITIONS_AHEAD``; docs/AUDIT.md "Partitions"), at most once an hour per process. Idempotent and
+    safe on several nodes at once (an advisory lock; the second finds them made)."""
+    last: list[dt.datetime] = []
+
+    def make_audit_partitions(services: Services) -> None:
+        now = services.clock()
+        if last and abs(now - last[0]) < dt.timedelta(hours=1):
+            return
+        try:
+            made = partitions.make_ahead(services.engine, now, services.settings.audit_partitions_ahead)
+            last[:] = [now]
+            if made:
+                logger.info("audit.partitions", status="made " + " ".join(map(partitions.month_text, made)))
+        except Exception as exc:  # noqa: BLE001 - a lock not had in time: the other jobs run, the next pass retries
+            logger.error("audit.partitions.error", error_type=type(exc).__name__)
+    return make_audit_partitions
 
 
 def _throttle_notices(services: Services) -> None:

@@ -55,6 +55,9 @@ class Settings:
     checkpoint_public_key: str | None = field(default_factory=lambda: _env("CARNET_CHECKPOINT_PUBLIC_KEY"))
     checkpoint_key_file: str | None = field(default_factory=lambda: _env("CARNET_CHECKPOINT_KEY_FILE"))
     checkpoint_seconds: int = field(default_factory=lambda: _int("CARNET_CHECKPOINT_SECONDS", 60))
+    # the audit's monthly partitions (PostgreSQL) made ahead by the worker, and where archived months are written
+    audit_partitions_ahead: int = field(default_factory=lambda: _int("CARNET_AUDIT_PARTITIONS_AHEAD", 3))
+    audit_archive_url: str | None = field(default_factory=lambda: _env("CARNET_AUDIT_ARCHIVE_URL"))
     master_key: str | None = field(default_factory=lambda: _env("CARNET_MASTER_KEY"))
     master_key_file: str | None = field(default_factory=lambda: _env("CARNET_MASTER_KEY_FILE"))
     token_key_file: str | None = field(default_factory=lambda: _env("CARNET_TOKEN_KEY_FILE"))
@@ -154,6 +157,15 @@ class Settings:
         if self.blob_url and self.blob_url.lower().startswith("s3://"):
             return f"{self.blob_url.rstrip('/')}/checkpoints"
         return str(self.var_dir / "checkpoints")
+
+    @property
+    def effective_audit_archive_url(self) -> str:
+        """Beside the documents: ``<blob url>/audit-archive`` on S3, else ``var/audit-archive``."""
+        if self.audit_archive_url:
+            return self.audit_archive_url
+        if self.blob_url and self.blob_url.lower().startswith("s3://"):
+            return f"{self.blob_url.rstrip('/')}/audit-archive"
+        return str(self.var_dir / "audit-archive")
 
     @property
     def token_endpoint(self) -> str:

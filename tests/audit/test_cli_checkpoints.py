@@ -73,3 +73,36 @@ def test_a_verifier_with_only_the_public_key_checks_the_log(env: Path, monkeypat
     monkeypatch.setenv("CARNET_CHECKPOINT_PUBLIC_KEY", "A" * 43 + "=")  # another key: every checkpoint is forged
     forged = runner.invoke(app, ["audit", "verify"])
     assert forged.exit_code == 1 and "checkpoint-forged checkpoint 1" in forged.output
+
+
+def test_a_past_month_is_archived_and_verified_by_the_cli_and_a_lost_archive_fails_verify(env: Path) -> None:
+    import datetime as dt
+    import uuid
+
+    from carnet.access.actors import Actor, ActorKind
+    from carnet.audit.log import record
+    from carnet.db.engine import make_engine
+
+    engine = make_engine(f"sqlite:///{env / 'carnet.db'}", pool_size=1)
+    key = uuid.uuid4()
+    with engine.begin() as conn:
+        for day in (3, 4, 5):
+            record(conn, dossier_key=key, actor=Actor(ActorKind.PROFESSIONAL, id="810001045367", profession="10"),
+                   action="R", event="ITI-68", now=dt.datetime(2026, 3, day, tzinfo=dt.UTC))
+    engine.dispose()
+    runner = CliRunner()
+    assert runner.invoke(app, ["audit", "archive", "--before", "2026-13"]).exit_code == 2
+    refused = runner.invoke(app, ["audit", "archive", "--before", "2026-04"])
+    assert refused.exit_code == 1 and "no signed checkpoint commits to yet" in refused.output, refused.output
+    assert runner.invoke(app, ["audit", "checkpoint"]).exit_code == 0
+    done = runner.invoke(app, ["audit", "archive", "--before", "2026-04"])
+    assert done.exit_code == 0 and "2026-03: 3 records in archive 2026-03-0001, dropped" in done.output, done.output
+    assert "nothing to archive" in runner.invoke(app, ["audit", "archive", "--before", "2026-04"]).output
+    later = runner.invoke(app, ["audit", "archive", "--before", "2099-01"])
+    assert later.exit_code == 1 and "the current month is never archived" in " ".join(later.output.split())
+    ok = runner.invoke(app, ["audit", "verify"])
+    assert ok.exit_code == 0 and "(3 of them in 1 archives)" in " ".join(ok.output.split()), ok.output
+    (env / "audit-archive" / "20" / "26" / "2026-03-0001").unlink()
+    bad = runner.invoke(app, ["audit", "verify"])
+    out = " ".join(bad.output.split())
+    assert bad.exit_code == 1 and "archive-missing archive 2026-03 part 1" in out, out

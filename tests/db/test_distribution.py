@@ -52,6 +52,21 @@ def test_a_primary_key_without_the_distribution_column_is_reported() -> None:
     assert problems(md, placement) == ["the primary key of session lacks the distribution column k"]
 
 
+def test_a_partitioned_table_whose_key_lacks_the_partition_column_is_reported() -> None:
+    md, placement = _toy()
+    Table("log", md, Column("k", Uuid, primary_key=True), Column("n", Integer, primary_key=True),
+          Column("at", Integer, nullable=False))
+    groups = (Group("g", "k", ("parent", "child", "log")),)
+    assert problems(md, Placement(placement.reference, groups, (("log", "at"),))) == [
+        "the primary key of log lacks the partition column at"]
+    assert problems(md, Placement(placement.reference, groups, (("log", "when"),))) == [
+        "log is partitioned by when, which is no column of it"]
+
+
+def test_the_audit_is_declared_partitioned_by_its_time() -> None:
+    assert ("audit", "recorded") in distribution.load().partitioned
+
+
 def test_a_reference_table_pointing_to_a_distributed_one_is_reported() -> None:
     md, placement = _toy()
     Table("ref2", md, Column("code", String(8), primary_key=True), Column("k", Uuid),

@@ -8,6 +8,7 @@ from carnet.db.tables import metadata
 
 REFERENCE_TABLES = {"practitioner", "client"}
 REFERENCE_TABLES |= {"master_key"}  # the master keys' check values: a handful of rows every node reads at start
+REFERENCE_TABLES |= {"audit_archive"}  # the archived audit months: a dozen rows a year
 LOOKUP_TABLES = {"token_jti"}  # a client assertion's jti (replay): insert-only, by jti
 LOOKUP_TABLES |= {"ins_lookup", "creation_objection", "patient_index", "resource_locator", "document_identifier"}
 LOOKUP_TABLES |= {"account_login"}  # a sign-in identifier -> its account

@@ -29,7 +29,9 @@ from sqlalchemy import Connection, select
 
 from carnet.audit import receipt as rc
 from carnet.audit.anchor import Anchor, name, parse_time
-from carnet.blobs import BlobNotFound
+from carnet.audit.archive import Archives
+from carnet.audit.archive import load as load_archives
+from carnet.blobs import BlobNotFound, BlobStore
 from carnet.db.tables import audit, audit_chain
 
 # A record committed before a checkpoint's time is in it; one recorded earlier may commit later (a long
@@ -57,6 +59,7 @@ class Report:
     purged: int = 0  # chains committed to, then erased by the retention purge (recorded as dossier.purge)
     latest_time: dt.datetime | None = None
     problems: list[Problem] = field(default_factory=list)
+    archives: Archives = field(default_factory=Archives)  # the archived months, read and checked
 
 
 def _numbers(anchor: Anchor) -> list[int]:
@@ -114,14 +117,26 @@ def _hashes(conn: Connection, chain: uuid.UUID) -> Iterator[tuple[int, str, Any]
         yield int(seq), str(h), recorded
 
 
-def verify(conn: Connection, anchor: Anchor) -> Report:
-    """Check the checkpoint log, then every chain against it (and against the database's anchoring marks)."""
+def verify(conn: Connection, anchor: Anchor, archive_store: BlobStore | None = None) -> Report:
+    """Check the checkpoint log, then the archived months (``archive_store``: each file on its own, and its records
+    against the checkpoints), then every chain against the checkpoints (and against the database's anchoring
+    marks)."""
     report = Report()
     committed = read_log(anchor, report)
     highest = report.highest
+
+    def archived_record(chain: str, seq: int, h: str) -> None:
+        seen = committed.get(chain, {}).get(seq)
+        if seen is not None and seen[0] != h:
+            report.problems.append(Problem("rewritten", f"chain {chain} at seq {seq}",
+                                           f"checkpoint {seen[1]} commits to another record (archived)"))
+
+    if archive_store is not None:
+        report.archives = load_archives(conn, archive_store, anchor.public_raw, archived_record)
+        report.problems += [Problem(*p) for p in report.archives.problems]
     db_heads = {str(r.dossier_key): r for r in conn.execute(select(
         audit_chain.c.dossier_key, audit_chain.c.seq, audit_chain.c.anchored_seq, audit_chain.c.anchored_in))}
-    chains = set(committed) | set(db_heads)
+    chains = set(committed) | set(db_heads) | set(report.archives.runs)
     gone: dict[str, Problem] = {}  # chains a checkpoint commits to that the database no longer holds
     for chain in sorted(chains):
         seqs = committed.get(chain, {})
@@ -141,11 +156,12 @@ def verify(conn: Connection, anchor: Anchor) -> Report:
                                                f"checkpoint {seqs[seq][1]} commits to another record"))
             if seq == top + 1:
                 first_unanchored = recorded
-        if head_row is None and last == 0:
+        if head_row is None and last == 0:  # gone from the database (what archives hold of it stays there)
             if seqs:
                 gone[chain] = Problem("chain-deleted", f"chain {chain}",
                                       f"checkpoint {seqs[top][1]} commits to {top} records")
             continue
+        last = max(last, report.archives.last_seq(chain))
         if last < top:
             report.problems.append(Problem("truncated", f"chain {chain} at seq {last + 1}",
                                            f"checkpoint {seqs[top][1]} commits to {top} records, "

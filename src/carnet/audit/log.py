@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,18 +154,44 @@ def _records(conn: Connection, dossier_key: uuid.UUID) -> Iterator[dict[str, Any
         yield dict(r)
 
 
-def verify_chain(conn: Connection, dossier_key: uuid.UUID) -> list[Finding]:
+@dataclass(frozen=True)
+class Run:
+    """Consecutive records of a chain held in an archive (:mod:`carnet.audit.archive`): ``first`` links to ``prev``,
+    and ``out`` is the hash of ``last``."""
+
+    first: int
+    prev: str
+    last: int
+    out: str
+
+
+def verify_chain(conn: Connection, dossier_key: uuid.UUID, archived: Sequence[Run] = ()) -> list[Finding]:
+    """Recompute the chain from its first record: the runs of it held in archives (already checked record by record
+    there), then the live records, in seq order; each must follow the one before."""
     findings: list[Finding] = []
     prev, expected_seq = GENESIS, 1
+    runs = sorted(archived, key=lambda r: r.first)
+    i = 0
+
+    def follow(first: int, linked_to: str) -> None:
+        if first != expected_seq:
+            findings.append(Finding(dossier_key, first, "removed" if first > expected_seq else "reordered"))
+        if linked_to != prev:
+            findings.append(Finding(dossier_key, first, "reordered" if first == expected_seq else "removed"))
+
     for row in _records(conn, dossier_key):
         seq = int(row["seq"])
-        if seq != expected_seq:
-            findings.append(Finding(dossier_key, seq, "removed" if seq > expected_seq else "reordered"))
-        if row["prev_hash"] != prev:
-            findings.append(Finding(dossier_key, seq, "reordered" if seq == expected_seq else "removed"))
+        while i < len(runs) and runs[i].first < seq:
+            follow(runs[i].first, runs[i].prev)
+            prev, expected_seq = runs[i].out, runs[i].last + 1
+            i += 1
+        follow(seq, row["prev_hash"])
         if chain_hash(row["prev_hash"], row) != row["hash"]:
             findings.append(Finding(dossier_key, seq, "altered"))
         prev, expected_seq = row["hash"], seq + 1
+    for run in runs[i:]:
+        follow(run.first, run.prev)
+        prev, expected_seq = run.out, run.last + 1
     head = conn.execute(select(audit_chain).where(audit_chain.c.dossier_key == dossier_key)).first()
     if head is not None and (int(head.seq) != expected_seq - 1 or head.head != prev):
         findings.append(Finding(dossier_key, int(head.seq), "removed" if head.seq > expected_seq - 1
@@ -173,14 +199,18 @@ def verify_chain(conn: Connection, dossier_key: uuid.UUID) -> list[Finding]:
     return findings
 
 
-def verify_all(conn: Connection) -> tuple[int, int, list[Finding]]:
-    """Verify every chain; returns (chains, records, findings)."""
+def verify_all(conn: Connection, archived: Mapping[str, Sequence[Run]] | None = None,
+               ) -> tuple[int, int, list[Finding]]:
+    """Verify every chain (continuing from its ``archived`` runs, by chain key); returns (chains, records,
+    findings)."""
+    archived = archived or {}
     keys = set(conn.execute(select(audit_chain.c.dossier_key)).scalars())
     keys |= set(conn.execute(select(audit.c.dossier_key).distinct()).scalars())
+    keys |= {uuid.UUID(k) for k in archived}
     findings: list[Finding] = []
     records = 0
     for key in sorted(keys, key=str):
-        findings.extend(verify_chain(conn, key))
+        findings.extend(verify_chain(conn, key, archived.get(str(key), ())))
         records += conn.execute(select(audit_chain.c.seq).where(audit_chain.c.dossier_key == key)).scalar() or 0
     return len(keys), records, findings
 

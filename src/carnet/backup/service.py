@@ -45,7 +45,7 @@ from carnet.blobs import (
     rewrap,
 )
 from carnet.config import Settings
-from carnet.db.tables import document
+from carnet.db.tables import audit_archive, document
 
 __all__ = ["ITEMS", "BackupError", "Item", "Report", "create", "restore"]
 
@@ -232,12 +232,18 @@ def restore(settings: Settings, engine: Engine, source: Path,
     from carnet.audit.log import verify_all
 
     with engine.connect() as conn:
-        report.audit_problems = len(verify_all(conn)[2])
-        if report.checkpoints:  # the restored chains against the restored checkpoints (docs/AUDIT.md)
+        archived: dict[str, Any] = {}
+        if report.checkpoints or conn.execute(select(func.count()).select_from(audit_archive)).scalar():
+            # the restored chains against the restored checkpoints, continuing from the archived months (which stay
+            # in the archive store, not in the backup: docs/AUDIT.md)
             from carnet.audit.anchor import from_settings
             from carnet.audit.anchor_verify import verify
+            from carnet.audit.archive import store_from_settings
 
-            report.audit_problems += len(verify(conn, from_settings(settings)).problems)
+            checked = verify(conn, from_settings(settings), store_from_settings(settings))
+            report.audit_problems += len(checked.problems)
+            archived = dict(checked.archives.runs)
+        report.audit_problems += len(verify_all(conn, archived)[2])
     report.seconds = time.monotonic() - started
     return report
 

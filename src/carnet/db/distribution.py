@@ -3,7 +3,8 @@
 
 The check (:func:`problems`) runs in CI without Citus, so that a schema that would not distribute fails there: every
 table placed once; each distributed table has its distribution column in its primary key and in every unique
-constraint or unique index; no foreign key goes from a reference table to a distributed one; a foreign key between
+constraint or unique index (and a partitioned table its partition column too: ``[partitioned]``); no foreign key
+goes from a reference table to a distributed one; a foreign key between
 distributed tables stays in one co-location group and includes the distribution column on both sides.
 
 :func:`distribute` makes it so on a database where the ``citus`` extension exists: reference tables first, then each
@@ -33,6 +34,7 @@ class Group:
 class Placement:
     reference: tuple[str, ...]
     groups: tuple[Group, ...]
+    partitioned: tuple[tuple[str, str], ...] = ()  # (table, partition column): PostgreSQL declarative partitioning
 
     def group_of(self, table: str) -> Group | None:
         return next((g for g in self.groups if table in g.tables), None)
@@ -42,7 +44,8 @@ def load(path: Path = PLACEMENT_FILE) -> Placement:
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     groups = tuple(Group(str(g["name"]), str(g["column"]), tuple(str(t) for t in g["tables"]))
                    for g in data.get("group", []))
-    return Placement(tuple(str(t) for t in data.get("reference", [])), groups)
+    partitioned = tuple((str(t), str(c)) for t, c in (data.get("partitioned") or {}).items())
+    return Placement(tuple(str(t) for t in data.get("reference", [])), groups, partitioned)
 
 
 def _unique_column_sets(table: Table) -> list[tuple[str, set[str]]]:
@@ -83,6 +86,13 @@ def problems(metadata: MetaData, placement: Placement) -> list[str]:
                       for what, columns in _unique_column_sets(table) if group.column not in columns]
         if len(types) > 1:
             found.append(f"group {group.name}: its tables' {group.column} columns differ in type ({sorted(types)})")
+    for name, column in placement.partitioned:
+        table = metadata.tables.get(name)
+        if table is None or column not in table.c:
+            found.append(f"{name} is partitioned by {column}, which is no column of it")
+            continue
+        found += [f"the {what} lacks the partition column {column}"
+                  for what, columns in _unique_column_sets(table) if column not in columns]
     for table in metadata.tables.values():
         source = placement.group_of(table.name)
         for fk in table.foreign_key_constraints:

@@ -221,6 +221,17 @@ def _history_conditions(ctx: Context, dossier_key: uuid.UUID, f: HistoryFilter) 
     return conds
 
 
+def archived_before(ctx: Context, dossier_key: uuid.UUID) -> dt.datetime | None:
+    """When the chain's older records were archived (``carnet audit archive``: they left the live table, see
+    docs/AUDIT.md), the time of its oldest record still live, before which the history shows nothing; None when the
+    whole chain is live. Call it after :func:`history`, which checked that the caller may read the history."""
+    first = ctx.conn.execute(select(audit.c.seq, audit.c.recorded).where(audit.c.dossier_key == dossier_key)
+                             .order_by(audit.c.seq).limit(1)).first()
+    if first is None or int(first.seq) == 1:
+        return None
+    return utc(first.recorded)
+
+
 def history(ctx: Context, dossier_key: uuid.UUID, f: HistoryFilter, limit: int = 50,
             offset: int = 0) -> tuple[list[HistoryEntry], int]:
     """The dossier's audit records for its history screen, newest first, filtered in SQL (paging and totals hold),

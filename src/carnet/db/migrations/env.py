@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from alembic import context
 from carnet.config import Settings
 from carnet.db.engine import make_engine, normalise_url
@@ -9,6 +11,14 @@ from carnet.db.tables import metadata
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or Settings().effective_database_url
+
+
+# audit's monthly partitions (carnet.audit.partitions) are made at run time and are not in the metadata
+_AUDIT_PARTITION = re.compile(r"audit_default|audit_y\d{4}m\d{2}")
+
+
+def _include_name(name, type_, parent_names) -> bool:
+    return not (type_ == "table" and name is not None and _AUDIT_PARTITION.fullmatch(name))
 
 
 def run_migrations_offline() -> None:
@@ -31,7 +41,8 @@ def run_migrations_online() -> None:
 
 def _run(connection) -> None:
     context.configure(connection=connection, target_metadata=metadata,
-                      render_as_batch=connection.dialect.name == "sqlite", compare_type=True)
+                      render_as_batch=connection.dialect.name == "sqlite", compare_type=True,
+                      include_name=_include_name)
     with context.begin_transaction():
         context.run_migrations()
 

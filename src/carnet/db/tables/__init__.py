@@ -267,11 +267,13 @@ audit_chain = Table(
 )
 
 audit = Table(
-    "audit", metadata,  # append-only, hash-chained per dossier
+    "audit", metadata,  # append-only, hash-chained per dossier; on PostgreSQL partitioned by month on ``recorded``
+    # (migration 0018, carnet.audit.partitions): a partitioned table's keys must hold the partition column, so the
+    # key is (dossier_key, seq, recorded); one record per (chain, seq) is kept by the chain head's lock
     Column("dossier_key", Uuid, primary_key=True),
     Column("seq", Integer, primary_key=True),
     Column("event_id", Uuid, nullable=False),
-    Column("recorded", TS, nullable=False),
+    Column("recorded", TS, primary_key=True),
     Column("action", String(1), nullable=False),  # C R U D E (FHIR AuditEvent.action)
     Column("event", String(32), nullable=False),  # what happened, e.g. ITI-65, ITI-67, dossier.close, access.grant
     Column("outcome", String(2), nullable=False),  # 0 success, 4 minor failure (refused), 8 serious failure
@@ -288,6 +290,17 @@ audit = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     Index(None, "dossier_key", "recorded"),
+)
+
+audit_archive = Table(
+    "audit_archive", metadata,  # the audit months written to the archive store then dropped (carnet.audit.archive)
+    Column("month", String(7), primary_key=True),  # YYYY-MM
+    Column("part", Integer, primary_key=True),  # 1, or more when records of an archived month came in later
+    Column("blob_key", String(64), nullable=False),  # its name in the archive store
+    Column("records", BigInteger, nullable=False),
+    Column("chains", Integer, nullable=False),
+    Column("content_sha256", String(64), nullable=False),
+    Column("archived_at", TS, nullable=False),
 )
 
 # --- people's accounts (issue 4) ----------------------------------------------------------------------------------

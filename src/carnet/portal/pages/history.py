@@ -126,7 +126,11 @@ async def history(p: Page) -> Response:
     f = audit_fhir.HistoryFilter(since=since, until=until, actors=actors, emergency_only=emergency, kind=kind,
                                  include_own_reads=own, zone=p.zone)
     key = p.dossier_key
-    entries, total = await p.run(lambda ctx: audit_fhir.history(ctx, key, f, PAGE_SIZE, (number - 1) * PAGE_SIZE))
+    def read(ctx: Any) -> tuple[Any, int, dt.datetime | None]:
+        entries, total = audit_fhir.history(ctx, key, f, PAGE_SIZE, (number - 1) * PAGE_SIZE)
+        return entries, total, audit_fhir.archived_before(ctx, key)
+
+    entries, total, archived = await p.run(read)
     kept: dict[str, Any] = {k: v for k, v in (("from", since.isoformat() if since else ""),
                                               ("to", until.isoformat() if until else ""), ("who", actors or ""),
                                               ("kind", kind or ""), ("emergency", "1" if emergency else ""),
@@ -143,4 +147,5 @@ async def history(p: Page) -> Response:
         entries=entries, total=total, number=number, pages=pages, prev=link(number - 1) if number > 1 else "",
         next=link(number + 1) if number < pages else "", since=since, until=until, actors=actors, kind=kind,
         emergency=emergency, own=own, kinds=KINDS, actor_choices=ACTORS, actor_kinds=ACTOR_KINDS, modes=MODES,
-        event_label=event_label, filtered=bool(kept), profession=lambda c: profession_label(c, lang) if c else "")
+        event_label=event_label, filtered=bool(kept), archived=archived,
+        profession=lambda c: profession_label(c, lang) if c else "")
