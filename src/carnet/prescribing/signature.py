@@ -1,0 +1,73 @@
+"""PAdES signatures of prescription PDFs, with pyHanko: :func:`sign` (PAdES B-B: a CMS signature with the signing
+certificate's hash among the signed attributes, ETSI EN 319 142-1) and :func:`verify`, pyHanko's validation API
+with only the trust roots of :func:`carnet.prescribing.keys.trust_roots`: independent of how Carnet signed."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign import fields, signers
+from pyhanko.sign.validation import validate_pdf_signature
+from pyhanko_certvalidator import ValidationContext
+
+from carnet.errors import FhirError
+from carnet.prescribing.keys import SigningKey
+
+FIELD = "Prescripteur"
+
+
+def _signer(key: SigningKey) -> signers.SimpleSigner:
+    signer: signers.SimpleSigner | None
+    if key.pkcs12 is not None:
+        signer = signers.SimpleSigner.load_pkcs12(str(key.pkcs12), passphrase=key.passphrase)
+    else:
+        signer = signers.SimpleSigner.load(str(key.key), str(key.cert), ca_chain_files=[str(p) for p in key.chain])
+    if signer is None:
+        raise FhirError(422, "business-rule", "The prescriber's signing key could not be loaded.", "requester")
+    return signer
+
+
+def sign(pdf: bytes, key: SigningKey, reason: str) -> bytes:
+    """The PDF with one approval signature (``/SubFilter /ETSI.CAdES.detached``), made with ``key``."""
+    writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
+    meta = signers.PdfSignatureMetadata(field_name=FIELD, subfilter=fields.SigSeedSubFilter.PADES,
+                                        md_algorithm="sha256", reason=reason, location="France")
+    out = signers.sign_pdf(writer, meta, signer=_signer(key))
+    return out.getvalue()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    intact: bool  # the signed bytes are unchanged
+    valid: bool  # the cryptographic signature holds
+    trusted: bool  # the certificate chains to a trusted root
+    covers_whole_file: bool  # nothing was added after the signature
+    signer: str | None  # the signing certificate's subject
+
+    @property
+    def ok(self) -> bool:
+        return self.intact and self.valid and self.trusted and self.covers_whole_file
+
+
+def verify(pdf: bytes, roots: list[x509.Certificate]) -> Verdict:
+    """Check the PDF's (first) signature; a PDF with no signature, or one pyHanko cannot read, is not ok."""
+    try:
+        reader = PdfFileReader(io.BytesIO(pdf), strict=False)
+        sigs = reader.embedded_signatures
+        if not sigs:
+            return Verdict(False, False, False, False, None)
+        vc = ValidationContext(trust_roots=[asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER))
+                                            for c in roots], allow_fetching=False)
+        status = validate_pdf_signature(sigs[0], vc)
+    except Exception:  # noqa: BLE001 - any damage that stops the reader is a failed check, never a crash
+        return Verdict(False, False, False, False, None)
+    coverage = getattr(status, "coverage", None)
+    whole = coverage is not None and coverage.name == "ENTIRE_FILE"
+    return Verdict(bool(status.intact), bool(status.valid), bool(status.trusted), whole,
+                   status.signing_cert.subject.human_friendly if status.signing_cert else None)
