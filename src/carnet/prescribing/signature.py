@@ -5,6 +5,7 @@ with only the trust roots of :func:`carnet.prescribing.keys.trust_roots`: indepe
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass
 
 from asn1crypto import x509 as asn1_x509
@@ -20,6 +21,10 @@ from carnet.errors import FhirError
 from carnet.prescribing.keys import SigningKey
 
 FIELD = "Prescripteur"
+# pyHanko logs a failed check with its traceback and the certificate's subject: the Verdict says what matters, and
+# Carnet's logs stay free of names (docs/OPERATIONS.md, "Logs")
+for _name in ("pyhanko", "pyhanko_certvalidator"):
+    logging.getLogger(_name).setLevel(logging.CRITICAL)
 
 
 def _signer(key: SigningKey) -> signers.SimpleSigner:
