@@ -21,7 +21,7 @@ from carnet.errors import FhirError
 from carnet.identity.ins import format_nir
 from tests.conftest import World
 from tests.notify.conftest import add_account, messages
-from tests.prescribing.helpers import PARACETAMOL, outside_pharmacist, write
+from tests.prescribing.helpers import outside_pharmacist, write
 from tests.tasks.helpers import audit_events, patient
 
 
