@@ -41,7 +41,8 @@ def test_a_gp_writes_and_an_outside_pharmacist_dispenses_through_the_pages(world
     home = browser.get("/pro/pharmacy")
     assert home.status_code == 200 and 'id="find-form"' in home.text
     csrf = csrf_of(home.text)
-    wrong = browser.post("/pro/pharmacy/find", data={"csrf": csrf, "number": number, "ins": fake_nir_for(world.n + 500_000)})
+    other = fake_nir_for(world.n + 500_000)
+    wrong = browser.post("/pro/pharmacy/find", data={"csrf": csrf, "number": number, "ins": other})
     assert wrong.status_code == 404 and 'id="found"' not in wrong.text
     found = browser.post("/pro/pharmacy/find", data={"csrf": csrf, "number": number, "ins": format_nir(world.ins)})
     assert found.status_code == 200 and "TESTÉ Alix" in found.text and 'id="dispense-form"' in found.text
