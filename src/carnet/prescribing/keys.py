@@ -88,9 +88,10 @@ def _demo_ca(folder: Path) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate
                 .sign(key, hashes.SHA256()))
         _write_once(key_path, _key_pem(key), 0o600)
         _write_once(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
-    key = serialization.load_pem_private_key(key_path.read_bytes(), None)
-    assert isinstance(key, ec.EllipticCurvePrivateKey)  # noqa: S101 - we wrote it
-    return key, x509.load_pem_x509_certificate(cert_path.read_bytes())
+    loaded = serialization.load_pem_private_key(key_path.read_bytes(), None)
+    if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{key_path}: not the EC key Carnet makes")
+    return loaded, x509.load_pem_x509_certificate(cert_path.read_bytes())
 
 
 def _demo_key(settings: Settings, national_id: str, name: str) -> SigningKey:

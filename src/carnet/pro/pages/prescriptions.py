@@ -16,7 +16,7 @@ from carnet import prescribing
 from carnet.errors import FhirError
 from carnet.pro.web import ProPage, pro_page
 
-FORM_LINES = 4
+FORM_LINES = 3
 FIELDS = ("kind", "medication", "strength", "form", "ucd", "dosage_text", "dose_value", "dose_unit", "frequency",
           "period_unit", "duration_days", "quantity", "unit", "repeats")
 
@@ -90,8 +90,10 @@ async def prescribe(p: ProPage) -> Response:
 async def dossier_prescriptions(p: ProPage) -> Response:
     key = _key(p)
     found = await p.run(lambda ctx: prescribing.for_dossier(ctx, key))
+    written = p.request.query_params.get("done") == "written"
     return p.render("pro/prescriptions.html", title=p._("Prescriptions"), key=key, prescriptions=found,
-                    done=p.request.query_params.get("done"))
+                    flash=p._("The prescription is signed and filed in the dossier; the patient can see it.")
+                    if written else "")
 
 
 # --- the pharmacist -------------------------------------------------------------------------------------------------
@@ -105,7 +107,9 @@ def _pharmacy(p: ProPage, status: int = 200, error: str = "", shown: prescribing
               found: prescribing.PrescriptionView | None = None, sent: list[prescribing.Sent] | None = None,
               done: str = "") -> Response:
     return p.render("pro/pharmacy.html", status=status, title=p._("Dispense a prescription"), error=error,
-                    shown=shown or prescribing.Presentation(), found=found, sent=sent or [], done=done)
+                    shown=shown or prescribing.Presentation(), found=found, sent=sent or [],
+                    flash=p._("Recorded: the patient and the prescriber see what you dispensed.")
+                    if done == "dispensed" else "")
 
 
 @pro_page("GET", "/pro/pharmacy")
