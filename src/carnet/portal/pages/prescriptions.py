@@ -32,7 +32,7 @@ async def index(p: Page) -> Response:
 
     found, pharmacies, qr = await p.run(work)
     done = str(p.request.query_params.get("done") or "")
-    return p.render("portal/prescriptions.html", title=p._("Prescriptions"), prescriptions=found,
+    return p.render("portal/prescriptions.html", title=p._("My prescriptions"), prescriptions=found,
                     pharmacies=pharmacies, qr=qr, shown=shown, flash=p._(DONE[done]) if done in DONE else "",
                     lead=p._("Your prescriptions, and what each pharmacy dispensed. Show the code at any pharmacy, "
                              "or send a prescription to yours so that it can be prepared."))

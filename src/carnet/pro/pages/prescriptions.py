@@ -91,7 +91,7 @@ async def dossier_prescriptions(p: ProPage) -> Response:
     key = _key(p)
     found = await p.run(lambda ctx: prescribing.for_dossier(ctx, key))
     written = p.request.query_params.get("done") == "written"
-    return p.render("pro/prescriptions.html", title=p._("Prescriptions"), key=key, prescriptions=found,
+    return p.render("pro/prescriptions.html", title=p._("Prescriptions in this dossier"), key=key, prescriptions=found,
                     flash=p._("The prescription is signed and filed in the dossier; the patient can see it.")
                     if written else "")
 
