@@ -20,12 +20,12 @@ def gp(world: World) -> Actor:
     return Actor(ActorKind.PROFESSIONAL, id=world.pros["gp"], profession="10", organisation_id=f"ORG{world.n}")
 
 
-def outside_pharmacist(world: World, org: str = "PHARMA") -> Actor:
+def outside_pharmacist(world: World, org: str = "PHARMA", family: str = "Officine") -> Actor:
     """A pharmacist of another organisation, with no authorization on the dossier."""
     if "outside_pharmacist" not in world.pros:
         with world.services.engine.begin() as conn:
             world.pros["outside_pharmacist"] = admin.add_practitioner(
-                conn, rpps=fake_rpps(next(_counter)), adeli=None, family="Officine", given="Test", profession="21",
+                conn, rpps=fake_rpps(next(_counter)), adeli=None, family=family, given="Test", profession="21",
                 organisation_id=f"{org}{world.n}", organisation_name=f"Pharmacie {world.n}")
     return Actor(ActorKind.PROFESSIONAL, id=world.pros["outside_pharmacist"], profession="21",
                  organisation_id=f"{org}{world.n}")

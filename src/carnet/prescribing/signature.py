@@ -4,9 +4,13 @@ with only the trust roots of :func:`carnet.prescribing.keys.trust_roots`: indepe
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
@@ -14,17 +18,31 @@ from cryptography.hazmat.primitives import serialization
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields, signers
-from pyhanko.sign.validation import validate_pdf_signature
+from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 
 from carnet.errors import FhirError
 from carnet.prescribing.keys import SigningKey
 
 FIELD = "Prescripteur"
+T = TypeVar("T")
 # pyHanko logs a failed check with its traceback and the certificate's subject: the Verdict says what matters, and
 # Carnet's logs stay free of names (docs/OPERATIONS.md, "Logs")
 for _name in ("pyhanko", "pyhanko_certvalidator"):
     logging.getLogger(_name).setLevel(logging.CRITICAL)
+
+
+def _run(make: Callable[[], Awaitable[T]]) -> T:
+    """Run pyHanko's async API to its end. Its sync wrappers call ``asyncio.run``, which fails in a thread that already
+    runs an event loop (a caller inside one): there, run it in a thread of its own."""
+    async def main() -> T:
+        return await make()
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main())
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, main()).result()
 
 
 def _signer(key: SigningKey) -> signers.SimpleSigner:
@@ -43,7 +61,8 @@ def sign(pdf: bytes, key: SigningKey, reason: str) -> bytes:
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
     meta = signers.PdfSignatureMetadata(field_name=FIELD, subfilter=fields.SigSeedSubFilter.PADES,
                                         md_algorithm="sha256", reason=reason, location="France")
-    out = signers.sign_pdf(writer, meta, signer=_signer(key))
+    signer = _signer(key)
+    out = _run(lambda: signers.async_sign_pdf(writer, meta, signer=signer))
     return out.getvalue()
 
 
@@ -69,7 +88,7 @@ def verify(pdf: bytes, roots: list[x509.Certificate]) -> Verdict:
             return Verdict(False, False, False, False, None)
         vc = ValidationContext(trust_roots=[asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER))
                                             for c in roots], allow_fetching=False)
-        status = validate_pdf_signature(sigs[0], vc)
+        status = _run(lambda: async_validate_pdf_signature(sigs[0], vc))
     except Exception:  # noqa: BLE001 - any damage that stops the reader is a failed check, never a crash
         return Verdict(False, False, False, False, None)
     coverage = getattr(status, "coverage", None)
