@@ -110,6 +110,8 @@ class Settings:
     access_code_attempts: int = field(default_factory=lambda: _int("CARNET_ACCESS_CODE_ATTEMPTS", 5))
     access_code_freeze_minutes: int = field(default_factory=lambda: _int("CARNET_ACCESS_CODE_FREEZE_MINUTES", 60))
     rate_access_code: tuple[int, int] = field(default_factory=lambda: _rate("CARNET_RATE_ACCESS_CODE", "10/300"))
+    # a pharmacist's prescription look-ups (number + INS, or code), counted per pharmacist (carnet.prescribing)
+    rate_prescription: tuple[int, int] = field(default_factory=lambda: _rate("CARNET_RATE_PRESCRIPTION", "60/300"))
     # e-prescriptions (carnet.prescribing, docs/PRESCRIPTIONS.md): where the prescribers' signing keys come from
     # ("demo": made per demo professional in var/prescriber-keys/; else a directory of <national id>.p12), the
     # passphrase of those files, the CA certificates validation trusts; the dispensing windows in days

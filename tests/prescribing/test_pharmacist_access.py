@@ -75,3 +75,17 @@ def test_a_line_without_dosage_is_refused_naming_the_field(world: World) -> None
     refused = _refused(world, Actor(ActorKind.PROFESSIONAL, id=world.pros["gp"], profession="10"),
                        lambda ctx: prescribing.write(ctx, world.dossier, [bare]))
     assert refused.status == 422 and "dosage" in str(refused)
+
+
+def test_a_pharmacists_look_ups_are_counted_and_then_slowed(world: World) -> None:
+    import dataclasses
+
+    tight = dataclasses.replace(world.services, settings=dataclasses.replace(world.services.settings,
+                                                                             rate_prescription=(2, 300)))
+    me = f"rate-{world.n}-{world.pros['gp']}"
+    prescribing.check_rate(tight, me)
+    prescribing.check_rate(tight, me)
+    with pytest.raises(FhirError) as slowed:
+        prescribing.check_rate(tight, me)
+    assert slowed.value.status == 429 and int(slowed.value.headers["Retry-After"]) > 0
+    prescribing.check_rate(tight, me + "-other")  # another pharmacist is not slowed

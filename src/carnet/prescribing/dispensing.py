@@ -27,9 +27,10 @@ from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, select, update
 
+from carnet import throttle
 from carnet.access.actors import ActorKind
 from carnet.access.policy import DocFacts
-from carnet.context import Context
+from carnet.context import Context, Services
 from carnet.db.tables import (
     dossier,
     medication_dispense,
@@ -168,6 +169,16 @@ def for_dossier(ctx: Context, key: uuid.UUID) -> list[PrescriptionView]:
 
 
 # --- the pharmacist -------------------------------------------------------------------------------------------------
+
+def check_rate(services: Services, pharmacist_id: str) -> None:
+    """Count one look-up by this pharmacist (a transaction of its own, so a refused look-up counts too); 429 with
+    ``Retry-After`` past ``CARNET_RATE_PRESCRIPTION`` (60 in 5 minutes): a number alone cannot be walked through INS
+    guesses. The faces call it before :func:`find` and :func:`dispense`."""
+    wait = throttle.hit(services, "prescription", pharmacist_id)
+    if wait:
+        raise FhirError(429, "throttled", "Too many prescription look-ups: wait a moment and try again.",
+                        headers={"Retry-After": str(wait)})
+
 
 def _pharmacist(ctx: Context) -> str:
     a = ctx.actor

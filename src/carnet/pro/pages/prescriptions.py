@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
@@ -112,6 +113,11 @@ def _pharmacy(p: ProPage, status: int = 200, error: str = "", shown: prescribing
                     if done == "dispensed" else "")
 
 
+async def _count(p: ProPage) -> None:
+    if p.pro is not None:
+        await run_in_threadpool(prescribing.check_rate, p.services, p.pro.national_id)
+
+
 @pro_page("GET", "/pro/pharmacy")
 async def pharmacy(p: ProPage) -> Response:
     sent = await p.run(prescribing.pharmacy_inbox)
@@ -121,6 +127,7 @@ async def pharmacy(p: ProPage) -> Response:
 @pro_page("POST", "/pro/pharmacy/find")
 async def pharmacy_find(p: ProPage) -> Response:
     shown = _presentation(await p.form())
+    await _count(p)
     try:
         found = await p.run(lambda ctx: prescribing.find(ctx, shown))
     except FhirError as err:
@@ -142,6 +149,7 @@ async def pharmacy_dispense(p: ProPage) -> Response:
                 items.append((int(name[4:]), int(str(form.get(name)))))
             except ValueError:
                 return _pharmacy(p, 422, p._("Quantities are whole numbers."), shown)
+    await _count(p)
     try:
         found = await p.run(lambda ctx: prescribing.dispense(ctx, shown, items))
     except FhirError as err:
