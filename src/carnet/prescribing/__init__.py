@@ -43,6 +43,6 @@ def verify_pdf(settings: Settings, pdf: bytes) -> Verdict:
 
 
 __all__ = ["NOT_FOUND", "PERIOD_UNITS", "DispenseView", "Line", "LineView", "Pharmacy", "PrescriptionView",
-           "Presentation", "Sent", "Verdict", "Written", "check_rate", "dispense", "dispense_resources", "find", "for_dossier",
-           "format_number", "normalise", "pharmacies", "pharmacy_inbox", "qr_svg", "read_scan", "scan_code",
-           "send_to_pharmacy", "verify_pdf", "write"]
+           "Presentation", "Sent", "Verdict", "Written", "check_rate", "dispense", "dispense_resources", "find",
+           "for_dossier", "format_number", "normalise", "pharmacies", "pharmacy_inbox", "qr_svg", "read_scan",
+           "scan_code", "send_to_pharmacy", "verify_pdf", "write"]
