@@ -113,6 +113,18 @@ class Settings:
     access_code_attempts: int = field(default_factory=lambda: _int("CARNET_ACCESS_CODE_ATTEMPTS", 5))
     access_code_freeze_minutes: int = field(default_factory=lambda: _int("CARNET_ACCESS_CODE_FREEZE_MINUTES", 60))
     rate_access_code: tuple[int, int] = field(default_factory=lambda: _rate("CARNET_RATE_ACCESS_CODE", "10/300"))
+    # a pharmacist's prescription look-ups (number + INS, or code), counted per pharmacist (carnet.prescribing)
+    rate_prescription: tuple[int, int] = field(default_factory=lambda: _rate("CARNET_RATE_PRESCRIPTION", "60/300"))
+    # e-prescriptions (carnet.prescribing, docs/PRESCRIPTIONS.md): where the prescribers' signing keys come from
+    # ("demo": made per demo professional in var/prescriber-keys/; else a directory of <national id>.p12), the
+    # passphrase of those files, the CA certificates validation trusts; the dispensing windows in days
+    prescriber_keys: str = field(default_factory=lambda: _env("CARNET_PRESCRIBER_KEYS", "demo") or "demo")
+    prescriber_keys_passphrase_file: str | None = field(
+        default_factory=lambda: _env("CARNET_PRESCRIBER_KEYS_PASSPHRASE_FILE"))
+    prescriber_trust: str | None = field(default_factory=lambda: _env("CARNET_PRESCRIBER_TRUST"))
+    prescription_first_dispense_days: int = field(
+        default_factory=lambda: _int("CARNET_PRESCRIPTION_FIRST_DISPENSE_DAYS", 90))
+    prescription_valid_days: int = field(default_factory=lambda: _int("CARNET_PRESCRIPTION_VALID_DAYS", 365))
     access_request_hours: int = field(default_factory=lambda: _int("CARNET_ACCESS_REQUEST_HOURS", 24))
     refresh_token_days: int = field(default_factory=lambda: _int("CARNET_REFRESH_TOKEN_DAYS", 90))
     # --- notifications: email over SMTP (files in var/mail when no host is set), SMS through a gateway ---

@@ -22,7 +22,7 @@ import datetime as dt
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import structlog
@@ -150,9 +150,12 @@ class Context:
         return error
 
     # --- the one way to a dossier -----------------------------------------------------------------------------
-    def dossier(self, dossier_key: uuid.UUID, *, lock: bool = False) -> tuple[Row[Any], Decision]:
+    def dossier(self, dossier_key: uuid.UUID, *, lock: bool = False,
+                presented_prescription: bool = False) -> tuple[Row[Any], Decision]:
         """Load a dossier and the policy's decision for the caller, in one query (the dossier joined with the
-        caller's grants or representative record, on the dossier key). Raises 404 if there is no such dossier."""
+        caller's grants or representative record, on the dossier key). Raises 404 if there is no such dossier.
+        ``presented_prescription``: the caller presented one of its prescriptions (:mod:`carnet.prescribing` checked
+        the number with the INS or the 2D code); the policy decides what that gives (``Decision.dispense``)."""
         a = self.actor
         params: dict[str, Any]
         rep_id = _uuid_or_none(a.id) if a.kind is ActorKind.REPRESENTATIVE else None
@@ -171,14 +174,16 @@ class Context:
         rows = self.conn.execute(q, params).all()
         if not rows:
             raise FhirError(404, "not-found", "Patient not found")
-        return rows[0], self._decide(rows[0], list(rows))
+        return rows[0], self._decide(rows[0], list(rows), presented_prescription)
 
-    def _decide(self, row: Row[Any], rows: list[Any]) -> Decision:
+    def _decide(self, row: Row[Any], rows: list[Any], presented_prescription: bool = False) -> Decision:
         facts = DossierFacts(dossier_key=row.dossier_key, status=row.status, birth_date=row.birth_date,
                              objects_break_glass=row.objects_break_glass, objects_regulation=row.objects_regulation,
                              requires_code=bool(row.requires_code))
-        return decide(self.actor, facts, self.standing(row, rows), self.now.date(), self.services.matrix,
-                      self.settings.majority_age)
+        standing = self.standing(row, rows)
+        if presented_prescription:
+            standing = replace(standing, presented_prescription=True)
+        return decide(self.actor, facts, standing, self.now.date(), self.services.matrix, self.settings.majority_age)
 
     def standing(self, row: Row[Any], rows: list[Any]) -> Standing:
         """The caller's standing, from the rows :meth:`dossier` joined (grants, or the representative record)."""

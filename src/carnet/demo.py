@@ -36,6 +36,12 @@ PROS = [  # (index, family, given, profession, specialty, regulator)
     (6, "Durand", "Paul", "40", None, False),  # dentist
     (7, "Leroy", "Zoé", "70", None, False),  # physiotherapist
 ]
+# Pharmacies of the directory (issue 12 §2: the patient sends a prescription to one): (index, family, given,
+# organisation id, name); their pharmacists have no authorization on any dossier.
+PHARMACIES = [
+    (8, "Garnier", "Louis", "1750000002", "Pharmacie du Marché"),
+    (9, "Faure", "Nina", "1750000003", "Pharmacie de la Gare"),
+]
 PATIENTS = [  # (index, family, given, birthDate, gender)
     (1, "Lefèvre", "Jeanne", "1958-03-14", "female"),
     (2, "Moreau", "Lucas", "2015-06-02", "male"),
@@ -122,6 +128,9 @@ def seed(services: Services) -> dict[str, Any]:
             admin.add_practitioner(conn, rpps=fake_rpps(i), adeli=None, family=family, given=given, profession=prof,
                                    specialty=spec, organisation_id=ORG, organisation_name="Maison de santé Démo",
                                    regulator=reg)
+        for i, family, given, org, org_name in PHARMACIES:
+            admin.add_practitioner(conn, rpps=fake_rpps(i), adeli=None, family=family, given=given, profession="21",
+                                   specialty=None, organisation_id=org, organisation_name=org_name, regulator=False)
         for name, cid, kind in (("client", "demo-practice", "professional"), ("portal", "demo-portal",
                                                                               "patient_portal"),
                                 ("cpam", "demo-cpam", "assurance_maladie")):
@@ -134,7 +143,7 @@ def seed(services: Services) -> dict[str, Any]:
     if existing is None:
         _seed_dossiers(services)
         _activate_demo_accounts(services)
-    return {"professionals": {p[1]: pro_id(p[0]) for p in PROS},
+    return {"professionals": {p[1]: pro_id(p[0]) for p in PROS + PHARMACIES},
             "patients": {p[1]: patient_ins(p[0]) for p in PATIENTS}}
 
 

@@ -45,11 +45,14 @@ class Scenario:
     # Document Access Code): it is recorded on their own authorization, so it counts only while relation is
     # "authorized"; it shows them what the patient hid from professionals (MASQUE_PS), never beyond their profession
     sees_hidden: bool = False
+    # a pharmacist presented one of the dossier's prescriptions (issue 12 §2): its number with the patient's INS, or
+    # its scanned 2D code, or the patient sent it to their pharmacy
+    presented_prescription: bool = False
 
 
 ACTIONS = ("read_document", "add_document", "check_dossier", "read_history", "manage_access", "close_or_reopen",
            "request_access", "copy_dossier", "read_gp_notices", "read_item", "issue_access_code",
-           "redeem_access_code", "redeem_hidden_code")
+           "redeem_access_code", "redeem_hidden_code", "write_prescription", "dispense_prescription")
 
 # Age at which a minor's legal representatives lose access (DOMAIN.md: Carnet's choice, configurable: 18).
 _AGE_OF_MAJORITY = 18
@@ -80,6 +83,8 @@ def expected(s: Scenario, action: str) -> bool:
 
 
 def _assurance_maladie(s: Scenario, action: str) -> bool:
+    if action in ("write_prescription", "dispense_prescription"):
+        return False  # prescriptions are written by prescribers and dispensed by pharmacists
     if action in ("issue_access_code", "redeem_access_code", "redeem_hidden_code"):
         return False  # it neither gives a patient's consent nor takes one up
     # A closed dossier: Assurance Maladie gets nothing, not even the existence check.
@@ -99,6 +104,8 @@ def _assurance_maladie(s: Scenario, action: str) -> bool:
 
 
 def _patient(s: Scenario, action: str) -> bool:
+    if action in ("write_prescription", "dispense_prescription"):
+        return False  # the patient reads their prescriptions and sends them to a pharmacy; never writes or dispenses
     if action == "request_access":
         return False  # asking the patient for access is a professional's request
     if action == "issue_access_code":
@@ -197,6 +204,16 @@ def _professional(s: Scenario, action: str) -> bool:
     if s.mode == "regulation" and not s.objects_regulation:
         has_access = True
 
+    if action == "dispense_prescription":
+        # Issue 12 §2: "the pharmacist finds it by number and the patient's INS (or the scanned code), sees that
+        # prescription and nothing else of the dossier": a pharmacist (TRE_G15 21) who presented it, whatever their
+        # authorization (blocked, closed and social-sector returned above), in normal mode (Carnet's choice: a
+        # dispensing is no emergency access).
+        return s.profession == "21" and s.presented_prescription and s.mode == "normal"
+    if action == "write_prescription":
+        # Issue 12 §2, Carnet's choice of prescribers: doctors (10), dentists (40) and midwives (50), who may add to
+        # the dossier (a prescription is a document they file).
+        return s.profession in ("10", "40", "50") and has_access
     if action == "check_dossier":
         # TD0.2 "does a dossier exist": answered to any professional not blocked, even without access.
         return True

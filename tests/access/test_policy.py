@@ -98,6 +98,7 @@ def to_policy(s: Scenario, birthday_is_today: bool = True) -> tuple[Actor, Dossi
         is_owner=s.actor == "patient",
         representative_kind=s.representative_kind if s.actor == "representative" else None,
         sees_hidden=s.sees_hidden,
+        presented_prescription=s.presented_prescription,
     )
     doc = DocFacts(
         class_code=s.doc_class,
@@ -146,6 +147,10 @@ def policy_answer(decision: Decision, doc: DocFacts, action: str, item: ItemFact
         return decision.redeem_hidden_code
     if action == "read_gp_notices":
         return decision.gp_notices
+    if action == "write_prescription":
+        return decision.prescribe
+    if action == "dispense_prescription":
+        return decision.dispense
     raise ValueError(f"unknown action {action!r}")
 
 
@@ -198,6 +203,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         item_hidden=draw(st.booleans()),
         requires_code=draw(st.booleans()),
         sees_hidden=draw(st.booleans()),
+        presented_prescription=draw(st.booleans()),
     )
 
 
@@ -381,3 +387,23 @@ def test_an_unauthorized_professional_in_normal_mode_is_told_about_consent_and_e
     message = decision.refusal.lower()
     assert "consent" in message
     assert "emergency" in message
+
+
+def test_every_prescription_combination_agrees() -> None:
+    """Writing and dispensing prescriptions (issue 12 §2) for every actor and every combination of the fields they
+    depend on, the pharmacist's presented prescription included."""
+    found: list[str] = []
+    for actor in ACTOR_KINDS:
+        professional = actor == "professional"
+        for (profession, is_regulator, mode, relation, status, obj_bg, obj_reg, code, presented) in itertools.product(
+                PROFESSIONS if professional else (None,), (False, True), MODES,
+                RELATIONS if professional else ("none",), STATUSES, (False, True), (False, True), (False, True),
+                (False, True)):
+            s = Scenario(actor=actor, profession=profession, is_regulator=is_regulator, mode=mode, relation=relation,
+                         representative_kind="protected_adult" if actor == "representative" else None,
+                         patient_age=40, dossier_status=status, objects_break_glass=obj_bg,
+                         objects_regulation=obj_reg, confidentiality=frozenset(), invisible_patient_expired=False,
+                         actor_is_author=False, deleted_by_patient=False, requires_code=code,
+                         presented_prescription=presented, **NEUTRAL_DOC)
+            found += disagreements(s, ("write_prescription", "dispense_prescription"))
+    assert not found, report(found)

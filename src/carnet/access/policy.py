@@ -18,13 +18,18 @@ Choices where DOMAIN.md is silent (also in docs/ACCESS.md):
   sees ``MASQUE_PS`` while that authorization lasts; the habilitation matrix still applies to them;
 - ``INVISIBLE_REPRESENTANTS_LEGAUX`` hides from every legal representative (minor's parents and tutors);
 - the existence check (TD0.2) is answered to any professional who is not blocked and to Assurance Maladie, while
-  the dossier is open.
+  the dossier is open;
+- e-prescriptions (issue 12 §2, docs/PRESCRIPTIONS.md): a doctor, a midwife or a dentist who may read and add to an
+  open dossier writes prescriptions (``prescribe``); a pharmacist who presents a prescription (its number and the
+  patient's INS, or its scanned 2D code, or the patient sent it to their pharmacy) reads that prescription and records
+  what was dispensed on it (``dispense``), in normal mode, on an open dossier, unless the patient blocked them: that
+  gives nothing else of the dossier (``read`` stays as their own standing makes it).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import and_, false, func, or_, true
@@ -33,6 +38,11 @@ from sqlalchemy.sql.elements import ColumnElement
 from carnet.access.actors import NEVER_ADMITTED, Actor, ActorKind, Mode
 from carnet.access.matrix import Matrix, ProfessionRights
 from carnet.identity.professions import DOCTOR
+
+# Who writes prescriptions (TRE_G15): médecin, chirurgien-dentiste, sage-femme (Carnet's choice: the professions that
+# prescribe medicines in France on their own authority); who dispenses them: pharmacien.
+PRESCRIBERS = frozenset({"10", "40", "50"})
+PHARMACIST = "21"
 
 AUTHORIZED_RELATIONS = frozenset({"authorized", "care_team", "treating_gp", "gp_rights"})
 FULL_RIGHTS_RELATIONS = frozenset({"treating_gp", "gp_rights"})
@@ -63,6 +73,9 @@ class Standing:
     # the professional took up the patient's code for hidden documents (issue 13 §1; My Health Record's Limited
     # Document Access Code), recorded on their own authorization: counts only with relation "authorized"
     sees_hidden: bool = False
+    # a pharmacist presented one of this dossier's prescriptions (carnet.prescribing checked its number and the
+    # patient's INS, or its 2D code, or the patient sent it to their pharmacy): the narrow dispensing path
+    presented_prescription: bool = False
 
 
 @dataclass(frozen=True)
@@ -199,6 +212,9 @@ class Decision:
     # may take up a code for hidden documents (the second code of issue 13 §1): a professional authorized in their own
     # name, in normal mode, on an open dossier; it adds the MASQUE_PS documents to that authorization
     redeem_hidden_code: bool = False
+    prescribe: bool = False  # may write an e-prescription in this dossier (issue 12 §2)
+    # may read the one prescription presented (Standing.presented_prescription) and record what was dispensed on it
+    dispense: bool = False
     visibility: Visibility = field(default_factory=Visibility)
     basis: str = "none"  # why access is granted: patient, representative, authorized, treating_gp, emergency, ...
     refusal: str = "Access to this dossier is not allowed."
@@ -311,6 +327,17 @@ def _patient_side(active: bool, basis: str, visibility: Visibility) -> Decision:
 
 
 def _professional(actor: Actor, dossier: DossierFacts, standing: Standing, matrix: Matrix, active: bool) -> Decision:
+    decision = _professional_access(actor, dossier, standing, matrix, active)
+    prescribe = decision.read and decision.may_add("42") and actor.profession in PRESCRIBERS
+    dispense = (standing.presented_prescription and actor.profession == PHARMACIST and actor.mode is Mode.NORMAL
+                and active and standing.relation != "blocked" and matrix.rights(actor.profession).access)
+    if prescribe or dispense:
+        return replace(decision, prescribe=prescribe, dispense=dispense)
+    return decision
+
+
+def _professional_access(actor: Actor, dossier: DossierFacts, standing: Standing, matrix: Matrix,
+                         active: bool) -> Decision:
     rights = matrix.rights(actor.profession)
     if standing.relation == "treating_gp" and actor.profession != DOCTOR:
         # only a doctor may be médecin traitant: a non-doctor's designation (refused since; one recorded before the

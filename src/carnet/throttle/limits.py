@@ -29,6 +29,7 @@ LIMITS: dict[str, Callable[[Services], tuple[int, int]]] = {
     "token": lambda s: s.settings.rate_token,
     "code_sending": lambda s: s.settings.rate_code_sending,
     "access_code": lambda s: s.settings.rate_access_code,
+    "prescription": lambda s: s.settings.rate_prescription,  # a pharmacist's look-ups by number (carnet.prescribing)
     "shl": lambda s: (s.settings.shl_requests_per_minute, 60),  # SMART Health Link manifests and files
 }
 

@@ -71,12 +71,17 @@ EVENTS = {
     "share.read": N_("looked at the shared links"), "share.open": N_("opened a link you shared"),
     "share.file": N_("opened a file of a link you shared"),
     "share.passcode": N_("typed a wrong passcode for a link you shared"),
+    "prescription.create": N_("wrote a prescription"), "prescription.read": N_("looked at the prescriptions"),
+    "prescription.code": N_("showed a prescription's code"),
+    "prescription.send": N_("sent a prescription to a pharmacy"),
+    "prescription.find": N_("looked up a prescription at the pharmacy"),
+    "prescription.dispense": N_("dispensed medicines on a prescription"),
 }
 PREFIXES = (("access.", N_("changed access rights")), ("dossier.", N_("acted on the dossier")),
             ("document.", N_("acted on a document")), ("task.", N_("acted on a request")),
             ("contact.", N_("changed the emergency contacts")), ("settings.", N_("changed the settings")),
             ("clinical.", N_("acted on the health information")), ("claims.", N_("acted on the reimbursement data")),
-            ("share.", N_("acted on a shared link")))
+            ("share.", N_("acted on a shared link")), ("prescription.", N_("acted on a prescription")))
 OTHER_EVENT = N_("acted on the dossier")
 KINDS = {"read": N_("Reads and searches"), "added": N_("Documents added"), "changed": N_("Documents changed"),
          "access": N_("Access rights"), "dossier": N_("The dossier itself"), "requests": N_("Requests")}
