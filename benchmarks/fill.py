@@ -50,8 +50,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from load import PG_ADMIN, database_on_server, docref, ensure_reference_data, make_services, pdf_bytes, \
-    patient_resource, pro_actor  # noqa: E402
+from load import (  # noqa: E402
+    PG_ADMIN,
+    database_on_server,
+    docref,
+    ensure_reference_data,
+    make_services,
+    patient_resource,
+    pdf_bytes,
+    pro_actor,
+)
 
 FILL_DB = "carnet_bench_fill"
 DEFAULT_VAR = "/tmp/carnet-bench-fill-var"
@@ -80,7 +88,7 @@ def drop_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-# --- one chunk of dossiers ---------------------------------------------------------------------------------------------
+# --- one chunk of dossiers --------------------------------------------------------------------------------------------
 
 _COLUMNS = {
     "ins_lookup": ("ins", "dossier_key"),
@@ -244,15 +252,26 @@ def _fill_chunk(chunk: int) -> tuple[int, float, float]:
 
 
 def done_chunks(db_url: str, chunks: int, chunk_size: int) -> set[int]:
-    """The chunks already committed: those whose first dossier exists."""
+    """The chunks already committed: those whose first and last dossiers exist (a chunk commits whole, so one of the
+    two alone means an earlier run used another ``--chunk``: refused, as its dossiers would be made twice)."""
     import psycopg
 
     from carnet.dossier.patient import ins_of
 
-    first = {ins_of(patient_resource(FIRST_INDEX + c * chunk_size))[1]: c for c in range(chunks)}
+    def ins(index: int) -> str:
+        return ins_of(patient_resource(FIRST_INDEX + index))[1]
+
+    ends = {c: (ins(c * chunk_size), ins((c + 1) * chunk_size - 1)) for c in range(chunks)}
     with psycopg.connect(plain_url(db_url)) as conn:
-        found = conn.execute("SELECT ins FROM ins_lookup WHERE ins = ANY(%s)", (list(first),)).fetchall()
-    return {first[r[0]] for r in found}
+        found = {r[0] for r in conn.execute("SELECT ins FROM ins_lookup WHERE ins = ANY(%s)",
+                                            ([i for pair in ends.values() for i in pair],)).fetchall()}
+    done = set()
+    for c, (first, last) in ends.items():
+        if (first in found) != (last in found):
+            raise SystemExit(f"chunk {c} is partly there: fill again with the --chunk of the earlier run")
+        if first in found:
+            done.add(c)
+    return done
 
 
 def fill(db_url: str, var_dir: Path, documents: int, per_dossier: int, doc_bytes: int, processes: int,
@@ -303,18 +322,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--doc-bytes", type=int, default=1024, help="size of each document's content")
     p.add_argument("--processes", type=int, default=2)
     p.add_argument("--chunk", type=int, default=200, help="dossiers per transaction")
-    p.add_argument("--database-url", help=f"default: {FILL_DB} on CARNET_TEST_DATABASE_URL's server (created)")
+    p.add_argument("--database", default=FILL_DB, help="the database's name on CARNET_TEST_DATABASE_URL's server "
+                   "(created if missing)")
+    p.add_argument("--database-url", help="use this database instead (migrated, never dropped)")
     p.add_argument("--var-dir", default=DEFAULT_VAR, help="master key and blobs (the server must use the same)")
-    p.add_argument("--drop", action="store_true", help=f"drop {FILL_DB} and the var dir, then stop")
+    p.add_argument("--drop", action="store_true", help="drop --database and the var dir, then stop")
     p.add_argument("--output", help="write the figures as JSON here")
     a = p.parse_args(argv)
+    if not a.database.startswith("carnet_bench"):
+        p.error("--database: benchmark databases are named carnet_bench* (docs/CONTRIBUTING.md)")
     var_dir = Path(a.var_dir).resolve()
     if a.drop:
-        drop_database(FILL_DB)
+        drop_database(a.database)
         shutil.rmtree(var_dir, ignore_errors=True)
-        print(f"dropped {FILL_DB} and {var_dir}")
+        print(f"dropped {a.database} and {var_dir}")
         return 0
-    db_url = a.database_url or ensure_database(FILL_DB)
+    db_url = a.database_url or ensure_database(a.database)
     out = fill(db_url, var_dir, a.documents, a.docs_per_dossier, a.doc_bytes, a.processes, a.chunk)
     if a.output:
         Path(a.output).write_text(json.dumps(out, indent=2) + "\n")

@@ -47,7 +47,8 @@ def uptime() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--database-url", help=f"default: {FILL_DB} on CARNET_TEST_DATABASE_URL's server")
+    p.add_argument("--database", default=FILL_DB, help="the database's name on CARNET_TEST_DATABASE_URL's server")
+    p.add_argument("--database-url", help="use this database instead")
     p.add_argument("--var-dir", default=DEFAULT_VAR, help="the var dir the filler used (master key, blobs)")
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--concurrency", type=int, default=4)
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ops", default="ITI-67,ITI-68,ITI-105")
     p.add_argument("--output", default=str(load.RESULTS / "latency-at-size.json"))
     a = p.parse_args(argv)
-    db_url = a.database_url or load.database_on_server(FILL_DB)
+    db_url = a.database_url or load.database_on_server(a.database)
     var_dir = Path(a.var_dir).resolve()
     full_size = load.pdf_bytes
     load.pdf_bytes = lambda tag, size=a.doc_bytes: full_size(tag, size)  # publishes the filler's document size
