@@ -45,6 +45,19 @@ def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
+def summary(paths: list[str]) -> str:
+    """A markdown table of the runs in ``paths`` (JSON files this script wrote): one row per run and operation."""
+    lines = ["| run (UTC) | documents | operation | ok/s | p50 ms | p99 ms | load average (1 min) before → after |",
+             "|---|---:|---|---:|---:|---:|---|"]
+    for path in paths:
+        report = json.loads(Path(path).read_text())
+        for r in report["results"]:
+            load_avg = " → ".join(f"{x:.1f}" for x in r["load_average_1m"])
+            lines.append(f"| {report['when'][11:16]} ({Path(path).stem}) | {report['data']['document']:,} | "
+                         f"{r['operation']} | {r['throughput_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {load_avg} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--database", default=FILL_DB, help="the database's name on CARNET_TEST_DATABASE_URL's server")
@@ -56,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--doc-bytes", type=int, default=1024, help="size of each published document")
     p.add_argument("--ops", default="ITI-67,ITI-68,ITI-105")
     p.add_argument("--output", default=str(load.RESULTS / "latency-at-size.json"))
+    p.add_argument("--summary", nargs="+", metavar="JSON", help="print the table of earlier runs and stop")
     a = p.parse_args(argv)
+    if a.summary:
+        print(summary(a.summary))
+        return 0
     db_url = a.database_url or load.database_on_server(a.database)
     var_dir = Path(a.var_dir).resolve()
     full_size = load.pdf_bytes
