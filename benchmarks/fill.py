@@ -118,7 +118,8 @@ class _Chain:
 
     def __init__(self, key: uuid.UUID, actor: Any, rows: list[tuple[Any, ...]]) -> None:
         self.key, self.actor, self.rows = key, actor, rows
-        self.seq, self.head, self.prev = 0, "0" * 64, None  # GENESIS
+        self.seq, self.head = 0, "0" * 64  # GENESIS
+        self.prev: str | None = None
 
     def append(self, action: str, event: str, now: dt.datetime, entity_type: str, entity_id: str,
                detail: dict[str, Any]) -> None:
@@ -191,7 +192,7 @@ def build_chunk(keyring: Any, blob_root: Path, chunk: int, chunk_size: int, per_
             sealer = seal_stream(keyring, segments(data), aad(key, document_id))
             blob_key = document_id.hex
             blobs.append((blob_root / blob_key[0:2] / blob_key[2:4] / blob_key, b"".join(sealer)))
-            doc_json = json.dumps(_served_resource(ctx, res, document_id, key, Content(data, "application/pdf"),  # type: ignore[arg-type]
+            doc_json = json.dumps(_served_resource(ctx, res, document_id, key, Content(data, "application/pdf"),
                                                    sha256, now, 1), ensure_ascii=False, separators=(",", ":"))
             rows["document"].append((
                 key, document_id, meta.master_identifier, meta.status, meta.class_code, meta.type_system,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,7 @@ def verify(url: str, var: Path) -> str:
 
 
 @pytest.fixture
-def filled(tmp_path: Path):  # type: ignore[no-untyped-def]
+def filled(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     require_postgres()
     url, drop = fresh_postgres_database()
     var = tmp_path / "var"
@@ -68,11 +69,11 @@ def test_filled_documents_read_back_and_chains_verify(filled: tuple[str, Path]) 
             keys = list(conn.execute(select(dossier.c.dossier_key).order_by(dossier.c.dossier_key)).scalars())
         actor = pro_actor()
         for key in (keys[0], keys[-1]):  # the professional the dossiers were created by finds and opens them
-            found, total = run(services, actor, lambda ctx, k=key: reading.search(  # type: ignore[misc]
+            found, total = run(services, actor, lambda ctx, k=key: reading.search(
                 ctx, reading.DocumentQuery(k, [], 20, 0)))
             assert total == PER_DOSSIER and len(found) == PER_DOSSIER
             doc_id = found[0].split('"id":"', 1)[1].split('"', 1)[0]
-            data, content_type, row = run(services, actor, lambda ctx, d=doc_id: reading.retrieve(ctx, d))  # type: ignore[misc]
+            data, content_type, row = run(services, actor, lambda ctx, d=doc_id: reading.retrieve(ctx, d))
             assert content_type == "application/pdf" and len(data) == 1024 and data.startswith(b"%PDF-1.4")
             assert row.dossier_key == key
         with services.engine.connect() as conn:  # each read appended to its dossier's chain
