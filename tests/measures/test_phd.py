@@ -111,7 +111,7 @@ def test_what_carnet_does_not_know_is_refused_naming_the_field_and_nothing_is_st
 
 
 def test_a_token_without_the_write_scopes_cannot_upload(world: World, signed_in: Patient,  # noqa: F811
-                                                         app_for: Any) -> None:
+                                                         app_for: Any) -> None:  # noqa: F811
     read_only = app_for().tokens()["access_token"]
     r = post(world, read_only, copy.deepcopy(example("bundle-example-1.json")))
     assert r.status_code == 403 and series(world) == {}
