@@ -125,3 +125,17 @@ def test_a_stopped_device_is_refused_at_once(world: World, token: str) -> None:
     run(world.services, patient_actor, lambda ctx: measures.stop_source(ctx, world.dossier, nonin.source_no))
     r = post(world, token, example("bundle-example-1.json"))
     assert r.status_code == 403 and "stopped" in r.json()["issue"][0]["diagnostics"]
+
+
+def test_only_the_measurement_write_scopes_are_registrable_and_the_consent_screen_says_so(
+        world: World, signed_in: Patient, app_for: Any) -> None:  # noqa: F811
+    from carnet import admin
+
+    with world.services.engine.begin() as conn:
+        with pytest.raises(ValueError):
+            admin.add_client(conn, client_id=f"bad-{world.n}", name="x", kind="patient_app", jwks=None,
+                             scopes="patient/Observation.cu", redirect_uris=["https://app.example.test/cb"])
+    app: App = app_for(SCOPES)
+    page = app.authorize(scope=SCOPES)
+    assert page.status_code == 200
+    assert "ajouter des mesures" in page.text and "Elle peut seulement lire" not in page.text

@@ -195,7 +195,11 @@ async def start_import(p: Page) -> Response:
     current = p.session
     assert current is not None
     tmp = tempfile.NamedTemporaryFile(prefix="carnet-apple-", suffix=".zip", delete=False)  # noqa: SIM115
-    await run_in_threadpool(lambda: (shutil.copyfileobj(upload.file, tmp, 1024 * 1024), tmp.close()))
+    def copy() -> None:
+        with tmp:
+            shutil.copyfileobj(upload.file, tmp, 1024 * 1024)
+
+    await run_in_threadpool(copy)
     job_id = secrets.token_urlsafe(16)
     job = Job(account=str(current.account_id), total=Path(tmp.name).stat().st_size)
     with _LOCK:
