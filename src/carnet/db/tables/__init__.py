@@ -9,9 +9,9 @@ to them, never the reverse.
 Resources accepted through the API are stored as the JSON text that was accepted (``resource``), so that a read serves
 it without re-serialising it through models.
 
-The tables live in this package's ``__init__`` but for the counters every node shares (``counters``) and the shared
-links (``sharing``) and the e-prescriptions (``prescribing``); ``base`` holds the metadata. Importers name
-``carnet.db.tables`` only.
+The tables live in this package's ``__init__`` but for the counters every node shares (``counters``), the shared
+links (``sharing``), the e-prescriptions (``prescribing``) and the measurements (``measures``); ``base`` holds the
+metadata. Importers name ``carnet.db.tables`` only.
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ from carnet.db.tables.base import TS, Json
 from carnet.db.tables.base import metadata as metadata
 from carnet.db.tables.counters import rate_limit as rate_limit
 from carnet.db.tables.counters import sign_in_failure as sign_in_failure
+from carnet.db.tables.measures import measure_series as measure_series
+from carnet.db.tables.measures import measure_source as measure_source
+from carnet.db.tables.measures import measurement as measurement
 from carnet.db.tables.prescribing import medication_dispense as medication_dispense
 from carnet.db.tables.prescribing import prescription as prescription
 from carnet.db.tables.prescribing import prescription_by_pharmacy as prescription_by_pharmacy

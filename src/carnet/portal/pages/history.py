@@ -76,12 +76,23 @@ EVENTS = {
     "prescription.send": N_("sent a prescription to a pharmacy"),
     "prescription.find": N_("looked up a prescription at the pharmacy"),
     "prescription.dispense": N_("dispensed medicines on a prescription"),
+    "measures.record": N_("added measurements (weight, blood pressure, glucose…)"),
+    "measures.import": N_("imported measurements from Apple Health"),
+    "measures.read": N_("looked at measurements"), "measures.list": N_("looked at the list of measurements"),
+    "measures.search": N_("searched the measurements"),
+    "measures.sources": N_("looked at the devices and apps that add measurements"),
+    "measures.source.stop": N_("stopped a device or app from adding measurements"),
+    "measures.source.resume": N_("let a device or app add measurements again"),
+    "measures.hide": N_("hid a measure from professionals"),
+    "measures.show": N_("showed a measure to professionals again"),
+    "measures.delete": N_("deleted measurements"),
 }
 PREFIXES = (("access.", N_("changed access rights")), ("dossier.", N_("acted on the dossier")),
             ("document.", N_("acted on a document")), ("task.", N_("acted on a request")),
             ("contact.", N_("changed the emergency contacts")), ("settings.", N_("changed the settings")),
             ("clinical.", N_("acted on the health information")), ("claims.", N_("acted on the reimbursement data")),
-            ("share.", N_("acted on a shared link")), ("prescription.", N_("acted on a prescription")))
+            ("share.", N_("acted on a shared link")), ("prescription.", N_("acted on a prescription")),
+            ("measures.", N_("acted on the measurements")))
 OTHER_EVENT = N_("acted on the dossier")
 KINDS = {"read": N_("Reads and searches"), "added": N_("Documents added"), "changed": N_("Documents changed"),
          "access": N_("Access rights"), "dossier": N_("The dossier itself"), "requests": N_("Requests")}
