@@ -13,6 +13,8 @@ The events, and their subscribers (wired in :mod:`carnet.compose`):
 - :class:`DocumentReplaced`, published by the documents service when a new document replaces another
   (``relatesTo.replaces``): :func:`carnet.tasks.service.on_document_replaced` completes the rectification requests
   open on the replaced document.
+- :class:`MeasurementsRecorded`, published by the measurements service (:mod:`carnet.measures`) when an upload stored
+  new readings: for the trend rules and alerts.
 """
 
 from __future__ import annotations
@@ -42,6 +44,18 @@ class DocumentReplaced:
     dossier_key: uuid.UUID
     replaced: uuid.UUID
     replacement: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class MeasurementsRecorded:
+    """New readings were stored in a dossier (carnet.measures): per measure code (``carnet.measures.catalogue``) the
+    number of new readings (duplicates not counted) and the time span of the upload's readings of that measure. Trend
+    rules and alerts are evaluated from it, in the same transaction."""
+
+    dossier_key: uuid.UUID
+    stored: Mapping[int, int]  # measure code -> new readings
+    spans: Mapping[int, tuple[Any, Any]]  # measure code -> (earliest, latest) taken_at (aware datetimes, UTC)
+    source_no: int
 
 
 C = TypeVar("C")  # what subscribers receive: the publisher's Context (generic here, so this module stays below it)

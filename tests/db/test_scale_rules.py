@@ -26,7 +26,8 @@ def test_every_table_is_classified() -> None:
     assert DOSSIER_TABLES == {"dossier", "representative", "access_grant", "document", "document_token",
                               "submission_set", "audit_chain", "audit", "account_dossier", "outbox", "contact",
                               "professional_seen", "task", "clinical_item", "claim_line", "access_review",
-                              "pro_notice", "shared_link", "access_code", "access_code_guard"}
+                              "pro_notice", "shared_link", "access_code", "access_code_guard",
+                              "measurement", "measure_source", "measure_series"}
 
 
 def test_account_tables_are_keyed_by_their_account_or_secret() -> None:

@@ -2,7 +2,9 @@
 
 The default lives in ``habilitations.json`` beside this module; ``CARNET_HABILITATION_FILE`` replaces it. A profession
 entry says either ``"read": "all"`` (with optional exclusions) or lists ``classes`` and ``class_types`` (a class
-admitted for some of its types only); ``"access": false`` shuts the profession out of every dossier.
+admitted for some of its types only); ``"access": false`` shuts the profession out of every dossier. ``"measures":
+true`` lets the profession read the patient's measurements (devices, apps, the patient's hand; ``measures_about`` in
+the file says why these professions).
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ class ProfessionRights:
     class_types: frozenset[tuple[str, str]] = frozenset()  # (class, type) pairs admitted individually
     exclude_types: frozenset[str] = frozenset()
     exclude_type_prefixes: tuple[str, ...] = ()
+    # reads the patient's measurements (weight, blood pressure, glucose…: carnet.measures) when authorized; absent
+    # from an entry: no (fail closed)
+    measures: bool = False
 
     def allows(self, class_code: str, type_code: str) -> bool:
         if not self.access:
@@ -47,7 +52,7 @@ class Matrix:
 
 def _rights(entry: dict) -> ProfessionRights:
     unknown = set(entry) - {"label", "access", "read", "classes", "class_types", "exclude_types",
-                            "exclude_type_prefixes"}
+                            "exclude_type_prefixes", "measures"}
     if unknown:
         raise ValueError(f"habilitation matrix: unknown keys {sorted(unknown)}")
     return ProfessionRights(
@@ -57,6 +62,7 @@ def _rights(entry: dict) -> ProfessionRights:
         class_types=frozenset((c, t) for c, types in entry.get("class_types", {}).items() for t in types),
         exclude_types=frozenset(entry.get("exclude_types", [])),
         exclude_type_prefixes=tuple(entry.get("exclude_type_prefixes", [])),
+        measures=entry.get("measures") is True,
     )
 
 

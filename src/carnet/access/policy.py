@@ -160,6 +160,24 @@ class Visibility:
         return clause
 
 
+    def allows_measure(self, hidden: bool) -> bool:
+        """Whether the caller reads a measure's readings (carnet.measures): the patient side always; a professional
+        whose matrix entry says ``measures`` (or with the médecin traitant's full rights); a measure the patient hid
+        from professionals follows a hidden document's rule (``MASQUE_PS``): only the médecin traitant, those with the
+        same rights, one who took up the code for hidden documents, and the patient side still see it."""
+        if self.nothing:
+            return False
+        if self.hide_masked and hidden:
+            return False
+        return self.rights is None or (self.rights.access and self.rights.measures)
+
+    def measure_where(self, t: Any) -> ColumnElement[bool]:
+        """The same rule as :meth:`allows_measure`, as a SQL condition on the ``measure_series`` table ``t``."""
+        if self.nothing or (self.rights is not None and not (self.rights.access and self.rights.measures)):
+            return false()
+        return t.c.hidden == false() if self.hide_masked else true()
+
+
 def _rights_sql(r: ProfessionRights, t: Any) -> ColumnElement[bool]:
     if not r.access:
         return false()
@@ -203,6 +221,13 @@ class Decision:
     basis: str = "none"  # why access is granted: patient, representative, authorized, treating_gp, emergency, ...
     refusal: str = "Access to this dossier is not allowed."
     refusal_code: str = "denied"  # why not, for code: closed, blocked, consent-needed, objection, never, ...
+
+    @property
+    def record_measures(self) -> bool:
+        """May add measurements and manage their sources (stop a device, hide or delete a series): the patient side
+        (the patient, a legal representative, the patient's apps and gateways acting with their grant), on an open
+        dossier; a professional does not write the patient's self-measurements (issue 17 §4)."""
+        return self.add_classes == "patient"
 
     def may_add(self, class_code: str) -> bool:
         if self.add_classes == "all-professional":

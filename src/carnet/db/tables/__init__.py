@@ -10,7 +10,8 @@ Resources accepted through the API are stored as the JSON text that was accepted
 it without re-serialising it through models.
 
 The tables live in this package's ``__init__`` but for the counters every node shares (``counters``) and the shared
-links (``sharing``); ``base`` holds the metadata. Importers name ``carnet.db.tables`` only.
+links (``sharing``) and the measurements (``measures``); ``base`` holds the metadata. Importers name
+``carnet.db.tables`` only.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ from carnet.db.tables.base import TS, Json
 from carnet.db.tables.base import metadata as metadata
 from carnet.db.tables.counters import rate_limit as rate_limit
 from carnet.db.tables.counters import sign_in_failure as sign_in_failure
+from carnet.db.tables.measures import measure_series as measure_series
+from carnet.db.tables.measures import measure_source as measure_source
+from carnet.db.tables.measures import measurement as measurement
 from carnet.db.tables.sharing import access_code as access_code
 from carnet.db.tables.sharing import access_code_guard as access_code_guard
 from carnet.db.tables.sharing import shared_link as shared_link
