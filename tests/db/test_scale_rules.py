@@ -11,7 +11,7 @@ REFERENCE_TABLES |= {"master_key"}  # the master keys' check values: a handful o
 LOOKUP_TABLES = {"token_jti"}  # a client assertion's jti (replay): insert-only, by jti
 LOOKUP_TABLES |= {"ins_lookup", "creation_objection", "patient_index", "resource_locator", "document_identifier"}
 LOOKUP_TABLES |= {"account_login"}  # a sign-in identifier -> its account
-LOOKUP_TABLES |= {"pro_notice_by_recipient"}  # a professional's inbox -> the dossiers' notices
+LOOKUP_TABLES |= {"pro_notice_by_recipient", "trend_alert_by_recipient"}  # a professional's inbox -> notices, alerts
 LOOKUP_TABLES |= {"shared_link_lookup"}  # the hash of a SMART Health Link's public id -> its dossier
 # People's accounts, their codes, sessions and app grants: distributed by account, by grant (refresh tokens) or by the
 # hash of their secret (carnet/db/distribution.toml); none holds health data, and none is pointed at by a dossier table.
@@ -27,7 +27,8 @@ def test_every_table_is_classified() -> None:
                               "submission_set", "audit_chain", "audit", "account_dossier", "outbox", "contact",
                               "professional_seen", "task", "clinical_item", "claim_line", "access_review",
                               "pro_notice", "shared_link", "access_code", "access_code_guard",
-                              "measurement", "measure_source", "measure_series"}
+                              "measurement", "measure_source", "measure_series",
+                              "trend_dossier", "trend_episode"}
 
 
 def test_account_tables_are_keyed_by_their_account_or_secret() -> None:

@@ -217,6 +217,9 @@ class Decision:
     # may take up a code for hidden documents (the second code of issue 13 §1): a professional authorized in their own
     # name, in normal mode, on an open dossier; it adds the MASQUE_PS documents to that authorization
     redeem_hidden_code: bool = False
+    # may evaluate the trend rules over the dossier's measurements and write alerts (issue 17 §3): the trend
+    # evaluator (the worker), on an open dossier; nothing else (no document, no identity, no search)
+    evaluate_trends: bool = False
     visibility: Visibility = field(default_factory=Visibility)
     basis: str = "none"  # why access is granted: patient, representative, authorized, treating_gp, emergency, ...
     refusal: str = "Access to this dossier is not allowed."
@@ -281,6 +284,11 @@ def decide(actor: Actor, dossier: DossierFacts, standing: Standing, today: dt.da
         return _professional(actor, dossier, standing, matrix, active)
     if actor.kind is ActorKind.LINK_RECIPIENT:
         return _link_recipient(standing, active)
+    if actor.kind is ActorKind.TREND_EVALUATOR:
+        if not active:
+            return Decision(refusal="This dossier is closed.", refusal_code="closed")
+        return Decision(evaluate_trends=True, basis="trend_evaluator",
+                        refusal="The trend evaluator reads only the measurements its rules watch.")
     return DENY
 
 
