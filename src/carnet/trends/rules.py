@@ -94,6 +94,45 @@ def _rule(rule_id: str, entry: Mapping[str, object]) -> Rule:
                 int(num("min_readings") or 1))
 
 
+@dataclass(frozen=True)
+class Target:
+    """The range a chart draws for a measure (both numbers for blood pressure), and its source."""
+
+    low: float | None
+    high: float | None
+    source: str
+    low2: float | None = None
+    high2: float | None = None
+
+    @property
+    def range(self) -> Range:
+        return Range(self.low, self.high)
+
+
+def _target(name: str, entry: Mapping[str, object]) -> Target:
+    unknown = set(entry) - {"low", "high", "low2", "high2", "source"}
+    if unknown or "source" not in entry:
+        raise ValueError(f"trend targets: {name}: unknown keys {sorted(unknown)} or no source")
+
+    def num(key: str) -> float | None:
+        v = entry.get(key)
+        if v is not None and (not isinstance(v, int | float) or isinstance(v, bool)):
+            raise ValueError(f"trend targets: {name}: {key} must be a number")
+        return None if v is None else float(v)
+
+    return Target(num("low"), num("high"), str(entry["source"]), num("low2"), num("high2"))
+
+
+@lru_cache(maxsize=4)
+def targets(path: str | None = None) -> dict[str, Target]:
+    """The target range of each measure (by catalogue name) that has one, from the same file as the rules."""
+    data = json.loads(Path(path or DEFAULT_FILE).read_text(encoding="utf-8"))
+    raw = data.get("targets", {})
+    if not isinstance(raw, dict):
+        raise ValueError("trend targets: 'targets' must be an object")
+    return {name: _target(name, entry) for name, entry in raw.items()}
+
+
 def parse(data: Mapping[str, object]) -> tuple[Rule, ...]:
     rules = data.get("rules")
     if not isinstance(rules, dict):

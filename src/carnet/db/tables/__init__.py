@@ -10,8 +10,8 @@ Resources accepted through the API are stored as the JSON text that was accepted
 it without re-serialising it through models.
 
 The tables live in this package's ``__init__`` but for the counters every node shares (``counters``) and the shared
-links (``sharing``), the measurements (``measures``) and their trend alerts (``trends``); ``base`` holds the metadata. Importers name
-``carnet.db.tables`` only.
+links (``sharing``), the measurements (``measures``) and their trend alerts (``trends``); ``base`` holds the
+metadata. Importers name ``carnet.db.tables`` only.
 """
 
 from __future__ import annotations

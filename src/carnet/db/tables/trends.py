@@ -9,7 +9,19 @@ transaction), co-located with the notices' inbox by recipient.
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, Float, ForeignKeyConstraint, Index, SmallInteger, String, Table, Uuid, false, true
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKeyConstraint,
+    Index,
+    SmallInteger,
+    String,
+    Table,
+    Uuid,
+    false,
+    true,
+)
 
 from carnet.db.tables.base import TS, metadata
 
