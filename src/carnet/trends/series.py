@@ -112,15 +112,15 @@ def window(end: dt.datetime, days: int) -> tuple[dt.datetime, dt.datetime]:
     return end - dt.timedelta(days=days), end
 
 
-def custom_window(start: dt.date, end: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    """The days from ``start`` to ``end`` included (UTC midnights); ``ValueError`` for a reversed or too long range."""
+def custom_window(start: dt.date, end: dt.date, tz: dt.tzinfo = dt.UTC) -> tuple[dt.datetime, dt.datetime]:
+    """The days from ``start`` to ``end`` included (midnights in ``tz``, as UTC instants); ``ValueError`` for a
+    reversed or too long range."""
     if end < start:
         raise ValueError("the range ends before it starts")
     if (end - start).days + 1 > MAX_CUSTOM_DAYS:
         raise ValueError(f"the range is longer than {MAX_CUSTOM_DAYS} days")
-    utc = dt.UTC
-    return (dt.datetime.combine(start, dt.time(), utc),
-            dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), utc))
+    return (dt.datetime.combine(start, dt.time(), tz).astimezone(dt.UTC),
+            dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), tz).astimezone(dt.UTC))
 
 
 def within(readings: Iterable[Reading], start: dt.datetime, end: dt.datetime) -> list[Reading]:
