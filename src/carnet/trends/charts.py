@@ -24,6 +24,7 @@ from carnet.trends.series import Day, Reading, Summary, daily, downsample, summa
 
 COLUMNS = 1000  # pixel columns the chart is downsampled to (two points each at most): wider than a desktop chart
 EACH_READING_UP_TO = 100  # a window with more readings is tabulated per day
+SYSTOLIC, DIASTOLIC = "#0b57a4", "#a4360b"  # the curves' colours (contrast ≥ 4.5:1 on white)
 
 
 @dataclass(frozen=True)
@@ -60,20 +61,25 @@ def chart(ctx: Context, key: uuid.UUID, name: str, start: dt.datetime, end: dt.d
                  list(reversed(daily(series, target.range if target else None, tz))))
 
 
-def chart_data(c: Chart, label: str, label2: str, tz: str) -> dict[str, Any]:
-    """The JSON block ``trend-chart.js`` draws (times in epoch seconds)."""
+def chart_data(c: Chart, label: str, label2: str, tz: str, time_label: str, lang: str) -> dict[str, Any]:
+    """The JSON block ``trend-chart.js`` draws (times in epoch seconds). A one-number measure's target is a shaded
+    band; blood pressure's are two dashed lines, 135 for the systolic and 85 for the diastolic curve, in their
+    colours (one band would put the diastolic curve "in range" at any value below 135)."""
     two = c.spec.components is not None
     values = [r.value for r in c.points]
     lows = [r.value2 for r in c.points if r.value2 is not None] if two else values
     t = c.target
-    bounds = [v for v in (t.low, t.high) if v is not None] if t else []
+    bounds = [v for v in (t.low, t.high, t.low2, t.high2) if v is not None] if t else []
+    lines = [{"v": v, "color": color} for v, color in ((t.high, SYSTOLIC), (t.high2, DIASTOLIC))
+             if v is not None] if t and two else []
     return {
         "t": [int(r.at.timestamp()) for r in c.points], "v": values,
         "v2": [r.value2 for r in c.points] if two else None,
         "label": label, "label2": label2 if two else None, "unit": c.spec.unit_label, "decimals": c.spec.decimals,
-        "low": t.low if t else None, "high": t.high if t else None,
+        "low": t.low if t and not two else None, "high": t.high if t and not two else None, "lines": lines,
         "ymin": min(lows + bounds, default=0), "ymax": max(values + bounds, default=1),
-        "start": int(c.start.timestamp()), "end": int(c.end.timestamp()), "tz": tz,
+        "start": int(c.start.timestamp()), "end": int(c.end.timestamp()), "tz": tz, "time": time_label,
+        "lang": lang, "colors": [SYSTOLIC, DIASTOLIC],
     }
 
 

@@ -58,7 +58,8 @@ def chart_values(p: Page, c: charts.Chart, period: dict[str, Any], base: str) ->
     two = spec.components is not None
     tz = str(getattr(p.zone, "key", "UTC"))
     return {"c": c, "label": label, "two": two, "base": base, "period": period, "windows": WINDOWS,
-            "data": charts.chart_data(c, p._("Systolic") if two else label, p._("Diastolic"), tz),
+            "data": charts.chart_data(c, p._("Systolic") if two else label, p._("Diastolic"), tz, p._("Time"),
+                                      p.lang.code),
             "number": lambda v: "–" if v is None else f"{v:.{spec.decimals}f}",
             "percent": lambda v: "–" if v is None else f"{round(v * 100)} %"}
 
