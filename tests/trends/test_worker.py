@@ -137,3 +137,15 @@ def test_the_evaluator_reads_nothing_through_the_other_doors(world: World) -> No
         run(world.services, trends.EVALUATOR, lambda ctx: dossiers.read(ctx, world.dossier))
     with pytest.raises(FhirError):
         run(world.services, trends.EVALUATOR, lambda ctx: trends.evaluate(ctx, uuid.uuid4()))
+
+
+def test_a_closed_dossier_is_refused_and_no_longer_pending(world: World) -> None:
+    spo2(world, 97)
+    run(world.services, patient(world), lambda ctx: dossiers.close(ctx, world.dossier))
+    trends.evaluate_pending(world.services)
+    with world.services.engine.connect() as conn:
+        assert conn.execute(select(trend_dossier.c.pending).where(
+            trend_dossier.c.dossier_key == world.dossier)).scalar() is False
+        refused = conn.execute(select(audit.c.outcome).where(
+            audit.c.dossier_key == world.dossier, audit.c.event == "trends.evaluate")).scalars().all()
+    assert refused and all(o != "0" for o in refused)

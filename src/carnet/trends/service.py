@@ -21,9 +21,11 @@ never a value); acknowledging an alert, reading the alert list and changing the 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from dataclasses import dataclass, field
 
+import structlog
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -31,7 +33,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from carnet.access.actors import Actor, ActorKind
 from carnet.context import Context, Services, run
 from carnet.db.tables import trend_alert_by_recipient, trend_dossier, trend_episode
-from carnet.errors import forbidden, not_found
+from carnet.errors import FhirError, forbidden, not_found
 from carnet.events import MeasurementsRecorded
 from carnet.ids import new_id
 from carnet.measures import store
@@ -41,6 +43,7 @@ from carnet.trends import rules as trend_rules
 from carnet.trends.rules import Rule
 from carnet.trends.series import Reading
 
+logger = structlog.get_logger("carnet")
 EVALUATOR = Actor(ActorKind.TREND_EVALUATOR, id="carnet-trends")
 BATCH = 100  # pending dossiers taken per pass of the worker's job
 ALERT_EVENT = "trends.alert"  # the patient's message (notify template trends_alert.<lang>.txt)
@@ -84,10 +87,19 @@ def evaluate_pending(services: Services) -> int:
     while True:
         keys = pending(services)
         for key in keys:
-            run(services, EVALUATOR, lambda ctx, k=key: evaluate(ctx, k))
+            try:
+                run(services, EVALUATOR, functools.partial(_evaluate_one, key=key))
+            except FhirError as exc:  # closed or purged meanwhile: refused (audited); not tried again until new data
+                logger.info("trends.evaluate.refused", status=exc.status)
+                with services.engine.begin() as conn:
+                    conn.execute(update(trend_dossier).where(trend_dossier.c.dossier_key == key).values(pending=False))
             done += 1
         if len(keys) < BATCH:
             return done
+
+
+def _evaluate_one(ctx: Context, key: uuid.UUID) -> Outcome:
+    return evaluate(ctx, key)
 
 
 # --- 3. one dossier -------------------------------------------------------------------------------------------------

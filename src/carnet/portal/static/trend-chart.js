@@ -5,6 +5,7 @@
   "use strict";
   function fmt(v, decimals) { return v == null ? "–" : v.toFixed(decimals); }
   function chart(el) {
+    var began = performance.now();
     var data = JSON.parse(document.getElementById(el.dataset.source).textContent);
     var two = data.v2 !== null;
     var day = new Intl.DateTimeFormat(data.lang, {timeZone: data.tz, day: "numeric", month: "short"});
@@ -62,6 +63,7 @@
     });
     var plot = new uPlot(opts, values, el);
     el.dataset.drawn = String(data.t.length);
+    el.dataset.ms = (performance.now() - began).toFixed(1);  // parse + draw: what benchmarks/trend_page.py reads
     var pending = 0;
     window.addEventListener("resize", function () {
       cancelAnimationFrame(pending);
@@ -71,6 +73,7 @@
   function all() {
     document.querySelectorAll(".trend-chart[data-source]").forEach(chart);
     document.documentElement.dataset.chartsDrawn = "1";
+    document.documentElement.dataset.chartsAt = performance.now().toFixed(1);  // since the navigation began
   }
   if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", all); } else { all(); }
 })();
