@@ -87,6 +87,11 @@ def add_client(conn: Connection, *, client_id: str, name: str, kind: str, jwks: 
         conn.execute(insert(client).values(client_id=client_id, created_at=dt.datetime.now(dt.UTC), **values))
 
 
+#: The only write scopes a patient app may have: adding measurements and the devices that took them (carnet.measures;
+#: a PHD gateway's upload). The patient sees them on the consent screen and stops a device in the portal.
+MEASURE_WRITE_SCOPES = frozenset({"patient/Observation.c", "patient/Device.c"})
+
+
 def _check_patient_app(jwks: dict[str, Any], scopes: str | None, redirect_uris: list[str]) -> None:
     """A patient app is a public client: no key, at least one redirect URI (https, or http on this machine, or an
     app's own scheme), and only read scopes in the patient context (Carnet grants apps no write scope)."""
@@ -104,6 +109,8 @@ def _check_patient_app(jwks: dict[str, Any], scopes: str | None, redirect_uris: 
             raise ValueError(f"not a usable redirect URI: {uri!r} (https, http://127.0.0.1 or an app scheme)")
     for scope in (scopes or "").split():
         if scope == "launch/patient":
+            continue
+        if scope in MEASURE_WRITE_SCOPES:  # a device gateway or a measuring app adds measurements (issue 17 §1)
             continue
         if "/" in scope and not (scope.startswith("patient/") and scope.rsplit(".", 1)[-1] in ("r", "s", "rs", "read")):
             raise ValueError(f"a patient app may only have read scopes in the patient context, not {scope!r}")

@@ -28,7 +28,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 outbox_app = typer.Typer(help="Notifications waiting, sent, failed.", no_args_is_help=True)
 app.add_typer(outbox_app, name="outbox")
-ingest_app = typer.Typer(help="Feeds from outside systems (Assurance Maladie).", no_args_is_help=True)
+ingest_app = typer.Typer(help="Feeds from outside systems (Assurance Maladie, Apple Health).", no_args_is_help=True)
 app.add_typer(ingest_app, name="ingest")
 blobs_app = typer.Typer(help="Document contents at rest (local files or S3).", no_args_is_help=True)
 app.add_typer(blobs_app, name="blobs")
@@ -540,6 +540,16 @@ def ingest_claims(file: Path = typer.Argument(..., exists=True, dir_okay=False, 
     console.print(f"{s.read} read, {s.inserted} inserted, {s.duplicates} duplicates, {s.bad} bad, "
                   f"{s.unknown} unknown patients, {s.too_old} too old; {s.rate:,.0f} lines/s "
                   f"({s.seconds:.1f} s), {s.dossiers} dossiers updated")
+
+
+@ingest_app.command("measurements")
+def ingest_measurements(file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+                        dossier: str = typer.Option(..., help="the patient's INS or dossier key")) -> None:
+    """Import an Apple Health export.zip into the patient's measurements, streamed (docs/MEASUREMENTS.md)."""
+    from carnet.measures.apple import import_as_patient
+    size, err = max(file.stat().st_size, 1), Console(stderr=True)
+    console.print(import_as_patient(_services(), dossier, str(file), lambda done, r: err.print(
+        f"{done * 100 // size} %  {r.records} records", end="\r")).text())
 
 
 @outbox_app.command("list")

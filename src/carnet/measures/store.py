@@ -176,3 +176,15 @@ def _utc(ts: dt.datetime | None) -> dt.datetime | None:
     if ts is None:
         return None
     return ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts.astimezone(dt.UTC)
+
+
+def existing(conn: Connection, key: uuid.UUID, source_no: int, rows: Sequence[Reading]) -> set[tuple[int, dt.datetime]]:
+    """Which of ``rows`` (measure, time) this source already stored: for an upload's per-entry answer."""
+    if not rows:
+        return set()
+    m = measurement.c
+    lo, hi = min(r.taken_at for r in rows), max(r.taken_at for r in rows)
+    q = select(m.measure, m.taken_at).where(m.dossier_key == key, m.source_no == source_no,
+                                            m.measure.in_(sorted({r.measure for r in rows})),
+                                            m.taken_at >= lo, m.taken_at <= hi)
+    return {(int(mm), _utc(t) or t) for mm, t in conn.execute(q)}

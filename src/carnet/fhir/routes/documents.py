@@ -8,6 +8,7 @@ import base64
 import binascii
 import json
 import uuid
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
@@ -27,14 +28,44 @@ from carnet.fhir.patch import parse as patch_plan
 from carnet.fhir.routes.base import Call, Route, created
 from carnet.fhir.transaction import provide_bundle, resolve_patient
 from carnet.ids import SYSTEM_CHAIN, new_id
+from carnet.measures import phd
 
 
 async def transaction(call: Call) -> Response:
     body = await json_body(call.request, call.services.settings.max_document_bytes * 4 // 3 * 10 + 1024 * 1024)
     if not isinstance(body, dict):
         raise invalid("A Bundle is expected", "Bundle")
+    if body.get("resourceType") == "Bundle" and phd.is_measures_bundle(body):
+        return await measure_upload(call, body)
+    if not scope_allows(call.scopes, "DocumentReference", "c"):
+        raise FhirError(403, "forbidden", "The access token's scopes do not cover this interaction",
+                        headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'})
     result = await call.run(lambda ctx: provide_bundle(ctx, body))
     return FhirResponse(result, 200)
+
+
+async def measure_upload(call: Call, body: dict[str, Any]) -> Response:
+    """A Personal Health Device upload (HL7 PHD IG 2.0.0): Devices and Observations of the token's patient, stored
+    by :mod:`carnet.measures.phd` (all or nothing); the transaction-response Bundle."""
+    if body.get("type") != "transaction":
+        raise invalid("A measurements upload is a Bundle of type transaction", "Bundle.type")
+
+    def work(ctx: Context) -> dict[str, Any]:
+        key = phd_patient(ctx)
+        return phd.upload(ctx, key, body, call.scopes, call.claims.client_id, call.base,
+                          lambda rtype: scope_allows(call.scopes, rtype, "c"))
+
+    return FhirResponse(await call.run(work), 200)
+
+
+def phd_patient(ctx: Context) -> uuid.UUID:
+    """The dossier of the patient the token was granted for (a patient, or the person a representative acts for)."""
+    ins = ctx.actor.acting_for or ctx.actor.id
+    key = dossiers.lookup(ctx, ins) if ins and ctx.actor.kind.value in ("patient", "representative") else None
+    if key is None:
+        raise FhirError(403, "forbidden", "Measurements are uploaded with a patient's token (SMART patient scopes "
+                        "patient/Observation.c and patient/Device.c)")
+    return key
 
 
 def _patient_key(ctx: Context, call: Call, params: list[tuple[str, str]]) -> uuid.UUID | None:
@@ -254,7 +285,9 @@ LIST_PARAMS = (
 
 
 ROUTES: tuple[Route, ...] = (
-    Route(None, "transaction", "POST", "/fhir", transaction, ("DocumentReference", "c"), spec="IHE ITI-65"),
+    # the scope depends on the Bundle (documents: DocumentReference.c; a PHD upload: Observation.c, Device.c): checked
+    # by the handler
+    Route(None, "transaction", "POST", "/fhir", transaction, None, spec="IHE ITI-65; HL7 PHD IG 2.0.0"),
     Route("DocumentReference", "search-type", "GET", "/fhir/DocumentReference", docref_search,
           ("DocumentReference", "s"), DOCREF_PARAMS, spec="IHE ITI-67", accepts=("_sort",), includes=INCLUDES),
     Route("DocumentReference", "search-type", "POST", "/fhir/DocumentReference/_search", docref_search_post,

@@ -10,6 +10,7 @@ from carnet.portal.pages import (  # noqa: F401
     dossier,
     history,
     home,
+    measures,
     requests,
     settings,
     sharing,

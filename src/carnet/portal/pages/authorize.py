@@ -49,6 +49,9 @@ SCOPE_WORDS = {
     "offline_access": N_("Keep this access when you are not signed in, until you withdraw it."),
     "online_access": N_("Keep this access for a few hours, while you use the app."),
     "launch/patient": N_("Know which dossier you chose."),
+    # the only write scopes a patient app may have (carnet.admin.MEASURE_WRITE_SCOPES): a measuring app or gateway
+    "patient/Observation.c": N_("Add measurements (weight, blood pressure, glucose, heart rate…) to the dossier."),
+    "patient/Device.c": N_("Tell which devices took them; you can stop one at any time on the Measurements page."),
 }
 
 
@@ -63,6 +66,9 @@ def _authorize_url(params: dict[str, str]) -> str:
 def _problem_page(p: Page, message: str, status: int = 400) -> Response:
     return p.render("portal/error.html", status=status, status_code=status, title=p._("This app cannot connect"),
                     message=p._(message))
+
+
+WRITE_SCOPES = frozenset({"patient/Observation.c", "patient/Device.c"})
 
 
 def _describe(p: Page, scopes: frozenset[str]) -> list[str]:
@@ -124,8 +130,9 @@ async def authorize_form(p: Page) -> Response:
         else links[0].dossier_key
     response = p.render("portal/authorize.html", title=p._("Allow this app?"), app=req.client,
                         lead=p._("An app asks to read your Carnet. Check what it asks, then allow or deny."),
-                        scopes=_describe(p, req.scopes), links=links, chosen=chosen, params=params,
-                        writes=False, redirect_host=urlsplit(req.redirect_uri).netloc or req.redirect_uri)
+                        scopes=_describe(p, req.scopes), writes=bool(req.scopes & WRITE_SCOPES), links=links,
+                        chosen=chosen, params=params,
+                        redirect_host=urlsplit(req.redirect_uri).netloc or req.redirect_uri)
     return _with_form_action(response, req.redirect_uri)
 
 
