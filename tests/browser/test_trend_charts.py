@@ -1,7 +1,7 @@
 """Trend charts in a real browser (issue 17 §2–3): the patient's glucose and blood-pressure charts and the médecin
 traitant's alert with the chart behind it, drawn by uPlot under the portals' CSP, checked by the same axe-core audit
 as every portal screen (WCAG 2.1 AA at 360 and 1280 px, no horizontal scrolling on a phone), and the chart fits a
-390-px phone. ``CARNET_SCREENSHOTS=docs/screenshots`` also writes the screenshots of docs/MEASUREMENTS.md."""
+390-px phone, with no CSP violation. ``CARNET_SCREENSHOTS=docs/screenshots`` also writes the screenshots of docs/MEASUREMENTS.md."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from tests.browser import test_clinician_paths as clinician
 from tests.browser import test_patient_paths as patient
 from tests.browser.conftest import Mailbox
 from tests.browser.test_accessibility import Audit
+from tests.browser.test_content_security_policy import Violations
 from tests.conftest import World
 from tests.trends.test_worker import patient as patient_actor
 
@@ -70,6 +71,7 @@ def test_the_charts_draw_on_a_phone_and_a_desktop_and_pass_the_accessibility_aud
     person = patient.Person(world, services)
     feed(world, services)
     audit = Audit(page)
+    violations = Violations(page)  # uPlot and trend-chart.js under the portals' CSP: nothing refused
     page.set_viewport_size(PHONE)
     patient.sign_in(page, base, person, mailbox, target="/portal/trends")
     audit.check("trends")
@@ -98,3 +100,4 @@ def test_the_charts_draw_on_a_phone_and_a_desktop_and_pass_the_accessibility_aud
     drawn(page)
     shoot(page, "43-pro-trend-glucose")
     audit.assert_clean(6)
+    assert violations.seen == []
