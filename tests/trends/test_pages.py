@@ -123,3 +123,19 @@ def test_the_gp_opens_the_alert_chart_and_acknowledges_it(world: World, app: Any
                                          "alert": alert_id})
     assert r.status_code == 303
     assert "Pris en compte" in text(gp.get("/pro/alerts"))
+
+
+def test_measures_changed_since_the_clinicians_last_access_come_first(world: World, app: Any) -> None:
+    now = world.services.clock()
+    cuff = measures.SourceRef("device", "urn:oid:1.2.3|cuff-9", "Cuff")
+    bp = [measures.reading(Measure.BLOOD_PRESSURE, now - dt.timedelta(days=2), 130, "mm[Hg]", 80)]
+    run(world.services, patient_actor(world), lambda ctx: measures.record(ctx, world.dossier, cuff, bp))
+    first = pro(app, world, "gp")
+    assert first.get(f"/pro/dossier/{world.dossier}").status_code == 200  # the GP's visit: both are new
+    feed(world, 5)  # glucose arrives after that visit
+    later = pro(app, world, "gp")  # a new session: "since your last access" is the first visit
+    page = later.get(f"/pro/dossier/{world.dossier}").text
+    listing = page[page.index('id="measure-list"'):page.index("</ul>", page.index('id="measure-list"'))]
+    items = listing.split("<li>")[1:]
+    assert "measures/glucose" in items[0] and "nouveau depuis votre dernier accès" in items[0]
+    assert "measures/blood-pressure" in items[1] and "nouveau" not in items[1]
