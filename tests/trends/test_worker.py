@@ -4,8 +4,10 @@ turned alerts off or has no médecin traitant; a copy to the patient only if the
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -149,3 +151,17 @@ def test_a_closed_dossier_is_refused_and_no_longer_pending(world: World) -> None
         refused = conn.execute(select(audit.c.outcome).where(
             audit.c.dossier_key == world.dossier, audit.c.event == "trends.evaluate")).scalars().all()
     assert refused and all(o != "0" for o in refused)
+
+
+def test_a_rules_file_that_does_not_load_stops_the_job_not_the_worker(
+        world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = tmp_path / "rules.json"
+    bad.write_text('{"rules": {"r": {"kind": "rising"}}}')
+    monkeypatch.setattr(world.services, "settings", dataclasses.replace(world.services.settings,
+                                                                        trend_rules_file=str(bad)))
+    spo2(world, 85)
+    assert trends.evaluate_pending(world.services) == 0  # logged, nothing evaluated, no exception
+    assert episodes(world) == []
+    with world.services.engine.connect() as conn:
+        assert conn.execute(select(trend_dossier.c.pending).where(
+            trend_dossier.c.dossier_key == world.dossier)).scalar() is True  # evaluated once the file is fixed

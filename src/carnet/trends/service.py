@@ -82,20 +82,31 @@ def pending(services: Services, limit: int = BATCH) -> list[uuid.UUID]:
 
 
 def evaluate_pending(services: Services) -> int:
-    """The worker's job: evaluate every dossier with new readings, each in its own transaction. Returns how many."""
+    """The worker's job: evaluate every dossier with new readings, each in its own transaction. Returns how many
+    were tried. A rules file that does not load stops the job (logged) without stopping the worker's other jobs; a
+    dossier whose evaluation fails is logged (the error's type only) and tried again at the next pass."""
+    try:
+        rules_for(services)
+    except (OSError, ValueError) as exc:
+        logger.error("trends.rules.invalid", error_type=type(exc).__name__)
+        return 0
     done = 0
+    tried: set[uuid.UUID] = set()
     while True:
-        keys = pending(services)
+        keys = [k for k in pending(services) if k not in tried]
+        if not keys:
+            return done
         for key in keys:
+            tried.add(key)
+            done += 1
             try:
                 run(services, EVALUATOR, functools.partial(_evaluate_one, key=key))
             except FhirError as exc:  # closed or purged meanwhile: refused (audited); not tried again until new data
                 logger.info("trends.evaluate.refused", status=exc.status)
                 with services.engine.begin() as conn:
                     conn.execute(update(trend_dossier).where(trend_dossier.c.dossier_key == key).values(pending=False))
-            done += 1
-        if len(keys) < BATCH:
-            return done
+            except Exception as exc:  # noqa: BLE001 - one dossier's failure must not stop the others (no data logged)
+                logger.error("trends.evaluate.failed", error_type=type(exc).__name__)
 
 
 def _evaluate_one(ctx: Context, key: uuid.UUID) -> Outcome:
