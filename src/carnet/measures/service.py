@@ -243,6 +243,22 @@ def search(ctx: Context, key: uuid.UUID, measures: list[Measure] | None, start: 
     return rows, total
 
 
+def read_one(ctx: Context, key: uuid.UUID, measure: Measure | int, source_no: int,
+             taken_at: dt.datetime) -> Reading:
+    """One reading (a FHIR read by id); 404 if absent or not visible to the caller (audited ``measures.read``)."""
+    m = Measure(measure)
+    decision = _readable(ctx, key, "measures.read")
+    row = next((r for r in store.series_rows(ctx.conn, key) if r.measure == m), None)
+    found = [] if row is None or not decision.visibility.allows_measure(bool(row.hidden)) else [
+        r for r in store.read_range(ctx.conn, key, m, taken_at, taken_at + dt.timedelta(milliseconds=1))
+        if r.source_no == source_no]
+    if not found:
+        raise ctx.refuse(key, "R", "measures.read", not_found("Observation"), entity_type="Measure",
+                         entity_id=SPECS[m].name)
+    ctx.audit(key, "R", "measures.read", entity_type="Measure", entity_id=SPECS[m].name, detail={"readings": 1})
+    return found[0]
+
+
 # --- the patient stays in control (§4) ------------------------------------------------------------------------
 
 def sources(ctx: Context, key: uuid.UUID) -> list[Source]:
@@ -316,5 +332,5 @@ def _utc(ts: dt.datetime | None) -> dt.datetime | None:
 
 
 __all__ = ["APPLE_HEALTH", "MANUAL", "BadReading", "FhirError", "Reading", "Series", "Source", "SourceRef", "Upload",
-           "delete_series", "may_manage", "open_source", "reading", "readings", "record", "search", "set_hidden",
-           "sources", "stop_source", "visible_series"]
+           "delete_series", "may_manage", "open_source", "read_one", "reading", "readings", "record", "search",
+           "set_hidden", "sources", "stop_source", "visible_series"]

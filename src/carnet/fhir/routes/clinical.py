@@ -26,6 +26,7 @@ from carnet.clinical.summary import build_bundle, summary_view
 from carnet.context import Context
 from carnet.errors import FhirError, invalid, unprocessable
 from carnet.fhir.http import FhirResponse, json_body
+from carnet.fhir.routes import measures as measurements
 from carnet.fhir.routes.base import Call, Handler, Route, parameters, uuid_or_404
 from carnet.fhir.transaction import resolve_patient
 
@@ -54,13 +55,22 @@ def _handlers(rtype: str) -> dict[str, Handler]:
                                                   "ETag": 'W/"1"'})
 
     async def read(call: Call, id: str) -> Response:
+        measured = measurements.parsed_id(id) if rtype == "Observation" else None
+        if measured is not None:
+            return await measurements.read(call, measured)
         text = await call.run(lambda ctx: service.read(ctx, rtype, id))
         return FhirResponse(text, headers={"ETag": f'W/"{json.loads(text)["meta"]["versionId"]}"'})
 
     async def search(call: Call) -> Response:
         params = call.params()
         count, offset = call.page()
+        asked = measurements.wanted(params) if rtype == "Observation" else None
+        if asked is not None:
+            return await measurements.search(call, params, asked, count, offset)
         for name, _ in params:
+            if rtype == "Observation" and name.split(":")[0] == "date":
+                raise FhirError(400, "not-supported", "date is supported on a search of measurements: add a code "
+                                "naming a measure (e.g. http://loinc.org|29463-7)", name)
             if name.split(":")[0] not in _KNOWN:
                 raise FhirError(400, "not-supported", "Unknown search parameter", name)
         q = dict(params)
@@ -155,7 +165,10 @@ def _routes() -> tuple[Route, ...]:
         out += [
             Route(rtype, "create", "POST", f"/fhir/{rtype}", h["create"], (rtype, "c"), spec=spec),
             Route(rtype, "read", "GET", f"/fhir/{rtype}/{{id}}", h["read"], (rtype, "r"), spec=spec),
-            Route(rtype, "search-type", "GET", f"/fhir/{rtype}", h["search"], (rtype, "s"), PARAMS, spec=spec),
+            Route(rtype, "search-type", "GET", f"/fhir/{rtype}", h["search"], (rtype, "s"),
+                  PARAMS + ((measurements.DATE,) if rtype == "Observation" else ()),
+                  spec=spec + ("; measurements (issue 17): code naming a measure, date" if rtype == "Observation"
+                               else "")),
             Route(rtype, "operation", "POST", f"/fhir/{rtype}/{{id}}/$entered-in-error", h["withdraw"], (rtype, "u"),
                   spec="the author withdraws their item", operation="entered-in-error"),
             Route(rtype, "operation", "POST", f"/fhir/{rtype}/{{id}}/$dispute", h["dispute"], (rtype, "u"),
