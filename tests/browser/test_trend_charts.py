@@ -55,14 +55,15 @@ def drawn(page: Any) -> None:
     assert 0 < width <= page.viewport_size["width"], width
 
 
-def shoot(page: Any, name: str) -> None:
+def shoot(page: Any, name: str, chart: bool = True) -> None:
     out = os.environ.get("CARNET_SCREENSHOTS")
     if not out:
         return
     for label, size in (("phone", PHONE), ("desktop", DESKTOP)):
         page.set_viewport_size(size)
         page.reload()
-        page.wait_for_selector("html[data-charts-drawn='1']")
+        if chart:
+            page.wait_for_selector("html[data-charts-drawn='1']")
         page.screenshot(path=str(Path(out) / f"{name}-{label}.png"), full_page=True)
 
 
@@ -76,6 +77,7 @@ def test_the_charts_draw_on_a_phone_and_a_desktop_and_pass_the_accessibility_aud
     page.set_viewport_size(PHONE)
     patient.sign_in(page, base, person, mailbox, target="/portal/trends")
     audit.check("trends")
+    shoot(page, "39-trends", chart=False)
     audit.visit(base + "/portal/trends/glucose?days=7", "glucose chart", shows="Temps dans la cible")
     page.set_viewport_size(PHONE)
     drawn(page)
@@ -92,6 +94,7 @@ def test_the_charts_draw_on_a_phone_and_a_desktop_and_pass_the_accessibility_aud
             practitioner.c.national_id == world.pros["gp"])).scalar_one()
     clinician.sign_in(page, base, f"Test {family}")
     audit.visit(base + "/pro/alerts", "the médecin traitant's alerts", shows="Saturation en oxygène sous 92 %")
+    shoot(page, "42-pro-alerts", chart=False)
     page.locator("#alerts a[href*='/measures/spo2']").first.click()
     page.wait_for_url("**/measures/spo2**")
     audit.check("the chart behind an alert")
