@@ -26,7 +26,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import structlog
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, insert, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -77,8 +77,8 @@ def on_measurements(ctx: Context, event: MeasurementsRecorded) -> None:
 
 def pending(services: Services, limit: int = BATCH) -> list[uuid.UUID]:
     with services.engine.connect() as conn:
-        return list(conn.execute(select(trend_dossier.c.dossier_key).where(trend_dossier.c.pending.is_(True))
-                                 .limit(limit)).scalars())
+        return list(conn.execute(select(trend_dossier.c.dossier_key).where(trend_dossier.c.pending == true())
+                                 .limit(limit)).scalars())  # "= true": the (pending, dossier_key) index serves it
 
 
 def evaluate_pending(services: Services) -> int:
