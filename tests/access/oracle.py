@@ -45,11 +45,14 @@ class Scenario:
     # Document Access Code): it is recorded on their own authorization, so it counts only while relation is
     # "authorized"; it shows them what the patient hid from professionals (MASQUE_PS), never beyond their profession
     sees_hidden: bool = False
+    # the measure (weight, blood pressure, glucose…: issue 17) for "read_measures": the patient hid it from
+    # professionals, "the same rule as hiding a document: the médecin traitant still sees it"
+    measure_hidden: bool = False
 
 
 ACTIONS = ("read_document", "add_document", "check_dossier", "read_history", "manage_access", "close_or_reopen",
            "request_access", "copy_dossier", "read_gp_notices", "read_item", "issue_access_code",
-           "redeem_access_code", "redeem_hidden_code")
+           "redeem_access_code", "redeem_hidden_code", "read_measures", "record_measures")
 
 # Age at which a minor's legal representatives lose access (DOMAIN.md: Carnet's choice, configurable: 18).
 _AGE_OF_MAJORITY = 18
@@ -112,6 +115,12 @@ def _patient(s: Scenario, action: str) -> bool:
     if action == "read_item":
         # "read everything in the dossier": a hidden item is hidden from professionals only; the patient hid it.
         return True
+    if action == "read_measures":
+        return True  # their own measurements, hidden ones included, closed dossier too (as everything they read)
+    if action == "record_measures":
+        # Issue 17 §1, §4: the patient (their apps and devices with their grant) adds measurements and manages their
+        # sources, into an open dossier only (as they add their own documents).
+        return s.dossier_status == "active"
     if action == "read_document":
         # "read everything in the dossier except what is invisible to them" -- and what they deleted from their view.
         if s.deleted_by_patient:
@@ -215,6 +224,12 @@ def _professional(s: Scenario, action: str) -> bool:
         return s.mode == "normal" and s.relation == "authorized"
     if action == "issue_access_code":
         return False  # codes are the patient's to give
+    if action == "record_measures":
+        return False  # issue 17 §4: the patient's self-measurements are theirs to add, stop, hide and delete
+    if action == "read_measures":
+        if not has_access:
+            return False
+        return _professional_reads_measures(s)
     if action == "read_document":
         if not has_access:
             return False
@@ -287,6 +302,20 @@ def _professional_reads_item(s: Scenario) -> bool:
     if s.item_hidden and not _took_hidden_code(s):
         return False
     return _habilitation_matrix_allows(s.profession, "11", "60591-5")
+
+
+def _professional_reads_measures(s: Scenario) -> bool:
+    """A professional who has access to the dossier: may they read the patient's measurements of one measure?
+
+    Issue 17 §4: "hides a measure from professionals (the same rule as hiding a document: the médecin traitant still
+    sees it)", and "professionals read measures only as the habilitation matrix allows". Project choice
+    (docs/MEASUREMENTS.md, the matrix's ``measures_about``): doctors, pharmacists, midwives and nurses read them;
+    dentists, the other professions and the social sector do not."""
+    if s.relation in ("treating_gp", "gp_rights"):
+        return True
+    if s.measure_hidden and not _took_hidden_code(s):
+        return False
+    return s.profession in ("10", "21", "50", "60")
 
 
 def _took_hidden_code(s: Scenario) -> bool:

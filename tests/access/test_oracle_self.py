@@ -78,7 +78,7 @@ def test_a_closed_dossier_shuts_out_professionals_but_not_the_patient() -> None:
     assert allowed(replace(BASE, relation="treating_gp", dossier_status="closed")) == set()
     closed = replace(PATIENT, dossier_status="closed", doc_class="90", doc_type="DOCPAT01")
     assert allowed(closed) == {"read_document", "check_dossier", "read_history", "close_or_reopen", "copy_dossier",
-                               "read_item"}
+                               "read_item", "read_measures"}
 
 
 # --- Professionals in normal mode -------------------------------------------------------------------------------
@@ -347,3 +347,24 @@ def test_a_hidden_item_is_read_only_by_the_patient_side_its_author_and_full_righ
     if s.item_hidden and expected(s, "read_item"):
         assert s.actor in ("patient", "representative") or s.actor_is_author or \
             s.relation in ("treating_gp", "gp_rights")
+
+
+# --- measurements (issue 17 §4) -----------------------------------------------------------------------------------
+
+def test_a_hidden_measure_is_read_by_the_medecin_traitant_not_by_another_authorized_doctor() -> None:
+    assert expected(replace(BASE, measure_hidden=False), "read_measures")
+    assert not expected(replace(BASE, measure_hidden=True), "read_measures")
+    assert expected(replace(BASE, measure_hidden=True, relation="treating_gp"), "read_measures")
+    assert expected(replace(BASE, measure_hidden=True, sees_hidden=True), "read_measures")
+
+
+@pytest.mark.parametrize(("profession", "reads"), [("10", True), ("21", True), ("50", True), ("60", True),
+                                                   ("40", False), ("70", False), ("91", False)])
+def test_measurements_are_read_by_the_professions_the_project_chose(profession: str, reads: bool) -> None:
+    assert expected(replace(BASE, profession=profession), "read_measures") is reads
+
+
+@given(scenarios)
+def test_only_the_patient_side_records_measurements_and_only_in_an_open_dossier(s: Scenario) -> None:
+    if expected(s, "record_measures"):
+        assert s.actor in ("patient", "representative") and s.dossier_status == "active"

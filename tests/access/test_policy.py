@@ -117,8 +117,13 @@ def item_for(s: Scenario) -> ItemFacts:
     return ItemFacts(author_id=ACTOR_IDS.get(s.actor) if s.actor_is_author else OTHER_AUTHOR, hidden=s.item_hidden)
 
 
-def policy_answer(decision: Decision, doc: DocFacts, action: str, item: ItemFacts | None = None) -> bool:
+def policy_answer(decision: Decision, doc: DocFacts, action: str, item: ItemFacts | None = None,
+                  measure_hidden: bool = False) -> bool:
     """The policy's answer to an oracle action."""
+    if action == "read_measures":
+        return decision.read and decision.visibility.allows_measure(measure_hidden)
+    if action == "record_measures":
+        return decision.record_measures
     if action == "read_item":
         assert item is not None, "read_item needs the item"
         return decision.read and decision.visibility.allows_item(item)
@@ -162,7 +167,7 @@ def disagreements(s: Scenario, actions: Iterable[str], birthday_is_today: bool =
         f"{action}: oracle={expected(s, action)} policy={policy_answer(decision, doc, action, item)} for {s} "
         f"(birthday_is_today={birthday_is_today}, basis={decision.basis!r})"
         for action in actions
-        if expected(s, action) != policy_answer(decision, doc, action, item)
+        if expected(s, action) != policy_answer(decision, doc, action, item, s.measure_hidden)
     ]
 
 
@@ -198,6 +203,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         item_hidden=draw(st.booleans()),
         requires_code=draw(st.booleans()),
         sees_hidden=draw(st.booleans()),
+        measure_hidden=draw(st.booleans()),
     )
 
 
@@ -207,7 +213,7 @@ def test_policy_agrees_with_the_oracle_on_every_action(s: Scenario, birthday_is_
     decision, doc = decide_for(s, birthday_is_today)
     for action in ACTIONS:
         want = expected(s, action)
-        got = policy_answer(decision, doc, action, item_for(s))
+        got = policy_answer(decision, doc, action, item_for(s), s.measure_hidden)
         assert got == want, (
             f"action {action!r}: oracle says {want}, policy says {got}\nscenario: {s}\n"
             f"birthday_is_today={birthday_is_today}\ndecision: {decision}"
@@ -312,6 +318,8 @@ def test_every_document_combination_agrees(base: Scenario) -> None:
         found += disagreements(s, ("read_document", "add_document"))
     for hidden, author in itertools.product((False, True), (False, True)):
         found += disagreements(replace(base, item_hidden=hidden, actor_is_author=author), ("read_item",))
+    for hidden in (False, True):
+        found += disagreements(replace(base, measure_hidden=hidden), ("read_measures", "record_measures"))
     assert not found, report(found)
 
 

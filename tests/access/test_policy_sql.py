@@ -324,3 +324,31 @@ def test_item_where_selects_what_allows_item_allows(db: Loaded) -> None:
         hidden_seen_by_someone |= bool(hidden & py)
         hidden_hidden_from_someone |= bool(hidden - py) and bool(py)
     assert hidden_seen_by_someone and hidden_hidden_from_someone
+
+
+def test_measure_where_selects_what_allows_measure_allows(db: Loaded) -> None:
+    """Issue 17 §4: a search of measurements filters the dossier's measures in SQL with ``measure_where``, a read
+    checks ``allows_measure``; both must hide the same measures (hidden or not) from the same callers."""
+    from sqlalchemy import delete, insert
+
+    from carnet.db.tables import measure_series
+
+    rows = {1: False, 2: True}
+    with db.engine.begin() as conn:
+        conn.execute(insert(measure_series), [{"dossier_key": db.dossier_key, "measure": m, "hidden": h,
+                                               "readings": 1} for m, h in rows.items()])
+    try:
+        seen_hidden = refused_hidden = False
+        for vis in [*sorted(decided_visibilities(), key=repr), *hand_made_visibilities()]:
+            query = select(measure_series.c.measure).where(measure_series.c.dossier_key == db.dossier_key,
+                                                           vis.measure_where(measure_series))
+            with db.engine.connect() as conn:
+                sql = set(conn.scalars(query))
+            py = {m for m, hidden in rows.items() if vis.allows_measure(hidden)}
+            assert sql == py, f"{db.engine.dialect.name}: measure_where() and allows_measure() disagree for {vis}"
+            seen_hidden |= 2 in py
+            refused_hidden |= 1 in py and 2 not in py
+        assert seen_hidden and refused_hidden
+    finally:
+        with db.engine.begin() as conn:
+            conn.execute(delete(measure_series).where(measure_series.c.dossier_key == db.dossier_key))

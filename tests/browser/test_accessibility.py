@@ -178,6 +178,7 @@ def test_every_patient_screen_meets_wcag_21_aa_at_phone_and_desktop_widths(
             ("/portal/apps", "connected apps", ""),
             ("/portal/sharing", "share (SMART Health Links, emergency card)", ""),
             ("/portal/access-codes", "access codes", ""),
+            ("/portal/measures", "measurements (typed, devices, Apple Health import)", "Tension artérielle"),
             ("/shl/view#shlink:/" + VIEWER_LINK, "a SMART Health Link's viewer (a doctor abroad)", ""),
             (f"/portal/documents/{NOWHERE}", "error page", "")):
         audit.visit(base + path, screen, shows)
@@ -198,7 +199,7 @@ def test_every_patient_screen_meets_wcag_21_aa_at_phone_and_desktop_widths(
         accounts.link(conn, account_id, other.dossier, "representative", services.clock(), uuid.UUID(str(rep.id)))
     audit.visit(base + "/portal/choose", "account chooser")
     assert page.locator("main form[action='/portal/choose']").count() == 2
-    audit.assert_clean(28)
+    audit.assert_clean(29)
 
 
 def test_every_clinician_screen_meets_wcag_21_aa_at_phone_and_desktop_widths(

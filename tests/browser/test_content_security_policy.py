@@ -51,7 +51,7 @@ def test_no_page_of_either_portal_breaks_its_content_security_policy(
     visit(page, base + "/portal/sign-in")
     patient.sign_in(page, base, person, mailbox)
     for path in ("/portal/", "/portal/documents", "/portal/access", "/portal/history", "/portal/settings",
-                 "/portal/sharing", "/shl/view#shlink:/" + VIEWER_LINK):
+                 "/portal/sharing", "/portal/measures", "/shl/view#shlink:/" + VIEWER_LINK):
         visit(page, base + path)
     page.context.clear_cookies()
     nid, button = clinician.new_professional(world)

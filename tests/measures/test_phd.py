@@ -139,3 +139,46 @@ def test_only_the_measurement_write_scopes_are_registrable_and_the_consent_scree
     page = app.authorize(scope=SCOPES)
     assert page.status_code == 200
     assert "ajouter des mesures" in page.text and "Elle peut seulement lire" not in page.text
+
+
+def _paths(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [path]
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _paths(v, (*path, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _paths(v, (*path, i))
+    return out
+
+
+def test_a_mutated_phd_bundle_is_refused_cleanly_or_stored(world: World) -> None:
+    """Any element of the published Bundle replaced by a value of another JSON type: a FHIR error (4xx) and nothing
+    stored, or a success; never another exception."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from carnet.errors import FhirError
+    from carnet.measures import phd
+
+    base = example("bundle-example-1.json")
+    paths = [p for p in _paths(base) if p]
+    patient_actor = Actor(ActorKind.PATIENT, id=world.ins)
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(where=st.sampled_from(paths), value=st.one_of(st.integers(), st.text(max_size=5), st.none(),
+                                                          st.just([]), st.just({}), st.just([1, {"a": []}])))
+    def mutate(where: tuple[Any, ...], value: Any) -> None:
+        bundle = copy.deepcopy(base)
+        node: Any = bundle
+        for k in where[:-1]:
+            node = node[k]
+        node[where[-1]] = value
+        try:
+            run(world.services, patient_actor, lambda ctx: phd.upload(
+                ctx, world.dossier, bundle, frozenset({"patient/Observation.c", "patient/Device.c"}), "fuzz",
+                "https://carnet.test/fhir", lambda rtype: True))
+        except FhirError as exc:
+            assert 400 <= exc.status < 500
+
+    mutate()

@@ -50,9 +50,26 @@ def parse_observation_id(value: str) -> tuple[uuid.UUID, int, int, dt.datetime] 
         return None
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _ref(value: Any) -> str | None:
+    """A Reference's ``reference`` (``None`` if the element is not a Reference with a string reference)."""
+    ref = _dict(value).get("reference")
+    return ref if isinstance(ref, str) else None
+
+
 def is_measures_bundle(bundle: dict[str, Any]) -> bool:
     """A transaction whose entries are Observations and Devices (a PHD upload), not documents (ITI-65)."""
-    types = {(e.get("resource") or {}).get("resourceType") for e in bundle.get("entry") or [] if isinstance(e, dict)}
+    types: set[str | None] = set()
+    for e in _list(bundle.get("entry")):
+        rtype = _dict(_dict(e).get("resource")).get("resourceType")
+        types.add(rtype if isinstance(rtype, str) else None)
     return bool(types & {"Observation", "Device"}) and types <= {"Observation", "Device", "Patient"}
 
 
@@ -87,7 +104,7 @@ def _quantity(q: Any, where: str) -> tuple[float, str]:
 def _codes(concept: Any) -> list[tuple[str, str]]:
     if not isinstance(concept, dict):
         return []
-    return [(str(c.get("system")), str(c.get("code"))) for c in concept.get("coding") or [] if isinstance(c, dict)]
+    return [(str(c.get("system")), str(c.get("code"))) for c in _list(concept.get("coding")) if isinstance(c, dict)]
 
 
 def to_reading(res: dict[str, Any], where: str) -> Reading | None:
@@ -101,13 +118,14 @@ def to_reading(res: dict[str, Any], where: str) -> Reading | None:
                             "pressure, glucose, heart rate, SpO2, body temperature, steps; LOINC or ISO/IEEE 11073)"
                             if not specs else "The codes name different measurements", f"{where}.code", "code-invalid")
     spec = SPECS[specs.pop()]
-    if res.get("status") not in ACCEPTED_STATUS:
+    status = res.get("status")
+    if not isinstance(status, str) or status not in ACCEPTED_STATUS:
         raise unprocessable("Only final, amended or corrected measurements are stored", f"{where}.status", "value")
     when = _when(res, where)
     if spec.components is not None:
         values: list[float] = []
         for i, wanted in enumerate(spec.components):
-            comp = next((c for c in res.get("component") or [] if isinstance(c, dict)
+            comp = next((c for c in _list(res.get("component")) if isinstance(c, dict)
                          and any(code in wanted for code in _codes(c.get("code")))), None)
             expr = f"{where}.component[{'systolic' if i == 0 else 'diastolic'}]"
             if comp is None:
@@ -132,14 +150,14 @@ def to_reading(res: dict[str, Any], where: str) -> Reading | None:
 
 
 def _device_source(res: dict[str, Any], where: str) -> service.SourceRef:
-    ident = next((i for i in res.get("identifier") or [] if isinstance(i, dict) and i.get("system")
-                  and i.get("value")), None)
+    ident = next((i for i in _list(res.get("identifier")) if isinstance(i, dict) and isinstance(i.get("system"), str)
+                  and isinstance(i.get("value"), str) and i["system"] and i["value"]), None)
     if ident is None:
         raise unprocessable("A Device needs an identifier (system and value) so that the patient can recognise and "
                             "stop it", f"{where}.identifier", "required")
-    names = [n.get("name") for n in res.get("deviceName") or [] if isinstance(n, dict) and n.get("name")]
+    names = [n.get("name") for n in _list(res.get("deviceName")) if isinstance(n, dict) and n.get("name")]
     label = " ".join(str(x) for x in (res.get("manufacturer"), res.get("modelNumber")) if x) or \
-        (str(names[0]) if names else "") or str((res.get("type") or {}).get("text") or "Device")
+        (str(names[0]) if names else "") or str(_dict(res.get("type")).get("text") or "Device")
     return service.SourceRef("device", f"{ident['system']}|{ident['value']}"[:300], label[:200])
 
 
@@ -147,8 +165,8 @@ def upload(ctx: Context, key: uuid.UUID, bundle: dict[str, Any], scopes: frozens
            base: str, may: Any) -> dict[str, Any]:
     """Store a PHD transaction Bundle in dossier ``key`` (all of it or nothing); the transaction-response Bundle,
     entries in request order. ``may(resource_type)`` says whether the token's scopes allow creating that type."""
-    entries = bundle.get("entry") or []
-    if not isinstance(entries, list) or not entries or len(entries) > MAX_ENTRIES:
+    entries = _list(bundle.get("entry"))
+    if not entries or len(entries) > MAX_ENTRIES:
         raise FhirError(400, "structure", f"A transaction needs 1 to {MAX_ENTRIES} entries", "Bundle.entry")
     by_ref: dict[str, int] = {}  # fullUrl / Type/id -> entry index
     for i, e in enumerate(entries):
@@ -170,7 +188,7 @@ def upload(ctx: Context, key: uuid.UUID, bundle: dict[str, Any], scopes: frozens
     patients = {i for i, e in enumerate(entries) if e["resource"]["resourceType"] == "Patient"}
     own = {f"Patient/{key}", f"{base}/Patient/{key}"}
     for i in patients:
-        ins = [x.get("value") for x in entries[i]["resource"].get("identifier") or []
+        ins = [x.get("value") for x in _list(entries[i]["resource"].get("identifier"))
                if isinstance(x, dict) and x.get("system") in INS_SYSTEMS]
         if ins and ctx.actor.id not in ins and ctx.actor.acting_for not in ins:
             raise unprocessable("This Patient is not the patient the access token was granted for",
@@ -189,11 +207,11 @@ def upload(ctx: Context, key: uuid.UUID, bundle: dict[str, Any], scopes: frozens
         r = to_reading(res, where)
         if r is None:
             continue
-        subject = (res.get("subject") or {}).get("reference")
+        subject = _ref(res.get("subject"))
         if not (subject in own or (subject in by_ref and by_ref[subject] in patients)):
             raise unprocessable("subject must be the patient of the upload (the Bundle's Patient entry or "
                                 f"Patient/{key})", f"{where}.subject", "processing")
-        device = (res.get("device") or {}).get("reference")
+        device = _ref(res.get("device"))
         if device is None:
             src = app
         elif device in by_ref and by_ref[device] in sources:

@@ -234,8 +234,8 @@ def search(ctx: Context, key: uuid.UUID, measures: list[Measure] | None, start: 
     """A page of readings of the given measures (all the caller may see if ``None``), newest first, and the total;
     the policy's filter is applied before paging (the measures the caller may not see are left out)."""
     decision = _readable(ctx, key, "measures.search")
-    visible = {int(r.measure) for r in store.series_rows(ctx.conn, key)
-               if decision.visibility.allows_measure(bool(r.hidden))}
+    visible = set(ctx.conn.execute(select(measure_series.c.measure).where(
+        measure_series.c.dossier_key == key, decision.visibility.measure_where(measure_series))).scalars())
     wanted = [int(m) for m in (measures if measures is not None else list(Measure)) if int(m) in visible]
     rows = store.page_range(ctx.conn, key, wanted, _utc(start), _utc(end), count, offset) if wanted else []
     total = store.count_range(ctx.conn, key, wanted, _utc(start), _utc(end)) if wanted else 0
