@@ -2,7 +2,7 @@
 traitant's alert with the chart behind it, drawn by uPlot under the portals' CSP, checked by the same axe-core audit
 as every portal screen (WCAG 2.1 AA at 360 and 1280 px, no horizontal scrolling on a phone), and the chart fits a
 390-px phone, with no CSP violation. ``CARNET_SCREENSHOTS=docs/screenshots`` also writes the screenshots of
-docs/TRENDS.md."""
+docs/MEASUREMENTS.md."""
 
 from __future__ import annotations
 
