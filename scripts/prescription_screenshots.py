@@ -93,10 +93,10 @@ def main() -> None:
             dossier_url = page.url.split("?")[0]
             page.goto(dossier_url + "/prescribe")
             fill_prescription(page)
-            page.screenshot(path=str(out / "40-pro-prescribe-desktop.png"), full_page=True)
+            page.screenshot(path=str(out / "50-pro-prescribe-desktop.png"), full_page=True)
             page.locator("#prescribe-form button[type=submit]").click()
             page.wait_for_url("**/prescriptions?done=written")
-            page.screenshot(path=str(out / "41-pro-prescriptions-desktop.png"), full_page=True)
+            page.screenshot(path=str(out / "51-pro-prescriptions-desktop.png"), full_page=True)
             number = page.locator(".rx-number").first.inner_text()
             pdf_href = page.locator("a[href*='/documents/']").first.get_attribute("href") or ""
             doc = page.goto(base + pdf_href)
@@ -108,7 +108,7 @@ def main() -> None:
                 viewer = gp.new_page()
                 viewer.goto(path.as_uri())
                 viewer.wait_for_timeout(1500)
-                viewer.screenshot(path=str(out / "42-prescription-pdf-desktop.png"))
+                viewer.screenshot(path=str(out / "52-prescription-pdf-desktop.png"))
             gp.close()
             chemist = browser.new_context(viewport=VIEWPORT, locale="fr-FR")  # type: ignore[arg-type]
             page = chemist.new_page()
@@ -121,7 +121,7 @@ def main() -> None:
             page.fill("#qty-1", "1")
             page.locator("#dispense-form button[type=submit]").click()
             page.wait_for_load_state()
-            page.screenshot(path=str(out / "43-pro-pharmacy-desktop.png"), full_page=True)
+            page.screenshot(path=str(out / "53-pro-pharmacy-desktop.png"), full_page=True)
             chemist.close()
             patient = browser.new_context(viewport=VIEWPORT, locale="fr-FR")  # type: ignore[arg-type]
             page = patient.new_page()
@@ -129,7 +129,7 @@ def main() -> None:
             page.goto(base + "/portal/prescriptions")
             rx = page.locator("a[href*='/portal/prescriptions?code=']").first.get_attribute("href") or ""
             page.goto(base + rx)
-            page.screenshot(path=str(out / "44-portal-prescriptions-desktop.png"), full_page=True)
+            page.screenshot(path=str(out / "54-portal-prescriptions-desktop.png"), full_page=True)
             patient.close()
             browser.close()
         server.should_exit = True

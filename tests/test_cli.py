@@ -30,6 +30,9 @@ def test_the_demo_is_idempotent_and_the_audit_verifies(env: Path) -> None:
     assert runner.invoke(app, ["demo"]).exit_code == 0
     db = sqlite3.connect(env / "carnet.db")
     assert db.execute("select count(*) from dossier").fetchone()[0] == 3
+    # the adult's measurements (issue 17): charts to draw, and the médecin traitant's alerts (blood pressure, weight)
+    assert db.execute("select count(*) from measurement").fetchone()[0] == 90 * 96 + 60 + 30
+    assert sorted(r[0] for r in db.execute("select rule_id from trend_episode")) == ["home-bp-high", "weight-gain"]
     result = runner.invoke(app, ["audit", "verify"])
     assert result.exit_code == 0, result.output
     assert "0 problems" in result.output

@@ -23,10 +23,11 @@ from carnet.audit.anchor import Anchor
 from carnet.claims import service as claims
 from carnet.config import Settings
 from carnet.context import Services, run
-from carnet.events import Audited, DocumentReplaced
+from carnet.events import Audited, DocumentReplaced, MeasurementsRecorded
 from carnet.notify import rules as notify_rules
 from carnet.notify.worker import WORKER_ACTOR
 from carnet.tasks import service as tasks
+from carnet.trends import service as trends
 
 logger = structlog.get_logger("carnet")
 
@@ -42,8 +43,9 @@ def wire(services: Services) -> None:
     """Subscribe the services to each other's events and give the worker its periodic jobs (run in this order)."""
     services.events.subscribe(Audited, notify_rules.on_audit)  # notifications, in the audited change's transaction
     services.events.subscribe(DocumentReplaced, tasks.on_document_replaced)  # a replacement answers rectifications
-    services.periodic_jobs.extend([_expire_access_requests, _purge_claim_lines, _throttle_notices, _prune_throttle,
-                                   _audit_checkpointer(), _audit_partition_maker()])
+    services.events.subscribe(MeasurementsRecorded, trends.on_measurements)  # new readings: evaluate them (worker)
+    services.periodic_jobs.extend([trends.evaluate_pending, _expire_access_requests, _purge_claim_lines,
+                                   _throttle_notices, _prune_throttle, _audit_checkpointer(), _audit_partition_maker()])
 
 
 def _expire_access_requests(services: Services) -> None:

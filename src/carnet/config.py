@@ -70,6 +70,7 @@ class Settings:
     # the patient is told that a document awaits its announcement this many days after its deposit
     announcement_notice_days: int = field(default_factory=lambda: _int("CARNET_ANNOUNCEMENT_NOTICE_DAYS", 14))
     habilitation_file: str | None = field(default_factory=lambda: _env("CARNET_HABILITATION_FILE"))
+    trend_rules_file: str | None = field(default_factory=lambda: _env("CARNET_TREND_RULES_FILE"))  # issue 17 §3
     token_lifetime: int = field(default_factory=lambda: int(_env("CARNET_TOKEN_LIFETIME", "300") or 300))
     page_size: int = field(default_factory=lambda: int(_env("CARNET_PAGE_SIZE", "20") or 20))
     max_page_size: int = 200

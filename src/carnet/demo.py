@@ -193,6 +193,9 @@ def _seed_dossiers(services: Services) -> None:
     from carnet.clinical.demo import seed as seed_clinical  # structured items for the adult (issue 3 §2)
 
     seed_clinical(services, gp, adult)
+    from carnet.trends.demo import seed as seed_measurements  # measurements, charts and alerts (issue 17)
+
+    seed_measurements(services, patient, adult)
     _seed_claims(services)
 
 

@@ -12,7 +12,7 @@ REFERENCE_TABLES |= {"audit_archive"}  # the archived audit months: a dozen rows
 LOOKUP_TABLES = {"token_jti"}  # a client assertion's jti (replay): insert-only, by jti
 LOOKUP_TABLES |= {"ins_lookup", "creation_objection", "patient_index", "resource_locator", "document_identifier"}
 LOOKUP_TABLES |= {"account_login"}  # a sign-in identifier -> its account
-LOOKUP_TABLES |= {"pro_notice_by_recipient"}  # a professional's inbox -> the dossiers' notices
+LOOKUP_TABLES |= {"pro_notice_by_recipient", "trend_alert_by_recipient"}  # a professional's inbox -> notices, alerts
 LOOKUP_TABLES |= {"shared_link_lookup"}  # the hash of a SMART Health Link's public id -> its dossier
 LOOKUP_TABLES |= {"prescription_number", "prescription_by_pharmacy"}  # a prescription by number; a pharmacy's inbox
 # People's accounts, their codes, sessions and app grants: distributed by account, by grant (refresh tokens) or by the
@@ -30,7 +30,8 @@ def test_every_table_is_classified() -> None:
                               "professional_seen", "task", "clinical_item", "claim_line", "access_review",
                               "pro_notice", "shared_link", "access_code", "access_code_guard",
                               "prescription", "prescription_line", "medication_dispense",
-                              "measurement", "measure_source", "measure_series"}
+                              "measurement", "measure_source", "measure_series",
+                              "trend_dossier", "trend_episode"}
 
 
 def test_account_tables_are_keyed_by_their_account_or_secret() -> None:

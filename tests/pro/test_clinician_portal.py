@@ -325,4 +325,4 @@ def test_opening_a_dossier_writes_one_audit_record_per_thing_read_and_reads_noth
     assert {r.actor_id for r in rows} == {world.pros["gp"]}
     seen = sorted(f"{r.event} {(r.detail or {}).get('query', '')}".strip() for r in rows)
     assert seen == ["ITI-67 pro-portal", "ITI-67 summary:directives", "ITI-67 summary:vsm", "contact.read",
-                    "patient.read", "summary.read"]
+                    "measures.list", "patient.read", "summary.read"]  # measures.list: the measurements section

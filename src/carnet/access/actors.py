@@ -21,6 +21,9 @@ class ActorKind(StrEnum):
     # whoever holds a SMART Health Link the patient shared (carnet.sharing): reads what the link shares, nothing more;
     # ``id`` is the link's internal id, ``display`` the recipient the client declared
     LINK_RECIPIENT = "link_recipient"
+    # the worker evaluating the trend rules over a dossier's measurements (carnet.trends): reads the readings of the
+    # measures its rules watch, never documents nor identity, and writes only alerts
+    TREND_EVALUATOR = "trend_evaluator"
 
 
 NEVER_ADMITTED = frozenset({ActorKind.INSURER, ActorKind.MUTUELLE, ActorKind.EMPLOYER, ActorKind.BANK,

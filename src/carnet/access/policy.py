@@ -233,6 +233,9 @@ class Decision:
     prescribe: bool = False  # may write an e-prescription in this dossier (issue 12 §2)
     # may read the one prescription presented (Standing.presented_prescription) and record what was dispensed on it
     dispense: bool = False
+    # may evaluate the trend rules over the dossier's measurements and write alerts (issue 17 §3): the trend
+    # evaluator (the worker), on an open dossier; nothing else (no document, no identity, no search)
+    evaluate_trends: bool = False
     visibility: Visibility = field(default_factory=Visibility)
     basis: str = "none"  # why access is granted: patient, representative, authorized, treating_gp, emergency, ...
     refusal: str = "Access to this dossier is not allowed."
@@ -297,6 +300,11 @@ def decide(actor: Actor, dossier: DossierFacts, standing: Standing, today: dt.da
         return _professional(actor, dossier, standing, matrix, active)
     if actor.kind is ActorKind.LINK_RECIPIENT:
         return _link_recipient(standing, active)
+    if actor.kind is ActorKind.TREND_EVALUATOR:
+        if not active:
+            return Decision(refusal="This dossier is closed.", refusal_code="closed")
+        return Decision(evaluate_trends=True, basis="trend_evaluator",
+                        refusal="The trend evaluator reads only the measurements its rules watch.")
     return DENY
 
 

@@ -229,6 +229,10 @@ def purge_due(ctx: Context) -> list[uuid.UUID]:
 
         for table in (shared_link_lookup, shared_link):  # a purge is a batch job: the lookup by its dossier column
             ctx.conn.execute(delete(table).where(table.c.dossier_key == key))
+        from carnet.db.tables import trend_alert_by_recipient, trend_dossier, trend_episode  # alerts (issue 17 §3)
+
+        for table in (trend_alert_by_recipient, trend_episode, trend_dossier):  # the lookup by its dossier column too
+            ctx.conn.execute(delete(table).where(table.c.dossier_key == key))
         ctx.conn.execute(delete(document_identifier).where(document_identifier.c.dossier_key == key))
         if ids or lists:
             ctx.conn.execute(delete(resource_locator).where(resource_locator.c.resource_id.in_(ids + lists)))

@@ -27,6 +27,7 @@ from carnet.ids import new_id
 from carnet.notify import notices
 from carnet.portal import i18n
 from carnet.portal import web as portal_web
+from carnet.trends import alerts as trend_alerts
 
 T = TypeVar("T")
 logger = structlog.get_logger("carnet")
@@ -36,6 +37,7 @@ logger = structlog.get_logger("carnet")
 class ProPage(portal_web.Page):
     pro: sessions.ProSession | None = None
     unread_notices: int = 0  # the médecin traitant's unread notices, for the header (read with the session)
+    open_alerts: int = 0  # their alerts not yet acknowledged (issue 17 §3), read with the session too
 
     async def run(self, work: Callable[[Context], T]) -> T:
         current = self.pro
@@ -55,7 +57,7 @@ class ProPage(portal_web.Page):
             _=self.lang.gettext, lang=self.lang.code,
             fmt=self.lang.format, pro=self.pro, request=self.request, languages=i18n.LABELS,
             csrf=self.pro.csrf if self.pro else "", path=self.request.url.path, now=self.services.clock(),
-            unread_notices=self.unread_notices, **values)
+            unread_notices=self.unread_notices, open_alerts=self.open_alerts, **values)
         return self.finish(HTMLResponse(html, status_code=status))
 
 
@@ -75,15 +77,18 @@ def endpoint(handler: ProHandler, public: bool, services: Services) -> Callable[
         now = services.clock()
         token = request.cookies.get(sessions.COOKIE)
 
-        def load() -> tuple[sessions.ProSession | None, int]:
+        def load() -> tuple[sessions.ProSession | None, int, int]:
             with services.engine.begin() as conn:
                 loaded = sessions.load(conn, token, now, services.settings)
-                return loaded, notices.unread_notices(conn, loaded.national_id) if loaded else 0
+                if loaded is None:
+                    return None, 0, 0
+                return (loaded, notices.unread_notices(conn, loaded.national_id),
+                        trend_alerts.unacknowledged(conn, loaded.national_id))
 
-        current, unread = await run_in_threadpool(load) if token else (None, 0)
+        current, unread, open_alerts = await run_in_threadpool(load) if token else (None, 0, 0)
         code = i18n.negotiate(request.cookies.get(portal_web.LANG_COOKIE), request.headers.get("accept-language"))
         lang = i18n.language(code, services.settings.display_timezone)
-        p = ProPage(request, services, None, lang, pro=current, unread_notices=unread)
+        p = ProPage(request, services, None, lang, pro=current, unread_notices=unread, open_alerts=open_alerts)
         try:
             if not public and current is None:
                 nxt = request.url.path + (f"?{request.url.query}" if request.url.query else "")

@@ -10,8 +10,8 @@ Resources accepted through the API are stored as the JSON text that was accepted
 it without re-serialising it through models.
 
 The tables live in this package's ``__init__`` but for the counters every node shares (``counters``), the shared
-links (``sharing``), the e-prescriptions (``prescribing``) and the measurements (``measures``); ``base`` holds the
-metadata. Importers name ``carnet.db.tables`` only.
+links (``sharing``), the e-prescriptions (``prescribing``), the measurements (``measures``) and their trend alerts
+(``trends``); ``base`` holds the metadata. Importers name ``carnet.db.tables`` only.
 """
 
 from __future__ import annotations
@@ -49,6 +49,9 @@ from carnet.db.tables.sharing import access_code as access_code
 from carnet.db.tables.sharing import access_code_guard as access_code_guard
 from carnet.db.tables.sharing import shared_link as shared_link
 from carnet.db.tables.sharing import shared_link_lookup as shared_link_lookup
+from carnet.db.tables.trends import trend_alert_by_recipient as trend_alert_by_recipient
+from carnet.db.tables.trends import trend_dossier as trend_dossier
+from carnet.db.tables.trends import trend_episode as trend_episode
 
 # --- reference tables (not distributed) ---------------------------------------------------------------------------
 

@@ -15,4 +15,5 @@ from carnet.portal.pages import (  # noqa: F401
     requests,
     settings,
     sharing,
+    trends,
 )

@@ -3,6 +3,7 @@
 import carnet.pro.pages.access_codes
 import carnet.pro.pages.dossier
 import carnet.pro.pages.inbox
+import carnet.pro.pages.measures
 import carnet.pro.pages.prescriptions
 import carnet.pro.pages.requests
 import carnet.pro.pages.review

@@ -35,6 +35,7 @@ from carnet.portal.pages.documents import (
 from carnet.portal.pages.home import item_text
 from carnet.portal.web import offset_param
 from carnet.pro.web import ProPage, pro_page
+from carnet.trends import charts
 
 # What the header says after the INS when it is not a NIR (message ids; "" for a NIR).
 INS_KINDS = {INS_SYSTEM_NIR: "", INS_SYSTEM_NIA: "NIA", INS_SYSTEM_TEST: N_("test identity"),
@@ -208,6 +209,7 @@ async def dossier_view(p: ProPage) -> Response:
         summary = summary_view(ctx, key)  # the emergency summary first (issue 3 §3)
         people = contacts.list_contacts(ctx, key)  # the summary already holds the advance directives
         return {"patient": _traits(patient), "since": since, "new": current.new_since(ctx, key, since),
+                "measures": charts.overview(ctx, key, since),  # changed since the last access first (issue 17 §2)
                 "summary": summary, "contacts": people,
                 "docs": current.dossier_documents(ctx, key, f), "me": ctx.actor.id}
     data = await p.run(work)
