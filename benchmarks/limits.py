@@ -16,8 +16,9 @@ may flush several commits' WAL in one fsync, as it does for Carnet's).
 
 **CPU per request.** :class:`CpuMeter` reads ``utime + stime`` from ``/proc/<pid>/stat`` before and after a measured
 window for Carnet's server processes (each ``carnet serve`` and its workers) and for PostgreSQL: the backends
-connected to the benchmark's database (``pg_stat_activity``) and the WAL writer, checkpointer and background writer,
-which serve every database of the server (other jobs on a shared machine add to those three).
+connected to the benchmark's database (``pg_stat_activity``); and the WAL writer, checkpointer and background writer,
+which serve every database of the server, counted apart (``postgres_aux_cpu_s``: other jobs on a shared
+machine add to those three).
 """
 
 from __future__ import annotations
@@ -209,17 +210,20 @@ class CpuMeter:
         self.dsn, self.database, self.server_roots = dsn, database, server_roots or []
         self._t0: dict[str, dict[int, float]] = {}
 
-    def _pg_pids(self) -> list[int]:
+    def _pg_pids(self) -> tuple[list[int], list[int]]:
         import psycopg
 
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             me = conn.info.backend_pid
-            rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE (datname = %s AND pid <> %s) "
-                                "OR backend_type = ANY(%s)", (self.database, me, list(PG_AUX))).fetchall()
-        return [int(r[0]) for r in rows]
+            rows = conn.execute("SELECT pid, backend_type = ANY(%s) FROM pg_stat_activity WHERE (datname = %s "
+                                "AND pid <> %s) OR backend_type = ANY(%s)",
+                                (list(PG_AUX), self.database, me, list(PG_AUX))).fetchall()
+        return [int(r[0]) for r in rows if not r[1]], [int(r[0]) for r in rows if r[1]]
 
     def _snapshot(self) -> dict[str, dict[int, float]]:
-        groups = {"server": descendants(self.server_roots) if self.server_roots else [], "postgres": self._pg_pids()}
+        backends, aux = self._pg_pids()
+        groups = {"server": descendants(self.server_roots) if self.server_roots else [], "postgres": backends,
+                  "postgres_aux": aux}
         return {g: {p: c for p in pids if (c := cpu_seconds(p)) is not None} for g, pids in groups.items()}
 
     def start(self) -> None:
@@ -233,6 +237,7 @@ class CpuMeter:
 
 def per_request(cpu: dict[str, float], ok: int) -> dict[str, Any]:
     return {"server_cpu_s": cpu.get("server"), "postgres_cpu_s": cpu.get("postgres"),
+            "postgres_aux_cpu_s": cpu.get("postgres_aux"),
             "server_cpu_ms_per_request": round(cpu["server"] * 1000 / ok, 3) if ok and cpu.get("server") else None,
             "postgres_cpu_ms_per_request": round(cpu["postgres"] * 1000 / ok, 3) if ok else None}
 
@@ -252,7 +257,8 @@ def ratio_table(results: list[dict[str, Any]], limits: dict[str, dict[str, Any]]
             continue
         ratio = round(r["throughput_per_s"] / lim["throughput_per_s"], 3) if lim["throughput_per_s"] else None
         r["limit"], r["ratio_to_limit"] = lim["operation"], ratio
-        lines.append(f"| {r['operation']} | {r['throughput_per_s']} | {r['p50_ms']} | {r['p99_ms']} "
+        name = f"{r['operation']} ({r['code']})" if r.get("code") else r["operation"]
+        lines.append(f"| {name} | {r['throughput_per_s']} | {r['p50_ms']} | {r['p99_ms']} "
                      f"| {lim['operation']} | {lim['throughput_per_s']} | **{ratio}** ({GOAL[lim['operation']]}) "
                      f"| {r.get('server_cpu_ms_per_request')} | {r.get('postgres_cpu_ms_per_request')} / "
                      f"{lim['postgres_cpu_ms_per_request']} | {lim['client_cpu_ms_per_request']} |")

@@ -391,10 +391,14 @@ def run_phase_wrk(name: str, base: str, token: str, concurrency: int, duration: 
 
 def measure(db_url: str, var_dir: Path, configs: list[tuple[str, int]], blob_urls: dict[str, str],
             s3_env: dict[str, str], workers: int, concurrency: int, duration: float, ops: list[str],
-            generator: str = "httpx", repeat: int = 1, raw_processes: int = 2) -> list[dict[str, Any]]:
+            generator: str = "httpx", repeat: int = 1, raw_processes: int = 2,
+            compare: str | None = None) -> list[dict[str, Any]]:
     """The raw database limits first (``raw-read``, ``raw-write``: :mod:`limits`; none if ``raw_processes`` is 0),
     then each operation on each configuration ``(blob store, nodes)`` in turn (a fresh cluster for each, so that every
-    configuration of an operation sees the same data); one result per limit, and per operation and configuration."""
+    configuration of an operation sees the same data); one result per limit, and per operation and configuration.
+    ``compare``: the ``src`` directory of another version of Carnet (one configuration only): each operation is
+    measured on this checkout's code and on that one in turn, both servers running, the order alternating from one
+    repeat to the next (ABBA…), so that both see the same data and, as far as can be, the same machine."""
     from sqlalchemy import select, text
     from sqlalchemy.engine import make_url
 
@@ -449,6 +453,10 @@ def measure(db_url: str, var_dir: Path, configs: list[tuple[str, int]], blob_url
             median.update(blob_store="-", nodes=0, workers_per_node=0, ratio_to_first=None,
                           load_generator_cpu_cores=None, runs_throughput_per_s=[r["throughput_per_s"] for r in runs])
             results.append(median)
+    if compare:
+        return results + compare_code(ops, configs[0], compare, db_url, var_dir, blob_urls, s3_env, workers,
+                                      concurrency, duration, generator, repeat, key, pro_id, dossier_ids, doc_ids,
+                                      payload, table, dsn, database)
     cluster: Cluster | None = None
     running: tuple[str, int] | None = None
     try:
@@ -483,6 +491,49 @@ def measure(db_url: str, var_dir: Path, configs: list[tuple[str, int]], blob_url
                 results.append(median)
     finally:
         if cluster is not None:
+            cluster.stop()
+    return results
+
+
+def compare_code(ops: list[str], config: tuple[str, int], other_src: str, db_url: str, var_dir: Path,
+                 blob_urls: dict[str, str], s3_env: dict[str, str], workers: int, concurrency: int, duration: float,
+                 generator: str, repeat: int, key: Any, pro_id: str, dossier_ids: list[str], doc_ids: list[str],
+                 payload: bytes, table: dict[str, Any], dsn: str, database: str) -> list[dict[str, Any]]:
+    """See :func:`measure` (``compare``): one result per operation and code, the median of its runs."""
+    store, nodes = config
+    codes = {"this": str(ROOT / "src"), "other": str(Path(other_src).resolve())}
+    clusters: dict[str, Cluster] = {}
+    results: list[dict[str, Any]] = []
+    try:
+        for label, src in codes.items():
+            clusters[label] = start_cluster(db_url, var_dir, nodes, workers // nodes, blob_urls[store],
+                                            {**(s3_env if store == "s3" else {}), "PYTHONPATH": src}, name=label)
+        for op in ops:
+            make, expect = table[op]
+            runs: dict[str, list[dict[str, Any]]] = {label: [] for label in codes}
+            for r in range(max(1, repeat)):
+                for label in (list(codes) if r % 2 == 0 else list(reversed(codes))):
+                    cluster = clusters[label]
+                    meter = CpuMeter(dsn, database, [p.pid for p in cluster.procs])
+                    print(f"{op} on the code of {codes[label]} ({label}), run {r + 1}:", flush=True)
+                    if generator == "wrk":
+                        out = wrk_phase(op, cluster, key, pro_id, concurrency, duration, dossier_ids, doc_ids,
+                                        payload, meter)
+                    else:
+                        out = asyncio.run(run_phase(op, cluster, key, pro_id, concurrency, duration, make, expect,
+                                                    meter))
+                    runs[label].append(out)
+            for label in codes:
+                ordered = sorted(runs[label], key=lambda x: x["throughput_per_s"])
+                median = dict(ordered[len(ordered) // 2])
+                median.update(blob_store=store, nodes=nodes, workers_per_node=workers // nodes, code=label,
+                              code_src=codes[label], runs_throughput_per_s=[x["throughput_per_s"] for x in runs[label]])
+                first = next((x for x in results if x["operation"] == op), median)
+                median["ratio_to_first"] = round(median["throughput_per_s"] / first["throughput_per_s"], 2) \
+                    if first["throughput_per_s"] else None
+                results.append(median)
+    finally:
+        for cluster in clusters.values():
             cluster.stop()
     return results
 
@@ -554,7 +605,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
              "| ok/s ÷ first | generator CPU (cores) | server (raw: client) CPU ms/req | PostgreSQL CPU ms/req |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
-        lines.append(f"| {r['operation']} | {r['blob_store']} | {r['nodes']} × {r['workers_per_node']} "
+        name = f"{r['operation']} ({r['code']})" if r.get("code") else r["operation"]
+        lines.append(f"| {name} | {r['blob_store']} | {r['nodes']} × {r['workers_per_node']} "
                      f"| {r['throughput_per_s']} | {r['errors']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} "
                      f"| {r['ratio_to_first']} | {r['load_generator_cpu_cores']} "
                      f"| {r.get('server_cpu_ms_per_request') or r.get('client_cpu_ms_per_request')} "
@@ -599,6 +651,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--raw-processes", type=int, default=2,
                    help="client processes of the raw database limits (raw-read, raw-write; benchmarks/limits.py), "
                         "measured before Carnet's operations with the same --concurrency; 0: no limits")
+    p.add_argument("--compare", metavar="SRC",
+                   help="also measure the Carnet whose src directory this is (e.g. a `git archive` of main), "
+                        "alternating with this checkout's, on one configuration: before/after in one run")
     p.add_argument("--fill-only", action="store_true")
     p.add_argument("--skip-fill", action="store_true", help="measure the data already in the database")
     p.add_argument("--output", default=str(RESULTS / "latest.json"))
@@ -611,6 +666,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.generator == "wrk" and node_counts != [1]:
         p.error("--generator wrk drives one node (one URL): use --nodes 1, or the httpx generator")
     configs = [(s, n) for s in stores for n in node_counts]
+    if a.compare and len(configs) != 1:
+        p.error("--compare measures one configuration: one blob store, one node count")
 
     sys.path.insert(0, str(ROOT / "src"))
     from carnet.db.migrate import upgrade
@@ -656,7 +713,7 @@ def main(argv: list[str] | None = None) -> int:
                 report["s3"] = s3.migrate_from(var_dir)
             report["results"] = measure(db_url, var_dir, configs, blob_urls, s3.env() if s3 else {}, a.workers,
                                         a.concurrency, a.duration, comma_list(a.ops), a.generator, a.repeat,
-                                        a.raw_processes)
+                                        a.raw_processes, a.compare)
         finally:
             if s3 is not None:
                 s3.stop()
