@@ -39,6 +39,7 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
 
 def wire(services: Services) -> None:
     """Subscribe the services to each other's events and give the worker its periodic jobs (run in this order)."""
+    services.access_marker = notify_rules.access_marker  # recorded by the audit append, read back by on_audit
     services.events.subscribe(Audited, notify_rules.on_audit)  # notifications, in the audited change's transaction
     services.events.subscribe(DocumentReplaced, tasks.on_document_replaced)  # a replacement answers rectifications
     services.periodic_jobs.extend([_expire_access_requests, _purge_claim_lines, _throttle_notices, _prune_throttle,
