@@ -393,9 +393,10 @@ def measure(db_url: str, var_dir: Path, configs: list[tuple[str, int]], blob_url
             s3_env: dict[str, str], workers: int, concurrency: int, duration: float, ops: list[str],
             generator: str = "httpx", repeat: int = 1, raw_processes: int = 2,
             compare: str | None = None) -> list[dict[str, Any]]:
-    """The raw database limits first (``raw-read``, ``raw-write``: :mod:`limits`; none if ``raw_processes`` is 0),
-    then each operation on each configuration ``(blob store, nodes)`` in turn (a fresh cluster for each, so that every
-    configuration of an operation sees the same data); one result per limit, and per operation and configuration.
+    """The raw database limits first and again last (``raw-read``, ``raw-write``: :mod:`limits`; none if
+    ``raw_processes`` is 0), and between them each operation on each configuration ``(blob store, nodes)`` in turn
+    (a fresh cluster for each, so that every configuration of an operation sees the same data); one result per
+    limit, and per operation and configuration.
     ``compare``: the ``src`` directory of another version of Carnet (one configuration only): each operation is
     measured on this checkout's code and on that one in turn, both servers running, the order alternating from one
     repeat to the next (ABBA…), so that both see the same data and, as far as can be, the same machine."""
@@ -443,20 +444,34 @@ def measure(db_url: str, var_dir: Path, configs: list[tuple[str, int]], blob_url
     results: list[dict[str, Any]] = []
     dsn = db_url.replace("postgresql+psycopg://", "postgresql://", 1)
     database = make_url(db_url).database or ""
-    if raw_processes:
-        for kind in ("raw-read", "raw-write"):
+    raw_runs: dict[str, list[dict[str, Any]]] = {"raw-read": [], "raw-write": []}
+
+    def limits() -> None:
+        """The raw limits, ``repeat`` times each; measured before and after Carnet's phases (a shared machine's load
+        moves), every run kept, the median reported."""
+        for kind in raw_runs if raw_processes else ():
             print(f"{kind}: {concurrency} connections in {raw_processes} client processes", flush=True)
-            runs = sorted((raw_phase(kind, dsn, dossier_ids, concurrency, duration, DOC_BYTES, raw_processes,
-                                     CpuMeter(dsn, database)) for _ in range(max(1, repeat))),
-                          key=lambda r: r["throughput_per_s"])
-            median = dict(runs[len(runs) // 2])
+            raw_runs[kind].extend(raw_phase(kind, dsn, dossier_ids, concurrency, duration, DOC_BYTES, raw_processes,
+                                            CpuMeter(dsn, database)) for _ in range(max(1, repeat)))
+
+    def with_limits(measured: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        limits()
+        out = []
+        for runs in raw_runs.values():
+            if not runs:
+                continue
+            ordered = sorted(runs, key=lambda r: r["throughput_per_s"])
+            median = dict(ordered[len(ordered) // 2])
             median.update(blob_store="-", nodes=0, workers_per_node=0, ratio_to_first=None,
                           load_generator_cpu_cores=None, runs_throughput_per_s=[r["throughput_per_s"] for r in runs])
-            results.append(median)
+            out.append(median)
+        return out + measured
+
+    limits()
     if compare:
-        return results + compare_code(ops, configs[0], compare, db_url, var_dir, blob_urls, s3_env, workers,
-                                      concurrency, duration, generator, repeat, key, pro_id, dossier_ids, doc_ids,
-                                      payload, table, dsn, database)
+        return with_limits(compare_code(ops, configs[0], compare, db_url, var_dir, blob_urls, s3_env, workers,
+                                        concurrency, duration, generator, repeat, key, pro_id, dossier_ids, doc_ids,
+                                        payload, table, dsn, database))
     cluster: Cluster | None = None
     running: tuple[str, int] | None = None
     try:
@@ -492,7 +507,7 @@ def measure(db_url: str, var_dir: Path, configs: list[tuple[str, int]], blob_url
     finally:
         if cluster is not None:
             cluster.stop()
-    return results
+    return with_limits(results)
 
 
 def compare_code(ops: list[str], config: tuple[str, int], other_src: str, db_url: str, var_dir: Path,
