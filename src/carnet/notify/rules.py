@@ -4,7 +4,8 @@ accesses are notified afterwards). :func:`on_audit` subscribes to :class:`carnet
 exists exactly when its event committed (the subscription is wired by :mod:`carnet.compose`).
 
 The hot path stays cheap: an event with no rule, by anyone but a professional, costs nothing; a professional's read
-in normal mode costs one insert-if-absent into ``professional_seen`` (the first access is notified once, ever).
+in normal mode costs one insert-if-absent into ``professional_seen`` (the first access is notified once, ever), which
+the audit append makes in its own statement on PostgreSQL (:func:`access_marker`, ``Services.access_marker``).
 
 Rules (messages carry no health content; see docs/NOTIFICATIONS.md):
 - ``dossier.create`` → dossier.created; ``account.activate`` → dossier.activated; ``dossier.close`` /
