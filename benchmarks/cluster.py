@@ -66,9 +66,10 @@ class Cluster:
 
 
 def start_cluster(db_url: str, var_dir: Path, nodes: int, workers_per_node: int, blob_url: str,
-                  extra_env: dict[str, str] | None = None) -> Cluster:
+                  extra_env: dict[str, str] | None = None, name: str = "") -> Cluster:
     """Start ``nodes`` ``carnet serve --workers workers_per_node`` processes on free ports and wait until every one
-    answers ``/health/ready`` (its database and blob store reachable)."""
+    answers ``/health/ready`` (its database and blob store reachable). ``name`` prefixes the nodes' var dirs (two
+    clusters running at once)."""
     import httpx
 
     ports = [free_port() for _ in range(nodes)]
@@ -78,7 +79,7 @@ def start_cluster(db_url: str, var_dir: Path, nodes: int, workers_per_node: int,
                CARNET_BASE_URL=bases[0])
     cluster = Cluster(bases, bases[0])
     for i, port in enumerate(ports):
-        node_dir = var_dir / f"node{i}"
+        node_dir = var_dir / f"{name}node{i}"
         node_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         with (node_dir / "server.log").open("ab") as log:  # the per-request log lines, kept out of the terminal
             cluster.procs.append(subprocess.Popen(

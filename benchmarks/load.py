@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster import S3, Cluster, start_cluster
+from limits import CpuMeter, per_request, ratio_table, raw_phase
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -264,7 +265,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 async def run_phase(name: str, cluster: Cluster, key: Any, pro_id: str, concurrency: int, duration: float,
-                    make_request: Any, expect: int) -> dict[str, Any]:
+                    make_request: Any, expect: int, meter: CpuMeter) -> dict[str, Any]:
     """``concurrency`` clients for ``duration`` s; client i talks to node i mod N (a load balancer's round robin of
     connections) with a token that node issued."""
     import httpx
@@ -306,10 +307,12 @@ async def run_phase(name: str, cluster: Cluster, key: Any, pro_id: str, concurre
         errors.clear()
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
         load0 = os.getloadavg()[0]
+        meter.start()
         t0 = time.perf_counter()
         stop_at = t0 + duration
         await asyncio.gather(*(client(i) for i in range(concurrency)))
         elapsed = time.perf_counter() - t0
+        cpu = meter.stop()
         ru1 = resource.getrusage(resource.RUSAGE_SELF)
         load1 = os.getloadavg()[0]
     lat = sorted(latencies)
@@ -319,9 +322,12 @@ async def run_phase(name: str, cluster: Cluster, key: Any, pro_id: str, concurre
            "p50_ms": round(percentile(lat, 50) * 1000, 1), "p95_ms": round(percentile(lat, 95) * 1000, 1),
            "p99_ms": round(percentile(lat, 99) * 1000, 1),
            "mean_ms": round(statistics.fmean(lat) * 1000, 1) if lat else None,
-           "load_generator_cpu_cores": round(gen_cpu / elapsed, 2), "load_average_1m": [load0, load1]}
+           "load_generator_cpu_cores": round(gen_cpu / elapsed, 2), "load_average_1m": [load0, load1],
+           **per_request(cpu, len(lat))}
     print(f"{name}: {out['throughput_per_s']}/s ok, {out['errors']} errors, p50 {out['p50_ms']} ms, "
-          f"p95 {out['p95_ms']} ms, p99 {out['p99_ms']} ms (generator used {out['load_generator_cpu_cores']} cores)",
+          f"p95 {out['p95_ms']} ms, p99 {out['p99_ms']} ms (generator used {out['load_generator_cpu_cores']} cores); "
+          f"CPU per request: server {out['server_cpu_ms_per_request']} ms, PostgreSQL "
+          f"{out['postgres_cpu_ms_per_request']} ms",
           flush=True)
     return out
 
@@ -333,7 +339,7 @@ def _wrk(cmd: list[str]) -> None:
 
 
 def run_phase_wrk(name: str, base: str, token: str, concurrency: int, duration: float, method: str,
-                  paths: list[str], body_template: str | None, path: str,
+                  paths: list[str], body_template: str | None, path: str, meter: CpuMeter,
                   accept: str = "application/fhir+json") -> dict[str, Any]:
     """The same phase driven by wrk (Debian package ``wrk``) with ``wrk_phase.lua``: one client thread, ``concurrency``
     connections, the latency percentiles from wrk's own histogram."""
@@ -355,9 +361,13 @@ def run_phase_wrk(name: str, base: str, token: str, concurrency: int, duration: 
                 method, str(paths_file), body_file, str(Path(tmp) / "warm.json")]
         _wrk(warm)
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        load0 = os.getloadavg()[0]
+        meter.start()
         cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{int(duration)}s", *headers, "-s", script, f"{base}{path}",
                "--", method, str(paths_file), body_file, str(out_file)]
         _wrk(cmd)
+        cpu = meter.stop()
+        load1 = os.getloadavg()[0]
         ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         res = json.loads(out_file.read_text())
     seconds = res["duration_us"] / 1e6
@@ -369,19 +379,29 @@ def run_phase_wrk(name: str, base: str, token: str, concurrency: int, duration: 
            "seconds": round(seconds, 2), "throughput_per_s": round(ok / seconds, 1),
            "p50_ms": round(res["p50_us"] / 1000, 1), "p95_ms": round(res["p95_us"] / 1000, 1),
            "p99_ms": round(res["p99_us"] / 1000, 1), "mean_ms": round(res["mean_us"] / 1000, 1),
-           "load_generator_cpu_cores": round(gen_cpu / seconds, 2)}
+           "load_generator_cpu_cores": round(gen_cpu / seconds, 2), "load_average_1m": [load0, load1],
+           **per_request(cpu, ok)}
     print(f"{name} (wrk): {out['throughput_per_s']}/s ok, {out['errors']} errors, p50 {out['p50_ms']} ms, "
-          f"p95 {out['p95_ms']} ms, p99 {out['p99_ms']} ms (generator used {out['load_generator_cpu_cores']} cores)",
+          f"p95 {out['p95_ms']} ms, p99 {out['p99_ms']} ms (generator used {out['load_generator_cpu_cores']} cores); "
+          f"CPU per request: server {out['server_cpu_ms_per_request']} ms, PostgreSQL "
+          f"{out['postgres_cpu_ms_per_request']} ms",
           flush=True)
     return out
 
 
 def measure(db_url: str, var_dir: Path, configs: list[tuple[str, int]], blob_urls: dict[str, str],
             s3_env: dict[str, str], workers: int, concurrency: int, duration: float, ops: list[str],
-            generator: str = "httpx", repeat: int = 1) -> list[dict[str, Any]]:
-    """Each operation on each configuration ``(blob store, nodes)`` in turn (a fresh cluster for each, so that every
-    configuration of an operation sees the same data); one result per operation and configuration."""
+            generator: str = "httpx", repeat: int = 1, raw_processes: int = 2,
+            compare: str | None = None) -> list[dict[str, Any]]:
+    """The raw database limits first and again last (``raw-read``, ``raw-write``: :mod:`limits`; none if
+    ``raw_processes`` is 0), and between them each operation on each configuration ``(blob store, nodes)`` in turn
+    (a fresh cluster for each, so that every configuration of an operation sees the same data); one result per
+    limit, and per operation and configuration.
+    ``compare``: the ``src`` directory of another version of Carnet (one configuration only): each operation is
+    measured on this checkout's code and on that one in turn, both servers running, the order alternating from one
+    repeat to the next (ABBA…), so that both see the same data and, as far as can be, the same machine."""
     from sqlalchemy import select, text
+    from sqlalchemy.engine import make_url
 
     from carnet.blobs import LocalBlobStore
     from carnet.db.tables import document, dossier
@@ -422,6 +442,36 @@ def measure(db_url: str, var_dir: Path, configs: list[tuple[str, int]], blob_url
 
     table = {"ITI-105": (iti105, 201), "ITI-65": (iti65, 200), "ITI-67": (iti67, 200), "ITI-68": (iti68, 200)}
     results: list[dict[str, Any]] = []
+    dsn = db_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    database = make_url(db_url).database or ""
+    raw_runs: dict[str, list[dict[str, Any]]] = {"raw-read": [], "raw-write": []}
+
+    def limits() -> None:
+        """The raw limits, ``repeat`` times each; measured before and after Carnet's phases (a shared machine's load
+        moves), every run kept, the median reported."""
+        for kind in raw_runs if raw_processes else ():
+            print(f"{kind}: {concurrency} connections in {raw_processes} client processes", flush=True)
+            raw_runs[kind].extend(raw_phase(kind, dsn, dossier_ids, concurrency, duration, DOC_BYTES, raw_processes,
+                                            CpuMeter(dsn, database)) for _ in range(max(1, repeat)))
+
+    def with_limits(measured: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        limits()
+        out = []
+        for runs in raw_runs.values():
+            if not runs:
+                continue
+            ordered = sorted(runs, key=lambda r: r["throughput_per_s"])
+            median = dict(ordered[len(ordered) // 2])
+            median.update(blob_store="-", nodes=0, workers_per_node=0, ratio_to_first=None,
+                          load_generator_cpu_cores=None, runs_throughput_per_s=[r["throughput_per_s"] for r in runs])
+            out.append(median)
+        return out + measured
+
+    limits()
+    if compare:
+        return with_limits(compare_code(ops, configs[0], compare, db_url, var_dir, blob_urls, s3_env, workers,
+                                        concurrency, duration, generator, repeat, key, pro_id, dossier_ids, doc_ids,
+                                        payload, table, dsn, database))
     cluster: Cluster | None = None
     running: tuple[str, int] | None = None
     try:
@@ -436,15 +486,16 @@ def measure(db_url: str, var_dir: Path, configs: list[tuple[str, int]], blob_url
                                             s3_env if store == "s3" else None)
                     running = (store, nodes)
                 assert cluster is not None
+                meter = CpuMeter(dsn, database, [p.pid for p in cluster.procs])
                 print(f"{op} on {store}, {nodes} node(s) × {workers // nodes} processes:", flush=True)
                 runs = []
                 for _ in range(max(1, repeat)):
                     if generator == "wrk":
                         runs.append(wrk_phase(op, cluster, key, pro_id, concurrency, duration, dossier_ids,
-                                              doc_ids, payload))
+                                              doc_ids, payload, meter))
                     else:
                         runs.append(asyncio.run(run_phase(op, cluster, key, pro_id, concurrency, duration, make,
-                                                          expect)))
+                                                          expect, meter)))
                 runs.sort(key=lambda r: r["throughput_per_s"])
                 median = dict(runs[len(runs) // 2])
                 median.update(blob_store=store, nodes=nodes, workers_per_node=workers // nodes,
@@ -456,11 +507,54 @@ def measure(db_url: str, var_dir: Path, configs: list[tuple[str, int]], blob_url
     finally:
         if cluster is not None:
             cluster.stop()
+    return with_limits(results)
+
+
+def compare_code(ops: list[str], config: tuple[str, int], other_src: str, db_url: str, var_dir: Path,
+                 blob_urls: dict[str, str], s3_env: dict[str, str], workers: int, concurrency: int, duration: float,
+                 generator: str, repeat: int, key: Any, pro_id: str, dossier_ids: list[str], doc_ids: list[str],
+                 payload: bytes, table: dict[str, Any], dsn: str, database: str) -> list[dict[str, Any]]:
+    """See :func:`measure` (``compare``): one result per operation and code, the median of its runs."""
+    store, nodes = config
+    codes = {"this": str(ROOT / "src"), "other": str(Path(other_src).resolve())}
+    clusters: dict[str, Cluster] = {}
+    results: list[dict[str, Any]] = []
+    try:
+        for label, src in codes.items():
+            clusters[label] = start_cluster(db_url, var_dir, nodes, workers // nodes, blob_urls[store],
+                                            {**(s3_env if store == "s3" else {}), "PYTHONPATH": src}, name=label)
+        for op in ops:
+            make, expect = table[op]
+            runs: dict[str, list[dict[str, Any]]] = {label: [] for label in codes}
+            for r in range(max(1, repeat)):
+                for label in (list(codes) if r % 2 == 0 else list(reversed(codes))):
+                    cluster = clusters[label]
+                    meter = CpuMeter(dsn, database, [p.pid for p in cluster.procs])
+                    print(f"{op} on the code of {codes[label]} ({label}), run {r + 1}:", flush=True)
+                    if generator == "wrk":
+                        out = wrk_phase(op, cluster, key, pro_id, concurrency, duration, dossier_ids, doc_ids,
+                                        payload, meter)
+                    else:
+                        out = asyncio.run(run_phase(op, cluster, key, pro_id, concurrency, duration, make, expect,
+                                                    meter))
+                    runs[label].append(out)
+            for label in codes:
+                ordered = sorted(runs[label], key=lambda x: x["throughput_per_s"])
+                median = dict(ordered[len(ordered) // 2])
+                median.update(blob_store=store, nodes=nodes, workers_per_node=workers // nodes, code=label,
+                              code_src=codes[label], runs_throughput_per_s=[x["throughput_per_s"] for x in runs[label]])
+                first = next((x for x in results if x["operation"] == op), median)
+                median["ratio_to_first"] = round(median["throughput_per_s"] / first["throughput_per_s"], 2) \
+                    if first["throughput_per_s"] else None
+                results.append(median)
+    finally:
+        for cluster in clusters.values():
+            cluster.stop()
     return results
 
 
 def wrk_phase(op: str, cluster: Cluster, key: Any, pro_id: str, concurrency: int, duration: float,
-              dossier_ids: list[str], doc_ids: list[str], payload: bytes) -> dict[str, Any]:
+              dossier_ids: list[str], doc_ids: list[str], payload: bytes, meter: CpuMeter) -> dict[str, Any]:
     """One wrk process against one node (``main`` refuses wrk with several nodes)."""
     import httpx
 
@@ -473,19 +567,20 @@ def wrk_phase(op: str, cluster: Cluster, key: Any, pro_id: str, concurrency: int
     tok = asyncio.run(token())
     if op == "ITI-67":
         paths = [f"/fhir/DocumentReference?patient={d}&_count=20" for d in dossier_ids]
-        return run_phase_wrk(op, base, tok, concurrency, duration, "GET", paths, None, "/fhir/DocumentReference")
+        return run_phase_wrk(op, base, tok, concurrency, duration, "GET", paths, None, "/fhir/DocumentReference",
+                             meter)
     if op == "ITI-68":
         paths = [f"/fhir/Binary/{d}" for d in doc_ids]
-        return run_phase_wrk(op, base, tok, concurrency, duration, "GET", paths, None, "/fhir/Binary",
+        return run_phase_wrk(op, base, tok, concurrency, duration, "GET", paths, None, "/fhir/Binary", meter,
                              accept="application/pdf")  # ITI-68: the document's own bytes, as the httpx phase
     if op == "ITI-105":
         body = json.dumps(docref("__MI__", subject="Patient/__PATIENT__", data=payload))
         return run_phase_wrk(op, base, tok, concurrency, duration, "POST", dossier_ids, body,
-                             "/fhir/DocumentReference")
+                             "/fhir/DocumentReference", meter)
     bundle = json.dumps(iti65_bundle("__PATIENT__", payload))
     first_mi = json.loads(bundle)["entry"][1]["resource"]["masterIdentifier"]["value"]
     return run_phase_wrk(op, base, tok, concurrency, duration, "POST", dossier_ids,
-                         bundle.replace(first_mi, "__MI__"), "/fhir")
+                         bundle.replace(first_mi, "__MI__"), "/fhir", meter)
 
 
 # --- report ----------------------------------------------------------------------------------------------------------
@@ -522,12 +617,15 @@ def pg_version(db_url: str) -> str:
 
 def markdown(results: list[dict[str, Any]]) -> str:
     lines = ["| operation | blob store | nodes × processes | ok/s | errors | p50 ms | p95 ms | p99 ms "
-             "| ok/s ÷ first | generator CPU (cores) |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| ok/s ÷ first | generator CPU (cores) | server (raw: client) CPU ms/req | PostgreSQL CPU ms/req |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
-        lines.append(f"| {r['operation']} | {r['blob_store']} | {r['nodes']} × {r['workers_per_node']} "
+        name = f"{r['operation']} ({r['code']})" if r.get("code") else r["operation"]
+        lines.append(f"| {name} | {r['blob_store']} | {r['nodes']} × {r['workers_per_node']} "
                      f"| {r['throughput_per_s']} | {r['errors']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} "
-                     f"| {r['ratio_to_first']} | {r['load_generator_cpu_cores']} |")
+                     f"| {r['ratio_to_first']} | {r['load_generator_cpu_cores']} "
+                     f"| {r.get('server_cpu_ms_per_request') or r.get('client_cpu_ms_per_request')} "
+                     f"| {r.get('postgres_cpu_ms_per_request')} |")
     return "\n".join(lines)
 
 
@@ -565,6 +663,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--generator", choices=("httpx", "wrk"), default="httpx",
                    help="load generator: Python httpx clients, or wrk (apt-get install wrk), which leaves more "
                         "of the machine to the server")
+    p.add_argument("--raw-processes", type=int, default=2,
+                   help="client processes of the raw database limits (raw-read, raw-write; benchmarks/limits.py), "
+                        "measured before Carnet's operations with the same --concurrency; 0: no limits")
+    p.add_argument("--compare", metavar="SRC",
+                   help="also measure the Carnet whose src directory this is (e.g. a `git archive` of main), "
+                        "alternating with this checkout's, on one configuration: before/after in one run")
     p.add_argument("--fill-only", action="store_true")
     p.add_argument("--skip-fill", action="store_true", help="measure the data already in the database")
     p.add_argument("--output", default=str(RESULTS / "latest.json"))
@@ -577,6 +681,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.generator == "wrk" and node_counts != [1]:
         p.error("--generator wrk drives one node (one URL): use --nodes 1, or the httpx generator")
     configs = [(s, n) for s in stores for n in node_counts]
+    if a.compare and len(configs) != 1:
+        p.error("--compare measures one configuration: one blob store, one node count")
 
     sys.path.insert(0, str(ROOT / "src"))
     from carnet.db.migrate import upgrade
@@ -621,13 +727,18 @@ def main(argv: list[str] | None = None) -> int:
             if s3 is not None:  # the filled blobs, copied as an operator would (resumable: done ones are skipped)
                 report["s3"] = s3.migrate_from(var_dir)
             report["results"] = measure(db_url, var_dir, configs, blob_urls, s3.env() if s3 else {}, a.workers,
-                                        a.concurrency, a.duration, comma_list(a.ops), a.generator, a.repeat)
+                                        a.concurrency, a.duration, comma_list(a.ops), a.generator, a.repeat,
+                                        a.raw_processes, a.compare)
         finally:
             if s3 is not None:
                 s3.stop()
         report["load_average_end"] = os.getloadavg()
         print()
         print(markdown(report["results"]))
+        limits = {r["operation"]: r for r in report["results"] if r["operation"].startswith("raw-")}
+        if limits:
+            print()
+            print(ratio_table(report["results"], limits))
     out = Path(a.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")

@@ -41,6 +41,7 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
 
 def wire(services: Services) -> None:
     """Subscribe the services to each other's events and give the worker its periodic jobs (run in this order)."""
+    services.access_marker = notify_rules.access_marker  # recorded by the audit append, read back by on_audit
     services.events.subscribe(Audited, notify_rules.on_audit)  # notifications, in the audited change's transaction
     services.events.subscribe(DocumentReplaced, tasks.on_document_replaced)  # a replacement answers rectifications
     services.events.subscribe(MeasurementsRecorded, trends.on_measurements)  # new readings: evaluate them (worker)

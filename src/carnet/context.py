@@ -39,6 +39,7 @@ from carnet.errors import FhirError
 from carnet.events import Audited, Subscribers
 
 T = TypeVar("T")
+AccessMarker = Callable[[uuid.UUID, Actor, str, "dict[str, Any] | None", dt.datetime], "str | None"]
 logger = structlog.get_logger("carnet")
 
 
@@ -55,6 +56,9 @@ class Services:
     matrix: Matrix
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     events: Subscribers[Context] = field(default_factory=Subscribers)
+    # Who accessed a dossier, recorded by the audit append itself (one statement): for a record, the marker to keep
+    # in ``professional_seen`` if absent, or None (wired by carnet.compose: carnet.notify.rules.access_marker).
+    access_marker: AccessMarker | None = None
     periodic_jobs: list[Callable[[Services], object]] = field(default_factory=list)
 
     @classmethod
@@ -128,12 +132,22 @@ class Context:
     # --- audit ------------------------------------------------------------------------------------------------
     def audit(self, dossier_key: uuid.UUID, action: str, event: str, *, entity_type: str | None = None,
               entity_id: str | None = None, detail: dict[str, Any] | None = None,
-              outcome: str = audit_log.OUTCOME_SUCCESS) -> None:
+              outcome: str = audit_log.OUTCOME_SUCCESS, facts: dict[str, Any] | None = None) -> None:
         """Append the audit record (``outcome`` refused for an attempt that failed but must commit, such as a wrong
-        passcode that counts) and publish it."""
-        audit_log.record(self.conn, dossier_key=dossier_key, actor=self.actor, action=action, event=event,
-                         now=self.now, entity_type=entity_type, entity_id=entity_id, detail=detail, outcome=outcome)
-        self.publish(Audited(dossier_key, event, entity_type, entity_id, detail))
+        passcode that counts) and publish it (``facts``: what the subscribers may use without reading it back, such
+        as a new document's visibility; not part of the record)."""
+        marker = self.services.access_marker
+        mark = marker(dossier_key, self.actor, event, detail, self.now) if marker is not None else None
+        if mark is None:
+            audit_log.record(self.conn, dossier_key=dossier_key, actor=self.actor, action=action, event=event,
+                             now=self.now, entity_type=entity_type, entity_id=entity_id, detail=detail,
+                             outcome=outcome)
+            self.publish(Audited(dossier_key, event, entity_type, entity_id, detail, facts=facts))
+            return
+        first = audit_log.record_marked(self.conn, dossier_key=dossier_key, actor=self.actor, action=action,
+                                        event=event, now=self.now, mark=mark, entity_type=entity_type,
+                                        entity_id=entity_id, detail=detail, outcome=outcome)
+        self.publish(Audited(dossier_key, event, entity_type, entity_id, detail, mark, first, facts))
 
     def publish(self, event: object) -> None:
         """Tell the event's subscribers (:mod:`carnet.events`), now and in this transaction: what they write

@@ -35,6 +35,9 @@ class Audited:
     entity_type: str | None
     entity_id: str | None
     detail: Mapping[str, Any] | None
+    mark: str | None = None  # the access marker the append recorded with the record (Services.access_marker)
+    first_mark: bool = False  # ... and whether it was new (the first such access to this dossier)
+    facts: Mapping[str, Any] | None = None  # what the publisher tells subscribers beyond the record (not audited)
 
 
 @dataclass(frozen=True, slots=True)

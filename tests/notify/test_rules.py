@@ -234,7 +234,7 @@ def test_lifecycle_and_rights_changes_are_notified(world: World) -> None:
     assert events == ["access.rights", "dossier.closed", "dossier.reopened", "dossier.activated"]
 
 
-def test_a_read_by_a_professional_already_seen_costs_one_statement(world: World) -> None:
+def test_a_read_by_a_professional_already_seen_costs_no_more_than_one_statement(world: World) -> None:
     from sqlalchemy import event
 
     read_dossier(world, pro(world, "doctor"))
@@ -251,8 +251,11 @@ def test_a_read_by_a_professional_already_seen_costs_one_statement(world: World)
             event.remove(ctx.conn, "before_cursor_execute", count)
 
     run(world.services, pro(world, "doctor"), work)
-    notify_statements = [s for s in statements if "audit" not in s.lower()]
-    assert len(notify_statements) == 1 and "professional_seen" in notify_statements[0]
+    if world.services.engine.dialect.name == "postgresql":  # the marker goes in with the audit append: one statement
+        assert len(statements) == 1 and "professional_seen" in statements[0] and "INSERT INTO audit" in statements[0]
+    else:
+        notify_statements = [s for s in statements if "audit" not in s.lower()]
+        assert len(notify_statements) == 1 and "professional_seen" in notify_statements[0]
 
 
 def test_the_seen_marker_is_added_once_and_says_whether_it_was_new(world: World) -> None:

@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from carnet.access.actors import Actor
-from carnet.db.tables import audit, audit_chain
+from carnet.db.tables import audit, audit_chain, professional_seen
 from carnet.ids import SYSTEM_CHAIN, new_id, system_chain_for
 
 GENESIS = "0" * 64
@@ -96,6 +96,30 @@ SELECT :dossier_key, h.seq, :event_id, :recorded, :action, :event, :outcome, :ac
        :organisation_id, :client_id, :mode, :reason, :entity_type, :entity_id, CAST(:detail AS jsonb), h.prev, h.head
 FROM h
 """)
+# The same append, which also records a first access (``professional_seen``, keyed by the dossier like the chain: one
+# shard on Citus) in the same statement, so that a professional's read costs no extra round trip. RETURNING says
+# whether the marker was new (ON CONFLICT DO NOTHING returns no row for one that was there).
+_APPEND_MARK_PG = text("""
+WITH h AS (
+  UPDATE audit_chain SET prev = head, seq = seq + 1,
+         head = encode(sha256(CAST(head || ':' || CAST(seq + 1 AS text) || ':' || :body AS bytea)), 'hex')
+  WHERE dossier_key = :dossier_key
+  RETURNING seq, prev, head),
+s AS (
+  INSERT INTO professional_seen (dossier_key, subject_id, first_at)
+  SELECT :dossier_key, :mark, :recorded FROM h
+  ON CONFLICT DO NOTHING
+  RETURNING 1 AS added)
+INSERT INTO audit (dossier_key, seq, event_id, recorded, action, event, outcome, actor_kind, actor_id, actor_name,
+                   organisation_id, client_id, mode, reason, entity_type, entity_id, detail, prev_hash, hash)
+SELECT :dossier_key, h.seq, :event_id, :recorded, :action, :event, :outcome, :actor_kind, :actor_id, :actor_name,
+       :organisation_id, :client_id, :mode, :reason, :entity_type, :entity_id, CAST(:detail AS jsonb), h.prev, h.head
+FROM h
+RETURNING (SELECT count(*) FROM s) AS added
+""")
+_MARK = (sqlite_insert(professional_seen)
+         .values(dossier_key=bindparam("k"), subject_id=bindparam("s"), first_at=bindparam("t"))
+         .on_conflict_do_nothing().returning(professional_seen.c.first_at))
 
 
 def _lock_head(conn: Connection, dossier_key: uuid.UUID) -> tuple[int, str]:
@@ -113,6 +137,24 @@ def record(conn: Connection, *, dossier_key: uuid.UUID, actor: Actor, action: st
            detail: dict[str, Any] | None = None) -> uuid.UUID:
     """Append one record to ``dossier_key``'s chain, inside the caller's transaction (``SYSTEM_CHAIN``: to one of
     the system chains)."""
+    return _append(conn, dossier_key=dossier_key, actor=actor, action=action, event=event, now=now, outcome=outcome,
+                   entity_type=entity_type, entity_id=entity_id, detail=detail, mark=None)[0]
+
+
+def record_marked(conn: Connection, *, dossier_key: uuid.UUID, actor: Actor, action: str, event: str,
+                  now: dt.datetime, mark: str, outcome: str = OUTCOME_SUCCESS, entity_type: str | None = None,
+                  entity_id: str | None = None, detail: dict[str, Any] | None = None) -> bool:
+    """:func:`record` (in a dossier's chain), and ``mark`` recorded in ``professional_seen`` for this
+    dossier if absent (who accessed it: :mod:`carnet.notify.rules`), in the same statement on PostgreSQL. True when
+    this call added the marker; of concurrent callers exactly one sees True."""
+    return bool(_append(conn, dossier_key=dossier_key, actor=actor, action=action, event=event, now=now,
+                        outcome=outcome, entity_type=entity_type, entity_id=entity_id, detail=detail,
+                        mark=mark)[1])
+
+
+def _append(conn: Connection, *, dossier_key: uuid.UUID, actor: Actor, action: str, event: str, now: dt.datetime,
+            outcome: str, entity_type: str | None, entity_id: str | None, detail: dict[str, Any] | None,
+            mark: str | None) -> tuple[uuid.UUID, bool]:
     event_id = new_id()
     if dossier_key == SYSTEM_CHAIN:
         dossier_key = system_chain_for(event_id)
@@ -126,18 +168,27 @@ def record(conn: Connection, *, dossier_key: uuid.UUID, actor: Actor, action: st
     body = body_hash(row)
     if conn.dialect.name == "postgresql":
         params = {**row, "body": body, "detail": json.dumps(row["detail"], ensure_ascii=False)}
+        if mark is not None:
+            params["mark"] = mark
+            appended = conn.execute(_APPEND_MARK_PG, params).first()
+            if appended is None:  # first record of this chain: create its head, then append
+                _lock_head(conn, dossier_key)
+                appended = conn.execute(_APPEND_MARK_PG, params).one()
+            return row["event_id"], bool(appended.added)
         if conn.execute(_APPEND_PG, params).rowcount == 1:
-            return row["event_id"]
+            return row["event_id"], False
         _lock_head(conn, dossier_key)  # first record of this chain: create its head, then append
         conn.execute(_APPEND_PG, params)
-        return row["event_id"]
+        return row["event_id"], False
     seq, prev = _lock_head(conn, dossier_key)
     row["seq"] = seq + 1
     row["prev_hash"] = prev
     row["hash"] = link(prev, row["seq"], body)
     conn.execute(_INSERT, row)
     conn.execute(_MOVE_HEAD, {"k": dossier_key, "new_seq": row["seq"], "new_head": row["hash"], "old_head": prev})
-    return row["event_id"]
+    added = mark is not None and conn.execute(_MARK, {"k": dossier_key, "s": mark, "t": row["recorded"]}).first() \
+        is not None
+    return row["event_id"], added
 
 
 @dataclass(frozen=True)

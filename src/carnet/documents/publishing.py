@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from carnet.access.policy import Decision
 from carnet.blobs import seal_stream
@@ -25,6 +27,13 @@ from carnet.documents.metadata import DocMeta, read_metadata
 from carnet.documents.stored import aad, fhir_instant, segments
 from carnet.errors import FhirError, Issue, conflict, forbidden, unprocessable
 from carnet.ids import new_id
+
+# Hot statements built once (a statement built per call costs SQLAlchemy its construction and cache key each time).
+_INSERT_DOCUMENT = insert(document)
+_TAKE_IDENTIFIER_PG = pg_insert(document_identifier).on_conflict_do_nothing().returning(
+    document_identifier.c.document_id)
+_TAKE_IDENTIFIER = sqlite_insert(document_identifier).on_conflict_do_nothing().returning(
+    document_identifier.c.document_id)
 
 
 @dataclass
@@ -51,8 +60,10 @@ def require_write(ctx: Context, dossier_key: uuid.UUID, decision: Decision, clas
 
 def publish(ctx: Context, dossier_key: uuid.UUID, resource: dict[str, Any], content: Content,
             event: str, submission_set_id: uuid.UUID | None = None, decision: Decision | None = None,
-            meta: DocMeta | None = None) -> Published:
-    """Store one document (metadata + sealed content). ``resource`` is the validated DocumentReference JSON."""
+            meta: DocMeta | None = None, locate: tuple[uuid.UUID, ...] = ()) -> Published:
+    """Store one document (metadata + sealed content). ``resource`` is the validated DocumentReference JSON.
+    ``locate``: other ids of this dossier to enter in ``resource_locator`` with the document's (its submission set's,
+    which :func:`~carnet.documents.submission_sets.record_submission_set` then need not insert): one statement."""
     if decision is None:
         _, decision = ctx.dossier(dossier_key)
     meta = meta or read_metadata(resource)
@@ -66,12 +77,15 @@ def publish(ctx: Context, dossier_key: uuid.UUID, resource: dict[str, Any], cont
         raise unprocessable("The content's type differs from attachment.contentType",
                             "DocumentReference.content[0].attachment.contentType")
     check_content(ctx, dossier_key, resource, content)
-    taken = ctx.conn.execute(select(document_identifier.c.document_id).where(
-        document_identifier.c.master_identifier == meta.master_identifier)).first()
-    if taken is not None:
+    document_id = new_id()
+    # The masterIdentifier taken in one statement (unique across every dossier): none returned, it was already taken
+    # (by a committed document, or one being published concurrently, whose commit this waits for).
+    taken = ctx.conn.execute(_TAKE_IDENTIFIER_PG if ctx.conn.dialect.name == "postgresql" else _TAKE_IDENTIFIER,
+                             {"master_identifier": meta.master_identifier, "dossier_key": dossier_key,
+                              "document_id": document_id}).first() is None
+    if taken:
         raise conflict("A document with this masterIdentifier already exists", "DocumentReference.masterIdentifier")
 
-    document_id = new_id()
     now = ctx.now
     warnings = _check_size_and_hash(resource, content.data)
     sha256 = hashlib.sha256(content.data).hexdigest()
@@ -93,7 +107,7 @@ def publish(ctx: Context, dossier_key: uuid.UUID, resource: dict[str, Any], cont
                         ensure_ascii=False, separators=(",", ":"))
     invisible_until = now + dt.timedelta(days=ctx.settings.invisible_patient_days) if meta.invisible_patient \
         else None
-    ctx.conn.execute(insert(document).values(
+    ctx.conn.execute(_INSERT_DOCUMENT, dict(
         dossier_key=dossier_key, document_id=document_id, master_identifier=meta.master_identifier,
         status=meta.status, class_code=meta.class_code, type_system=meta.type_system, type_code=meta.type_code,
         author_id=author, author_given=author_given, author_family=author_family, masked=meta.masked,
@@ -104,15 +118,17 @@ def publish(ctx: Context, dossier_key: uuid.UUID, resource: dict[str, Any], cont
         size=len(content.data), sha256=sha256, title=meta.title, blob_key=blob_key,
         wrapped_key=sealed.wrapped_key, key_id=sealed.key_id, submission_set_id=submission_set_id, version=1,
         last_updated=now, resource=served))
-    ctx.conn.execute(insert(document_identifier).values(master_identifier=meta.master_identifier,
-                                                         dossier_key=dossier_key, document_id=document_id))
-    ctx.conn.execute(insert(resource_locator).values(resource_id=document_id, dossier_key=dossier_key))
-    if meta.tokens:
-        ctx.conn.execute(insert(document_token), [
+    ctx.conn.execute(insert(resource_locator).values(
+        [{"resource_id": rid, "dossier_key": dossier_key} for rid in (document_id, *locate)]))
+    if meta.tokens:  # one statement of several rows
+        ctx.conn.execute(insert(document_token).values([
             {"dossier_key": dossier_key, "document_id": document_id, "param": p, "system": s, "code": c}
-            for p, s, c in sorted(meta.tokens)])
+            for p, s, c in sorted(meta.tokens)]))
+    # the subscribers (notifications) learn the document's visibility here rather than reading it back
     ctx.audit(dossier_key, "C", event, entity_type="DocumentReference", entity_id=str(document_id),
-              detail={"class": meta.class_code, "type": meta.type_code, "size": len(content.data)})
+              detail={"class": meta.class_code, "type": meta.type_code, "size": len(content.data)},
+              facts={"invisible_patient": meta.invisible_patient,
+                     "invisible_representatives": meta.invisible_representatives})
     return Published(document_id, 1, now, warnings, served)
 
 

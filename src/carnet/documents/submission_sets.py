@@ -18,24 +18,29 @@ from carnet.db.tables import resource_locator, submission_set
 from carnet.documents.service import fhir_instant
 from carnet.errors import FhirError
 
+_INSERT = insert(submission_set)  # built once: a hot statement (every publish records its submission set)
 MHD_LIST_TYPES = "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes"
 DESIGNATION_TYPE = "https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-designationType"
 
 
 def record_submission_set(ctx: Context, key: uuid.UUID, list_id: uuid.UUID, served: dict[str, Any], *, code: str,
                           source_id: str | None, identifiers: list[str], date: Any,
-                          document_ids: list[str]) -> None:
-    """Store a SubmissionSet (or folder) List, found later by ITI-66, and its id's dossier."""
-    ctx.conn.execute(insert(submission_set).values(
+                          document_ids: list[str], located: bool = False) -> None:
+    """Store a SubmissionSet (or folder) List, found later by ITI-66, and its id's dossier (``located``: a document
+    of the submission already entered it in ``resource_locator``, see :func:`~carnet.documents.publishing.publish`)."""
+    ctx.conn.execute(_INSERT, dict(
         dossier_key=key, list_id=list_id, code=code, status=served.get("status") or "current", source_id=source_id,
         designation_type=designation_of(served),
         identifiers=identifiers, date=date, author_id=ctx.actor.audit_id, document_ids=document_ids,
         last_updated=ctx.now, resource=json.dumps(served, ensure_ascii=False, separators=(",", ":"))))
-    ctx.conn.execute(insert(resource_locator).values(resource_id=list_id, dossier_key=key))
+    if not located:
+        ctx.conn.execute(insert(resource_locator).values(resource_id=list_id, dossier_key=key))
 
 
-def implicit_submission_set(ctx: Context, key: uuid.UUID, document_id: uuid.UUID, list_id: uuid.UUID) -> None:
-    """ITI-105 carries no SubmissionSet; the Document Recipient makes one, so that ITI-66 finds the submission."""
+def implicit_submission_set(ctx: Context, key: uuid.UUID, document_id: uuid.UUID, list_id: uuid.UUID,
+                            located: bool = False) -> None:
+    """ITI-105 carries no SubmissionSet; the Document Recipient makes one, so that ITI-66 finds the submission
+    (``located``: the document's publish already entered ``list_id`` in ``resource_locator``)."""
     served = {"resourceType": "List", "id": str(list_id),
               "meta": {"versionId": "1", "lastUpdated": fhir_instant(ctx.now)},
               "status": "current", "mode": "working",
@@ -43,7 +48,8 @@ def implicit_submission_set(ctx: Context, key: uuid.UUID, document_id: uuid.UUID
               "subject": {"reference": f"Patient/{key}"}, "date": fhir_instant(ctx.now),
               "entry": [{"item": {"reference": f"DocumentReference/{document_id}"}}]}
     record_submission_set(ctx, key, list_id, served, code="submissionset", source_id=ctx.actor.client_id,
-                          identifiers=[f"urn:uuid:{list_id}"], date=ctx.now, document_ids=[str(document_id)])
+                          identifiers=[f"urn:uuid:{list_id}"], date=ctx.now, document_ids=[str(document_id)],
+                          located=located)
 
 
 def designation_of(resource: dict[str, Any]) -> str | None:

@@ -162,7 +162,7 @@ def provide_bundle(ctx: Context, bundle: dict[str, Any]) -> dict[str, Any]:
         replaced = [ids.get(r, r) for r in meta.replaces]
         meta.replaces = replaced
         pub = documents.publish(ctx, key, res, content, "ITI-65", submission_set_id=list_id, decision=decision,
-                                meta=meta)
+                                meta=meta, locate=() if ids else (list_id,))  # the first enters the List's id
         for w in pub.warnings:
             w.expression = [x.replace("DocumentReference", where, 1) for x in w.expression]
         warnings.extend(pub.warnings)
@@ -195,7 +195,7 @@ def provide_bundle(ctx: Context, bundle: dict[str, Any]) -> dict[str, Any]:
     record_submission_set(ctx, key, list_id, served, code=code, source_id=source_id,
                           identifiers=[i.get("value") for i in slist.get("identifier") or [] if i.get("value")],
                           date=parse_datetime(slist.get("date"), f"Bundle.entry[{li}].resource.date") or ctx.now,
-                          document_ids=doc_ids)
+                          document_ids=doc_ids, located=bool(doc_ids))
     responses[li] = {"status": "201 Created", "location": f"List/{list_id}/_history/1"}
     ctx.audit(key, "C", "ITI-65", entity_type="List", entity_id=str(list_id), detail={"documents": len(doc_ids)})
 

@@ -4,7 +4,8 @@ accesses are notified afterwards). :func:`on_audit` subscribes to :class:`carnet
 exists exactly when its event committed (the subscription is wired by :mod:`carnet.compose`).
 
 The hot path stays cheap: an event with no rule, by anyone but a professional, costs nothing; a professional's read
-in normal mode costs one insert-if-absent into ``professional_seen`` (the first access is notified once, ever).
+in normal mode costs one insert-if-absent into ``professional_seen`` (the first access is notified once, ever), which
+the audit append makes in its own statement on PostgreSQL (:func:`access_marker`, ``Services.access_marker``).
 
 Rules (messages carry no health content; see docs/NOTIFICATIONS.md):
 - ``dossier.create`` → dossier.created; ``account.activate`` → dossier.activated; ``dossier.close`` /
@@ -40,7 +41,7 @@ from sqlalchemy import Connection, bindparam, false, insert, select, true
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from carnet.access.actors import ActorKind, Mode
+from carnet.access.actors import Actor, ActorKind, Mode
 from carnet.context import Context
 from carnet.db.tables import document, dossier, pro_notice, pro_notice_by_recipient, professional_seen
 from carnet.events import Audited
@@ -77,29 +78,47 @@ def on_audit(ctx: Context, audited: Audited) -> None:
     if dossier_key == SYSTEM_CHAIN:
         return
     actor = ctx.actor
-    if actor.kind is ActorKind.PROFESSIONAL and actor.id and not (
-            event == "ITI-78" and (audited.detail or {}).get("returned") == 0):  # a check that found nothing
-        _professional_access(ctx, dossier_key, actor.id, actor.mode)
+    if audited.mark is not None:  # the audit append recorded the marker (Services.access_marker is this module's)
+        _professional_access(ctx, dossier_key, audited.mark, audited.first_mark)
+    else:
+        subject = access_marker(dossier_key, actor, event, dict(audited.detail or {}), ctx.now)
+        if subject is not None:
+            _professional_access(ctx, dossier_key, subject, None)
     rule = _RULES.get(event)
     if rule is not None:
-        rule(ctx, dossier_key, audited.entity_type, audited.entity_id)
+        rule(ctx, audited)
 
 
 # Markers already written by this transaction: a bundle of fifty documents costs one insert, not fifty.
 _SEEN_IN_TRANSACTION: weakref.WeakKeyDictionary[Context, set[tuple[uuid.UUID, str]]] = weakref.WeakKeyDictionary()
 
 
-def _professional_access(ctx: Context, dossier_key: uuid.UUID, professional_id: str, mode: Mode) -> None:
-    if mode is Mode.NORMAL:
-        subject, notification = professional_id, "access.first"
-    else:
-        subject = f"{mode.value}:{professional_id}:{ctx.now.astimezone(dt.UTC).date().isoformat()}"
-        notification = f"access.{mode.value}"
+def access_marker(dossier_key: uuid.UUID, actor: Actor, event: str, detail: dict[str, Any] | None,
+                  now: dt.datetime) -> str | None:
+    """What an audited event by ``actor`` marks in ``professional_seen`` (``Services.access_marker``, so that the audit
+    append records it in the same statement): any access by a professional, but a check that found nothing (ITI-78
+    with no match), keyed by the professional in normal mode, by mode, professional and UTC day otherwise."""
+    if dossier_key == SYSTEM_CHAIN or actor.kind is not ActorKind.PROFESSIONAL or not actor.id:
+        return None
+    if event == "ITI-78" and (detail or {}).get("returned") == 0:
+        return None
+    if actor.mode is Mode.NORMAL:
+        return actor.id
+    return f"{actor.mode.value}:{actor.id}:{now.astimezone(dt.UTC).date().isoformat()}"
+
+
+def _professional_access(ctx: Context, dossier_key: uuid.UUID, subject: str, first: bool | None) -> None:
+    """Notify a first access (``first``: whether the audit append added the marker ``subject``; None: not recorded
+    yet, so record it here)."""
+    mode, professional_id = ctx.actor.mode, str(ctx.actor.id)
+    notification = "access.first" if mode is Mode.NORMAL else f"access.{mode.value}"
     seen = _SEEN_IN_TRANSACTION.setdefault(ctx, set())
     if (dossier_key, subject) in seen:
         return
     seen.add((dossier_key, subject))
-    if first_time(ctx.conn, dossier_key, subject, ctx.now):
+    if first is None:
+        first = first_time(ctx.conn, dossier_key, subject, ctx.now)
+    if first:
         enqueue(ctx, dossier_key, notification, always=mode is not Mode.NORMAL)
         if mode is not Mode.NORMAL:
             _notice_to_treating_gp(ctx, dossier_key, professional_id, mode)
@@ -119,29 +138,37 @@ def _notice_to_treating_gp(ctx: Context, dossier_key: uuid.UUID, professional_id
                                                             dossier_key=dossier_key, at=at))
 
 
-def _simple(notification: str) -> Callable[[Context, uuid.UUID, str | None, str | None], None]:
-    def rule(ctx: Context, dossier_key: uuid.UUID, _entity_type: str | None, _entity_id: str | None) -> None:
-        enqueue(ctx, dossier_key, notification)
+def _simple(notification: str) -> Callable[[Context, Audited], None]:
+    def rule(ctx: Context, audited: Audited) -> None:
+        enqueue(ctx, audited.dossier_key, notification)
     return rule
 
 
-def _new_document(ctx: Context, dossier_key: uuid.UUID, entity_type: str | None, entity_id: str | None) -> None:
-    document_id = parse_id(entity_id) if entity_type == "DocumentReference" and entity_id else None
+def _new_document(ctx: Context, audited: Audited) -> None:
+    dossier_key, entity_id = audited.dossier_key, audited.entity_id
+    document_id = parse_id(entity_id) if audited.entity_type == "DocumentReference" and entity_id else None
     if document_id is None or ctx.actor.kind in PATIENT_SIDE:
         return
-    row = ctx.conn.execute(_DOC, {"k": dossier_key, "d": document_id}).first()
-    if row is None or row.invisible_patient:
+    facts = audited.facts or {}
+    if "invisible_patient" in facts:  # the publisher said (documents.publishing): no need to read it back
+        invisible, hidden_from_representatives = facts["invisible_patient"], facts.get("invisible_representatives")
+    else:
+        row = ctx.conn.execute(_DOC, {"k": dossier_key, "d": document_id}).first()
+        if row is None:
+            return
+        invisible, hidden_from_representatives = row.invisible_patient, row.invisible_representatives
+    if invisible:
         return
-    enqueue(ctx, dossier_key, "document.new", exclude_representatives=bool(row.invisible_representatives))
+    enqueue(ctx, dossier_key, "document.new", exclude_representatives=bool(hidden_from_representatives))
 
 
-def _link_opened(ctx: Context, dossier_key: uuid.UUID, _entity_type: str | None, entity_id: str | None) -> None:
-    if first_time(ctx.conn, dossier_key, f"share:{entity_id}:{ctx.now.astimezone(dt.UTC).date().isoformat()}",
-                  ctx.now):
-        enqueue(ctx, dossier_key, "share.opened")
+def _link_opened(ctx: Context, audited: Audited) -> None:
+    if first_time(ctx.conn, audited.dossier_key,
+                  f"share:{audited.entity_id}:{ctx.now.astimezone(dt.UTC).date().isoformat()}", ctx.now):
+        enqueue(ctx, audited.dossier_key, "share.opened")
 
 
-_RULES: dict[str, Callable[[Context, uuid.UUID, str | None, str | None], None]] = {
+_RULES: dict[str, Callable[[Context, Audited], None]] = {
     "dossier.create": _simple("dossier.created"),
     "account.activate": _simple("dossier.activated"),
     "dossier.close": _simple("dossier.closed"),

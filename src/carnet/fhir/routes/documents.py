@@ -183,8 +183,9 @@ async def docref_create(call: Call) -> Response:
         key = resolve_patient(ctx, (body.get("subject") or {}).get("reference"), {}, call.base,
                               "DocumentReference.subject")
         list_id = new_id()
-        pub = documents.publish(ctx, key, body, content, "ITI-105", submission_set_id=list_id, meta=meta)
-        implicit_submission_set(ctx, key, pub.document_id, list_id)
+        pub = documents.publish(ctx, key, body, content, "ITI-105", submission_set_id=list_id, meta=meta,
+                                locate=(list_id,))
+        implicit_submission_set(ctx, key, pub.document_id, list_id, located=True)
         return pub
 
     pub = await call.run(work)
