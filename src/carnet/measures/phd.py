@@ -189,7 +189,7 @@ def upload(ctx: Context, key: uuid.UUID, bundle: dict[str, Any], scopes: frozens
     own = {f"Patient/{key}", f"{base}/Patient/{key}"}
     for i in patients:
         ins = [x.get("value") for x in _list(entries[i]["resource"].get("identifier"))
-               if isinstance(x, dict) and x.get("system") in INS_SYSTEMS]
+               if isinstance(x, dict) and isinstance(x.get("system"), str) and x["system"] in INS_SYSTEMS]
         if ins and ctx.actor.id not in ins and ctx.actor.acting_for not in ins:
             raise unprocessable("This Patient is not the patient the access token was granted for",
                                 f"Bundle.entry[{i}].resource.identifier", "processing")

@@ -86,6 +86,12 @@ EVENTS = {
     "measures.hide": N_("hid a measure from professionals"),
     "measures.show": N_("showed a measure to professionals again"),
     "measures.delete": N_("deleted measurements"),
+    "trends.evaluate": N_("checked the measurements against the alert rules"),
+    "trends.alert.read": N_("looked at an alert on the measurements"),
+    "trends.alerts.read": N_("looked at the alerts on the measurements"),
+    "trends.alert.ack": N_("took an alert on the measurements into account"),
+    "trends.settings.read": N_("looked at the alert choices"),
+    "trends.settings": N_("changed the alert choices"),
 }
 PREFIXES = (("access.", N_("changed access rights")), ("dossier.", N_("acted on the dossier")),
             ("document.", N_("acted on a document")), ("task.", N_("acted on a request")),
