@@ -146,6 +146,8 @@ def policy_answer(decision: Decision, doc: DocFacts, action: str, item: ItemFact
         return decision.redeem_hidden_code
     if action == "read_gp_notices":
         return decision.gp_notices
+    if action == "teleconsult":
+        return decision.teleconsult
     raise ValueError(f"unknown action {action!r}")
 
 

@@ -13,6 +13,7 @@ LOOKUP_TABLES |= {"ins_lookup", "creation_objection", "patient_index", "resource
 LOOKUP_TABLES |= {"account_login"}  # a sign-in identifier -> its account
 LOOKUP_TABLES |= {"pro_notice_by_recipient"}  # a professional's inbox -> the dossiers' notices
 LOOKUP_TABLES |= {"shared_link_lookup"}  # the hash of a SMART Health Link's public id -> its dossier
+LOOKUP_TABLES |= {"teleconsult_by_clinician"}  # a professional's teleconsultations -> their dossiers
 # People's accounts, their codes, sessions and app grants: distributed by account, by grant (refresh tokens) or by the
 # hash of their secret (carnet/db/distribution.toml); none holds health data, and none is pointed at by a dossier table.
 ACCOUNT_TABLES = {"account", "account_code", "web_session", "oauth_code", "refresh_token", "pro_session"}
@@ -26,7 +27,8 @@ def test_every_table_is_classified() -> None:
     assert DOSSIER_TABLES == {"dossier", "representative", "access_grant", "document", "document_token",
                               "submission_set", "audit_chain", "audit", "account_dossier", "outbox", "contact",
                               "professional_seen", "task", "clinical_item", "claim_line", "access_review",
-                              "pro_notice", "shared_link", "access_code", "access_code_guard"}
+                              "pro_notice", "shared_link", "access_code", "access_code_guard",
+                              "teleconsultation", "teleconsult_signal"}
 
 
 def test_account_tables_are_keyed_by_their_account_or_secret() -> None:

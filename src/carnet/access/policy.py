@@ -199,6 +199,10 @@ class Decision:
     # may take up a code for hidden documents (the second code of issue 13 §1): a professional authorized in their own
     # name, in normal mode, on an open dossier; it adds the MASQUE_PS documents to that authorization
     redeem_hidden_code: bool = False
+    # may hold a teleconsultation on this dossier (issue 12 §1): the patient side on an open dossier; a professional
+    # authorized by the patient (or their care team, or the médecin traitant), in normal mode: a planned video visit
+    # is no emergency access
+    teleconsult: bool = False
     visibility: Visibility = field(default_factory=Visibility)
     basis: str = "none"  # why access is granted: patient, representative, authorized, treating_gp, emergency, ...
     refusal: str = "Access to this dossier is not allowed."
@@ -306,7 +310,7 @@ def _link_recipient(standing: Standing, active: bool) -> Decision:
 def _patient_side(active: bool, basis: str, visibility: Visibility) -> Decision:
     return Decision(check=True, read=True, add_classes="patient" if active else "none", read_history=True,
                     manage_access=active, close_or_reopen=True, copy=True, share_links=active, issue_codes=active,
-                    visibility=visibility,
+                    teleconsult=active, visibility=visibility,
                     basis=basis)
 
 
@@ -354,4 +358,5 @@ def _professional(actor: Actor, dossier: DossierFacts, standing: Standing, matri
                             author_id=actor.id)
     return Decision(check=True, read=True, add_classes="all-professional", manage_access=manage,
                     visibility=visibility, basis=basis, gp_notices=basis == "treating_gp",
-                    redeem_hidden_code=basis == "authorized" and actor.mode is Mode.NORMAL)
+                    redeem_hidden_code=basis == "authorized" and actor.mode is Mode.NORMAL,
+                    teleconsult=actor.mode is Mode.NORMAL and basis in AUTHORIZED_RELATIONS)

@@ -13,4 +13,5 @@ from carnet.portal.pages import (  # noqa: F401
     requests,
     settings,
     sharing,
+    teleconsult,
 )

@@ -5,4 +5,5 @@ import carnet.pro.pages.dossier
 import carnet.pro.pages.inbox
 import carnet.pro.pages.requests
 import carnet.pro.pages.review
-import carnet.pro.pages.signin  # noqa: F401
+import carnet.pro.pages.signin
+import carnet.pro.pages.teleconsult  # noqa: F401
