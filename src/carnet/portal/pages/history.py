@@ -71,12 +71,21 @@ EVENTS = {
     "share.read": N_("looked at the shared links"), "share.open": N_("opened a link you shared"),
     "share.file": N_("opened a file of a link you shared"),
     "share.passcode": N_("typed a wrong passcode for a link you shared"),
+    "teleconsult.schedule": N_("booked a teleconsultation"),
+    "teleconsult.start": N_("started a teleconsultation"),
+    "teleconsult.join": N_("joined the teleconsultation"),
+    "teleconsult.leave": N_("left the teleconsultation"),
+    "teleconsult.show": N_("showed a document during the teleconsultation"),
+    "teleconsult.end": N_("ended the teleconsultation"),
+    "teleconsult.cancel": N_("cancelled a teleconsultation"),
+    "teleconsult.read": N_("looked at a teleconsultation"),
+    "teleconsult.search": N_("looked at the teleconsultations"),
 }
 PREFIXES = (("access.", N_("changed access rights")), ("dossier.", N_("acted on the dossier")),
             ("document.", N_("acted on a document")), ("task.", N_("acted on a request")),
             ("contact.", N_("changed the emergency contacts")), ("settings.", N_("changed the settings")),
             ("clinical.", N_("acted on the health information")), ("claims.", N_("acted on the reimbursement data")),
-            ("share.", N_("acted on a shared link")))
+            ("share.", N_("acted on a shared link")), ("teleconsult.", N_("acted on a teleconsultation")))
 OTHER_EVENT = N_("acted on the dossier")
 KINDS = {"read": N_("Reads and searches"), "added": N_("Documents added"), "changed": N_("Documents changed"),
          "access": N_("Access rights"), "dossier": N_("The dossier itself"), "requests": N_("Requests")}
