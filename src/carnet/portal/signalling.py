@@ -17,14 +17,16 @@ the browser reconnects and negotiates again (``peer-joined`` tells the other sid
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import structlog
 from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from carnet import teleconsult
 from carnet.access.actors import Actor
@@ -70,7 +72,12 @@ async def serve(ws: WebSocket, services: Services, key: uuid.UUID, cid: uuid.UUI
         after = joined.seq
         pause = max(20, services.settings.signal_poll_ms) / 1000
         while True:
-            rows = await run_in_threadpool(teleconsult.poll, services, key, cid, side, conn_id, after)
+            try:
+                rows = await run_in_threadpool(teleconsult.poll, services, key, cid, side, conn_id, after)
+            except SQLAlchemyError as exc:  # a busy or restarting database: try again at the next tick
+                logger.warning("teleconsult.poll_failed", error_type=type(exc).__name__)
+                await asyncio.sleep(pause)
+                continue
             for seq, message in rows:
                 after = seq
                 if message.get("type") == "skip":
@@ -89,8 +96,6 @@ async def serve(ws: WebSocket, services: Services, key: uuid.UUID, cid: uuid.UUI
                 await ws.send_json({"type": "error", "message": lang.gettext("This message is too large.")})
                 continue
             try:
-                import json
-
                 message = json.loads(text)
                 if not isinstance(message, dict):
                     raise ValueError
@@ -116,8 +121,13 @@ async def serve(ws: WebSocket, services: Services, key: uuid.UUID, cid: uuid.UUI
         try:
             await run_in_threadpool(run, services, resolve,
                                     lambda ctx: teleconsult.leave(ctx, key, cid, side, conn_id))
-        except FhirError:
-            pass
+        except (FhirError, SQLAlchemyError) as exc:  # the side stays held until a new connection replaces it
+            logger.warning("teleconsult.leave_failed", error_type=type(exc).__name__)
+        if ws.application_state is WebSocketState.CONNECTED:
+            try:
+                await ws.close(code=1011 if ws.client_state is WebSocketState.CONNECTED else 1000)
+            except RuntimeError:
+                pass
 
 
 async def _handle(ws: WebSocket, services: Services, key: uuid.UUID, cid: uuid.UUID, side: str, conn_id: str,
