@@ -81,8 +81,8 @@ def test_a_video_visit_beside_the_dossier(media_chromium: Any, live: tuple[str, 
 
     out = shots() or tmp_path
     out.mkdir(parents=True, exist_ok=True)
-    clinician.screenshot(path=str(out / "teleconsult-clinician.png"))
-    patient.screenshot(path=str(out / "teleconsult-patient.png"), full_page=True)
+    clinician.screenshot(path=str(out / "40-teleconsult-clinician-desktop.png"))
+    patient.screenshot(path=str(out / "41-teleconsult-patient-phone.png"), full_page=True)
 
     # a third signed-in person: another professional the patient authorized, not this visit's, gets neither the
     # room nor its socket
