@@ -126,7 +126,7 @@ async def serve(ws: WebSocket, services: Services, key: uuid.UUID, cid: uuid.UUI
         if ws.application_state is WebSocketState.CONNECTED:
             try:
                 await ws.close(code=1011 if ws.client_state is WebSocketState.CONNECTED else 1000)
-            except RuntimeError:
+            except (RuntimeError, WebSocketDisconnect):  # the other end went first
                 pass
 
 

@@ -66,6 +66,7 @@
     while (sharedView.firstChild) { sharedView.removeChild(sharedView.firstChild); }
     shared.hidden = true;
     delete shared.dataset.document;
+    delete shared.dataset.loaded;
   }
 
   function renderPage() {
@@ -90,6 +91,7 @@
     document.getElementById("shared-title").textContent = next.title || "";
     document.getElementById("shared-by").textContent = next.by === side ? msg("shownByMe") : msg("shownByOther");
     shared.hidden = false;
+    delete shared.dataset.loaded;
     shared.dataset.document = next.document;
     if (next.content_type === "application/pdf") {
       var frame = document.createElement("iframe");
@@ -115,6 +117,7 @@
           textPages = pages.length ? pages : [""];
           renderPage();
           shared.dataset.loaded = "1";
+          shared.dataset.loadedAt = String(performance.timeOrigin + performance.now());  // benchmarks read it
         })
         .catch(function () { pre.textContent = ""; });
     }
