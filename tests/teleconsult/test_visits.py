@@ -165,3 +165,28 @@ def test_the_history_says_what_happened_in_plain_words() -> None:
         label = event_label(event)
         assert label != OTHER_EVENT, event
         assert i18n.language("fr").gettext(label) != label, event
+
+
+def test_a_purged_dossier_leaves_no_visit_behind(world: World) -> None:
+    from carnet.access.actors import Actor, ActorKind
+    from carnet.db.tables import resource_locator, teleconsult_by_clinician
+    from carnet.dossier import service as dossiers
+
+    cid = book_now(world)
+    s = world.services
+    joined = run(s, pro(world, "gp"), lambda ctx: teleconsult.join(ctx, world.dossier, cid, "clinician"))
+    assert teleconsult.relay(s, world.dossier, cid, "clinician", joined.conn, {"type": "offer", "sdp": "v=0"})
+    run(s, patient(world), lambda ctx: dossiers.close(ctx, world.dossier))
+    later = s.clock() + dt.timedelta(days=366 * 11)
+    original = s.clock
+    s.clock = lambda: later
+    try:
+        assert world.dossier in run(s, Actor(ActorKind.OPERATOR, id="test-purge"), dossiers.purge_due)
+    finally:
+        s.clock = original
+    with s.engine.connect() as conn:
+        for table, column, value in ((teleconsultation, "dossier_key", world.dossier),
+                                     (teleconsult_signal, "dossier_key", world.dossier),
+                                     (teleconsult_by_clinician, "consultation_id", cid),
+                                     (resource_locator, "resource_id", cid)):
+            assert conn.execute(select(table).where(table.c[column] == value)).first() is None, table.name
