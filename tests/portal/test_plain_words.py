@@ -31,7 +31,7 @@ from tests.tasks.helpers import publish as publish_task_document
 SRC = Path(i18n.__file__).parents[1]
 # The families of Carnet's audit event names, and the IHE transactions they also use.
 EVENT_CODE = re.compile(r"\b(?:(?:access|account|claims|clinical|contact|document|dossier|history|patient|pro|"
-                        r"representative|share|summary|task)(?:\.[a-z_]+)+|ITI-\d+)\b")
+                        r"representative|share|summary|task|teleconsult)(?:\.[a-z_]+)+|ITI-\d+)\b")
 LOINC_LIKE = re.compile(r"(?<![\w-])\d{3,5}-\d(?![\w-])")  # not inside an id (a dossier key)
 NATIONAL_ID = re.compile(r"\d{9,}")
 ENGLISH_WORDS = 3  # an English message of this many words or more, found inside a French text, is untranslated
