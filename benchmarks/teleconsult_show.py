@@ -40,6 +40,8 @@ from sqlalchemy import select
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.servers import free_port  # noqa: E402
+
 from carnet import teleconsult  # noqa: E402
 from carnet.access.actors import Actor, ActorKind  # noqa: E402
 from carnet.accounts import sessions  # noqa: E402
@@ -53,7 +55,6 @@ from carnet.db.tables import account_dossier, ins_lookup  # noqa: E402
 from carnet.demo import patient_ins, pro_id, seed  # noqa: E402
 from carnet.documents import service as documents  # noqa: E402
 from carnet.pro.pages.dossier import docref  # noqa: E402
-from tests.servers import free_port  # noqa: E402
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
                  "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
