@@ -15,7 +15,7 @@ from collections.abc import Callable
 import structlog
 from sqlalchemy import Engine
 
-from carnet import throttle
+from carnet import teleconsult, throttle
 from carnet.accounts.notices import queue_throttle_notice
 from carnet.audit import anchor as anchors
 from carnet.audit.anchor import Anchor
@@ -42,7 +42,7 @@ def wire(services: Services) -> None:
     services.events.subscribe(Audited, notify_rules.on_audit)  # notifications, in the audited change's transaction
     services.events.subscribe(DocumentReplaced, tasks.on_document_replaced)  # a replacement answers rectifications
     services.periodic_jobs.extend([_expire_access_requests, _purge_claim_lines, _throttle_notices, _prune_throttle,
-                                   _audit_checkpointer()])
+                                   _close_stale_teleconsultations, _audit_checkpointer()])
 
 
 def _expire_access_requests(services: Services) -> None:
@@ -56,6 +56,13 @@ def _purge_claim_lines(services: Services) -> None:
     """Claim lines leave the rolling window (issue 3 §5)."""
     run(services, WORKER_ACTOR, claims.purge_old)
 
+
+
+def _close_stale_teleconsultations(services: Services) -> None:
+    """Teleconsultations nobody ended are closed 12 hours after their planned end, and their relay emptied (issue 12
+    §1, docs/TELECONSULTATION.md)."""
+    while run(services, WORKER_ACTOR, teleconsult.close_stale) >= 500:  # a full batch: there may be more
+        pass
 
 
 def _audit_checkpointer() -> Callable[[Services], None]:

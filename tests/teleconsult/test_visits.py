@@ -190,3 +190,28 @@ def test_a_purged_dossier_leaves_no_visit_behind(world: World) -> None:
                                      (teleconsult_by_clinician, "consultation_id", cid),
                                      (resource_locator, "resource_id", cid)):
             assert conn.execute(select(table).where(table.c[column] == value)).first() is None, table.name
+
+
+def test_the_worker_closes_a_visit_nobody_ended_and_empties_its_relay(world: World) -> None:
+    from carnet.access.actors import Actor, ActorKind
+
+    s = world.services
+    cid = book_now(world)
+    joined = run(s, pro(world, "gp"), lambda ctx: teleconsult.join(ctx, world.dossier, cid, "clinician"))
+    assert teleconsult.relay(s, world.dossier, cid, "clinician", joined.conn, {"type": "offer", "sdp": "v=0"})
+    worker = Actor(ActorKind.OPERATOR, id="test-worker")
+    assert run(s, worker, teleconsult.close_stale) == 0  # not yet: it is under way
+    later = s.clock() + dt.timedelta(hours=13)
+    original = s.clock
+    s.clock = lambda: later
+    try:
+        assert run(s, worker, teleconsult.close_stale) >= 1
+    finally:
+        s.clock = original
+    visit = run(s, patient(world), lambda ctx: teleconsult.get(ctx, world.dossier, cid))
+    assert visit.status == "finished"
+    seen = [m["type"] for _, m in teleconsult.poll(s, world.dossier, cid, "clinician", joined.conn, 0)]
+    assert seen == ["ended"]
+    assert audited(world, "teleconsult.expire") == ["0"]
+    with pytest.raises(FhirError):
+        run(s, pro(world, "gp"), teleconsult.close_stale)  # an operator's job only

@@ -238,3 +238,38 @@ def post(conn: Connection, dossier_key: uuid.UUID, consultation_id: uuid.UUID, s
         dossier_key=dossier_key, consultation_id=consultation_id, seq=seq, sender=sender, target_conn=target,
         message=message, created_at=now.astimezone(dt.UTC)))
     return int(seq)
+
+
+STALE_AFTER = dt.timedelta(hours=12)  # after its planned end, a visit nobody ended is closed by the worker
+
+
+def close_stale(ctx: Context, limit: int = 500) -> int:
+    """Worker job: a visit still booked or under way 12 hours after its planned end (the professional closed the tab
+    without ending it, or never came) is closed (``finished``, or ``cancelled`` if it never started), its open
+    sockets told ``ended`` and its relay emptied; audited ``teleconsult.expire`` in its dossier's chain. A
+    background path across dossiers (never a request's), a batch at a time. Returns how many were closed."""
+    if ctx.actor.kind is not ActorKind.OPERATOR:
+        raise forbidden("Only an operator closes stale teleconsultations")
+    now = ctx.now.astimezone(dt.UTC)
+    rows = ctx.conn.execute(select(teleconsultation.c.dossier_key, teleconsultation.c.consultation_id,
+                                   teleconsultation.c.scheduled_at, teleconsultation.c.minutes).where(
+        teleconsultation.c.status.in_(LIVE), teleconsultation.c.scheduled_at < now - STALE_AFTER)
+        .order_by(teleconsultation.c.scheduled_at).limit(limit)).all()
+    n = 0
+    for r in rows:
+        if (utc(r.scheduled_at) or now) + dt.timedelta(minutes=r.minutes) + STALE_AFTER > now:
+            continue
+        row = ctx.conn.execute(select(teleconsultation).where(_where(r.dossier_key, r.consultation_id))
+                               .with_for_update()).one()
+        if row.status not in LIVE:
+            continue
+        ctx.conn.execute(update(teleconsultation).where(_where(r.dossier_key, r.consultation_id)).values(
+            status="finished" if row.status == "in-progress" else "cancelled", ended_at=now, shown=None,
+            clinician_conn=None, patient_conn=None))
+        seq = post(ctx.conn, r.dossier_key, r.consultation_id, "server", {"type": "ended"}, now)
+        ctx.conn.execute(delete(teleconsult_signal).where(
+            teleconsult_signal.c.dossier_key == r.dossier_key,
+            teleconsult_signal.c.consultation_id == r.consultation_id, teleconsult_signal.c.seq < seq))
+        ctx.audit(r.dossier_key, "U", "teleconsult.expire", entity_type="Encounter", entity_id=str(r.consultation_id))
+        n += 1
+    return n

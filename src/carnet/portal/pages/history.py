@@ -80,6 +80,7 @@ EVENTS = {
     "teleconsult.cancel": N_("cancelled a teleconsultation"),
     "teleconsult.read": N_("looked at a teleconsultation"),
     "teleconsult.search": N_("looked at the teleconsultations"),
+    "teleconsult.expire": N_("closed a teleconsultation nobody ended"),
 }
 PREFIXES = (("access.", N_("changed access rights")), ("dossier.", N_("acted on the dossier")),
             ("document.", N_("acted on a document")), ("task.", N_("acted on a request")),
