@@ -61,8 +61,9 @@ def patient(world: World) -> Actor:
     return Actor(ActorKind.PATIENT, id=world.ins)
 
 
-def publish(world: World, title: str, text: str, *, invisible: bool = False) -> str:
-    """The GP publishes a text report through ITI-105 (``invisible``: not shown to the patient yet)."""
+def publish(world: World, title: str, text: str, *, invisible: bool = False, label: str | None = None) -> str:
+    """The GP publishes a text report through ITI-105 (``invisible``: not shown to the patient yet; ``label``: another
+    confidentiality code of TRE_A07)."""
     body: dict[str, Any] = {
         "resourceType": "DocumentReference", "status": "current",
         "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{uuid.uuid4()}"},
@@ -71,7 +72,9 @@ def publish(world: World, title: str, text: str, *, invisible: bool = False) -> 
         "content": [{"attachment": {"contentType": "text/plain", "title": title, "language": "fr-FR",
                                     "data": base64.b64encode(text.encode()).decode()}}]}
     if invisible:
-        body["securityLabel"] = [{"coding": [{"system": codes.TRE_A07, "code": codes.INVISIBLE_PATIENT}]}]
+        label = codes.INVISIBLE_PATIENT
+    if label:
+        body["securityLabel"] = [{"coding": [{"system": codes.TRE_A07, "code": label}]}]
     r = world.client.post("/fhir/DocumentReference", json=body,
                           headers={**world.headers("gp"), "Content-Type": "application/fhir+json"})
     assert r.status_code == 201, r.text

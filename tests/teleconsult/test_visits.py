@@ -215,3 +215,39 @@ def test_the_worker_closes_a_visit_nobody_ended_and_empties_its_relay(world: Wor
     assert audited(world, "teleconsult.expire") == ["0"]
     with pytest.raises(FhirError):
         run(s, pro(world, "gp"), teleconsult.close_stale)  # an operator's job only
+
+
+def test_a_legal_representative_never_gets_a_document_hidden_from_representatives(world: World) -> None:
+    from carnet.access.actors import Actor, ActorKind
+    from carnet.documents import codes
+    from carnet.dossier import service as dossiers
+
+    s = world.services
+    rep_id = run(s, patient(world), lambda ctx: dossiers.add_representative(
+        ctx, world.dossier, "protected_adult", "Tuteur", "Un", "GUARD"))
+    tutor = Actor(ActorKind.REPRESENTATIVE, id=str(rep_id), acting_for=world.ins)
+    confidential = publish(world, "Soins confidentiels", "…", label=codes.INVISIBLE_REPRESENTANTS)
+    cid = book_now(world)
+    clinician = run(s, pro(world, "gp"), lambda ctx: teleconsult.join(ctx, world.dossier, cid, "clinician"))
+    run(s, tutor, lambda ctx: teleconsult.join(ctx, world.dossier, cid, "patient"))
+    with pytest.raises(FhirError) as err:
+        run(s, pro(world, "gp"), lambda ctx: teleconsult.show(ctx, world.dossier, cid, clinician.conn, confidential))
+    assert err.value.status == 403
+    patient_side = run(s, patient(world), lambda ctx: teleconsult.join(ctx, world.dossier, cid, "patient"))
+    assert patient_side.conn  # the patient themselves takes the side over: to them it may be shown
+    assert run(s, pro(world, "gp"), lambda ctx: teleconsult.show(ctx, world.dossier, cid, clinician.conn,
+                                                                   confidential))
+
+
+def test_a_document_the_patient_hid_from_professionals_is_not_shown_to_one_who_may_not_see_it(world: World) -> None:
+    from carnet.documents import service as documents
+
+    s = world.services
+    hidden = publish(world, "Compte rendu masqué", "…")
+    run(s, patient(world), lambda ctx: documents.set_masked(ctx, hidden, True))
+    cid = book_now(world, "doctor")  # authorized, neither its author nor the médecin traitant: MASQUE_PS is hidden
+    run(s, pro(world, "doctor"), lambda ctx: teleconsult.join(ctx, world.dossier, cid, "clinician"))
+    side = run(s, patient(world), lambda ctx: teleconsult.join(ctx, world.dossier, cid, "patient"))
+    with pytest.raises(FhirError) as err:
+        run(s, patient(world), lambda ctx: teleconsult.show(ctx, world.dossier, cid, side.conn, hidden))
+    assert err.value.status == 403
