@@ -112,3 +112,28 @@ def test_a_second_tab_replaces_the_first_and_a_dropped_side_can_join_again(
         with patient_socket(client, cid, patient_token) as again:  # a dropped connection rejoins
             assert again.receive_json()["type"] == "joined"
             assert next_of(gp, "peer-joined")
+
+
+def test_the_two_sides_on_two_nodes_still_reach_each_other(
+        client: TestClient, world: World, visit: tuple[uuid.UUID, str, str]) -> None:
+    """Two Carnet nodes (two applications, each with its own services and connection pool) over one database: the
+    professional on one, the patient on the other. Nothing is relayed in a process."""
+    from carnet.app import create_app
+    from carnet.compose import build_services
+    from carnet.db.engine import make_engine
+
+    cid, pro_token, patient_token = visit
+    settings = world.services.settings
+    other = build_services(settings, make_engine(settings.effective_database_url, pool_size=2))
+    try:
+        with TestClient(create_app(other), base_url=BASE) as node_b:
+            with pro_socket(client, world, cid, pro_token) as gp, patient_socket(node_b, cid, patient_token) as me:
+                gp.receive_json()
+                me.receive_json()
+                gp.send_json({"type": "offer", "sdp": "v=0 from node A"})
+                assert next_of(me, "offer")["sdp"] == "v=0 from node A"
+                me.send_json({"type": "ice", "candidate": {"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host",
+                                                           "sdpMid": "0", "sdpMLineIndex": 0}})
+                assert next_of(gp, "ice")["candidate"]["sdpMid"] == "0"
+    finally:
+        other.engine.dispose()
