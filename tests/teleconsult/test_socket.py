@@ -137,3 +137,39 @@ def test_the_two_sides_on_two_nodes_still_reach_each_other(
                 assert next_of(gp, "ice")["candidate"]["sdpMid"] == "0"
     finally:
         other.engine.dispose()
+
+
+def test_on_postgresql_a_message_wakes_the_other_sides_socket(world: World) -> None:
+    """The relay's NOTIFY wakes the sockets waiting on that visit in this process (the table stays the truth; polling
+    remains for SQLite and for a lost notification)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from carnet import teleconsult
+    from carnet.context import run
+    from tests.teleconsult.helpers import pro
+
+    waker = teleconsult.wakeups(world.services.settings.effective_database_url)
+    if waker is None:
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    cid = book_now(world)
+    joined = run(world.services, pro(world, "gp"), lambda ctx: teleconsult.join(ctx, world.dossier, cid, "clinician"))
+
+    async def wait_for_wake() -> bool:
+        woken = asyncio.Event()
+        waker.register(str(cid), woken)
+        try:
+            for _ in range(5):  # the listener thread starts with the first call: a message sent before it listens
+                await asyncio.to_thread(teleconsult.relay, world.services, world.dossier, cid, "clinician",
+                                        joined.conn, {"type": "offer", "sdp": "v=0"})
+                try:
+                    await asyncio.wait_for(woken.wait(), 2)
+                    return True
+                except TimeoutError:
+                    continue
+            return False
+        finally:
+            waker.unregister(str(cid), woken)
+
+    with ThreadPoolExecutor(1) as pool:  # a loop of its own (Playwright's sync API may hold this thread's)
+        assert pool.submit(asyncio.run, wait_for_wake()).result()

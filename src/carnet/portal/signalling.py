@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -68,6 +69,11 @@ async def serve(ws: WebSocket, services: Services, key: uuid.UUID, cid: uuid.UUI
     await ws.send_json({"type": "joined", "side": side, "peer": joined.peer_present, "shown": joined.visit.shown,
                         "ice": teleconsult.ice_servers(services.settings, conn_id, services.clock())})
 
+    waker = teleconsult.wakeups(services.settings.effective_database_url)
+    woken = asyncio.Event()
+    if waker is not None:
+        waker.register(str(cid), woken)
+
     async def pump() -> None:
         after = joined.seq
         pause = max(20, services.settings.signal_poll_ms) / 1000
@@ -86,8 +92,12 @@ async def serve(ws: WebSocket, services: Services, key: uuid.UUID, cid: uuid.UUI
                 if message.get("type") in ("ended", "replaced"):
                     await ws.close(code=ENDED if message["type"] == "ended" else REPLACED)
                     return
-            if not rows:
-                await asyncio.sleep(pause)
+            if not rows:  # until the next poll, or until a NOTIFY of this visit wakes us (PostgreSQL)
+                try:
+                    await asyncio.wait_for(woken.wait(), pause)
+                except TimeoutError:
+                    pass
+                woken.clear()
 
     async def read() -> None:
         while True:
@@ -109,6 +119,8 @@ async def serve(ws: WebSocket, services: Services, key: uuid.UUID, cid: uuid.UUI
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        if waker is not None:
+            waker.unregister(str(cid), woken)
         for t in tasks:
             t.cancel()
         for t in tasks:
@@ -118,11 +130,17 @@ async def serve(ws: WebSocket, services: Services, key: uuid.UUID, cid: uuid.UUI
                 pass
             except Exception as exc:  # noqa: BLE001 - a socket's end: logged without its text, never raised
                 logger.warning("teleconsult.socket_failed", error_type=type(exc).__name__)
+        def leave() -> None:
+            try:
+                run(services, resolve, lambda ctx: teleconsult.leave(ctx, key, cid, side, conn_id))
+            except (FhirError, SQLAlchemyError) as exc:  # the side stays held until a new connection replaces it
+                logger.warning("teleconsult.leave_failed", error_type=type(exc).__name__)
+
         try:
-            await run_in_threadpool(run, services, resolve,
-                                    lambda ctx: teleconsult.leave(ctx, key, cid, side, conn_id))
-        except (FhirError, SQLAlchemyError) as exc:  # the side stays held until a new connection replaces it
-            logger.warning("teleconsult.leave_failed", error_type=type(exc).__name__)
+            await run_in_threadpool(leave)
+        except asyncio.CancelledError:  # the server is cancelling this handler: the other side is told all the same
+            threading.Thread(target=leave, name="teleconsult-leave", daemon=True).start()
+            raise
         if ws.application_state is WebSocketState.CONNECTED:
             try:
                 await ws.close(code=1011 if ws.client_state is WebSocketState.CONNECTED else 1000)

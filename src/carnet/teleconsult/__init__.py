@@ -10,8 +10,9 @@ from carnet.teleconsult.ice import servers as ice_servers
 from carnet.teleconsult.ice import turn_credential
 from carnet.teleconsult.room import SHOWABLE, Joined, join, leave, poll, relay, show
 from carnet.teleconsult.visits import MINUTES, Visit, agenda, cancel, close_stale, end, for_dossier, get, schedule
+from carnet.teleconsult.wakeup import Wakeups, wakeups
 
 __all__ = ["MINUTES", "SHOWABLE", "Joined", "Visit", "agenda", "appointment", "cancel", "close_stale", "encounter",
            "end",
            "for_dossier", "get", "ice_servers", "join", "leave", "poll", "read_resource", "relay", "schedule",
-           "search_resources", "show", "turn_credential"]
+           "search_resources", "show", "turn_credential", "Wakeups", "wakeups"]

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
 from carnet.access.actors import ActorKind
 from carnet.context import Context
@@ -27,6 +27,7 @@ from carnet.db.tables import (
 )
 from carnet.errors import FhirError, forbidden
 from carnet.ids import new_id
+from carnet.teleconsult.wakeup import CHANNEL
 
 PATIENT_SIDE = frozenset({ActorKind.PATIENT, ActorKind.REPRESENTATIVE})
 LIVE = ("planned", "in-progress")
@@ -237,6 +238,8 @@ def post(conn: Connection, dossier_key: uuid.UUID, consultation_id: uuid.UUID, s
     conn.execute(insert(teleconsult_signal).values(
         dossier_key=dossier_key, consultation_id=consultation_id, seq=seq, sender=sender, target_conn=target,
         message=message, created_at=now.astimezone(dt.UTC)))
+    if conn.dialect.name == "postgresql":  # wakes the other side's socket at commit (carnet.teleconsult.wakeup)
+        conn.execute(select(func.pg_notify(CHANNEL, str(consultation_id))))
     return int(seq)
 
 
