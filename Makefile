@@ -44,6 +44,7 @@ test-part: install
 
 screenshots: install
 	$(BIN)/python scripts/screenshots.py --out docs/screenshots
+	CARNET_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q -p no:cacheprovider tests/browser/test_teleconsult.py -k sqlite
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

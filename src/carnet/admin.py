@@ -19,12 +19,12 @@ DEFAULT_SCOPES = {
                     "system/Consent.c system/Practitioner.rs system/PractitionerRole.rs system/Task.crus "
                     "system/ExplanationOfBenefit.rs system/AllergyIntolerance.crus system/Condition.crus "
                     "system/MedicationStatement.crus system/Immunization.crus system/Observation.crus "
-                    "system/RelatedPerson.rs",
+                    "system/RelatedPerson.rs system/Appointment.rs system/Encounter.rs",
     "patient_portal": "system/Patient.crus system/RelatedPerson.crs system/DocumentReference.cruds system/List.rs "
                       "system/Binary.r system/Consent.c system/AuditEvent.rs system/Practitioner.rs "
                       "system/PractitionerRole.rs system/Task.crus system/ExplanationOfBenefit.rs "
                       "system/AllergyIntolerance.rsu system/Condition.rsu system/MedicationStatement.rsu "
-                      "system/Immunization.rsu system/Observation.rsu",
+                      "system/Immunization.rsu system/Observation.rsu system/Appointment.rs system/Encounter.rs",
     "assurance_maladie": "system/Patient.crus system/RelatedPerson.c system/DocumentReference.c "
                          "system/Practitioner.rs",
     # a patient's own app (SMART standalone launch): a public client, read-only, see carnet.auth.smart

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import structlog
 from sqlalchemy import Engine
 
-from carnet import throttle
+from carnet import teleconsult, throttle
 from carnet.accounts.notices import queue_throttle_notice
 from carnet.audit import anchor as anchors
 from carnet.audit import partitions
@@ -46,7 +46,8 @@ def wire(services: Services) -> None:
     services.events.subscribe(DocumentReplaced, tasks.on_document_replaced)  # a replacement answers rectifications
     services.events.subscribe(MeasurementsRecorded, trends.on_measurements)  # new readings: evaluate them (worker)
     services.periodic_jobs.extend([trends.evaluate_pending, _expire_access_requests, _purge_claim_lines,
-                                   _throttle_notices, _prune_throttle, _audit_checkpointer(), _audit_partition_maker()])
+                                   _throttle_notices, _prune_throttle, _close_stale_teleconsultations,
+                                   _audit_checkpointer(), _audit_partition_maker()])
 
 
 def _expire_access_requests(services: Services) -> None:
@@ -60,6 +61,13 @@ def _purge_claim_lines(services: Services) -> None:
     """Claim lines leave the rolling window (issue 3 §5)."""
     run(services, WORKER_ACTOR, claims.purge_old)
 
+
+
+def _close_stale_teleconsultations(services: Services) -> None:
+    """Teleconsultations nobody ended are closed 12 hours after their planned end, and their relay emptied (issue 12
+    §1, docs/TELECONSULTATION.md)."""
+    while run(services, WORKER_ACTOR, teleconsult.close_stale) >= 500:  # a full batch: there may be more
+        pass
 
 
 def _audit_checkpointer() -> Callable[[Services], None]:

@@ -146,6 +146,18 @@ class Settings:
     reviewers: frozenset[str] = field(default_factory=lambda: frozenset(
         v.strip() for v in (_env("CARNET_REVIEWERS") or "").split(",") if v.strip()))
 
+    # --- teleconsultation (issue 12 §1, docs/TELECONSULTATION.md): WebRTC between the two browsers ---
+    # STUN/TURN servers handed to both browsers, as the JSON list RTCPeerConnection takes ([{"urls": ...}]); none:
+    # host candidates only (loopback, one LAN)
+    ice_servers: str = field(default_factory=lambda: _env("CARNET_ICE_SERVERS", "[]") or "[]")
+    # coturn's REST API shared secret (``static-auth-secret``): Carnet gives each side a time-limited TURN credential
+    # for CARNET_TURN_URLS (comma-separated), valid CARNET_TURN_TTL seconds
+    turn_secret: str | None = field(default_factory=lambda: _env("CARNET_TURN_SECRET"))
+    turn_urls: tuple[str, ...] = field(default_factory=lambda: _list("CARNET_TURN_URLS"))
+    turn_ttl: int = field(default_factory=lambda: _int("CARNET_TURN_TTL", 3600))
+    # how often an open signalling socket looks for its peer's messages in the database (every node relays through it)
+    signal_poll_ms: int = field(default_factory=lambda: _int("CARNET_SIGNAL_POLL_MS", 150))
+
     def __post_init__(self) -> None:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -153,6 +165,14 @@ class Settings:
             ZoneInfo(self.display_timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"CARNET_DISPLAY_TIMEZONE: unknown time zone {self.display_timezone!r}") from None
+        import json
+
+        try:  # a malformed list of ICE servers stops the start, not the first consultation
+            servers = json.loads(self.ice_servers)
+        except ValueError:
+            raise ValueError("CARNET_ICE_SERVERS: not JSON (a list of {\"urls\": ...} objects)") from None
+        if not isinstance(servers, list) or not all(isinstance(s, dict) and s.get("urls") for s in servers):
+            raise ValueError("CARNET_ICE_SERVERS: a JSON list of objects, each with \"urls\"")
 
     @cached_property
     def effective_database_url(self) -> str:

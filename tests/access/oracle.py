@@ -56,7 +56,7 @@ class Scenario:
 ACTIONS = ("read_document", "add_document", "check_dossier", "read_history", "manage_access", "close_or_reopen",
            "request_access", "copy_dossier", "read_gp_notices", "read_item", "issue_access_code",
            "redeem_access_code", "redeem_hidden_code", "write_prescription", "dispense_prescription",
-           "read_measures", "record_measures")
+           "read_measures", "record_measures", "teleconsult")
 
 # Age at which a minor's legal representatives lose access (DOMAIN.md: Carnet's choice, configurable: 18).
 _AGE_OF_MAJORITY = 18
@@ -89,7 +89,7 @@ def expected(s: Scenario, action: str) -> bool:
 def _assurance_maladie(s: Scenario, action: str) -> bool:
     if action in ("write_prescription", "dispense_prescription"):
         return False  # prescriptions are written by prescribers and dispensed by pharmacists
-    if action in ("issue_access_code", "redeem_access_code", "redeem_hidden_code"):
+    if action in ("issue_access_code", "redeem_access_code", "redeem_hidden_code", "teleconsult"):
         return False  # it neither gives a patient's consent nor takes one up
     # A closed dossier: Assurance Maladie gets nothing, not even the existence check.
     if s.dossier_status == "closed":
@@ -120,6 +120,9 @@ def _patient(s: Scenario, action: str) -> bool:
         return False  # a code is for a professional; the patient side has nothing to redeem
     if action == "read_gp_notices":
         return False  # the médecin traitant's inbox is a professional's
+    if action == "teleconsult":
+        # Issue 12 §1: the patient (or their representative) meets their professional by video: an open dossier.
+        return s.dossier_status == "active"
     if action == "read_item":
         # "read everything in the dossier": a hidden item is hidden from professionals only; the patient hid it.
         return True
@@ -248,6 +251,10 @@ def _professional(s: Scenario, action: str) -> bool:
         if not has_access:
             return False
         return _professional_reads_measures(s)
+    if action == "teleconsult":
+        # Issue 12 §1: "a patient whose dossier they may read" -- by the patient's own authorization (or as their care
+        # team or médecin traitant), in normal mode: breaking the glass is for emergencies, not a booked video visit.
+        return s.mode == "normal" and s.relation in ("authorized", "care_team", "treating_gp", "gp_rights")
     if action == "read_document":
         if not has_access:
             return False

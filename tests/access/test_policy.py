@@ -156,6 +156,8 @@ def policy_answer(decision: Decision, doc: DocFacts, action: str, item: ItemFact
         return decision.prescribe
     if action == "dispense_prescription":
         return decision.dispense
+    if action == "teleconsult":
+        return decision.teleconsult
     raise ValueError(f"unknown action {action!r}")
 
 

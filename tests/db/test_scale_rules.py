@@ -15,6 +15,7 @@ LOOKUP_TABLES |= {"account_login"}  # a sign-in identifier -> its account
 LOOKUP_TABLES |= {"pro_notice_by_recipient", "trend_alert_by_recipient"}  # a professional's inbox -> notices, alerts
 LOOKUP_TABLES |= {"shared_link_lookup"}  # the hash of a SMART Health Link's public id -> its dossier
 LOOKUP_TABLES |= {"prescription_number", "prescription_by_pharmacy"}  # a prescription by number; a pharmacy's inbox
+LOOKUP_TABLES |= {"teleconsult_by_clinician"}  # a professional's teleconsultations -> their dossiers
 # People's accounts, their codes, sessions and app grants: distributed by account, by grant (refresh tokens) or by the
 # hash of their secret (carnet/db/distribution.toml); none holds health data, and none is pointed at by a dossier table.
 ACCOUNT_TABLES = {"account", "account_code", "web_session", "oauth_code", "refresh_token", "pro_session"}
@@ -31,7 +32,8 @@ def test_every_table_is_classified() -> None:
                               "pro_notice", "shared_link", "access_code", "access_code_guard",
                               "prescription", "prescription_line", "medication_dispense",
                               "measurement", "measure_source", "measure_series",
-                              "trend_dossier", "trend_episode"}
+                              "trend_dossier", "trend_episode",
+                              "teleconsultation", "teleconsult_signal"}
 
 
 def test_account_tables_are_keyed_by_their_account_or_secret() -> None:

@@ -236,6 +236,10 @@ class Decision:
     # may evaluate the trend rules over the dossier's measurements and write alerts (issue 17 §3): the trend
     # evaluator (the worker), on an open dossier; nothing else (no document, no identity, no search)
     evaluate_trends: bool = False
+    # may hold a teleconsultation on this dossier (issue 12 §1): the patient side on an open dossier; a professional
+    # authorized by the patient (or their care team, or the médecin traitant), in normal mode: a planned video visit
+    # is no emergency access
+    teleconsult: bool = False
     visibility: Visibility = field(default_factory=Visibility)
     basis: str = "none"  # why access is granted: patient, representative, authorized, treating_gp, emergency, ...
     refusal: str = "Access to this dossier is not allowed."
@@ -355,7 +359,7 @@ def _link_recipient(standing: Standing, active: bool) -> Decision:
 def _patient_side(active: bool, basis: str, visibility: Visibility) -> Decision:
     return Decision(check=True, read=True, add_classes="patient" if active else "none", read_history=True,
                     manage_access=active, close_or_reopen=True, copy=True, share_links=active, issue_codes=active,
-                    visibility=visibility,
+                    teleconsult=active, visibility=visibility,
                     basis=basis)
 
 
@@ -414,4 +418,5 @@ def _professional_access(actor: Actor, dossier: DossierFacts, standing: Standing
                             author_id=actor.id)
     return Decision(check=True, read=True, add_classes="all-professional", manage_access=manage,
                     visibility=visibility, basis=basis, gp_notices=basis == "treating_gp",
-                    redeem_hidden_code=basis == "authorized" and actor.mode is Mode.NORMAL)
+                    redeem_hidden_code=basis == "authorized" and actor.mode is Mode.NORMAL,
+                    teleconsult=actor.mode is Mode.NORMAL and basis in AUTHORIZED_RELATIONS)

@@ -233,6 +233,17 @@ def purge_due(ctx: Context) -> list[uuid.UUID]:
 
         for table in (trend_alert_by_recipient, trend_episode, trend_dossier):  # the lookup by its dossier column too
             ctx.conn.execute(delete(table).where(table.c.dossier_key == key))
+        from carnet.db.tables import teleconsult_by_clinician, teleconsult_signal, teleconsultation  # issue 12 §1
+
+        visits = ctx.conn.execute(select(teleconsultation.c.clinician_id, teleconsultation.c.consultation_id).where(
+            teleconsultation.c.dossier_key == key)).all()
+        for clinician_id, consultation_id in visits:  # the agenda is keyed by professional: each row by its key
+            ctx.conn.execute(delete(teleconsult_by_clinician).where(
+                teleconsult_by_clinician.c.clinician_id == clinician_id,
+                teleconsult_by_clinician.c.consultation_id == consultation_id))
+        lists += [v.consultation_id for v in visits]  # Appointment/Encounter ids leave resource_locator below
+        for table in (teleconsult_signal, teleconsultation):
+            ctx.conn.execute(delete(table).where(table.c.dossier_key == key))
         ctx.conn.execute(delete(document_identifier).where(document_identifier.c.dossier_key == key))
         if ids or lists:
             ctx.conn.execute(delete(resource_locator).where(resource_locator.c.resource_id.in_(ids + lists)))

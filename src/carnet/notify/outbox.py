@@ -56,7 +56,8 @@ GROUP_OF: dict[str, str] = {
     "share.opened": "shares",
 }
 ALWAYS_SENT: frozenset[str] = frozenset({"access.request", "access.emergency", "access.regulation",
-                                         "access.code_used", "access.code_frozen", "access.code_hidden_used"})
+                                         "access.code_used", "access.code_frozen", "access.code_hidden_used",
+                                         "teleconsult.scheduled", "teleconsult.started", "teleconsult.cancelled"})
 PERSONAL_CHANNELS = ("email", "sms")  # what a person may choose; letters are for activation only
 LIVE_ACCOUNT_STATUSES = ("invited", "active")
 

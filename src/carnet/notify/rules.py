@@ -24,6 +24,9 @@ Rules (messages carry no health content; see docs/NOTIFICATIONS.md):
   access.code_hidden_used, always sent;
   ``access.code.frozen`` (too many wrong access codes on the dossier: its codes are frozen for a while) →
   access.code_frozen, always sent;
+- ``teleconsult.schedule`` / ``teleconsult.start`` / ``teleconsult.cancel`` (a professional booked a
+  teleconsultation, opened one now and waits, or called one off) → teleconsult.scheduled / teleconsult.started /
+  teleconsult.cancelled, always sent, with the link to the portal's Teleconsultations page;
 - ``share.open`` (someone opened a SMART Health Link the patient shared) → share.opened, once per link and (UTC) day
   (a long-term link's client may poll);
 - documents awaiting their announcement are found by a periodic job (:func:`announce_due`), not by an event.
@@ -181,6 +184,10 @@ _RULES: dict[str, Callable[[Context, Audited], None]] = {
     "access.code.use": _simple("access.code_used"),  # a professional took up an access code (issue 13 §1)
     "access.code.use_hidden": _simple("access.code_hidden_used"),  # ... the code for the hidden documents
     "access.code.frozen": _simple("access.code_frozen"),  # too many wrong codes: the dossier's codes are frozen
+    # a teleconsultation booked, opened now (the professional waits), or called off (issue 12 §1)
+    "teleconsult.schedule": _simple("teleconsult.scheduled"),
+    "teleconsult.start": _simple("teleconsult.started"),
+    "teleconsult.cancel": _simple("teleconsult.cancelled"),
 }
 
 

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute
 
 from carnet.context import Services
 from carnet.portal import pages, web  # noqa: F401  # importing the pages registers them
+from carnet.portal.pages import teleconsult
 
 
-def routes(services: Services) -> list[Route | Mount]:
-    return web.routes(services)
+def routes(services: Services) -> list[BaseRoute]:
+    """The pages, the static files, and the teleconsultation's signalling socket."""
+    return [*web.routes(services), *teleconsult.sockets(services)]

@@ -3,17 +3,19 @@ pages with :mod:`carnet.pro.web`, which knows no page (the pages import it, neve
 
 from __future__ import annotations
 
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from carnet.context import Services
 from carnet.pro import demo_idp, pages, web  # noqa: F401  # importing the pages registers them
+from carnet.pro.pages import teleconsult
 
 
-def routes(services: Services) -> list[Route]:
+def routes(services: Services) -> list[BaseRoute]:
     """Every clinician page; the demo identity provider's only when no real issuer is configured."""
     demo = not services.settings.psc_issuer
-    out = [Route(path, web.endpoint(h, public, services), methods=[method]) for method, path, h, public in web.PAGES
-           if demo or not path.startswith("/demo-idp")]
+    out: list[BaseRoute] = [Route(path, web.endpoint(h, public, services), methods=[method])
+                            for method, path, h, public in web.PAGES if demo or not path.startswith("/demo-idp")]
     if demo:
         out.extend(demo_idp.routes(services))
+    out.extend(teleconsult.sockets(services))  # the teleconsultation's signalling socket
     return out

@@ -49,6 +49,9 @@ from carnet.db.tables.sharing import access_code as access_code
 from carnet.db.tables.sharing import access_code_guard as access_code_guard
 from carnet.db.tables.sharing import shared_link as shared_link
 from carnet.db.tables.sharing import shared_link_lookup as shared_link_lookup
+from carnet.db.tables.teleconsult import teleconsult_by_clinician as teleconsult_by_clinician
+from carnet.db.tables.teleconsult import teleconsult_signal as teleconsult_signal
+from carnet.db.tables.teleconsult import teleconsultation as teleconsultation
 from carnet.db.tables.trends import trend_alert_by_recipient as trend_alert_by_recipient
 from carnet.db.tables.trends import trend_dossier as trend_dossier
 from carnet.db.tables.trends import trend_episode as trend_episode

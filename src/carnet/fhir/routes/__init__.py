@@ -24,11 +24,13 @@ from carnet.fhir.routes import (
     patients,
     related_persons,
     tasks,
+    teleconsult,
 )
 from carnet.fhir.routes.base import Call, Route
 
 #: The families, in the order their routes enter the table (and their resources the CapabilityStatement).
-FAMILIES = (patients, access_codes, documents, consent, related_persons, audit, directory, tasks, claims, clinical)
+FAMILIES = (patients, access_codes, documents, consent, related_persons, audit, directory, tasks, claims, clinical,
+            teleconsult)
 
 ROUTES: tuple[Route, ...] = tuple(route for family in FAMILIES for route in family.ROUTES)
 

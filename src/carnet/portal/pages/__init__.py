@@ -15,5 +15,6 @@ from carnet.portal.pages import (  # noqa: F401
     requests,
     settings,
     sharing,
+    teleconsult,
     trends,
 )

@@ -92,13 +92,24 @@ EVENTS = {
     "trends.alert.ack": N_("took an alert on the measurements into account"),
     "trends.settings.read": N_("looked at the alert choices"),
     "trends.settings": N_("changed the alert choices"),
+    "teleconsult.schedule": N_("booked a teleconsultation"),
+    "teleconsult.start": N_("started a teleconsultation"),
+    "teleconsult.join": N_("joined the teleconsultation"),
+    "teleconsult.leave": N_("left the teleconsultation"),
+    "teleconsult.show": N_("showed a document during the teleconsultation"),
+    "teleconsult.end": N_("ended the teleconsultation"),
+    "teleconsult.cancel": N_("cancelled a teleconsultation"),
+    "teleconsult.read": N_("looked at a teleconsultation"),
+    "teleconsult.search": N_("looked at the teleconsultations"),
+    "teleconsult.expire": N_("closed a teleconsultation nobody ended"),
 }
 PREFIXES = (("access.", N_("changed access rights")), ("dossier.", N_("acted on the dossier")),
             ("document.", N_("acted on a document")), ("task.", N_("acted on a request")),
             ("contact.", N_("changed the emergency contacts")), ("settings.", N_("changed the settings")),
             ("clinical.", N_("acted on the health information")), ("claims.", N_("acted on the reimbursement data")),
             ("share.", N_("acted on a shared link")), ("prescription.", N_("acted on a prescription")),
-            ("measures.", N_("acted on the measurements")))
+            ("measures.", N_("acted on the measurements")),
+            ("teleconsult.", N_("acted on a teleconsultation")))
 OTHER_EVENT = N_("acted on the dossier")
 KINDS = {"read": N_("Reads and searches"), "added": N_("Documents added"), "changed": N_("Documents changed"),
          "access": N_("Access rights"), "dossier": N_("The dossier itself"), "requests": N_("Requests")}

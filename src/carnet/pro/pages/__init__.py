@@ -7,4 +7,5 @@ import carnet.pro.pages.measures
 import carnet.pro.pages.prescriptions
 import carnet.pro.pages.requests
 import carnet.pro.pages.review
-import carnet.pro.pages.signin  # noqa: F401
+import carnet.pro.pages.signin
+import carnet.pro.pages.teleconsult  # noqa: F401
