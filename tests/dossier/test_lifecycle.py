@@ -10,7 +10,7 @@ from sqlalchemy import select
 from carnet.access.actors import Actor, ActorKind
 from carnet.audit.log import verify_chain
 from carnet.context import run
-from carnet.db.tables import audit, document, dossier, ins_lookup
+from carnet.db.tables import audit, document, dossier, ins_lookup, metadata
 from carnet.dossier import service as dossiers
 from carnet.errors import FhirError
 from carnet.identity.ins import fake_nir_for
@@ -64,9 +64,15 @@ def test_the_treating_gp_cannot_be_blocked_while_designated(world: World) -> Non
 
 
 def test_a_purge_erases_only_dossiers_past_retention_and_keeps_the_chains_verifiable(world: World) -> None:
+    from carnet.measures import service as measures
+    from carnet.measures.catalogue import Measure
     from tests.fhir.routes.test_documents import publish
 
     publish(world)
+    now = world.services.clock()
+    reading = measures.reading(Measure.WEIGHT, now, 72.5, "kg")
+    run(world.services, as_patient(world), lambda ctx: measures.record(
+        ctx, world.dossier, measures.SourceRef("manual", "manual", "By hand"), [reading]))
     run(world.services, as_patient(world), lambda ctx: dossiers.close(ctx, world.dossier))
     operator = Actor(ActorKind.OPERATOR, id="test-purge")
     assert world.dossier not in run(world.services, operator, dossiers.purge_due)
@@ -82,6 +88,9 @@ def test_a_purge_erases_only_dossiers_past_retention_and_keeps_the_chains_verifi
         assert conn.execute(select(document).where(document.c.dossier_key == world.dossier)).first() is None
         assert conn.execute(select(ins_lookup).where(ins_lookup.c.ins == world.ins)).first() is None
         assert conn.execute(select(audit).where(audit.c.dossier_key == world.dossier)).first() is None
+        left = [t.name for t in metadata.sorted_tables if "dossier_key" in t.c
+                and conn.execute(select(t).where(t.c.dossier_key == world.dossier)).first() is not None]
+        assert left == [], f"tables still holding the purged dossier: {left}"
         # other tests tamper with their own chains on purpose: check the chains this purge touched
         assert all(verify_chain(conn, key) == [] for key in SYSTEM_CHAINS)
         assert verify_chain(conn, world.dossier) == []

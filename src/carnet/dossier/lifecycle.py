@@ -182,6 +182,20 @@ def state(ctx: Context, key: uuid.UUID) -> DossierState:
                         purge_after=aware(row.purge_after) if row.purge_after else None, objected=objected)
 
 
+def _sweep(ctx: Context, key: uuid.UUID) -> None:
+    """Whatever else holds the dossier's key goes too: every table with a ``dossier_key`` column (the prescriptions,
+    measurements and access codes, and any capability's table added later), dependent tables first. The lookup
+    tables keyed otherwise (by number, recipient, session) are swept by their dossier column, as the purge's other
+    lookups are: a purge is a batch job. ``dossier``, ``ins_lookup``, ``patient_index`` and ``resource_locator`` go
+    last, below."""
+    from carnet.db.tables import metadata
+
+    last = {"dossier", "ins_lookup", "patient_index", "resource_locator"}
+    for table in reversed(metadata.sorted_tables):
+        if "dossier_key" in table.c and table.name not in last:
+            ctx.conn.execute(delete(table).where(table.c.dossier_key == key))
+
+
 def purge_due(ctx: Context) -> list[uuid.UUID]:
     """Operator job: erase every dossier closed for longer than the retention period. Its audit chain goes too
     (it is health data); the system chain keeps a trace that a purge happened, with no personal data."""
@@ -245,6 +259,7 @@ def purge_due(ctx: Context) -> list[uuid.UUID]:
         for table in (teleconsult_signal, teleconsultation):
             ctx.conn.execute(delete(table).where(table.c.dossier_key == key))
         ctx.conn.execute(delete(document_identifier).where(document_identifier.c.dossier_key == key))
+        _sweep(ctx, key)
         if ids or lists:
             ctx.conn.execute(delete(resource_locator).where(resource_locator.c.resource_id.in_(ids + lists)))
         ctx.conn.execute(delete(patient_index).where(patient_index.c.dossier_key == key))
