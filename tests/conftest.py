@@ -194,9 +194,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 # Under pytest-xdist (``make test`` runs ``-n 3 --dist loadgroup``: docs/CONTRIBUTING.md, "What a run costs") each
-# worker is a session of its own (its own databases, var/, servers and ports), and these groups each stay on one
-# worker: one live server and one Chromium, rather than one per worker competing for the cores.
-XDIST_GROUPS = ("browser",)
+# worker is a session of its own (its own databases, var/, servers and ports). The slow groups keep to two workers,
+# one after the other on each as in a run without workers: the browser tests on one (one live server and one
+# Chromium), the tests starting servers in subprocesses (scale, schemathesis) on another, since several of them at
+# once on two cores make a server miss its start-up deadline. xdist hands out the biggest groups first, so these two
+# start at once and the quick tests fill the third worker and then the others.
+XDIST_GROUPS = {"browser": "browser", "scale": "subprocesses", "schemathesis": "subprocesses"}
 
 
 def under_xdist(config: pytest.Config) -> bool:
@@ -204,19 +207,15 @@ def under_xdist(config: pytest.Config) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    slow: set[int] = set()
+    xdist = under_xdist(config)
     for item in items:
         where = item.path.resolve().relative_to(ROOT).as_posix()
         for prefix, group in SLOW_GROUPS.items():
             if where.startswith(prefix):
                 item.add_marker(group)
                 item.add_marker("slow")
-                slow.add(id(item))
-                if group in XDIST_GROUPS and under_xdist(config):
-                    item.add_marker(pytest.mark.xdist_group(group))
-    if under_xdist(config):
-        # the slow tests are handed out first: the run does not end with one worker alone on a minute-long test
-        items.sort(key=lambda item: id(item) not in slow)
+                if xdist:
+                    item.add_marker(pytest.mark.xdist_group(XDIST_GROUPS[group]))
 
 
 # Every test client of the session comes from one address ("testclient"): the per-address rate limits are off and
