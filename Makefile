@@ -33,7 +33,7 @@ lint: install
 # databases, var/ and ports; docs/CONTRIBUTING.md, "What a run costs"); WORKERS=0 runs in one process. A pre-created
 # database (CARNET_TEST_PG_URL) holds one session's data: then the run is one process whatever WORKERS says.
 WORKERS ?= 3
-XDIST = $(if $(CARNET_TEST_PG_URL),,$(if $(filter-out 0,$(WORKERS)),-n $(WORKERS) --dist loadgroup))
+XDIST = $(if $(CARNET_TEST_PG_URL),,$(if $(filter-out 0,$(WORKERS)),-n $(WORKERS)))
 
 test: install lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(XDIST)
@@ -48,7 +48,7 @@ test-fast: install
 
 test-part: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(T) $(if $(M),-m "$(M)") $(if $(K),-k "$(K)") \
-		$(if $(and $(N),$(filter-out 0,$(N))),-n $(N) --dist loadgroup)
+		$(if $(and $(N),$(filter-out 0,$(N))),-n $(N))
 
 screenshots: install
 	$(BIN)/python scripts/screenshots.py --out docs/screenshots

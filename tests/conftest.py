@@ -193,29 +193,43 @@ SLOW_GROUPS: dict[str, str] = {
 ROOT = Path(__file__).resolve().parents[1]
 
 
-# Under pytest-xdist (``make test`` runs ``-n 3 --dist loadgroup``: docs/CONTRIBUTING.md, "What a run costs") each
-# worker is a session of its own (its own databases, var/, servers and ports). The slow groups keep to two workers,
-# one after the other on each as in a run without workers: the browser tests on one (one live server and one
-# Chromium), the tests starting servers in subprocesses (scale, schemathesis) on another, since several of them at
-# once on two cores make a server miss its start-up deadline. xdist hands out the biggest groups first, so these two
-# start at once and the quick tests fill the third worker and then the others.
+# Under pytest-xdist (``make test`` runs ``-n 3``: docs/CONTRIBUTING.md, "What a run costs") each worker is a session
+# of its own (its own databases, var/, servers and ports). The slow groups keep to two workers, one test after the
+# other on each as in a run without workers: the browser tests on one (one live server and one Chromium), the tests
+# starting servers in subprocesses (scale, schemathesis) on another, since several of them at once on two cores make
+# a server miss its start-up deadline. The scheduler below hands out the biggest groups first, so these two start at
+# once and the quick tests, one at a time, fill the third worker and then the others. (xdist's own ``loadgroup``
+# cannot group here: it renames the tests' node ids, which pytest 9 no longer lets it do.)
 XDIST_GROUPS = {"browser": "browser", "scale": "subprocesses", "schemathesis": "subprocesses"}
 
 
-def under_xdist(config: pytest.Config) -> bool:
-    return bool(getattr(config.option, "numprocesses", None)) or hasattr(config, "workerinput")
+def xdist_group_of(nodeid: str) -> str | None:
+    for prefix, group in SLOW_GROUPS.items():
+        if nodeid.startswith(prefix):
+            return XDIST_GROUPS.get(group)
+    return None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        """xdist's scope scheduling, a scope being a slow group or else a single test."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group_of(nodeid) or nodeid
+
+    return GroupScheduling(config, log)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    xdist = under_xdist(config)
     for item in items:
         where = item.path.resolve().relative_to(ROOT).as_posix()
         for prefix, group in SLOW_GROUPS.items():
             if where.startswith(prefix):
                 item.add_marker(group)
                 item.add_marker("slow")
-                if xdist:
-                    item.add_marker(pytest.mark.xdist_group(XDIST_GROUPS[group]))
 
 
 # Every test client of the session comes from one address ("testclient"): the per-address rate limits are off and
