@@ -29,18 +29,26 @@ lint: install
 	$(BIN)/mypy src
 	$(BIN)/lint-imports --no-logo --no-cache
 
+# `make test` and `make test-fast` run on WORKERS pytest-xdist processes (each a session of its own, with its own
+# databases, var/ and ports; docs/CONTRIBUTING.md, "What a run costs"); WORKERS=0 runs in one process. A pre-created
+# database (CARNET_TEST_PG_URL) holds one session's data: then the run is one process whatever WORKERS says.
+WORKERS ?= 3
+XDIST = $(if $(CARNET_TEST_PG_URL),,$(if $(filter-out 0,$(WORKERS)),-n $(WORKERS)))
+
 test: install lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(XDIST)
 
 # Part of the suite, without the lint (README, "Running part of the tests"). `make test-fast`: all but the slow groups
-# (browser, scale, schemathesis). `make test-part T=tests/portal`, with M='not slow' (a marker expression) and
-# K=postgresql (a -k expression) if wanted. CARNET_TEST_DB_PREFIX and CARNET_TEST_DATABASE_URL pass through.
+# (browser, scale, schemathesis). `make test-part T=tests/portal`, with M='not slow' (a marker expression),
+# K=postgresql (a -k expression) and N=3 (pytest-xdist workers; one process without) if wanted.
+# CARNET_TEST_DB_PREFIX and CARNET_TEST_DATABASE_URL pass through.
 T ?= tests
 test-fast: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" $(T)
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(XDIST) -m "not slow" $(T)
 
 test-part: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(T) $(if $(M),-m "$(M)") $(if $(K),-k "$(K)")
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(T) $(if $(M),-m "$(M)") $(if $(K),-k "$(K)") \
+		$(if $(and $(N),$(filter-out 0,$(N))),-n $(N))
 
 screenshots: install
 	$(BIN)/python scripts/screenshots.py --out docs/screenshots

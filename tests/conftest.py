@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from joserfc.jwk import ECKey
 from sqlalchemy import create_engine, text
@@ -30,6 +31,7 @@ from sqlalchemy.engine import make_url
 
 from carnet import admin
 from carnet.access.actors import Actor, ActorKind
+from carnet.accounts import secrets as password_secrets
 from carnet.app import create_app
 from carnet.auth.assertions import make_client_assertion
 from carnet.compose import build_services
@@ -40,6 +42,16 @@ from carnet.db.migrate import upgrade
 from carnet.dossier import service as dossiers
 from carnet.identity.ins import OID_TEST, fake_nir_for
 from carnet.identity.professionals import fake_rpps
+
+# Argon2id at RFC 9106's profile costs a quarter to half a second of CPU per hash or verification, and the suite signs
+# in thousands of times. The tests' process hashes with the same algorithm at its lowest cost (one pass, 8 KiB, one
+# lane): every hash is still Argon2id, verified, compared and re-hashed the same way. The production parameters are
+# kept in PRODUCTION_HASHER and asserted by tests/portal/test_password_hashing.py; servers a test starts in a
+# subprocess keep them (they verify the cheap hashes, and re-hash them at the production cost on sign-in).
+PRODUCTION_HASHER = password_secrets._HASHER
+TEST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+password_secrets._HASHER = TEST_HASHER
+password_secrets._DUMMY = TEST_HASHER.hash("not a password, spends the same time for unknown identifiers")
 
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/postgres"
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
@@ -81,8 +93,18 @@ def db_prefix() -> str:
     return prefix
 
 
+SHM = Path("/dev/shm")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     db_prefix()  # a bad prefix stops the run before any test, with its reason
+    # The tests' temporary directories (the SQLite databases, var/ with its blobs, mail and keys) go to the memory
+    # file system when there is one, where the fsyncs that Carnet rightly does on every commit and every file cost
+    # nothing. pytest's own numbering and locking of pytest-of-<user>/pytest-<n> are kept (two runs never meet).
+    # CARNET_TEST_TMP=disk (or --basetemp, or PYTEST_DEBUG_TEMPROOT) keeps them where they would be.
+    if (os.environ.get("CARNET_TEST_TMP", "shm") == "shm" and config.option.basetemp is None
+            and "PYTEST_DEBUG_TEMPROOT" not in os.environ and SHM.is_dir() and os.access(SHM, os.W_OK)):
+        os.environ["PYTEST_DEBUG_TEMPROOT"] = str(SHM)
 
 
 def fresh_database_name() -> str:
@@ -99,6 +121,10 @@ def fresh_postgres_database() -> tuple[str, Any]:
     eng = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with eng.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
+        # A test database need not survive a crash of the PostgreSQL server (no test crashes it; the crash tests kill
+        # Carnet's processes, and a commit is in the server's WAL before it is acknowledged either way): commits do
+        # not wait for the WAL's fsync, which the suite's tens of thousands of commits otherwise queue on.
+        conn.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
     _created.add(name)
 
     def drop() -> None:
@@ -166,6 +192,36 @@ SLOW_GROUPS: dict[str, str] = {
     "tests/api/test_schemathesis.py": "schemathesis",
 }
 ROOT = Path(__file__).resolve().parents[1]
+
+
+# Under pytest-xdist (``make test`` runs ``-n 3``: docs/CONTRIBUTING.md, "What a run costs") each worker is a session
+# of its own (its own databases, var/, servers and ports). The slow groups keep to two workers, one test after the
+# other on each as in a run without workers: the browser tests on one (one live server and one Chromium), the tests
+# starting servers in subprocesses (scale, schemathesis) on another, since several of them at once on two cores make
+# a server miss its start-up deadline. The scheduler below hands out the biggest groups first, so these two start at
+# once and the quick tests, one at a time, fill the third worker and then the others. (xdist's own ``loadgroup``
+# cannot group here: it renames the tests' node ids, which pytest 9 no longer lets it do.)
+XDIST_GROUPS = {"browser": "browser", "scale": "subprocesses", "schemathesis": "subprocesses"}
+
+
+def xdist_group_of(nodeid: str) -> str | None:
+    for prefix, group in SLOW_GROUPS.items():
+        if nodeid.startswith(prefix):
+            return XDIST_GROUPS.get(group)
+    return None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        """xdist's scope scheduling, a scope being a slow group or else a single test."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group_of(nodeid) or nodeid
+
+    return GroupScheduling(config, log)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
