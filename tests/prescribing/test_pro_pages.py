@@ -55,3 +55,28 @@ def test_a_gp_writes_and_an_outside_pharmacist_dispenses_through_the_pages(world
     assert over.status_code == 409 and ("at once" in over.text or "more than prescribed" in over.text)
     # the dossier itself stays closed to this pharmacist
     assert browser.get(f"/pro/dossier/{world.dossier}/prescriptions").status_code == 403
+
+
+def test_during_a_teleconsultation_the_gp_writes_from_the_room_and_the_prescription_names_the_visit(
+        world: World, browser: TestClient) -> None:
+    from sqlalchemy import select
+
+    from carnet.db.tables import prescription
+    from tests.teleconsult.helpers import book_now
+
+    cid = book_now(world)
+    signed_in(browser, world.pros["gp"])
+    room = browser.get(f"/pro/dossier/{world.dossier}/teleconsult/{cid}")
+    assert room.status_code == 200
+    link = re.search(r'id="consult-prescribe" href="([^"]+)"', room.text)
+    assert link and link.group(1) == f"/pro/dossier/{world.dossier}/prescribe?encounter=Encounter/{cid}"
+    form = browser.get(link.group(1))
+    assert f'value="Encounter/{cid}"' in form.text
+    r = browser.post(f"/pro/dossier/{world.dossier}/prescribe", data={
+        "csrf": csrf_of(form.text), "encounter": f"Encounter/{cid}", "kind-0": "text",
+        "medication-0": "Attelle de poignet, taille M", "quantity-0": "1", "unit-0": "unité"})
+    assert r.status_code == 303, r.text
+    with world.services.engine.connect() as conn:
+        encounters = set(conn.execute(select(prescription.c.encounter_ref).where(
+            prescription.c.dossier_key == world.dossier)).scalars())
+    assert encounters == {f"Encounter/{cid}"}

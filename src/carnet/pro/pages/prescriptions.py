@@ -15,7 +15,12 @@ from starlette.responses import Response
 
 from carnet import prescribing
 from carnet.errors import FhirError
+from carnet.pro.pages import teleconsult
 from carnet.pro.web import ProPage, pro_page
+
+# During a teleconsultation the prescription is written from the room's side panel (issue 12: "during or after a
+# consultation"), linked to the visit's Encounter.
+teleconsult.SIDE_PANELS.append("pro/teleconsult/_prescription_panel.html")
 
 FORM_LINES = 3
 FIELDS = ("kind", "medication", "strength", "form", "ucd", "dosage_text", "dose_value", "dose_unit", "frequency",
