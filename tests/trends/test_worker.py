@@ -165,3 +165,22 @@ def test_a_rules_file_that_does_not_load_stops_the_job_not_the_worker(
     with world.services.engine.connect() as conn:
         assert conn.execute(select(trend_dossier.c.pending).where(
             trend_dossier.c.dossier_key == world.dossier)).scalar() is True  # evaluated once the file is fixed
+
+
+def test_a_watchs_irregular_rhythm_notification_in_an_apple_health_export_alerts_the_gp(world: World,
+                                                                                         tmp_path: Path) -> None:
+    import zipfile
+
+    from carnet.measures import apple
+
+    when = (world.services.clock() - dt.timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S +0000")
+    path = tmp_path / "export.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(apple.MEMBER, '<?xml version="1.0" encoding="UTF-8"?>\n<HealthData locale="fr_FR">\n'
+                   f' <Record type="{apple.IRREGULAR_RHYTHM_EVENT}" sourceName="Apple Watch" sourceVersion="10.1" '
+                   f'creationDate="{when}" startDate="{when}" endDate="{when}" value="HKCategoryValueNotApplicable"/>\n'
+                   '</HealthData>\n')
+    report = run(world.services, patient(world), lambda ctx: apple.import_export(ctx, world.dossier, str(path)))
+    assert (report.stored, report.bad) == (1, 0)
+    evaluate(world)
+    assert ("irregular-rhythm", True) in episodes(world)

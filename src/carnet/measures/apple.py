@@ -9,11 +9,13 @@ expat refuses external entities and bounds entity amplification.
 What is imported (``HKQuantityTypeIdentifier…`` ``Record`` elements), into :mod:`carnet.measures.catalogue`:
 BodyMass, BloodPressureSystolic + BloodPressureDiastolic (paired by their start time and source: a pair is one blood
 pressure), BloodGlucose, HeartRate, OxygenSaturation (Apple stores a fraction: 0.97 → 97 %), BodyTemperature and
-StepCount (at the interval's start). Other record types (workouts, energy, sleep…) are not measures Carnet keeps:
-counted as skipped, by type. A record of an imported type that is malformed or out of bounds is counted as bad, with
-the first few reasons (the type and the rule, never the value). All readings go to one source, "Apple Health", so a
-newer export of the same phone stores only what is new (the rest are duplicates). The whole import is one transaction:
-all of it or nothing, one audit record with its counts.
+StepCount (at the interval's start), and the watch's irregular heart rhythm notifications
+(``HKCategoryTypeIdentifierIrregularHeartRhythmEvent``: one reading of value 1 at its start). Other record types
+(workouts, energy, sleep…) are not measures Carnet keeps: counted as skipped, by type. A record of an imported type
+that is malformed or out of bounds is counted as bad, with the first few reasons (the type and the rule, never the
+value). All readings go to one source, "Apple Health", so a newer export of the same phone stores only what is new
+(the rest are duplicates). The whole import is one transaction: all of it or nothing, one audit record with its
+counts.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ _TYPES: dict[str, Measure] = {
     "OxygenSaturation": Measure.SPO2, "BodyTemperature": Measure.TEMPERATURE, "StepCount": Measure.STEPS,
 }
 _BP = {"BloodPressureSystolic": 0, "BloodPressureDiastolic": 1}
+IRREGULAR_RHYTHM_EVENT = "HKCategoryTypeIdentifierIrregularHeartRhythmEvent"  # the trend rule "irregular-rhythm"
 _UNITS = {"kg": "kg", "g": "g", "lb": "[lb_av]", "mmHg": "mm[Hg]", "mg/dL": "mg/dL", "count/min": "/min",
           "%": "%", "degC": "Cel", "degF": "[degF]", "count": "{steps}"}
 
@@ -114,7 +117,12 @@ def readings(stream: IO[bytes], report: Report, progress: Callable[[], None] | N
             if progress is not None and report.records % 10_000 == 0:
                 progress()
             kind = str(elem.get("type") or "")[len(_HK):] if str(elem.get("type") or "").startswith(_HK) else ""
-            if kind in _TYPES or kind in _BP:
+            if elem.get("type") == IRREGULAR_RHYTHM_EVENT:  # a watch's notification: one reading, value 1
+                try:
+                    yield service.reading(Measure.IRREGULAR_RHYTHM, _time(elem.get("startDate")), 1.0, "1")
+                except (service.BadReading, ValueError):
+                    bad("IrregularHeartRhythmEvent", "malformed record (date)")
+            elif kind in _TYPES or kind in _BP:
                 try:
                     when = _time(elem.get("startDate"))
                     value = float(elem.get("value") or "")

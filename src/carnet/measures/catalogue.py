@@ -96,8 +96,8 @@ SPECS: dict[Measure, Spec] = {s.measure: s for s in (
     Spec(Measure.STEPS, "steps", "Steps", "Pas", "55423-8", "Number of steps in unspecified time Pedometer",
          "{steps}", "steps", 0.0, 100000.0, frozenset({(LOINC, "55423-8"), (LOINC, "41950-7")}),
          {"{steps}": _same, "{step}": _same, "{count}": _same, "1": _same}, decimals=0),
-    # No code is accepted on the way in yet (fail closed): LOINC 8884-9 is a coded rhythm, not a quantity; the
-    # notification arrives from a device's own feed (Apple Health's irregular heart rhythm event). The trend rule
+    # No FHIR code is accepted on the way in yet (fail closed): LOINC 8884-9 is a coded rhythm, not a quantity; the
+    # notification arrives from Apple Health's irregular heart rhythm events (carnet.measures.apple). The trend rule
     # "irregular-rhythm" (carnet.trends) alerts on it.
     Spec(Measure.IRREGULAR_RHYTHM, "irregular-rhythm", "Irregular rhythm notification",
          "Notification de rythme irrégulier", "8884-9", "Heart rate rhythm", "{notification}", "notification",
