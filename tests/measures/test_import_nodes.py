@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from carnet.access.actors import Actor, ActorKind
 from carnet.context import run
 from carnet.db.engine import is_postgres
-from carnet.db.tables import measure_import
+from carnet.db.tables import audit, measure_import
 from carnet.errors import FhirError
 from carnet.measures import apple, imports
 from tests.conftest import World
@@ -81,6 +81,24 @@ def test_the_upload_on_one_node_and_the_polls_on_another(patient: Patient, node_
             break
         time.sleep(0.05)
     assert got["state"] == "done" and got["stored"] == 0 and got["duplicates"] == received, got
+    with patient.services.engine.connect() as conn:  # one record at the start, one at the end; none per poll
+        events = sorted(conn.execute(select(audit.c.event).where(
+            audit.c.dossier_key == patient.world.dossier, audit.c.event.like("measures.import%"))).scalars())
+    assert events == ["measures.import", "measures.import", "measures.import.start", "measures.import.start"]
+
+
+def test_a_file_that_is_not_an_export_fails_and_says_so_on_the_other_node(patient: Patient, node_b: TestClient,
+                                                                         tmp_path: Path) -> None:
+    path = tmp_path / "export.zip"
+    path.write_bytes(b"not a zip at all")
+    job = upload(patient, path)
+    node_b.cookies.update(patient.browser.cookies)
+    for _ in range(400):
+        got = node_b.get(f"/portal/measures/import/{job}/progress").json()
+        if got["state"] != "running":
+            break
+        time.sleep(0.05)
+    assert got["state"] == "failed" and "pas un export" in got["summary"], got
 
 
 def test_a_running_import_without_news_for_two_minutes_shows_as_stopped(patient: Patient) -> None:
