@@ -31,7 +31,7 @@ def test_every_table_is_classified() -> None:
                               "professional_seen", "task", "clinical_item", "claim_line", "access_review",
                               "pro_notice", "shared_link", "access_code", "access_code_guard",
                               "prescription", "prescription_line", "medication_dispense",
-                              "measurement", "measure_source", "measure_series",
+                              "measurement", "measure_source", "measure_series", "measure_import",
                               "trend_dossier", "trend_episode",
                               "teleconsultation", "teleconsult_signal"}
 

@@ -73,6 +73,8 @@ def test_a_purge_erases_only_dossiers_past_retention_and_keeps_the_chains_verifi
     reading = measures.reading(Measure.WEIGHT, now, 72.5, "kg")
     run(world.services, as_patient(world), lambda ctx: measures.record(
         ctx, world.dossier, measures.SourceRef("manual", "manual", "By hand"), [reading]))
+    from carnet.measures import imports
+    run(world.services, as_patient(world), lambda ctx: imports.start(ctx, world.dossier, 1000))  # measure_import
     run(world.services, as_patient(world), lambda ctx: dossiers.close(ctx, world.dossier))
     operator = Actor(ActorKind.OPERATOR, id="test-purge")
     assert world.dossier not in run(world.services, operator, dossiers.purge_due)

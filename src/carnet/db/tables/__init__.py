@@ -37,6 +37,7 @@ from carnet.db.tables.base import TS, Json
 from carnet.db.tables.base import metadata as metadata
 from carnet.db.tables.counters import rate_limit as rate_limit
 from carnet.db.tables.counters import sign_in_failure as sign_in_failure
+from carnet.db.tables.measures import measure_import as measure_import
 from carnet.db.tables.measures import measure_series as measure_series
 from carnet.db.tables.measures import measure_source as measure_source
 from carnet.db.tables.measures import measurement as measurement

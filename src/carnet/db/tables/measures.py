@@ -23,7 +23,7 @@ from sqlalchemy import (
     false,
 )
 
-from carnet.db.tables.base import TS, metadata
+from carnet.db.tables.base import TS, Json, metadata
 
 measurement = Table(  # one reading; blood pressure: systolic in value, diastolic in value2
     "measurement", metadata,
@@ -60,5 +60,25 @@ measure_series = Table(  # one row per measure the dossier holds: its counts, it
     Column("first_at", TS),
     Column("last_at", TS),
     Column("last_received_at", TS),  # the last upload that added readings (what changed since a professional's visit)
+    ForeignKeyConstraint(["dossier_key"], ["dossier.dossier_key"]),
+)
+
+measure_import = Table(  # an Apple Health import's progress, read by whichever node answers the page's poll
+    "measure_import", metadata,
+    Column("dossier_key", Uuid, primary_key=True),
+    Column("import_id", String(32), primary_key=True),  # random, in the page's URL
+    Column("status", String(8), nullable=False),  # running | done | failed
+    Column("error", String(16)),  # failed: not-export | refused | failed (the page words it)
+    Column("size", BigInteger, nullable=False, default=0),  # the uploaded file's bytes (the progress bar)
+    Column("bytes_read", BigInteger, nullable=False, default=0),
+    Column("records", BigInteger, nullable=False, default=0),  # counts only, never a value
+    Column("stored", BigInteger, nullable=False, default=0),
+    Column("duplicates", BigInteger, nullable=False, default=0),
+    Column("bad", BigInteger, nullable=False, default=0),
+    Column("reasons", Json, nullable=False, default=list),  # the first bad records' reasons (type and rule only)
+    Column("node", String(80)),  # the node running it (host:pid), for the operator
+    Column("started_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),  # the heartbeat: stale while running = the node died
+    Column("finished_at", TS),
     ForeignKeyConstraint(["dossier_key"], ["dossier.dossier_key"]),
 )

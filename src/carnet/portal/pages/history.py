@@ -78,6 +78,8 @@ EVENTS = {
     "prescription.dispense": N_("dispensed medicines on a prescription"),
     "measures.record": N_("added measurements (weight, blood pressure, glucose…)"),
     "measures.import": N_("imported measurements from Apple Health"),
+    "measures.import.start": N_("started an import of measurements from Apple Health"),
+    "measures.import.failed": N_("an import of measurements from Apple Health failed"),
     "measures.read": N_("looked at measurements"), "measures.list": N_("looked at the list of measurements"),
     "measures.search": N_("searched the measurements"),
     "measures.sources": N_("looked at the devices and apps that add measurements"),

@@ -4,20 +4,17 @@ sees which devices and apps feed the dossier and stops one at once; hides a meas
 traitant still sees it); deletes a series after confirming. Everything goes through :mod:`carnet.measures` (the
 policy's ``record_measures``, audited there).
 
-The import job runs in a thread of the portal process and keeps its progress in memory for an hour, readable only by
-the account that started it (a deployment with several processes routes a person to the same one: sticky sessions,
-or the ``carnet ingest measurements`` command for very large files).
+The import runs in a thread of the node that received the upload (the file is a temporary file of that node); its
+progress is a row of ``measure_import`` (:mod:`carnet.measures.imports`), so the page's poll may reach any node.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import secrets
+import logging
 import shutil
 import tempfile
 import threading
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from carnet.accounts import sessions
 from carnet.context import Context, run
 from carnet.errors import FhirError
-from carnet.measures import apple
+from carnet.measures import apple, imports
 from carnet.measures import service as measures
 from carnet.measures.catalogue import BY_NAME, Measure, Spec
 from carnet.portal.i18n import N_
@@ -43,22 +40,12 @@ DONE = {"added": N_("Your measurement is saved."), "stopped": N_("This device or
         "shown": N_("Professionals who may read measurements see this measure again."),
         "deleted": N_("The measurements are deleted.")}
 KINDS = {"device": N_("device"), "app": N_("app"), "apple_health": N_("import"), "manual": N_("typed by you")}
-JOB_SECONDS = 3600
-
-
-@dataclass
-class Job:
-    account: str
-    total: int
-    done: int = 0
-    records: int = 0
-    state: str = "running"  # running | done | failed
-    summary: str = ""
-    started: float = field(default_factory=time.monotonic)
-
-
-JOBS: dict[str, Job] = {}
-_LOCK = threading.Lock()
+FAILED = {"not-export": N_("This file is not an Apple Health export: choose the export.zip file exported from the "
+                            "Health app."),
+          "refused": N_("The import was refused; nothing was saved."),
+          "failed": N_("The import failed; nothing was saved. Please try again."),
+          "stopped": N_("The import stopped; nothing was stored; start it again.")}
+logger = logging.getLogger(__name__)
 
 
 def label(p: Page, spec: Spec) -> str:
@@ -187,7 +174,8 @@ async def delete(p: Page) -> Response:
 @page("POST", "/portal/measures/import")
 async def start_import(p: Page) -> Response:
     """The export arrived (Starlette spooled it to disk while the browser showed the upload's progress): copy it to a
-    file of our own and import it in a thread; answer the job's id (JSON for the page's script, else its page)."""
+    temporary file of this node, note the import in the database (any node answers its progress) and import it in a
+    thread of this node; answer the import's id (JSON for the page's script, else its page)."""
     form = await p.form()
     upload = form.get("file")
     if not isinstance(upload, UploadFile) or not upload.filename:
@@ -195,42 +183,45 @@ async def start_import(p: Page) -> Response:
     current = p.session
     assert current is not None
     tmp = tempfile.NamedTemporaryFile(prefix="carnet-apple-", suffix=".zip", delete=False)  # noqa: SIM115
+
     def copy() -> None:
         with tmp:
             shutil.copyfileobj(upload.file, tmp, 1024 * 1024)
 
-    await run_in_threadpool(copy)
-    job_id = secrets.token_urlsafe(16)
-    job = Job(account=str(current.account_id), total=Path(tmp.name).stat().st_size)
-    with _LOCK:
-        for old in [k for k, j in JOBS.items() if time.monotonic() - j.started > JOB_SECONDS]:
-            del JOBS[old]
-        JOBS[job_id] = job
-    services, key, lang = p.services, p.dossier_key, p.lang
+    try:
+        await run_in_threadpool(copy)
+        size = Path(tmp.name).stat().st_size
+        key = p.dossier_key
+        job_id = await p.run(lambda ctx: imports.start(ctx, key, size))
+    except BaseException:
+        Path(tmp.name).unlink(missing_ok=True)
+        raise
+    services = p.services
+
+    def actor(conn: Any) -> Any:
+        return sessions.actor(conn, current)
 
     def go() -> None:
-        def progress(done: int, report: apple.Report) -> None:
-            job.done, job.records = done, report.records
+        def work(ctx: Context) -> None:
+            report = apple.import_export(ctx, key, tmp.name, imports.heartbeat(services, key, job_id))
+            imports.finish(ctx, key, job_id, report)
 
+        error = ""
         try:
-            report = run(services, lambda conn: sessions.actor(conn, current),
-                         lambda ctx: apple.import_export(ctx, key, tmp.name, progress))
-            job.summary = lang.gettext("{stored} new measurements saved, {duplicates} already there, {bad} records "
-                                       "not readable.").format(stored=report.stored, duplicates=report.duplicates,
-                                                               bad=report.bad)
-            if report.reasons:
-                job.summary += " " + "; ".join(report.reasons[:3])
-            job.records, job.done, job.state = report.records, job.total, "done"
+            run(services, actor, work)
         except apple.NotAnExport:
-            job.state, job.summary = "failed", lang.gettext("This file is not an Apple Health export: choose the "
-                                                            "export.zip file exported from the Health app.")
-        except FhirError as exc:
-            job.state = "failed"
-            job.summary = lang.gettext("The import was refused; nothing was saved.") + f" ({exc.status})"
+            error = "not-export"
+        except FhirError:
+            error = "refused"
         except Exception:  # noqa: BLE001 - reported to the person; no detail (it could hold health data)
-            job.state, job.summary = "failed", lang.gettext("The import failed; nothing was saved. Please try again.")
+            error = "failed"
         finally:
             Path(tmp.name).unlink(missing_ok=True)
+        if error:
+            try:
+                run(services, actor, lambda ctx: imports.fail(ctx, key, job_id, error))
+            except Exception:  # noqa: BLE001 - the row stays running: the page shows it stopped after a while
+                logger.warning("measures.import.fail_not_noted")
 
     threading.Thread(target=go, name="apple-import", daemon=True).start()
     if "application/json" in p.request.headers.get("accept", ""):
@@ -238,29 +229,34 @@ async def start_import(p: Page) -> Response:
     return p.redirect(f"/portal/measures/import/{job_id}")
 
 
-def _job(p: Page) -> Job:
-    job = JOBS.get(str(p.request.path_params.get("job") or ""))
-    if job is None or p.session is None or job.account != str(p.session.account_id):
-        raise FhirError(404, "not-found", "This import is not known (or finished more than an hour ago).")
-    return job
+async def _job(p: Page) -> imports.ImportState:
+    key, job_id = p.dossier_key, str(p.request.path_params.get("job") or "")
+    return await p.run(lambda ctx: imports.status(ctx, key, job_id))
+
+
+def _summary(p: Page, job: imports.ImportState) -> str:
+    if job.status == "done":
+        text = p._("{stored} new measurements saved, {duplicates} already there, {bad} records not readable.").format(
+            stored=job.stored, duplicates=job.duplicates, bad=job.bad)
+        return text + (" " + "; ".join(job.reasons[:3]) if job.reasons else "")
+    if job.status == "running":
+        return ""
+    return p._(FAILED.get(job.error or "", FAILED["failed"]))
 
 
 @page("GET", "/portal/measures/import/{job}")
 async def job_page(p: Page) -> Response:
-    job = _job(p)
+    job = await _job(p)
     return p.render("portal/measures/job.html", title=p._("Import from Apple Health"), job=job,
-                    percent=_percent(job), job_id=p.request.path_params["job"])
+                    percent=job.percent, summary=_summary(p, job), job_id=job.import_id)
 
 
 @page("GET", "/portal/measures/import/{job}/progress")
 async def job_progress(p: Page) -> Response:
-    job = _job(p)
-    return p.finish(JSONResponse({"state": job.state, "percent": _percent(job), "records": job.records,
-                                  "summary": job.summary}))
-
-
-def _percent(job: Job) -> int:
-    return 100 if job.state != "running" else min(99, job.done * 100 // max(job.total, 1))
+    job = await _job(p)
+    return p.finish(JSONResponse({"state": job.status, "percent": job.percent, "records": job.records,
+                                  "stored": job.stored, "duplicates": job.duplicates, "bad": job.bad,
+                                  "summary": _summary(p, job)}))
 
 
 __all__: list[Any] = []
