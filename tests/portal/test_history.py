@@ -90,10 +90,13 @@ def test_filters_by_kind_of_actor_mode_kind_of_event_and_period(patient: Patient
     access = rows(b.get("/portal/history", params={"kind": "access", "own": "1"}).text)
     assert access and all(name_of(world, "nurse") not in r or "authorized" in r for r in access)
     assert not any("searched the documents" in r for r in access)
-    tomorrow = (world.services.clock() + dt.timedelta(days=1)).date().isoformat()
+    # the page's days are days of the display time zone (after 23:00 UTC, Paris is already tomorrow)
+    from zoneinfo import ZoneInfo
+
+    local = world.services.clock().astimezone(ZoneInfo(world.services.settings.display_timezone)).date()
+    tomorrow, today = (local + dt.timedelta(days=1)).isoformat(), local.isoformat()
     later = b.get("/portal/history", params={"from": tomorrow})
     assert rows(later.text) == [] and "Nothing matches these filters." in later.text
-    today = world.services.clock().date().isoformat()
     assert rows(b.get("/portal/history", params={"from": today, "to": today, "who": "professionals"}).text)
 
 
