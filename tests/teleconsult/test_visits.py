@@ -26,7 +26,7 @@ from tests.teleconsult.helpers import activate, book_now, patient, pro, publish
 def audited(world: World, event: str) -> list[str]:
     with world.services.engine.connect() as conn:
         return [r.outcome for r in conn.execute(select(audit.c.outcome).where(
-            audit.c.dossier_key == world.dossier, audit.c.event == event))]
+            audit.c.dossier_key == world.dossier, audit.c.event == event).order_by(audit.c.seq))]  # chain order
 
 
 def test_a_professional_the_patient_authorized_books_a_visit_and_the_patient_is_told(world: World) -> None:
