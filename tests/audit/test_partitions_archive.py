@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+import re
 import threading
 import uuid
 from typing import Any
@@ -37,9 +38,11 @@ def _at(month: dt.date, day: int = 10) -> dt.datetime:
 
 
 def _partition_of(services: Services, key: uuid.UUID, seq: int) -> str:
+    """The partition holding a record (on Citus the query runs on a shard, whose name ends in ``_<shard id>``)."""
     with services.engine.connect() as conn:
-        return str(conn.execute(text("SELECT tableoid::regclass::text FROM audit WHERE dossier_key = :k AND seq = :s"),
+        name = str(conn.execute(text("SELECT tableoid::regclass::text FROM audit WHERE dossier_key = :k AND seq = :s"),
                                 {"k": key, "s": seq}).scalar())
+    return re.sub(r"_\d+$", "", name)
 
 
 def _problems(services: Services, store: BlobStore) -> list[str]:

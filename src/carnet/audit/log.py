@@ -97,8 +97,11 @@ SELECT :dossier_key, h.seq, :event_id, :recorded, :action, :event, :outcome, :ac
 FROM h
 """)
 # The same append, which also records a first access (``professional_seen``, keyed by the dossier like the chain: one
-# shard on Citus) in the same statement, so that a professional's read costs no extra round trip. RETURNING says
-# whether the marker was new (ON CONFLICT DO NOTHING returns no row for one that was there).
+# shard on Citus) in the same statement, so that a professional's read costs no extra round trip. The final SELECT
+# says whether the record was appended (no chain head yet: 0) and whether the marker was new (ON CONFLICT DO NOTHING
+# returns no row for one that was there). Every modification is a CTE and the statement a plain SELECT of their
+# counts: Citus moves the CTEs of an ``INSERT … SELECT`` into its SELECT, so a ``RETURNING (SELECT … FROM s)`` on the
+# INSERT would name a CTE the shard never sees ("relation s does not exist", found on Citus 13.2.2: docs/SCALE.md).
 _APPEND_MARK_PG = text("""
 WITH h AS (
   UPDATE audit_chain SET prev = head, seq = seq + 1,
@@ -109,13 +112,15 @@ s AS (
   INSERT INTO professional_seen (dossier_key, subject_id, first_at)
   SELECT :dossier_key, :mark, :recorded FROM h
   ON CONFLICT DO NOTHING
-  RETURNING 1 AS added)
-INSERT INTO audit (dossier_key, seq, event_id, recorded, action, event, outcome, actor_kind, actor_id, actor_name,
-                   organisation_id, client_id, mode, reason, entity_type, entity_id, detail, prev_hash, hash)
-SELECT :dossier_key, h.seq, :event_id, :recorded, :action, :event, :outcome, :actor_kind, :actor_id, :actor_name,
-       :organisation_id, :client_id, :mode, :reason, :entity_type, :entity_id, CAST(:detail AS jsonb), h.prev, h.head
-FROM h
-RETURNING (SELECT count(*) FROM s) AS added
+  RETURNING 1 AS added),
+a AS (
+  INSERT INTO audit (dossier_key, seq, event_id, recorded, action, event, outcome, actor_kind, actor_id, actor_name,
+                     organisation_id, client_id, mode, reason, entity_type, entity_id, detail, prev_hash, hash)
+  SELECT :dossier_key, h.seq, :event_id, :recorded, :action, :event, :outcome, :actor_kind, :actor_id, :actor_name,
+         :organisation_id, :client_id, :mode, :reason, :entity_type, :entity_id, CAST(:detail AS jsonb), h.prev, h.head
+  FROM h
+  RETURNING 1 AS appended)
+SELECT (SELECT count(*) FROM a) AS appended, (SELECT count(*) FROM s) AS added
 """)
 _MARK = (sqlite_insert(professional_seen)
          .values(dossier_key=bindparam("k"), subject_id=bindparam("s"), first_at=bindparam("t"))
@@ -170,8 +175,8 @@ def _append(conn: Connection, *, dossier_key: uuid.UUID, actor: Actor, action: s
         params = {**row, "body": body, "detail": json.dumps(row["detail"], ensure_ascii=False)}
         if mark is not None:
             params["mark"] = mark
-            appended = conn.execute(_APPEND_MARK_PG, params).first()
-            if appended is None:  # first record of this chain: create its head, then append
+            appended = conn.execute(_APPEND_MARK_PG, params).one()
+            if not appended.appended:  # first record of this chain: create its head, then append
                 _lock_head(conn, dossier_key)
                 appended = conn.execute(_APPEND_MARK_PG, params).one()
             return row["event_id"], bool(appended.added)
