@@ -64,7 +64,7 @@ def test_an_export_is_imported_once_with_bad_records_reported(world: World, tmp_
     assert again.stored == 0 and again.duplicates == again.readings
     with world.services.engine.connect() as conn:
         details = [r.detail for r in conn.execute(select(audit.c.detail).where(
-            audit.c.dossier_key == world.dossier, audit.c.event == "measures.import"))]
+            audit.c.dossier_key == world.dossier, audit.c.event == "measures.import").order_by(audit.c.seq))]
     assert len(details) == 2 and details[0]["bad"] == 20 and details[0]["stored"] == report.stored
 
 

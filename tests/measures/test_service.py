@@ -48,7 +48,7 @@ def test_an_upload_is_stored_once_and_a_repeat_counts_as_duplicates(world: World
         assert conn.execute(select(func.count()).select_from(measurement)
                             .where(measurement.c.dossier_key == world.dossier)).scalar() == 310
         events = [r.detail for r in conn.execute(select(audit.c.detail).where(
-            audit.c.dossier_key == world.dossier, audit.c.event == "measures.record"))]
+            audit.c.dossier_key == world.dossier, audit.c.event == "measures.record").order_by(audit.c.seq))]
     assert len(events) == 2 and events[1]["duplicates"] == 300 and events[1]["measures"] == {"glucose": 10}
 
 

@@ -68,7 +68,8 @@ def test_an_upload_marks_the_dossier_and_the_job_evaluates_it(world: World) -> N
         lookup = conn.execute(select(trend_alert_by_recipient).where(
             trend_alert_by_recipient.c.recipient_id == world.pros["gp"])).all()
         detail = conn.execute(select(audit.c.detail).where(
-            audit.c.dossier_key == world.dossier, audit.c.event == "trends.evaluate")).scalars().all()
+            audit.c.dossier_key == world.dossier, audit.c.event == "trends.evaluate")
+            .order_by(audit.c.seq)).scalars().all()
     assert [r.dossier_key for r in lookup] == [world.dossier]
     assert detail[-1]["opened"] == ["spo2-low"] and "91" not in str(detail)  # rule ids and counts, never a value
 
@@ -149,7 +150,8 @@ def test_a_closed_dossier_is_refused_and_no_longer_pending(world: World) -> None
         assert conn.execute(select(trend_dossier.c.pending).where(
             trend_dossier.c.dossier_key == world.dossier)).scalar() is False
         refused = conn.execute(select(audit.c.outcome).where(
-            audit.c.dossier_key == world.dossier, audit.c.event == "trends.evaluate")).scalars().all()
+            audit.c.dossier_key == world.dossier, audit.c.event == "trends.evaluate")
+            .order_by(audit.c.seq)).scalars().all()
     assert refused and all(o != "0" for o in refused)
 
 
