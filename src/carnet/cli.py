@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from carnet.cli_audit import audit_app
+from carnet.cli_audit import audit_app, checked_services
 from carnet.config import Settings
 
 app = typer.Typer(help="Carnet, a shared medical record server.", no_args_is_help=True)
@@ -49,20 +49,6 @@ def _trace(conn: Any, action: str, event: str, entity_type: str, entity_id: str)
 
     record(conn, dossier_key=SYSTEM_CHAIN, actor=Actor(ActorKind.OPERATOR, id=f"cli:{getpass.getuser()}"),
            action=action, event=event, now=dt.datetime.now(dt.UTC), entity_type=entity_type, entity_id=entity_id)
-
-
-def _services():
-    """The process's services, once its master keys are the ones the database knows (carnet.admin.KeyMismatch)."""
-    from carnet.admin import KeyMismatch, check_master_keys
-    from carnet.compose import build_services
-
-    services = build_services(Settings())
-    try:
-        check_master_keys(services.engine, services.keyring)
-    except KeyMismatch as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
-    return services
 
 
 @db_app.command("upgrade")
@@ -113,7 +99,7 @@ def demo() -> None:
     """Seed synthetic demo data (idempotent) and print how to use it."""
     from carnet.demo import seed
 
-    services = _services()
+    services = checked_services()
     info = seed(services)
     base = services.settings.base_url
     console.print("[bold]Carnet demo data is ready.[/bold] All identities are synthetic.")
@@ -156,7 +142,7 @@ def practitioner_add(family: str = typer.Option(...), given: str = typer.Option(
     from carnet.admin import add_practitioner
     from carnet.identity.ins import InvalidIdentifier
 
-    services = _services()
+    services = checked_services()
     try:
         with services.engine.begin() as conn:
             nid = add_practitioner(conn, rpps=rpps, adeli=adeli, family=family, given=given, profession=profession,
@@ -174,7 +160,7 @@ def practitioner_list() -> None:
     """List the directory."""
     from carnet.admin import list_practitioners
 
-    services = _services()
+    services = checked_services()
     table = Table("national id", "name", "profession", "specialty", "organisation", "regulator", "enabled")
     with services.engine.connect() as conn:
         for r in list_practitioners(conn):
@@ -188,7 +174,7 @@ def practitioner_disable(national_id: str) -> None:
     """Disable a professional: their tokens stop working at once."""
     from carnet.admin import set_practitioner_enabled
 
-    with _services().engine.begin() as conn:
+    with checked_services().engine.begin() as conn:
         if not set_practitioner_enabled(conn, national_id, False):
             console.print("[red]no such professional[/red]")
             raise typer.Exit(1)
@@ -214,7 +200,7 @@ def client_add(name: str = typer.Option(...), jwks: Path | None = typer.Option(N
         console.print("[red]--jwks is required for this kind of client[/red]")
         raise typer.Exit(2)
     try:
-        with _services().engine.begin() as conn:
+        with checked_services().engine.begin() as conn:
             add_client(conn, client_id=cid, name=name, kind=kind,
                        jwks=json.loads(jwks.read_text()) if jwks else None, scopes=scopes,
                        redirect_uris=list(redirect_uri or []))
@@ -230,7 +216,7 @@ def client_list() -> None:
     from carnet.admin import list_clients
 
     table = Table("client id", "name", "kind", "enabled")
-    with _services().engine.connect() as conn:
+    with checked_services().engine.connect() as conn:
         for r in list_clients(conn):
             table.add_row(r.client_id, r.name, r.kind, "yes" if r.enabled else "NO")
     console.print(table)
@@ -241,7 +227,7 @@ def client_disable(client_id: str) -> None:
     """Disable a client: its tokens stop working at once."""
     from carnet.admin import set_client_enabled
 
-    with _services().engine.begin() as conn:
+    with checked_services().engine.begin() as conn:
         if not set_client_enabled(conn, client_id, False):
             console.print("[red]no such client[/red]")
             raise typer.Exit(1)
@@ -256,7 +242,7 @@ def keys_rotate() -> None:
     from carnet.admin import check_master_keys
     from carnet.context import _key_path
 
-    services = _services()
+    services = checked_services()
     if services.settings.master_key:
         console.print("[red]CARNET_MASTER_KEY is set: rotate in your key store, then re-run with the new spec[/red]")
         raise typer.Exit(2)
@@ -286,7 +272,7 @@ def _rewrap(services: Any) -> int:
 @keys_app.command("rewrap")
 def keys_rewrap() -> None:
     """Re-wrap the document keys still under an older master key with the current one."""
-    services = _services()
+    services = checked_services()
     n = _rewrap(services)
     with services.engine.begin() as conn:
         _trace(conn, "U", "keys.rewrap", "Key", services.keyring.current_id)
@@ -299,7 +285,7 @@ def keys_retire(key_id: str) -> None:
     from carnet.admin import retire_master_key
     from carnet.context import _key_path
 
-    services = _services()
+    services = checked_services()
     if services.settings.master_key:
         console.print("[red]CARNET_MASTER_KEY is set: remove the key from your key store's spec instead[/red]")
         raise typer.Exit(2)
@@ -322,7 +308,7 @@ def backup_create(directory: Path = typer.Argument(..., help="a new (or empty) d
     in carnet.backup.ITEMS, with a manifest of SHA-256."""
     from carnet.backup import BackupError, create, summary
 
-    services = _services()
+    services = checked_services()
     try:
         report = create(services.settings, services.engine, services.keyring, services.blobs, directory)
     except BackupError as exc:
@@ -366,7 +352,7 @@ def purge() -> None:
     from carnet.context import run
     from carnet.dossier.service import purge_due
 
-    services = _services()
+    services = checked_services()
     keys = run(services, Actor(ActorKind.OPERATOR, id="carnet-purge"), purge_due)
     console.print(f"{len(keys)} dossiers purged")
     from carnet.claims.service import purge_old
@@ -381,7 +367,7 @@ def worker(once: bool = typer.Option(False, help="one pass, then exit"),
     """Deliver notifications from the outbox (email, SMS, letters) and run the periodic notification job."""
     from carnet.notify import worker as notify_worker
 
-    services = _services()
+    services = checked_services()
     if once:
         r = notify_worker.run_once(services)
         console.print(f"{r.sent} sent, {r.retried} to retry, {r.failed} failed, {r.uncertain} uncertain, "
@@ -436,7 +422,7 @@ def blobs_gc(grace: str = typer.Option("", help="e.g. 24h, 90m, 2d (default: CAR
 
     from carnet.documents.blob_gc import collect, minimum_grace
 
-    services = _services()
+    services = checked_services()
     period = _duration(grace) if grace else dt.timedelta(hours=services.settings.blob_gc_grace_hours)
     if period < minimum_grace(services) and not force:
         console.print(f"[red]a grace of {period} could remove the blob of a transaction still in flight (minimum "
@@ -468,7 +454,7 @@ def ingest_claims(file: Path = typer.Argument(..., exists=True, dir_okay=False, 
 
     from carnet.claims.ingest import HeaderError, ingest
 
-    services = _services()
+    services = checked_services()
     err = Console(stderr=True)
     size = file.stat().st_size
     columns = (rp.TextColumn("claims"), rp.BarColumn(), rp.DownloadColumn(), rp.TransferSpeedColumn(),
@@ -493,7 +479,7 @@ def ingest_measurements(file: Path = typer.Argument(..., exists=True, dir_okay=F
     """Import an Apple Health export.zip into the patient's measurements, streamed (docs/MEASUREMENTS.md)."""
     from carnet.measures.apple import import_as_patient
     size, err = max(file.stat().st_size, 1), Console(stderr=True)
-    console.print(import_as_patient(_services(), dossier, str(file), lambda done, r: err.print(
+    console.print(import_as_patient(checked_services(), dossier, str(file), lambda done, r: err.print(
         f"{done * 100 // size} %  {r.records} records", end="\r")).text())
 
 
@@ -507,7 +493,7 @@ def outbox_list(status: list[str] | None = typer.Option(None, help="pending, sen
 
     table = Table("event", "channel", "address", "status", "attempts", "last error", "created")
     table.columns.insert(0, Column("id", min_width=36, no_wrap=True))  # whole, to copy into `outbox retry`
-    with _services().engine.connect() as conn:
+    with checked_services().engine.connect() as conn:
         for r in latest(conn, status, limit):
             style = {"failed": "red", "uncertain": "yellow"}.get(r.status, "")
             table.add_row(str(r.message_id), r.event, r.channel, mask_address(r.channel, r.address),
@@ -528,7 +514,7 @@ def outbox_retry(message_id: str) -> None:
     except ValueError:
         console.print("[red]not a message id[/red]")
         raise typer.Exit(2) from None
-    services = _services()
+    services = checked_services()
     with services.engine.begin() as conn:
         if not retry(conn, mid, services.clock()):
             console.print("[red]no failed or uncertain message with this id[/red]")

@@ -15,8 +15,9 @@ audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
 console = Console()
 
 
-def _services() -> Any:
-    """The process's services, once its master keys are the ones the database knows (as :mod:`carnet.cli`)."""
+def checked_services() -> Any:
+    """The process's services, once its master keys are the ones the database knows (:class:`carnet.admin.KeyMismatch`
+    otherwise: exit 2). Every command of :mod:`carnet.cli` and of this module starts with it."""
     from carnet.admin import KeyMismatch, check_master_keys
     from carnet.compose import build_services
 
@@ -40,7 +41,7 @@ def audit_verify() -> None:
     from carnet.audit.archive import store_from_settings
     from carnet.audit.log import verify_all
 
-    services = _services()
+    services = checked_services()
     with services.engine.connect() as conn:
         report = verify(conn, from_settings(services.settings), store_from_settings(services.settings))
         chains, records, findings = verify_all(conn, report.archives.runs)
@@ -73,7 +74,7 @@ def audit_archive(before: str = typer.Option(..., "--before", help="YYYY-MM: arc
     except ValueError as exc:
         console.print(f"[red]--before {exc}[/red]")
         raise typer.Exit(2) from None
-    services = _services()
+    services = checked_services()
     try:
         done = archive_before(services.engine, store_from_settings(services.settings),
                               from_settings(services.settings), month, services.clock(),
@@ -97,7 +98,7 @@ def audit_partitions() -> None:
     list the months the database holds (PostgreSQL)."""
     from carnet.audit.partitions import attached, default_months, make_ahead, month_text, partitioned
 
-    services = _services()
+    services = checked_services()
     made = make_ahead(services.engine, services.clock(), services.settings.audit_partitions_ahead)
     with services.engine.connect() as conn:
         if not partitioned(conn):
@@ -115,7 +116,7 @@ def audit_checkpoint() -> None:
     CARNET_CHECKPOINT_SECONDS)."""
     from carnet.audit.anchor import checkpoint, from_settings
 
-    services = _services()
+    services = checked_services()
     made = checkpoint(services.engine, from_settings(services.settings), services.clock)
     console.print(f"checkpoints {', '.join(map(str, made))} written" if made else "no chain moved: no checkpoint")
 
