@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import unicodedata
 from dataclasses import dataclass
 
 import segno
@@ -18,6 +17,7 @@ from reportlab.pdfgen.canvas import Canvas
 
 from carnet.prescribing.numbers import format_number
 from carnet.prescribing.resources import PERIOD_UNITS, Line
+from carnet.text import winansi
 
 
 @dataclass(frozen=True)
@@ -39,21 +39,8 @@ class Sheet:
     note: str = ""
 
 
-def plain(value: object) -> str:
-    """What the standard PDF fonts (WinAnsi) can show: other characters lose their accent, or become ``?``."""
-    out = []
-    for ch in str(value):
-        try:
-            ch.encode("cp1252")
-            out.append(ch)
-        except UnicodeEncodeError:
-            base = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
-            out.append(base if base and base.isascii() else "?")
-    return "".join(out)
-
-
 def _wrap(text: str, width: int) -> list[str]:
-    words, lines, cur = plain(text).split(), [], ""
+    words, lines, cur = winansi(text).split(), [], ""
     for w in words:
         if cur and len(cur) + 1 + len(w) > width:
             lines.append(cur)
@@ -83,19 +70,19 @@ def line_details(line: Line) -> list[str]:
 def render(sheet: Sheet) -> bytes:
     out = io.BytesIO()
     c = Canvas(out, pagesize=A4, pageCompression=1, invariant=1)
-    c.setTitle(plain(f"Ordonnance {format_number(sheet.number)}"))
-    c.setAuthor(plain(sheet.prescriber_name))
+    c.setTitle(winansi(f"Ordonnance {format_number(sheet.number)}"))
+    c.setAuthor(winansi(sheet.prescriber_name))
     c.setSubject("Prescription de médicaments (e-prescription)")
     width, height = A4
     left, top = 18 * mm, height - 18 * mm
     c.setFont("Helvetica-Bold", 13)
-    c.drawString(left, top, plain(sheet.prescriber_name))
+    c.drawString(left, top, winansi(sheet.prescriber_name))
     c.setFont("Helvetica", 10)
     y = top - 5 * mm
     for text in (sheet.prescriber_profession, f"RPPS {sheet.prescriber_id[1:]} · Identifiant national "
                  f"{sheet.prescriber_id}", sheet.organisation):
         if text:
-            c.drawString(left, y, plain(text))
+            c.drawString(left, y, winansi(text))
             y -= 4.5 * mm
     side = 38 * mm
     code = segno.make(sheet.scan, error="m", micro=False, boost_error=False)
@@ -117,16 +104,16 @@ def render(sheet: Sheet) -> bytes:
     c.drawRightString(width - 18 * mm, y, f"Le {sheet.authored.strftime('%d/%m/%Y')}")
     y -= 8 * mm
     c.setFont("Helvetica-Bold", 11)
-    c.drawString(left, y, plain(f"Patient : {sheet.patient_name}"))
+    c.drawString(left, y, winansi(f"Patient : {sheet.patient_name}"))
     y -= 5 * mm
     c.setFont("Helvetica", 10)
-    c.drawString(left, y, plain(f"Né(e) le {sheet.patient_birth.strftime('%d/%m/%Y')} · {sheet.patient_ins_kind} "
+    c.drawString(left, y, winansi(f"Né(e) le {sheet.patient_birth.strftime('%d/%m/%Y')} · {sheet.patient_ins_kind} "
                                 f"{sheet.patient_ins}"))
     y -= 10 * mm
     for i, line in enumerate(sheet.lines, 1):
         if y < 45 * mm:
             c.setFont("Helvetica-Oblique", 9)
-            c.drawString(left, y, plain(f"… {len(sheet.lines) - i + 1} ligne(s) de plus : voir le dossier"))
+            c.drawString(left, y, winansi(f"… {len(sheet.lines) - i + 1} ligne(s) de plus : voir le dossier"))
             y -= 6 * mm
             break
         c.setFont("Helvetica-Bold", 11)
@@ -146,10 +133,10 @@ def render(sheet: Sheet) -> bytes:
             y -= 4.5 * mm
     c.setFont("Helvetica", 8)
     foot = 22 * mm
-    c.drawString(left, foot, plain(
+    c.drawString(left, foot, winansi(
         f"Première délivrance avant le {sheet.first_dispense_by.strftime('%d/%m/%Y')} ; renouvellements jusqu'au "
         f"{sheet.valid_until.strftime('%d/%m/%Y')}."))
-    c.drawString(left, foot - 4 * mm, plain(
+    c.drawString(left, foot - 4 * mm, winansi(
         "Ordonnance signée électroniquement (PAdES) par le prescripteur. Le pharmacien la retrouve avec ce numéro et "
         "l'INS du patient, ou en scannant le code."))
     c.showPage()

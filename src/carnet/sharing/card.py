@@ -10,7 +10,6 @@ are French and English, as a card shown to a doctor abroad needs; the patient's 
 from __future__ import annotations
 
 import io
-import unicodedata
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from carnet.context import Context
 from carnet.dossier import contacts as contacts_service
 from carnet.dossier.contacts import Contact
 from carnet.sharing.links import LinkView, card_link
+from carnet.text import winansi
 
 TITLE = "Carte d'urgence · Emergency card"
 SECTIONS = (  # (heading, attribute of the summary)
@@ -62,19 +62,6 @@ def qr_svg(text: str) -> str:
     return str(qr(text).svg_inline(scale=4, border=4, svgclass="qr", lineclass=None, omitsize=True))
 
 
-def _plain(value: object) -> str:
-    """What the standard PDF fonts (WinAnsi) can show: other characters lose their accent, or become ``?``."""
-    out = []
-    for ch in str(value):
-        try:
-            ch.encode("cp1252")
-            out.append(ch)
-        except UnicodeEncodeError:
-            base = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
-            out.append(base if base and base.isascii() else "?")
-    return "".join(out)
-
-
 def _lines(card: Card) -> list[tuple[str, list[str]]]:
     s = card.summary
     out: list[tuple[str, list[str]]] = []
@@ -103,10 +90,10 @@ def card_pdf(card: Card) -> bytes:
     width, height = A4
     left, y = 15 * mm, height - 20 * mm
     c.setFont("Helvetica-Bold", 18)
-    c.drawString(left, y, _plain(TITLE))
+    c.drawString(left, y, winansi(TITLE))
     y -= 9 * mm
     c.setFont("Helvetica", 12)
-    c.drawString(left, y, _plain(_identity(card)))
+    c.drawString(left, y, winansi(_identity(card)))
     code = qr(card.link.shlink)
     side = 60 * mm
     rows = list(code.matrix_iter(scale=1, border=4))
@@ -119,7 +106,7 @@ def card_pdf(card: Card) -> bytes:
                 c.rect(x0 + col * cell, top - (r + 1) * cell, cell, cell, stroke=0, fill=1)
     c.setFont("Helvetica", 7)
     text = c.beginText(x0, top - side - 4 * mm)
-    for part in _plain(SCAN).split(" · "):
+    for part in winansi(SCAN).split(" · "):
         text.textLine(part)
     c.drawText(text)
     y = top - 4 * mm
@@ -128,12 +115,12 @@ def card_pdf(card: Card) -> bytes:
         if y < 25 * mm:
             break
         c.setFont("Helvetica-Bold", 11)
-        c.drawString(left, y, _plain(heading))
+        c.drawString(left, y, winansi(heading))
         y -= 5.5 * mm
         c.setFont("Helvetica", 10)
         for line in lines[:8]:
             limit = int((text_right - left if y > top - side - 12 * mm else width - 30 * mm) / (2 * mm))
-            shown = _plain(line)
+            shown = winansi(line)
             c.drawString(left + 3 * mm, y, "• " + (shown if len(shown) <= limit else shown[:limit - 1] + "…"))
             y -= 5 * mm
         if len(lines) > 8:
@@ -141,7 +128,7 @@ def card_pdf(card: Card) -> bytes:
             y -= 5 * mm
         y -= 2 * mm
     c.setFont("Helvetica-Oblique", 8)
-    c.drawString(left, 12 * mm, _plain(f"Carnet · {card.summary.generated_at:%Y-%m-%d %H:%M} UTC"
+    c.drawString(left, 12 * mm, winansi(f"Carnet · {card.summary.generated_at:%Y-%m-%d %H:%M} UTC"
                                        if card.summary.generated_at else "Carnet"))
     c.showPage()
     c.save()
