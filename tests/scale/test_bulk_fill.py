@@ -94,3 +94,31 @@ def test_filled_documents_read_back_and_chains_verify(filled: tuple[str, Path]) 
     finally:
         services.engine.dispose()
     assert "40 chains, 484 records" in verify(url, var)
+
+
+def test_the_templates_give_what_carnet_writes_and_stop_the_fill_when_they_do_not() -> None:
+    """The filler fills each document's served resource, tokens and audit body from templates made once by Carnet's
+    own functions; each chunk checks one document against the functions themselves, and a mismatch stops it."""
+    import datetime as dt
+    import hashlib
+    import uuid
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import fill as filler
+    from load import pdf_bytes, pro_actor
+
+    tpl = filler._Templates(pro_actor(), filler.BASE_URL, 900)
+    doc, key, event = filler._new_id(), filler._new_id(), filler._new_id()
+    assert doc.version == 7 and doc.variant == uuid.RFC_4122 and doc != key
+    now = dt.datetime.now(dt.UTC)
+    data = pdf_bytes(doc.hex, 900)
+    master = f"urn:uuid:{uuid.uuid4()}"
+    tpl.check(master, doc, key, now, data, hashlib.sha256(data).hexdigest(), event)  # agrees: no error
+    assert master in tpl.served_json(master, str(doc), str(key), now, data)
+    for name, changed in (("audit", tpl.audit.replace('"ITI-105"', '"ITI-65"')),
+                          ("served", tpl.served.replace('"current"', '"superseded"'))):
+        saved = getattr(tpl, name)
+        setattr(tpl, name, changed)
+        with pytest.raises(AssertionError, match="no longer give what Carnet writes"):
+            tpl.check(master, doc, key, now, data, hashlib.sha256(data).hexdigest(), event)
+        setattr(tpl, name, saved)
