@@ -2,8 +2,8 @@
 
 ``load.py`` fills through Carnet's services, one transaction per document (about 50 to 450 documents/s here): far
 from the 10^7 documents that issue 10 §5 asks latency to be measured at. This filler writes the same rows without
-the per-request path, in chunks of dossiers, each chunk one transaction of ``COPY`` statements (psycopg 3
-``cursor.copy``), in ``--processes`` processes (the CPU part: sealing, hashing, JSON):
+the per-request path, in chunks of dossiers, each chunk one transaction of ``COPY`` statements (text format, the
+lines built here), in ``--processes`` processes (the CPU part: sealing, hashing, JSON):
 
 * per dossier, what ``dossiers.create`` writes for a professional with the patient's consent: ``ins_lookup``,
   ``dossier`` (the served Patient resource, :func:`carnet.dossier.patient.served_patient`), ``patient_index``, the
@@ -11,17 +11,23 @@ the per-request path, in chunks of dossiers, each chunk one transaction of ``COP
   but **not** the owner's account and activation letter (``accounts.invite_owner``): the benchmark needs no patient
   sign-in, and a million letters in the outbox would measure the mailer;
 * per document, what ``documents.publish`` writes for ITI-105: the content (``--doc-bytes``, default 1 KiB, a
-  PDF-like payload) sealed by :func:`carnet.blobs.seal_stream` under a fresh data key wrapped by the var dir's master
-  key, with the document's AAD (:func:`carnet.documents.stored.aad`), written to the local blob store's path for its
-  key (``<var-dir>/blobs/ab/cd/<key>``, as :class:`carnet.blobs.LocalBlobStore` lays it out: Carnet keeps every
-  content in the blob store, never in the database); the ``document`` row (metadata read by Carnet's own
-  :func:`carnet.documents.metadata.read_metadata`, the served resource by ``publishing._served_resource``),
-  ``document_identifier``, ``resource_locator``, ``document_token`` and the ``ITI-105`` audit record;
+  PDF-like payload) sealed in the format of :func:`carnet.blobs.seal_stream` (one segment) under a fresh data key
+  wrapped by the var dir's master key, with the document's AAD (:func:`carnet.documents.stored.aad`), written where
+  :class:`carnet.blobs.LocalBlobStore` keeps it (``<var-dir>/blobs/`` + :func:`carnet.blobs.local.relative_path`:
+  Carnet keeps every content in the blob store, never in the database); the ``document`` row (metadata read by
+  Carnet's own :func:`carnet.documents.metadata.read_metadata`, the served resource by
+  ``publishing._served_resource``), ``document_identifier``, ``resource_locator``, ``document_token`` and the
+  ``ITI-105`` audit record;
 * per dossier, its audit hash chain computed with :func:`carnet.audit.log.link` and
   :func:`carnet.audit.log.body_hash` (what ``carnet audit verify`` recomputes) and its head in ``audit_chain``.
 
+What every document has in common is computed once per process by those functions, with placeholders, and filled in
+per document (:class:`_Templates`); once per chunk, one document's rows, resource, audit hash and blob are checked
+against the functions themselves (and the blob opened by Carnet's reader): a change in Carnet the templates miss
+stops the fill.
+
 Blob files are not fsync'd one by one (``LocalBlobStore.put`` is): the chunk's files are made durable by one
-``os.sync()`` before its transaction commits, so a committed document never lacks its blob.
+``syncfs`` of their file system before its transaction commits, so a committed document never lacks its blob.
 
 Resumable and incremental: ``--documents`` is the total wanted; chunks already committed (found by their first
 dossier's INS) are skipped, so ``--documents 100000`` then ``--documents 1000000`` adds to the same database. A crash
@@ -115,13 +121,43 @@ _COLUMNS = {
 }
 
 
-class _Chain:
-    """One dossier's audit chain, built as :func:`carnet.audit.log.record` would append it."""
+def _esc(text: str) -> str:
+    """``text`` as a value of PostgreSQL's COPY text format."""
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
-    def __init__(self, key: uuid.UUID, actor: Any, rows: list[tuple[Any, ...]]) -> None:
-        self.key, self.actor, self.rows = key, actor, rows
+
+def _copy_value(v: Any) -> str:
+    if v is None:
+        return "\\N"
+    if v is True or v is False:
+        return "t" if v else "f"
+    if isinstance(v, bytes | bytearray):
+        return "\\\\x" + bytes(v).hex()
+    if isinstance(v, dt.datetime):
+        return v.isoformat(timespec="microseconds")
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    return _esc(str(v))
+
+
+def copy_line(values: tuple[Any, ...]) -> str:
+    """One row in PostgreSQL's COPY text format (what ``cursor.copy(...).write_row`` sends, built here for a
+    fraction of its cost: the filler writes 8 rows per document)."""
+    return "\t".join(map(_copy_value, values)) + "\n"
+
+
+class _Chain:
+    """One dossier's audit chain, built as :func:`carnet.audit.log.record` would append it, as COPY lines."""
+
+    def __init__(self, key: uuid.UUID, actor: Any, lines: list[str]) -> None:
+        from carnet.audit.log import OUTCOME_SUCCESS
+
+        self.key, self.key_s, self.actor, self.lines = key, str(key), actor, lines
         self.seq, self.head = 0, "0" * 64  # GENESIS
         self.prev: str | None = None
+        a = actor
+        self.who = copy_line((OUTCOME_SUCCESS, a.kind.value, a.audit_id, a.display, a.organisation_id, a.client_id,
+                              a.mode.value, a.reason))[:-1]
 
     def append(self, action: str, event: str, now: dt.datetime, entity_type: str, entity_id: str,
                detail: dict[str, Any]) -> None:
@@ -134,20 +170,19 @@ class _Chain:
                "actor_name": a.display, "organisation_id": a.organisation_id, "client_id": a.client_id,
                "mode": a.mode.value, "reason": a.reason, "entity_type": entity_type, "entity_id": entity_id,
                "detail": detail}
-        self.add(event_id, now, action, event, entity_type, entity_id, json.dumps(detail, ensure_ascii=False),
-                 body_hash(row))
+        self.add(str(event_id), now.isoformat(), action, event, entity_type, entity_id,
+                 _esc(json.dumps(detail, ensure_ascii=False)), body_hash(row))
 
-    def add(self, event_id: uuid.UUID, now: dt.datetime, action: str, event: str, entity_type: str,
-            entity_id: str, detail_json: str, body: str) -> None:
-        """Append a record whose body hash is known (``body``, :func:`carnet.audit.log.body_hash`)."""
-        from carnet.audit.log import OUTCOME_SUCCESS, link
+    def add(self, event_id: str, recorded: str, action: str, event: str, entity_type: str, entity_id: str,
+            detail_copy: str, body: str) -> None:
+        """Append a record whose body hash is known (``body``, :func:`carnet.audit.log.body_hash`); ``recorded``
+        and ``detail_copy`` as COPY text values."""
+        from carnet.audit.log import link
 
-        a = self.actor
         seq = self.seq + 1
         h = link(self.head, seq, body)
-        self.rows.append((self.key, seq, event_id, now, action, event, OUTCOME_SUCCESS, a.kind.value, a.audit_id,
-                          a.display, a.organisation_id, a.client_id, a.mode.value, a.reason, entity_type, entity_id,
-                          detail_json, self.head, h))
+        self.lines.append(f"{self.key_s}\t{seq}\t{event_id}\t{recorded}\t{action}\t{event}\t{self.who}\t"
+                          f"{entity_type}\t{entity_id}\t{detail_copy}\t{self.head}\t{h}\n")
         self.prev, self.head, self.seq = self.head, h, seq
 
 
@@ -166,12 +201,33 @@ def _new_id() -> uuid.UUID:
                      | 0b10 << 62 | (r & (1 << 62) - 1))
 
 
+def _seal_small(keyring: Any, data: bytes, aad: bytes) -> tuple[bytes, bytes, str]:
+    """``(blob, wrapped key, key id)``: what :func:`carnet.blobs.seal_stream` makes of a content of one segment
+    (a fresh data key wrapped by the master key, the signed header, one AES-GCM segment), without the stream's
+    machinery. :meth:`_Templates.check` opens one blob per chunk with Carnet's own reader."""
+    from cryptography.hazmat.primitives.keywrap import aes_key_wrap
+
+    from carnet.blobs import stream
+
+    data_key = os.urandom(32)
+    key_id = keyring.current_id
+    signed = stream.MAGIC + bytes([stream.VERSION]) + stream.DEFAULT_SEGMENT_SIZE.to_bytes(4, "big") \
+        + os.urandom(stream.SALT_BYTES)
+    aead, tag = stream._derive(data_key, signed, aad)
+    return (signed + tag + aead.encrypt(stream._nonce(0, True), data, b""),
+            aes_key_wrap(keyring._kek(key_id), data_key), key_id)
+
+
 # Placeholders of the per-process templates: values no real document, dossier or time can have.
 _P_DOC = uuid.UUID("00000000-0000-4000-8000-0000000d0c00")
 _P_KEY = uuid.UUID("00000000-0000-4000-8000-00000000d055")
 _P_MASTER = "urn:uuid:00000000-0000-4000-8000-00000000a57e"
 _P_EVENT = uuid.UUID("00000000-0000-4000-8000-0000000e7e47")
 _P_NOW = dt.datetime(1901, 2, 3, 4, 5, 6, 789123, tzinfo=dt.UTC)
+_P_SHA256 = "5a" * 32
+_P_WRAPPED = bytes(range(200, 240))
+_P_SIZE = 987654321
+_P_RESOURCE = "<resource-placeholder>"
 
 
 def _template(text: str, fields: dict[str, str]) -> str:
@@ -182,6 +238,12 @@ def _template(text: str, fields: dict[str, str]) -> str:
             raise AssertionError(f"placeholder {name} is not in the template")
         text = text.replace(value, "{" + name + "}")
     return text
+
+
+def _times(now: dt.datetime) -> tuple[str, str, str]:
+    """``now`` (UTC) as COPY text, as the audit record's ``_ts`` and as a FHIR instant (milliseconds)."""
+    iso = now.isoformat(timespec="microseconds")
+    return iso, iso[:26] + "Z", iso[:23] + "Z"
 
 
 class _Templates:
@@ -198,46 +260,69 @@ class _Templates:
 
         self.actor, self.ctx, self.doc_bytes = actor, _Ctx(base_url), doc_bytes
         res = docref(_P_MASTER)
-        self.meta = read_metadata(res)
-        self.tokens = sorted(self.meta.tokens)
+        meta = self.meta = read_metadata(res)
+        if meta.date is not None:
+            raise AssertionError("the filler's documents carry no date: the row's date is the publication's")
+        self.tokens = sorted(meta.tokens)
         data = pdf_bytes("template", doc_bytes)
-        self.sha1_0 = base64.b64encode(hashlib.sha1(data, usedforsecurity=False).digest()).decode()
+        sha1_0 = base64.b64encode(hashlib.sha1(data, usedforsecurity=False).digest()).decode()
         served = json.dumps(_served_resource(self.ctx, res, _P_DOC, _P_KEY, Content(data, "application/pdf"),
                                              "0" * 64, _P_NOW, 1), ensure_ascii=False, separators=(",", ":"))
         self.served = _template(served, {"master": _P_MASTER, "doc": str(_P_DOC), "key": str(_P_KEY),
-                                         "now": fhir_instant(_P_NOW), "sha1": self.sha1_0})
-        self.detail = {"class": self.meta.class_code, "type": self.meta.type_code, "size": doc_bytes}
-        self.detail_json = json.dumps(self.detail, ensure_ascii=False)
+                                         "now": fhir_instant(_P_NOW), "sha1": sha1_0})
+        detail = {"class": meta.class_code, "type": meta.type_code, "size": doc_bytes}
+        self.detail_copy = _esc(json.dumps(detail, ensure_ascii=False))
         a = actor
         row = {"dossier_key": _P_KEY, "event_id": _P_EVENT, "recorded": _P_NOW, "action": "C", "event": "ITI-105",
                "outcome": OUTCOME_SUCCESS, "actor_kind": a.kind.value, "actor_id": a.audit_id,
                "actor_name": a.display, "organisation_id": a.organisation_id, "client_id": a.client_id,
                "mode": a.mode.value, "reason": a.reason, "entity_type": "DocumentReference",
-               "entity_id": str(_P_DOC), "detail": self.detail}
+               "entity_id": str(_P_DOC), "detail": detail}
         self.audit = _template(canonical(row).decode(), {"event": str(_P_EVENT), "key": str(_P_KEY),
                                                            "doc": str(_P_DOC), "now": _ts(_P_NOW)})
+        document = (_P_KEY, _P_DOC, _P_MASTER, meta.status, meta.class_code, meta.type_system, meta.type_code,
+                    actor.id, meta.author_given, meta.author_family, meta.masked, meta.invisible_patient, None,
+                    meta.invisible_representatives, False, meta.creation, _P_NOW, meta.period_start,
+                    meta.period_end, meta.content_type, meta.format_code, meta.language, _P_SIZE, _P_SHA256,
+                    meta.title, _P_DOC.hex, _P_WRAPPED, "<key-id>", None, 1, _P_NOW, _P_RESOURCE)
+        self.document = _template(copy_line(document), {
+            "key": str(_P_KEY), "master": _esc(_P_MASTER), "now": _P_NOW.isoformat(timespec="microseconds"),
+            "size": str(_P_SIZE),
+            "sha256": _P_SHA256, "blob": _P_DOC.hex, "doc": str(_P_DOC), "wrapped": _P_WRAPPED.hex(),
+            "key_id": "<key-id>", "resource": _P_RESOURCE})
+        self.token_lines = [copy_line((_P_KEY, _P_DOC, p, s, c)) for p, s, c in self.tokens]
+        self.token_lines = [_template(line, {"key": str(_P_KEY), "doc": str(_P_DOC)}
+                                      | ({"master": _esc(_P_MASTER)} if _P_MASTER in line else {}))
+                            for line in self.token_lines]
 
     def tokens_for(self, master: str) -> list[tuple[str, str, str]]:
         return [(p, s, master if c == _P_MASTER else c) for p, s, c in self.tokens]
 
-    def served_json(self, master: str, document_id: str, key: str, now: dt.datetime, data: bytes) -> str:
-        from carnet.documents.stored import fhir_instant
-
+    def served_json(self, master: str, document_id: str, key: str, fhir_now: str, data: bytes) -> str:
         sha1 = base64.b64encode(hashlib.sha1(data, usedforsecurity=False).digest()).decode()
-        return self.served.format(master=master, doc=document_id, key=key, now=fhir_instant(now), sha1=sha1)
+        return self.served.format(master=master, doc=document_id, key=key, now=fhir_now, sha1=sha1)
 
-    def audit_body(self, key: str, event_id: str, document_id: str, now: dt.datetime) -> str:
-        from carnet.audit.log import _ts
-
-        return hashlib.sha256(self.audit.format(event=event_id, key=key, doc=document_id, now=_ts(now))
+    def audit_body(self, key: str, event_id: str, document_id: str, audit_now: str) -> str:
+        return hashlib.sha256(self.audit.format(event=event_id, key=key, doc=document_id, now=audit_now)
                               .encode()).hexdigest()
 
-    def check(self, master: str, document_id: uuid.UUID, key: uuid.UUID, now: dt.datetime, data: bytes,
-              sha256: str, event_id: uuid.UUID) -> None:
-        """The templates give, for this document, exactly what Carnet's functions give."""
+    def document_line(self, key: str, doc: str, master: str, copy_now: str, size: int, sha256: str, blob: str,
+                      wrapped: bytes, key_id: str, resource: str) -> str:
+        return self.document.format(key=key, doc=doc, master=_esc(master), now=copy_now, size=size, sha256=sha256,
+                                    blob=blob, wrapped=wrapped.hex(), key_id=_esc(key_id), resource=_esc(resource))
+
+    def token_copy(self, key: str, doc: str, master: str) -> str:
+        return "".join(t.format(key=key, doc=doc, master=_esc(master)) for t in self.token_lines)
+
+    def check(self, keyring: Any, master: str, document_id: uuid.UUID, key: uuid.UUID, now: dt.datetime,
+              data: bytes, sha256: str, event_id: uuid.UUID, blob: bytes, wrapped: bytes, key_id: str) -> None:
+        """The templates give, for this document, exactly what Carnet's functions give, and Carnet opens its
+        blob."""
         from carnet.audit.log import OUTCOME_SUCCESS, body_hash
+        from carnet.blobs import open_stream
         from carnet.documents.metadata import read_metadata
         from carnet.documents.publishing import Content, _served_resource
+        from carnet.documents.stored import aad
 
         res = docref(master)
         meta = read_metadata(res)
@@ -250,12 +335,21 @@ class _Templates:
                "mode": a.mode.value, "reason": a.reason, "entity_type": "DocumentReference",
                "entity_id": str(document_id), "detail": {"class": meta.class_code, "type": meta.type_code,
                                                           "size": len(data)}}
-        if (want != self.served_json(master, str(document_id), str(key), now, data)
-                or sorted(meta.tokens) != self.tokens_for(master)
-                or body_hash(row) != self.audit_body(str(key), str(event_id), str(document_id), now)
-                or meta.master_identifier != master
-                or (meta.class_code, meta.type_code, meta.title) != (self.meta.class_code, self.meta.type_code,
-                                                                     self.meta.title)):
+        copy_now, audit_now, fhir_now = _times(now)
+        m = meta
+        document = copy_line((key, document_id, master, m.status, m.class_code, m.type_system, m.type_code,
+                              a.id, m.author_given, m.author_family, m.masked, m.invisible_patient, None,
+                              m.invisible_representatives, False, m.creation, m.date or now, m.period_start,
+                              m.period_end, m.content_type, m.format_code, m.language, len(data), sha256, m.title,
+                              document_id.hex, wrapped, key_id, None, 1, now, want))
+        tokens = "".join(copy_line((key, document_id, p, s, c)) for p, s, c in sorted(meta.tokens))
+        opened = b"".join(open_stream(keyring, [blob], wrapped, key_id, aad(key, document_id)))
+        if (want != self.served_json(master, str(document_id), str(key), fhir_now, data)
+                or document != self.document_line(str(key), str(document_id), master, copy_now, len(data), sha256,
+                                                  document_id.hex, wrapped, key_id, want)
+                or tokens != self.token_copy(str(key), str(document_id), master)
+                or body_hash(row) != self.audit_body(str(key), str(event_id), str(document_id), audit_now)
+                or opened != data):
             raise AssertionError("the filler's templates no longer give what Carnet writes: update fill.py")
 
 
@@ -263,19 +357,19 @@ _templates: dict[tuple[str, int], _Templates] = {}
 
 
 def build_chunk(keyring: Any, blob_root: Path, chunk: int, chunk_size: int, per_dossier: int, doc_bytes: int,
-                ) -> tuple[dict[str, list[tuple[Any, ...]]], list[tuple[str, bytes]]]:
-    """The rows of every table and the blob files of chunk ``chunk`` (dossiers ``chunk * chunk_size`` onwards)."""
-    from carnet.blobs import seal_stream
-    from carnet.documents.stored import aad, segments
+                ) -> tuple[dict[str, list[str]], list[tuple[str, bytes]]]:
+    """The rows of every table (COPY text lines) and the blob files of chunk ``chunk`` (dossiers
+    ``chunk * chunk_size`` onwards)."""
+    from carnet.blobs.local import relative_path
+    from carnet.documents.stored import aad
     from carnet.dossier.patient import ins_of, norm, served_patient, traits
 
     actor = pro_actor()
     tpl = _templates.get((BASE_URL, doc_bytes))
     if tpl is None:
         tpl = _templates[(BASE_URL, doc_bytes)] = _Templates(actor, BASE_URL, doc_bytes)
-    meta = tpl.meta
     root = str(blob_root)
-    rows: dict[str, list[tuple[Any, ...]]] = {t: [] for t in _COLUMNS}
+    rows: dict[str, list[str]] = {t: [] for t in _COLUMNS}
     documents, identifiers, locators, tokens = rows["document"], rows["document_identifier"], \
         rows["resource_locator"], rows["document_token"]
     blobs: list[tuple[str, bytes]] = []
@@ -288,45 +382,41 @@ def build_chunk(keyring: Any, blob_root: Path, chunk: int, chunk_size: int, per_
         key_s = str(key)
         now = dt.datetime.now(dt.UTC)
         served = json.dumps(served_patient(resource, key, 1, now), ensure_ascii=False, separators=(",", ":"))
-        rows["ins_lookup"].append((ins, key))
-        rows["dossier"].append((key, "active", system, ins, t["family"], t["given"], t["birth_date"], t["gender"],
-                                t["birthplace"], False, False, False, "ask", False, now, actor.audit_id,
-                                "professional", 1, now, served))
-        rows["patient_index"].append((norm(t["family"]), key, norm(t["given"]), t["birth_date"], t["gender"]))
+        rows["ins_lookup"].append(copy_line((ins, key)))
+        rows["dossier"].append(copy_line((key, "active", system, ins, t["family"], t["given"], t["birth_date"],
+                                          t["gender"], t["birthplace"], False, False, False, "ask", False, now,
+                                          actor.audit_id, "professional", 1, now, served)))
+        rows["patient_index"].append(copy_line((norm(t["family"]), key, norm(t["given"]), t["birth_date"],
+                                                t["gender"])))
         chain = _Chain(key, actor, rows["audit"])
-        chain.append("C", "dossier.create", now, "Patient", str(key), {"channel": "professional"})
+        chain.append("C", "dossier.create", now, "Patient", key_s, {"channel": "professional"})
         grant_id = _new_id()
-        rows["access_grant"].append((key, grant_id, "practitioner", actor.id, "authorized", now, actor.audit_id,
-                                     False))
+        rows["access_grant"].append(copy_line((key, grant_id, "practitioner", actor.id, "authorized", now,
+                                               actor.audit_id, False)))
         chain.append("U", "access.consent", now, "Consent", str(grant_id),
                      {"subject_kind": "practitioner", "subject": actor.id, "relation": "authorized"})
         for _ in range(per_dossier):
             document_id = _new_id()
             event_id = _new_id()
-            doc_s = str(document_id)
+            doc_s, event_s, blob_key = str(document_id), str(event_id), document_id.hex
             now = dt.datetime.now(dt.UTC)
-            data = pdf_bytes(document_id.hex, doc_bytes)
+            copy_now, audit_now, fhir_now = _times(now)
+            data = pdf_bytes(blob_key, doc_bytes)
             master = f"urn:uuid:{uuid.uuid4()}"
             sha256 = hashlib.sha256(data).hexdigest()
+            blob, wrapped, key_id = _seal_small(keyring, data, aad(key, document_id))
             if not checked:
-                tpl.check(master, document_id, key, now, data, sha256, event_id)
+                tpl.check(keyring, master, document_id, key, now, data, sha256, event_id, blob, wrapped, key_id)
                 checked = True
-            sealer = seal_stream(keyring, segments(data), aad(key, document_id))
-            blob_key = document_id.hex
-            blobs.append((f"{root}/{blob_key[0:2]}/{blob_key[2:4]}/{blob_key}", b"".join(sealer)))
-            documents.append((
-                key, document_id, master, meta.status, meta.class_code, meta.type_system,
-                meta.type_code, actor.id, meta.author_given, meta.author_family, meta.masked, meta.invisible_patient,
-                None, meta.invisible_representatives, False, meta.creation, meta.date or now, meta.period_start,
-                meta.period_end, meta.content_type, meta.format_code, meta.language, len(data), sha256, meta.title,
-                blob_key, sealer.wrapped_key, sealer.key_id, None, 1, now,
-                tpl.served_json(master, doc_s, key_s, now, data)))
-            identifiers.append((master, key, document_id))
-            locators.append((document_id, key))
-            tokens.extend((key, document_id, p, s, c) for p, s, c in tpl.tokens_for(master))
-            chain.add(event_id, now, "C", "ITI-105", "DocumentReference", doc_s, tpl.detail_json,
-                      tpl.audit_body(key_s, str(event_id), doc_s, now))
-        rows["audit_chain"].append((key, chain.seq, chain.head, chain.prev))
+            blobs.append((f"{root}/{relative_path(blob_key)}", blob))
+            documents.append(tpl.document_line(key_s, doc_s, master, copy_now, len(data), sha256, blob_key, wrapped,
+                                               key_id, tpl.served_json(master, doc_s, key_s, fhir_now, data)))
+            identifiers.append(f"{_esc(master)}\t{key_s}\t{doc_s}\n")
+            locators.append(f"{doc_s}\t{key_s}\n")
+            tokens.append(tpl.token_copy(key_s, doc_s, master))
+            chain.add(event_s, copy_now, "C", "ITI-105", "DocumentReference", doc_s, tpl.detail_copy,
+                      tpl.audit_body(key_s, event_s, doc_s, audit_now))
+        rows["audit_chain"].append(copy_line((key, chain.seq, chain.head, chain.prev)))
     return rows, blobs
 
 
@@ -362,12 +452,11 @@ def write_blobs(blob_root: Path, blobs: list[tuple[str, bytes]]) -> None:
     _syncfs(blob_root)  # the chunk's blobs are durable before its metadata commits
 
 
-def copy_rows(conn: Any, rows: dict[str, list[tuple[Any, ...]]]) -> None:
+def copy_rows(conn: Any, rows: dict[str, list[str]]) -> None:
     with conn.cursor() as cur:
         for table, columns in _COLUMNS.items():  # in foreign-key order
             with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-                for row in rows[table]:
-                    copy.write_row(row)
+                copy.write("".join(rows[table]).encode())
 
 
 _worker: dict[str, Any] = {}

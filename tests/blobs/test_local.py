@@ -40,7 +40,38 @@ def test_any_bytes_round_trip(tmp_path_factory: pytest.TempPathFactory, data: by
 def test_blobs_fan_out_into_two_levels_of_directories(store: LocalBlobStore) -> None:
     key = key_of(b"x")
     store.put(key, b"x")
-    assert all_files(store.root) == [f"{key[:2]}/{key[2:4]}/{key}"]
+    assert all_files(store.root) == [f"{key[-2:]}/{key[-4:-2]}/{key}"]
+
+
+def test_time_ordered_keys_written_together_spread_over_directories(store: LocalBlobStore) -> None:
+    """Document blobs are keyed by UUIDv7s (hex), which begin with the time: a thousand written in the same instant
+    share their first four characters, and must not all land in one directory (they did before 2026-12)."""
+    from carnet.ids import new_id
+
+    keys = [new_id().hex for _ in range(1000)]
+    assert len({k[:4] for k in keys}) == 1
+    for k in keys:
+        store.put(k, k.encode())
+    directories = {str(Path(f).parent) for f in all_files(store.root)}
+    assert len(directories) > 500  # 65,536 possible: a thousand random tails fill about 990
+    assert {k for k, _ in store.iter_blobs()} == set(keys)
+
+
+def test_blobs_of_the_earlier_layout_are_still_read_listed_and_deleted(store: LocalBlobStore) -> None:
+    key, other = key_of(b"old"), key_of(b"new")
+    legacy = store.root / key[0:2] / key[2:4] / key  # where versions before 2026-12 wrote it
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(b"old")
+    store.put(other, b"new")
+    assert store.get(key) == b"old" and b"".join(store.get_stream(key)) == b"old" and store.exists(key)
+    assert {k for k, _ in store.iter_blobs()} == {key, other}
+    store.put(key, b"old")  # the same bytes again: nothing changes, no second copy
+    assert all_files(store.root) == sorted([f"{key[0:2]}/{key[2:4]}/{key}", f"{other[-2:]}/{other[-4:-2]}/{other}"])
+    with pytest.raises(BlobConflict):  # other bytes under its key: refused, as for a blob in the new layout
+        store.put(key, b"changed")
+    assert store.get(key) == b"old" and len(all_files(store.root)) == 2
+    store.delete(key)
+    assert not store.exists(key) and all_files(store.root) == [f"{other[-2:]}/{other[-4:-2]}/{other}"]
 
 
 def test_blob_files_have_mode_0600(store: LocalBlobStore) -> None:

@@ -96,29 +96,47 @@ def test_filled_documents_read_back_and_chains_verify(filled: tuple[str, Path]) 
     assert "40 chains, 484 records" in verify(url, var)
 
 
-def test_the_templates_give_what_carnet_writes_and_stop_the_fill_when_they_do_not() -> None:
-    """The filler fills each document's served resource, tokens and audit body from templates made once by Carnet's
-    own functions; each chunk checks one document against the functions themselves, and a mismatch stops it."""
+def test_the_templates_give_what_carnet_writes_and_stop_the_fill_when_they_do_not(tmp_path: Path) -> None:
+    """The filler fills each document's rows (COPY text), served resource, tokens and audit body from templates made
+    once by Carnet's own functions and seals its content without the stream's machinery; each chunk checks one
+    document against the functions themselves (and opens its blob with Carnet's reader), and a mismatch stops it."""
     import datetime as dt
     import hashlib
     import uuid
+
+    from carnet.blobs import KeyRing
+    from carnet.documents.stored import aad
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import fill as filler
     from load import pdf_bytes, pro_actor
 
+    keyring = KeyRing.load_or_create(tmp_path / "master-key.json")
     tpl = filler._Templates(pro_actor(), filler.BASE_URL, 900)
     doc, key, event = filler._new_id(), filler._new_id(), filler._new_id()
     assert doc.version == 7 and doc.variant == uuid.RFC_4122 and doc != key
     now = dt.datetime.now(dt.UTC)
     data = pdf_bytes(doc.hex, 900)
     master = f"urn:uuid:{uuid.uuid4()}"
-    tpl.check(master, doc, key, now, data, hashlib.sha256(data).hexdigest(), event)  # agrees: no error
-    assert master in tpl.served_json(master, str(doc), str(key), now, data)
+    sha256 = hashlib.sha256(data).hexdigest()
+
+    def check(blob: bytes, wrapped: bytes, key_id: str) -> None:
+        tpl.check(keyring, master, doc, key, now, data, sha256, event, blob, wrapped, key_id)
+
+    sealed = filler._seal_small(keyring, data, aad(key, doc))
+    check(*sealed)  # agrees: no error
+    assert master in tpl.served_json(master, str(doc), str(key), "2026-12-05T00:00:00.000Z", data)
     for name, changed in (("audit", tpl.audit.replace('"ITI-105"', '"ITI-65"')),
-                          ("served", tpl.served.replace('"current"', '"superseded"'))):
+                          ("served", tpl.served.replace('"current"', '"superseded"')),
+                          ("document", tpl.document.replace("\tcurrent\t", "\tsuperseded\t"))):
         saved = getattr(tpl, name)
+        assert changed != saved
         setattr(tpl, name, changed)
         with pytest.raises(AssertionError, match="no longer give what Carnet writes"):
-            tpl.check(master, doc, key, now, data, hashlib.sha256(data).hexdigest(), event)
+            check(*sealed)
         setattr(tpl, name, saved)
+    from carnet.blobs import IntegrityError
+
+    blob, wrapped, key_id = sealed
+    with pytest.raises(IntegrityError):  # a blob sealed for another document does not open
+        check(filler._seal_small(keyring, data, aad(key, filler._new_id()))[0], wrapped, key_id)

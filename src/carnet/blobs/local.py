@@ -39,8 +39,22 @@ __all__ = ["BlobConflict", "BlobNotFound", "BlobStore", "BlobStoreError", "Local
 _TMP_PREFIX = ".tmp-"  # keys never contain '.', so temp names can never collide with a blob
 
 
+def relative_path(key: str) -> str:
+    """Where the blob ``key`` lives under the store's root: ``yz/wx/…wxyz``, fanned out on the key's **last** four
+    characters. Keys are mostly UUIDv7s in hex, whose first twelve characters are the time in milliseconds: fanned out
+    on its first four (``ab/cd/abcd…``, the layout before 2026-12), every blob written during the same 49 days went
+    into one directory (10^6 files in a directory by the first million documents); the last four are random."""
+    return f"{key[-2:]}/{key[-4:-2]}/{key}"
+
+
+def legacy_relative_path(key: str) -> str:
+    """Where earlier versions put the blob ``key`` (``ab/cd/abcd…``): still read, listed and deleted there."""
+    return f"{key[0:2]}/{key[2:4]}/{key}"
+
+
 class LocalBlobStore(BlobStore):
-    """Blobs as files under ``root``, fanned out as ``root/ab/cd/abcd…`` (mode 0600, directories 0700)."""
+    """Blobs as files under ``root``, fanned out as ``root/yz/wx/…wxyz`` on the key's last four characters (mode
+    0600, directories 0700); blobs in the earlier layout (:func:`legacy_relative_path`) are found there too."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).absolute()
@@ -55,7 +69,13 @@ class LocalBlobStore(BlobStore):
 
     def path_for(self, key: str) -> Path:
         check_key(key)
-        return self.root / key[0:2] / key[2:4] / key
+        return self.root / relative_path(key)
+
+    def _paths(self, key: str) -> tuple[Path, ...]:
+        """Where the blob may be: its place, then its place in the earlier layout (when that differs)."""
+        final = self.path_for(key)
+        legacy = self.root / legacy_relative_path(key)
+        return (final,) if legacy == final else (final, legacy)
 
     def _ensure_dir(self, directory: Path) -> None:
         """Create the fan-out directories, fsync'ing each parent whose entries changed so the new dirs are durable."""
@@ -105,7 +125,14 @@ class LocalBlobStore(BlobStore):
         return size
 
     def _publish(self, tmp: Path, final: Path, key: str) -> None:
-        """Give the fsync'd temp file its final name, without ever clobbering an existing blob."""
+        """Give the fsync'd temp file its final name, without ever clobbering an existing blob (in either layout)."""
+        for older in self._paths(key)[1:]:
+            if older.is_file():
+                if not _same_contents(tmp, older, key):
+                    raise BlobConflict(key)
+                with contextlib.suppress(FileNotFoundError):
+                    os.utime(older)
+                return
         try:
             os.link(tmp, final)  # atomic and no-clobber (rename would silently replace)
             return
@@ -124,10 +151,12 @@ class LocalBlobStore(BlobStore):
             os.utime(final)  # the grace period of the garbage collector counts from the latest put
 
     def _open(self, key: str) -> BinaryIO:
-        try:
-            return open(self.path_for(key), "rb")  # noqa: SIM115 - closed by the caller
-        except (FileNotFoundError, NotADirectoryError):
-            raise BlobNotFound(key) from None
+        for path in self._paths(key):
+            try:
+                return open(path, "rb")  # noqa: SIM115 - closed by the caller
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+        raise BlobNotFound(key)
 
     def get(self, key: str) -> bytes:
         with self._open(key) as f:
@@ -143,22 +172,24 @@ class LocalBlobStore(BlobStore):
         return chunks()
 
     def delete(self, key: str) -> None:
-        path = self.path_for(key)
-        try:
-            os.unlink(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        fsync_directory(path.parent)
+        for path in self._paths(key):
+            try:
+                os.unlink(path)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            fsync_directory(path.parent)
 
     def exists(self, key: str) -> bool:
-        return self.path_for(key).is_file()
+        return any(path.is_file() for path in self._paths(key))
 
     def iter_blobs(self) -> Iterator[tuple[str, dt.datetime]]:
         for first in _subdirs(self.root):
             for second in _subdirs(first):
                 with os.scandir(second) as entries:
                     for e in entries:
-                        if is_key(e.name) and e.name[0:2] == first.name and e.name[2:4] == second.name:
+                        name = e.name
+                        if is_key(name) and ((name[-2:] == first.name and name[-4:-2] == second.name)
+                                             or (name[0:2] == first.name and name[2:4] == second.name)):
                             with contextlib.suppress(FileNotFoundError):
                                 yield e.name, _mtime(e.stat(follow_symlinks=False).st_mtime)
 
