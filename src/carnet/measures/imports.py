@@ -44,7 +44,7 @@ from carnet.context import Context, Services
 from carnet.db.engine import is_postgres
 from carnet.db.tables import measure_import
 from carnet.errors import not_found
-from carnet.measures.service import _writable
+from carnet.measures.service import require_writable
 
 if TYPE_CHECKING:
     from carnet.measures.apple import Report
@@ -78,7 +78,7 @@ class ImportState:
 
 def start(ctx: Context, key: uuid.UUID, size: int) -> str:
     """A new import of ``size`` bytes into dossier ``key`` (the patient side only); its id."""
-    _writable(ctx, key, "measures.import.start")
+    require_writable(ctx, key, "measures.import.start")
     import_id = secrets.token_urlsafe(16)
     ctx.conn.execute(insert(measure_import).values(
         dossier_key=key, import_id=import_id, status="running", size=size, bytes_read=0, records=0, stored=0,
@@ -122,7 +122,7 @@ def finish(ctx: Context, key: uuid.UUID, import_id: str, report: Report) -> None
 def fail(ctx: Context, key: uuid.UUID, import_id: str, error: str) -> None:
     """The import failed (its transaction rolled back: nothing stored); ``error`` one of :data:`ERRORS`."""
     assert error in ERRORS
-    _writable(ctx, key, "measures.import.failed")
+    require_writable(ctx, key, "measures.import.failed")
     t = measure_import.c
     now = ctx.services.clock()
     ctx.conn.execute(update(measure_import).where(
@@ -135,7 +135,7 @@ def fail(ctx: Context, key: uuid.UUID, import_id: str, error: str) -> None:
 def status(ctx: Context, key: uuid.UUID, import_id: str) -> ImportState:
     """An import of dossier ``key`` as the page shows it (a running one stale for :data:`STALE`: failed, stopped);
     404 if the dossier has no such import. Not audited (see the module docstring)."""
-    _writable(ctx, key, "measures.import.progress")
+    require_writable(ctx, key, "measures.import.progress")
     t = measure_import.c
     row = ctx.conn.execute(select(measure_import).where(t.dossier_key == key, t.import_id == import_id)).first()
     if row is None:
