@@ -24,6 +24,7 @@ from carnet.claims import service as claims
 from carnet.config import Settings
 from carnet.context import Services, run
 from carnet.events import Audited, DocumentReplaced, MeasurementsRecorded
+from carnet.measures import imports as measure_imports
 from carnet.notify import rules as notify_rules
 from carnet.notify.worker import WORKER_ACTOR
 from carnet.tasks import service as tasks
@@ -47,6 +48,7 @@ def wire(services: Services) -> None:
     services.events.subscribe(MeasurementsRecorded, trends.on_measurements)  # new readings: evaluate them (worker)
     services.periodic_jobs.extend([trends.evaluate_pending, _expire_access_requests, _purge_claim_lines,
                                    _throttle_notices, _prune_throttle, _close_stale_teleconsultations,
+                                   _prune_measure_imports,
                                    _audit_checkpointer(), _audit_partition_maker()])
 
 
@@ -61,6 +63,10 @@ def _purge_claim_lines(services: Services) -> None:
     """Claim lines leave the rolling window (issue 3 §5)."""
     run(services, WORKER_ACTOR, claims.purge_old)
 
+
+def _prune_measure_imports(services: Services) -> None:
+    """Apple Health imports' progress rows unchanged for a week go (:func:`carnet.measures.imports.prune`)."""
+    run(services, WORKER_ACTOR, measure_imports.prune)
 
 
 def _close_stale_teleconsultations(services: Services) -> None:
