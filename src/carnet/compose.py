@@ -86,15 +86,13 @@ def _audit_checkpointer() -> Callable[[Services], None]:
         every = services.settings.checkpoint_seconds
         if every <= 0:
             return
-        try:
-            if not loaded:
-                loaded.append(anchors.from_settings(services.settings))
-            if anchors.due(loaded[0], services.clock(), dt.timedelta(seconds=every)):
-                made = anchors.checkpoint(services.engine, loaded[0], services.clock)
-                if made:
-                    logger.info("audit.checkpoint", status=f"checkpoints={made[0]}..{made[-1]}")
-        except Exception as exc:  # noqa: BLE001 - the store may be away: the other jobs run, the next pass retries
-            logger.error("audit.checkpoint.error", error_type=type(exc).__name__)
+        # A failure (the store away, say) is the worker's to log and report; the other jobs run, the next pass retries
+        if not loaded:
+            loaded.append(anchors.from_settings(services.settings))
+        if anchors.due(loaded[0], services.clock(), dt.timedelta(seconds=every)):
+            made = anchors.checkpoint(services.engine, loaded[0], services.clock)
+            if made:
+                logger.info("audit.checkpoint", status=f"checkpoints={made[0]}..{made[-1]}")
     return checkpoint_audit
 
 
@@ -108,13 +106,11 @@ def _audit_partition_maker() -> Callable[[Services], None]:
         now = services.clock()
         if last and abs(now - last[0]) < dt.timedelta(hours=1):
             return
-        try:
-            made = partitions.make_ahead(services.engine, now, services.settings.audit_partitions_ahead)
-            last[:] = [now]
-            if made:
-                logger.info("audit.partitions", status="made " + " ".join(map(partitions.month_text, made)))
-        except Exception as exc:  # noqa: BLE001 - a lock not had in time: the other jobs run, the next pass retries
-            logger.error("audit.partitions.error", error_type=type(exc).__name__)
+        # A failure (a lock not had in time) is the worker's to log and report; the next pass retries (``last`` kept)
+        made = partitions.make_ahead(services.engine, now, services.settings.audit_partitions_ahead)
+        last[:] = [now]
+        if made:
+            logger.info("audit.partitions", status="made " + " ".join(map(partitions.month_text, made)))
     return make_audit_partitions
 
 
