@@ -372,6 +372,9 @@ def worker(once: bool = typer.Option(False, help="one pass, then exit"),
         r = notify_worker.run_once(services)
         console.print(f"{r.sent} sent, {r.retried} to retry, {r.failed} failed, {r.uncertain} uncertain, "
                       f"{r.announced} announcements queued")
+        if r.jobs_failed:  # logged by type only; a non-zero exit so that cron or a supervisor shows it
+            console.print(f"periodic jobs failed: {', '.join(r.jobs_failed)} (see the log: worker.job.error)")
+            raise typer.Exit(1)
         return
     console.print(f"delivering notifications every {interval:g} s; Ctrl-C to stop")
     try:

@@ -24,6 +24,7 @@ from carnet.claims import service as claims
 from carnet.config import Settings
 from carnet.context import Services, run
 from carnet.events import Audited, DocumentReplaced, MeasurementsRecorded
+from carnet.measures import imports as measure_imports
 from carnet.notify import rules as notify_rules
 from carnet.notify.worker import WORKER_ACTOR
 from carnet.tasks import service as tasks
@@ -47,6 +48,7 @@ def wire(services: Services) -> None:
     services.events.subscribe(MeasurementsRecorded, trends.on_measurements)  # new readings: evaluate them (worker)
     services.periodic_jobs.extend([trends.evaluate_pending, _expire_access_requests, _purge_claim_lines,
                                    _throttle_notices, _prune_throttle, _close_stale_teleconsultations,
+                                   _prune_measure_imports,
                                    _audit_checkpointer(), _audit_partition_maker()])
 
 
@@ -61,6 +63,10 @@ def _purge_claim_lines(services: Services) -> None:
     """Claim lines leave the rolling window (issue 3 §5)."""
     run(services, WORKER_ACTOR, claims.purge_old)
 
+
+def _prune_measure_imports(services: Services) -> None:
+    """Apple Health imports' progress rows unchanged for a week go (:func:`carnet.measures.imports.prune`)."""
+    run(services, WORKER_ACTOR, measure_imports.prune)
 
 
 def _close_stale_teleconsultations(services: Services) -> None:
@@ -80,15 +86,13 @@ def _audit_checkpointer() -> Callable[[Services], None]:
         every = services.settings.checkpoint_seconds
         if every <= 0:
             return
-        try:
-            if not loaded:
-                loaded.append(anchors.from_settings(services.settings))
-            if anchors.due(loaded[0], services.clock(), dt.timedelta(seconds=every)):
-                made = anchors.checkpoint(services.engine, loaded[0], services.clock)
-                if made:
-                    logger.info("audit.checkpoint", status=f"checkpoints={made[0]}..{made[-1]}")
-        except Exception as exc:  # noqa: BLE001 - the store may be away: the other jobs run, the next pass retries
-            logger.error("audit.checkpoint.error", error_type=type(exc).__name__)
+        # A failure (the store away, say) is the worker's to log and report; the other jobs run, the next pass retries
+        if not loaded:
+            loaded.append(anchors.from_settings(services.settings))
+        if anchors.due(loaded[0], services.clock(), dt.timedelta(seconds=every)):
+            made = anchors.checkpoint(services.engine, loaded[0], services.clock)
+            if made:
+                logger.info("audit.checkpoint", status=f"checkpoints={made[0]}..{made[-1]}")
     return checkpoint_audit
 
 
@@ -102,13 +106,11 @@ def _audit_partition_maker() -> Callable[[Services], None]:
         now = services.clock()
         if last and abs(now - last[0]) < dt.timedelta(hours=1):
             return
-        try:
-            made = partitions.make_ahead(services.engine, now, services.settings.audit_partitions_ahead)
-            last[:] = [now]
-            if made:
-                logger.info("audit.partitions", status="made " + " ".join(map(partitions.month_text, made)))
-        except Exception as exc:  # noqa: BLE001 - a lock not had in time: the other jobs run, the next pass retries
-            logger.error("audit.partitions.error", error_type=type(exc).__name__)
+        # A failure (a lock not had in time) is the worker's to log and report; the next pass retries (``last`` kept)
+        made = partitions.make_ahead(services.engine, now, services.settings.audit_partitions_ahead)
+        last[:] = [now]
+        if made:
+            logger.info("audit.partitions", status="made " + " ".join(map(partitions.month_text, made)))
     return make_audit_partitions
 
 

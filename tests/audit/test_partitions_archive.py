@@ -107,6 +107,23 @@ def test_the_worker_makes_the_partitions_ahead(own: Services, monkeypatch: pytes
         assert made == set()
 
 
+def test_a_partition_maker_that_fails_is_reported_by_the_worker_and_tried_again_next_pass(
+        own: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    from carnet.notify.worker import run_jobs
+
+    real = parts.make_ahead
+
+    def not_now(*_: Any) -> list[dt.date]:
+        raise RuntimeError("lock not had in time")
+
+    monkeypatch.setattr(own, "periodic_jobs", [j for j in own.periodic_jobs
+                                               if getattr(j, "__name__", "") == "make_audit_partitions"])
+    monkeypatch.setattr(parts, "make_ahead", not_now)
+    assert run_jobs(own).jobs_failed == ["make_audit_partitions"]
+    monkeypatch.setattr(parts, "make_ahead", real)
+    assert run_jobs(own).jobs_failed == []
+
+
 @pytest.mark.parametrize("own", ["postgresql"], indirect=True)  # partitions exist on PostgreSQL only
 def test_two_partition_makers_at_once_make_each_month_once(own: Services) -> None:
     now = dt.datetime(2032, 5, 3, tzinfo=dt.UTC)

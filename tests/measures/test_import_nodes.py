@@ -115,6 +115,29 @@ def test_a_running_import_without_news_for_two_minutes_shows_as_stopped(patient:
     assert "relancez" in patient.browser.get(f"/portal/measures/import/{job}").text.replace("&#39;", "'")
 
 
+def test_the_worker_removes_the_imports_unchanged_for_a_week_and_keeps_the_others(world: World) -> None:
+    from carnet.notify import worker
+
+    me = Actor(ActorKind.PATIENT, id=world.ins)
+    now = world.services.clock()
+    ages = {"old-done": (8, "done"), "old-running": (8, "running"), "recent-done": (6, "done"),
+            "running": (0, "running")}
+    jobs = {name: run(world.services, me, lambda ctx: imports.start(ctx, world.dossier, 1000)) for name in ages}
+    with world.services.engine.begin() as conn:
+        for name, (days, status) in ages.items():
+            conn.execute(update(measure_import).where(
+                measure_import.c.dossier_key == world.dossier, measure_import.c.import_id == jobs[name]).values(
+                status=status, updated_at=now - dt.timedelta(days=days)))
+    assert worker.run_jobs(world.services).jobs_failed == []
+    with world.services.engine.connect() as conn:
+        left = set(conn.execute(select(measure_import.c.import_id).where(
+            measure_import.c.dossier_key == world.dossier)).scalars())
+    assert left == {jobs["recent-done"], jobs["running"]}
+    with pytest.raises(FhirError) as refused:  # an operator's job only
+        run(world.services, me, imports.prune)
+    assert refused.value.status == 403
+
+
 def test_another_patient_cannot_read_the_import(patient: Patient, services: Any, client: TestClient,
                                                  app: Any) -> None:
     world = patient.world

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import threading
 import time
 import uuid
@@ -160,6 +161,50 @@ def test_a_message_interrupted_while_sending_becomes_uncertain_and_is_never_rese
     row = one(world.services, world, acc)
     assert (row.status, row.last_error) == ("uncertain", worker.UNCERTAIN_ERROR)
     assert smtp_server.to(address) == []
+
+
+def test_a_periodic_job_that_raises_stops_neither_the_next_job_nor_delivery(world: World, smtp_server: SmtpInbox,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from carnet.logs import configure
+
+    configure(json_lines=True)  # as a server logs (the app does the same): JSON lines through the allow-list
+    address = f"jobs-{world.n}@example.org"
+    acc = add_account(world, email=address)
+    publish(world.services, world)
+    ran: list[str] = []
+
+    def broken_job(_: Services) -> None:
+        raise RuntimeError(f"could not read {TITLE}")  # a message that carries data: never logged
+
+    def next_job(_: Services) -> None:
+        ran.append("next_job")
+
+    services = dataclasses.replace(world.services, periodic_jobs=[broken_job, next_job])
+    capsys.readouterr()
+    report = worker.run_once(services, smtp_channels(world.services, smtp_server))
+    assert ran == ["next_job"]
+    assert report.jobs_failed == ["broken_job"]
+    assert one(world.services, world, acc).status == "sent" and len(smtp_server.to(address)) == 1
+    err = capsys.readouterr().err
+    lines = [json.loads(line) for line in err.splitlines() if "worker.job.error" in line]
+    assert [(x["status"], x["error_type"], x["level"]) for x in lines] == [("job=broken_job", "RuntimeError", "error")]
+    assert TITLE not in err
+
+
+def test_a_failing_announcement_job_is_reported_and_delivery_still_runs(world: World, smtp_server: SmtpInbox,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    address = f"announce-{world.n}@example.org"
+    acc = add_account(world, email=address)
+    publish(world.services, world)
+
+    def broken(*_: Any) -> int:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(worker, "announce_due", broken)
+    report = worker.run_once(dataclasses.replace(world.services, periodic_jobs=[]),
+                             smtp_channels(world.services, smtp_server))
+    assert report.jobs_failed == ["announce"] and report.announced == 0
+    assert one(world.services, world, acc).status == "sent"
 
 
 def test_two_workers_never_claim_the_same_message(world: World) -> None:

@@ -149,7 +149,7 @@ def test_on_postgresql_a_message_wakes_the_other_sides_socket(world: World) -> N
     from carnet.context import run
     from tests.teleconsult.helpers import pro
 
-    waker = teleconsult.wakeups(world.services.settings.effective_database_url)
+    waker = teleconsult.wakeups(world.services.engine)
     if waker is None:
         pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
     cid = book_now(world)

@@ -20,6 +20,11 @@ The node that received the upload runs the import (the file is a temporary file 
 A node that dies mid-import leaves the row running with a stale ``updated_at``: after :data:`STALE` without an
 update the poll answers failed ("stopped"): nothing was stored, since the import is one transaction.
 
+The rows are kept :data:`KEEP` (7 days) after their last change, so that the page still answers a patient coming
+back to it, then removed by the worker's periodic job (:func:`prune`, wired in :mod:`carnet.compose`); a purged
+dossier loses its rows with the rest (:func:`carnet.dossier.lifecycle.purge_due` sweeps every table keyed by
+``dossier_key``).
+
 Polls (:func:`status`) are not audited: they read counts, not health data, once a second; the start and the end
 are. They answer only the patient side of the dossier (``record_measures``), and 404 for an import of another
 dossier.
@@ -37,14 +42,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from carnet.access.actors import ActorKind
 from carnet.context import Context, Services
 from carnet.db.engine import is_postgres
 from carnet.db.tables import measure_import
-from carnet.errors import not_found
-from carnet.measures.service import _writable
+from carnet.errors import forbidden, not_found
+from carnet.measures.service import require_writable
 
 if TYPE_CHECKING:
     from carnet.measures.apple import Report
@@ -53,6 +59,7 @@ logger = logging.getLogger(__name__)
 STALE = dt.timedelta(minutes=2)  # running without an update for this long: the node running it stopped
 NODE = f"{socket.gethostname()[:60]}:{os.getpid()}"
 ERRORS = ("not-export", "refused", "failed", "stopped")
+KEEP = dt.timedelta(days=7)  # a row unchanged for this long goes (finished, or running on a node that died)
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,7 @@ class ImportState:
 
 def start(ctx: Context, key: uuid.UUID, size: int) -> str:
     """A new import of ``size`` bytes into dossier ``key`` (the patient side only); its id."""
-    _writable(ctx, key, "measures.import.start")
+    require_writable(ctx, key, "measures.import.start")
     import_id = secrets.token_urlsafe(16)
     ctx.conn.execute(insert(measure_import).values(
         dossier_key=key, import_id=import_id, status="running", size=size, bytes_read=0, records=0, stored=0,
@@ -122,7 +129,7 @@ def finish(ctx: Context, key: uuid.UUID, import_id: str, report: Report) -> None
 def fail(ctx: Context, key: uuid.UUID, import_id: str, error: str) -> None:
     """The import failed (its transaction rolled back: nothing stored); ``error`` one of :data:`ERRORS`."""
     assert error in ERRORS
-    _writable(ctx, key, "measures.import.failed")
+    require_writable(ctx, key, "measures.import.failed")
     t = measure_import.c
     now = ctx.services.clock()
     ctx.conn.execute(update(measure_import).where(
@@ -135,7 +142,7 @@ def fail(ctx: Context, key: uuid.UUID, import_id: str, error: str) -> None:
 def status(ctx: Context, key: uuid.UUID, import_id: str) -> ImportState:
     """An import of dossier ``key`` as the page shows it (a running one stale for :data:`STALE`: failed, stopped);
     404 if the dossier has no such import. Not audited (see the module docstring)."""
-    _writable(ctx, key, "measures.import.progress")
+    require_writable(ctx, key, "measures.import.progress")
     t = measure_import.c
     row = ctx.conn.execute(select(measure_import).where(t.dossier_key == key, t.import_id == import_id)).first()
     if row is None:
@@ -148,4 +155,17 @@ def status(ctx: Context, key: uuid.UUID, import_id: str) -> ImportState:
                        int(row.stored), int(row.duplicates), int(row.bad), list(row.reasons or []))
 
 
-__all__ = ["ERRORS", "NODE", "STALE", "ImportState", "fail", "finish", "heartbeat", "start", "status"]
+def prune(ctx: Context) -> int:
+    """Operator job (the worker's, every minute): remove the imports unchanged for :data:`KEEP`: finished ones (done
+    or failed; ``updated_at`` is their end) and running ones whose node died long ago (:data:`STALE` shows them
+    stopped already). How many went. Not audited, as the polls are not: the rows hold counts, never a value, and the
+    dossier's chain keeps each import's start and end records. One statement across dossiers (a batch job, as the
+    claims purge is); the table holds about a week of imports, so it stays small."""
+    if ctx.actor.kind is not ActorKind.OPERATOR:
+        raise forbidden("Only an operator runs the purge")
+    gone = ctx.conn.execute(delete(measure_import).where(measure_import.c.updated_at < ctx.now - KEEP)).rowcount
+    return int(gone)
+
+
+__all__ = ["ERRORS", "KEEP", "NODE", "STALE", "ImportState", "fail", "finish", "heartbeat", "prune", "start",
+           "status"]

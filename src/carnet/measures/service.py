@@ -120,7 +120,10 @@ def _bounds(spec: Spec) -> str:
 
 # --- the policy's answers ---------------------------------------------------------------------------------------
 
-def _writable(ctx: Context, key: uuid.UUID, event: str) -> Decision:
+def require_writable(ctx: Context, key: uuid.UUID, event: str) -> Decision:
+    """The caller's decision on dossier ``key`` if they may record measurements and manage their sources (the
+    patient side: ``record_measures``); otherwise refused and audited as ``event`` (404 if they may not even know the
+    dossier, else 403). For every writer of the measures, :mod:`carnet.measures.imports` too."""
     _, decision = ctx.dossier(key)
     if not decision.record_measures:
         if not decision.check:
@@ -149,7 +152,7 @@ def may_manage(ctx: Context, key: uuid.UUID) -> bool:
 def open_source(ctx: Context, key: uuid.UUID, source: SourceRef, *, event: str = "measures.record") -> int:
     """The source's number in this dossier (registered on first use). A source the patient stopped is refused
     (403, audited): its further uploads are not stored."""
-    _writable(ctx, key, event)
+    require_writable(ctx, key, event)
     row = store.find_source(ctx.conn, key, source.identifier)
     if row is None:
         return store.add_source(ctx.conn, key, source.kind, source.identifier, source.label, source.client_id,
@@ -263,7 +266,7 @@ def read_one(ctx: Context, key: uuid.UUID, measure: Measure | int, source_no: in
 
 def sources(ctx: Context, key: uuid.UUID) -> list[Source]:
     """The devices, apps and imports feeding the dossier (last upload, readings): the patient side only."""
-    _writable(ctx, key, "measures.sources")
+    require_writable(ctx, key, "measures.sources")
     rows = ctx.conn.execute(select(measure_source).where(measure_source.c.dossier_key == key)
                             .order_by(measure_source.c.source_no))
     out = [Source(int(r.source_no), r.kind, r.identifier, r.label, r.client_id, _utc(r.created_at) or ctx.now,
@@ -276,7 +279,7 @@ def stop_source(ctx: Context, key: uuid.UUID, source_no: int, *, stop: bool = Tr
     """Stop a source at once (its further uploads are refused), or let it feed the dossier again. Returns whether it
     changed; 404 for a source the dossier does not have. Audited ``measures.source.stop`` / ``.resume``."""
     event = "measures.source.stop" if stop else "measures.source.resume"
-    _writable(ctx, key, event)
+    require_writable(ctx, key, event)
     t = measure_source.c
     row = ctx.conn.execute(select(measure_source).where(t.dossier_key == key, t.source_no == source_no)
                            .with_for_update()).first()
@@ -295,7 +298,7 @@ def set_hidden(ctx: Context, key: uuid.UUID, measure: Measure | int, hidden: boo
     again. Returns whether it changed. Audited ``measures.hide`` / ``measures.show``."""
     m = Measure(measure)
     event = "measures.hide" if hidden else "measures.show"
-    _writable(ctx, key, event)
+    require_writable(ctx, key, event)
     t = measure_series.c
     row = ctx.conn.execute(select(measure_series).where(t.dossier_key == key, t.measure == m)
                            .with_for_update()).first()
@@ -313,7 +316,7 @@ def delete_series(ctx: Context, key: uuid.UUID, measure: Measure | int) -> int:
     """Delete every reading of a measure (the patient's choice; the audit keeps the trace and the count, not the
     values). Returns the number deleted. Audited ``measures.delete``."""
     m = Measure(measure)
-    _writable(ctx, key, "measures.delete")
+    require_writable(ctx, key, "measures.delete")
     n = store.delete_series(ctx.conn, key, m)
     ctx.audit(key, "D", "measures.delete", entity_type="Measure", entity_id=SPECS[m].name, detail={"readings": n})
     return n
@@ -332,5 +335,5 @@ def _utc(ts: dt.datetime | None) -> dt.datetime | None:
 
 
 __all__ = ["APPLE_HEALTH", "MANUAL", "BadReading", "FhirError", "Reading", "Series", "Source", "SourceRef", "Upload",
-           "delete_series", "may_manage", "open_source", "read_one", "reading", "readings", "record", "search",
-           "set_hidden", "sources", "stop_source", "visible_series"]
+           "delete_series", "may_manage", "open_source", "read_one", "reading", "readings", "record",
+           "require_writable", "search", "set_hidden", "sources", "stop_source", "visible_series"]

@@ -1,5 +1,9 @@
-"""``carnet worker``: delivers the outbox, runs the periodic notification job, and the blob garbage collector every
-``CARNET_BLOB_GC_INTERVAL_HOURS`` (:func:`collect_blobs`; 0 turns it off).
+"""``carnet worker``: delivers the outbox, runs the periodic jobs (:func:`run_jobs`), and the blob garbage collector
+every ``CARNET_BLOB_GC_INTERVAL_HOURS`` (:func:`collect_blobs`; 0 turns it off).
+
+Each periodic job runs on its own: one that raises is logged (``worker.job.error``: its name and the exception's type,
+never its message, which could carry data), named in the pass's :class:`Report` (``jobs_failed``), and the other
+jobs and the delivery still run; the next pass runs it again.
 
 Delivery is at most once: a message is claimed (``pending`` → ``sending``, with a lease) and that claim is committed
 *before* the message is handed to its channel; the outcome is recorded afterwards (``sent``; back to ``pending`` with
@@ -18,7 +22,8 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -38,7 +43,7 @@ LEASE = dt.timedelta(minutes=5)  # a message "sending" for longer than this beco
 BACKOFF = (dt.timedelta(minutes=1), dt.timedelta(minutes=5), dt.timedelta(minutes=30), dt.timedelta(hours=2),
            dt.timedelta(hours=12))  # after a transient failure; after the last, the message fails
 BATCH = 50
-JOBS_EVERY = dt.timedelta(minutes=1)  # how often the loop runs the periodic job
+JOBS_EVERY = dt.timedelta(minutes=1)  # how often the loop runs the periodic jobs
 WORKER_ACTOR = Actor(ActorKind.OPERATOR, id="carnet-worker")
 UNCERTAIN_ERROR = "interrupted while sending: delivery unknown, not resent"
 
@@ -62,6 +67,7 @@ class Report:
     failed: int = 0
     uncertain: int = 0
     announced: int = 0
+    jobs_failed: list[str] = field(default_factory=list)  # the periodic jobs that raised in this pass, by name
 
 
 def _now(services: Services) -> dt.datetime:
@@ -140,23 +146,44 @@ def deliver(services: Services, channels: Channels, msg: Claimed) -> str:
     return "sent"
 
 
-def run_jobs(services: Services) -> int:
-    """The periodic jobs: first the other services' (``services.periodic_jobs``, wired by :mod:`carnet.compose`:
-    access requests past their expiry are recorded as expired, claim lines leave the rolling window), then documents
-    awaiting their announcement are announced. Returns how many were announced."""
-    for job in services.periodic_jobs:
-        job(services)
+def announce(services: Services) -> int:
+    """Documents awaiting their announcement are announced (:func:`carnet.notify.rules.announce_due`); how many."""
     return run(services, WORKER_ACTOR, announce_due)
+
+
+def job_name(job: Callable[..., object]) -> str:
+    """A periodic job's name for the log and the report: its function's name (code, never data)."""
+    return str(getattr(job, "__name__", None) or type(job).__name__)
+
+
+def run_jobs(services: Services, report: Report | None = None) -> Report:
+    """The periodic jobs: first the other services' (``services.periodic_jobs``, wired by :mod:`carnet.compose`:
+    access requests past their expiry are recorded as expired, claim lines leave the rolling window...), then
+    documents awaiting their announcement are announced. Each runs on its own: one that raises is logged by its name
+    and the exception's type only, and listed in ``report.jobs_failed``; the others still run. Returns ``report``
+    (a new one if none is given) with ``announced`` set."""
+    report = report if report is not None else Report()
+    for job in [*services.periodic_jobs, announce]:
+        try:
+            result = job(services)
+        except Exception as exc:  # noqa: BLE001 - one job's failure must not stop the others, nor delivery
+            name = job_name(job)
+            report.jobs_failed.append(name)
+            logger.error("worker.job.error", status=f"job={name}", error_type=type(exc).__name__)
+            continue
+        if job is announce and isinstance(result, int):
+            report.announced = result
+    return report
 
 
 def run_once(services: Services, channels: Channels | None = None, *, jobs: bool = True,
              limit: int = BATCH) -> Report:
-    """One pass: expire leases, run the periodic job (if ``jobs``), then deliver everything due, batch by batch."""
+    """One pass: expire leases, run the periodic jobs (if ``jobs``), then deliver everything due, batch by batch."""
     channels = channels or channels_for(services.settings)
     report = Report()
     report.uncertain = mark_uncertain(services)
     if jobs:
-        report.announced = run_jobs(services)
+        run_jobs(services, report)
     while True:
         batch = claim(services, limit)
         for msg in batch:
@@ -181,7 +208,7 @@ def collect_blobs(services: Services) -> None:
 
 def loop(services: Services, interval: float = 1.0, stop: threading.Event | None = None,
          channels: Channels | None = None) -> None:
-    """Deliver until ``stop`` is set; the periodic job runs every :data:`JOBS_EVERY`. An error in one pass is
+    """Deliver until ``stop`` is set; the periodic jobs run every :data:`JOBS_EVERY`. An error in one pass is
     logged (its type only) and the loop goes on."""
     stop = stop or threading.Event()
     channels = channels or channels_for(services.settings)
@@ -201,9 +228,10 @@ def loop(services: Services, interval: float = 1.0, stop: threading.Event | None
             report = run_once(services, channels, jobs=due)
             if due:
                 last_jobs = now
-            if report.sent or report.failed or report.uncertain:
+            if report.sent or report.failed or report.uncertain or report.jobs_failed:
                 logger.info("outbox.pass", status=f"sent={report.sent} retried={report.retried} "
-                            f"failed={report.failed} uncertain={report.uncertain}")
+                            f"failed={report.failed} uncertain={report.uncertain} "
+                            f"jobs_failed={len(report.jobs_failed)}")
         except Exception as exc:  # noqa: BLE001 - a database hiccup must not stop delivery for good
             logger.error("outbox.error", error_type=type(exc).__name__)
         stop.wait(interval)

@@ -69,7 +69,7 @@ async def serve(ws: WebSocket, services: Services, key: uuid.UUID, cid: uuid.UUI
     await ws.send_json({"type": "joined", "side": side, "peer": joined.peer_present, "shown": joined.visit.shown,
                         "ice": teleconsult.ice_servers(services.settings, conn_id, services.clock())})
 
-    waker = teleconsult.wakeups(services.settings.effective_database_url)
+    waker = teleconsult.wakeups(services.engine)
     woken = asyncio.Event()
     if waker is not None:
         waker.register(str(cid), woken)

@@ -29,7 +29,7 @@ from carnet.prescribing.dispensing import (
     scan_code,
     send_to_pharmacy,
 )
-from carnet.prescribing.numbers import format_number, normalise, qr_svg, read_scan
+from carnet.prescribing.numbers import format_number, normalise, read_scan
 from carnet.prescribing.resources import PERIOD_UNITS, Line
 from carnet.prescribing.signature import Verdict
 from carnet.prescribing.writing import Written, write
@@ -44,5 +44,5 @@ def verify_pdf(settings: Settings, pdf: bytes) -> Verdict:
 
 __all__ = ["NOT_FOUND", "PERIOD_UNITS", "DispenseView", "Line", "LineView", "Pharmacy", "PrescriptionView",
            "Presentation", "Sent", "Verdict", "Written", "check_rate", "dispense", "dispense_resources", "find",
-           "for_dossier", "format_number", "normalise", "pharmacies", "pharmacy_inbox", "qr_svg", "read_scan",
+           "for_dossier", "format_number", "normalise", "pharmacies", "pharmacy_inbox", "read_scan",
            "scan_code", "send_to_pharmacy", "verify_pdf", "write"]

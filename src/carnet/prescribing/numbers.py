@@ -70,11 +70,3 @@ def read_scan(text: str) -> tuple[str, str] | None:
     if found is None or not secret or len(secret) > 64:
         return None
     return found, secret
-
-
-def qr_svg(text: str) -> str:
-    """The 2D code as an inline SVG for a page (segno, error correction M; presentation attributes only)."""
-    import segno
-
-    code = segno.make(text, error="m", micro=False, boost_error=False)
-    return str(code.svg_inline(scale=4, border=4, svgclass="qr", lineclass=None, omitsize=True))

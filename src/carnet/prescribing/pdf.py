@@ -1,7 +1,7 @@
 """The prescription as a one-page A4 PDF (reportlab, as the emergency card and the summary PDFs), then signed
 (:mod:`carnet.prescribing.signature`): the prescriber (name, profession, RPPS and national id, organisation), the
 patient (names, birth date, INS), the date, the lines, the renewals and the validity, and the number as text and as
-a QR code (segno, already Carnet's QR library: pure Python, pinned; error correction M), which carries
+a QR code (:func:`carnet.qr.qr_code`: segno, error correction M), which carries
 ``CARNET-RX:<number>:<secret>`` (:mod:`carnet.prescribing.numbers`)."""
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import datetime as dt
 import io
 from dataclasses import dataclass
 
-import segno
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
 from reportlab.pdfgen.canvas import Canvas
 
 from carnet.prescribing.numbers import format_number
 from carnet.prescribing.resources import PERIOD_UNITS, Line
+from carnet.qr import qr_code
 from carnet.text import winansi
 
 
@@ -85,7 +85,7 @@ def render(sheet: Sheet) -> bytes:
             c.drawString(left, y, winansi(text))
             y -= 4.5 * mm
     side = 38 * mm
-    code = segno.make(sheet.scan, error="m", micro=False, boost_error=False)
+    code = qr_code(sheet.scan)
     rows = list(code.matrix_iter(scale=1, border=2))
     cell = side / len(rows)
     x0, y0 = width - 18 * mm - side, top + 4 * mm

@@ -7,11 +7,11 @@ format of the HL7 SMART Health Links specification (:mod:`.payload`). Every acti
 :func:`~carnet.access.policy.link_state` for openings) and audited in the dossier's chain in the same transaction.
 """
 
-from carnet.sharing.card import Card, card_pdf, card_png, emergency_card, qr_svg
+from carnet.sharing.card import Card, card_pdf, card_png, emergency_card
 from carnet.sharing.links import LinkSpec, LinkView, create, links, revoke, shareable_documents
 from carnet.sharing.opening import FHIR_JSON, Manifest, WrongPasscode, open_file, open_manifest
 from carnet.sharing.payload import Payload, PayloadError, decode, decrypt, encode, encrypt
 
 __all__ = ["FHIR_JSON", "Card", "LinkSpec", "LinkView", "Manifest", "Payload", "PayloadError", "WrongPasscode",
            "card_pdf", "card_png", "create", "decode", "decrypt", "emergency_card", "encode", "encrypt", "links",
-           "open_file", "open_manifest", "qr_svg", "revoke", "shareable_documents"]
+           "open_file", "open_manifest", "revoke", "shareable_documents"]

@@ -3,7 +3,8 @@ screen's 1080 × 1920), each with the patient's emergency essentials (allergies,
 group, advance directives, emergency contacts) and a QR code to the live emergency summary: the card's SMART Health
 Link (:func:`carnet.sharing.links.card_link`), which the patient revokes like any link.
 
-QR codes are drawn by segno (error correction level M, as the SMART Health Links specification recommends). Headings
+QR codes are drawn by :mod:`carnet.qr` (segno, error correction level M, as the SMART Health Links specification
+recommends). Headings
 are French and English, as a card shown to a doctor abroad needs; the patient's data is as written.
 """
 
@@ -15,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import reportlab
-import segno
 from PIL import Image, ImageDraw, ImageFont
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
@@ -25,6 +25,7 @@ from carnet.clinical.summary import SummaryView, summary_view
 from carnet.context import Context
 from carnet.dossier import contacts as contacts_service
 from carnet.dossier.contacts import Contact
+from carnet.qr import qr_code
 from carnet.sharing.links import LinkView, card_link
 from carnet.text import winansi
 
@@ -51,15 +52,6 @@ def emergency_card(ctx: Context, key: uuid.UUID, label: str) -> Card:
     read audited), and the card's live link (created on first use, audited ``share.create``)."""
     link = card_link(ctx, key, label)
     return Card(summary_view(ctx, key), contacts_service.list_contacts(ctx, key), link)
-
-
-def qr(text: str) -> segno.QRCode:
-    return segno.make(text, error="m", micro=False, boost_error=False)
-
-
-def qr_svg(text: str) -> str:
-    """An SVG QR code to put in a page (presentation attributes only: no style, fits a strict CSP)."""
-    return str(qr(text).svg_inline(scale=4, border=4, svgclass="qr", lineclass=None, omitsize=True))
 
 
 def _lines(card: Card) -> list[tuple[str, list[str]]]:
@@ -94,7 +86,7 @@ def card_pdf(card: Card) -> bytes:
     y -= 9 * mm
     c.setFont("Helvetica", 12)
     c.drawString(left, y, winansi(_identity(card)))
-    code = qr(card.link.shlink)
+    code = qr_code(card.link.shlink)
     side = 60 * mm
     rows = list(code.matrix_iter(scale=1, border=4))
     cell = side / len(rows)
@@ -166,7 +158,7 @@ def card_png(card: Card) -> bytes:
             draw.text((80, y), ("• " + line)[:52], font=small, fill="black")
             y += 42
         y += 14
-    matrix = [list(row) for row in qr(card.link.shlink).matrix_iter(scale=1, border=4)]
+    matrix = [list(row) for row in qr_code(card.link.shlink).matrix_iter(scale=1, border=4)]
     cell = qr_side // len(matrix)
     x0 = (PHONE[0] - cell * len(matrix)) // 2
     for r, row in enumerate(matrix):

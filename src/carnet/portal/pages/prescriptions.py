@@ -13,6 +13,7 @@ from carnet.context import Context
 from carnet.errors import FhirError
 from carnet.portal.i18n import N_
 from carnet.portal.web import Page, page
+from carnet.qr import qr_svg
 
 DONE = {"sent": N_("The prescription is sent: the pharmacy can prepare it."),
         "withdrawn": N_("The prescription is no longer sent to a pharmacy.")}
@@ -27,7 +28,7 @@ async def index(p: Page) -> Response:
         found = prescribing.for_dossier(ctx, key)
         qr = ""
         if shown and any(str(rx.prescription_id) == shown for rx in found):
-            qr = prescribing.qr_svg(prescribing.scan_code(ctx, key, uuid.UUID(shown)))
+            qr = qr_svg(prescribing.scan_code(ctx, key, uuid.UUID(shown)))
         return found, prescribing.pharmacies(ctx), qr
 
     found, pharmacies, qr = await p.run(work)

@@ -18,6 +18,7 @@ from carnet.errors import FhirError
 from carnet.ids import parse_id
 from carnet.portal.i18n import N_
 from carnet.portal.web import Page, page
+from carnet.qr import qr_svg
 
 DURATIONS = {"1": N_("1 day"), "7": N_("7 days"), "30": N_("30 days"), "365": N_("1 year")}
 STATES = {"live": N_("active link"), "revoked": N_("revoked link"), "expired": N_("expired link"),
@@ -42,7 +43,7 @@ async def _show(p: Page, *, error: str = "", status: int = 200, values: dict[str
     def work(ctx: Context) -> tuple[list[sharing.LinkView], list[tuple[str, str, str | None]], dict[str, str]]:
         found = sharing.links(ctx, key)
         docs = sharing.shareable_documents(ctx, key)
-        return found, docs, {str(v.link_id): sharing.qr_svg(v.shlink) for v in found if v.state == "live"}
+        return found, docs, {str(v.link_id): qr_svg(v.shlink) for v in found if v.state == "live"}
 
     found, docs, qrs = await p.run(work)
     done = str(p.request.query_params.get("done") or "")
