@@ -466,21 +466,37 @@ def _init_worker(db_url: str, var_dir: str, chunk_size: int, per_dossier: int, d
     import psycopg
 
     services = make_services(db_url, Path(var_dir), BASE_URL, pool_size=1)
+    # autocommit: each chunk's ``conn.transaction()`` is then a transaction of its own, committed at its end (on a
+    # connection already in a transaction it would only be a savepoint, and nothing would ever commit)
+    conn = psycopg.connect(plain_url(db_url), autocommit=True)
+    backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
     _worker.update(keyring=services.keyring, blob_root=Path(var_dir) / "blobs", chunk_size=chunk_size,
-                   per_dossier=per_dossier, doc_bytes=doc_bytes, conn=psycopg.connect(plain_url(db_url)))
+                   per_dossier=per_dossier, doc_bytes=doc_bytes, conn=conn, backend=backend)
     services.engine.dispose()
 
 
-def _fill_chunk(chunk: int) -> tuple[int, float, float]:
-    """Build, write and commit one chunk; (chunk, CPU seconds building it, seconds writing it)."""
+def _process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process of this machine has used: the filler's PostgreSQL backend."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _fill_chunk(chunk: int) -> tuple[int, float, float, float, float]:
+    """Build, write and commit one chunk; (chunk, seconds building it, seconds writing it, CPU seconds of this
+    process, CPU seconds of its PostgreSQL backend)."""
     w = _worker
+    cpu0, pg0 = time.process_time(), _process_cpu(w["backend"])
     t0 = time.perf_counter()
     rows, blobs = build_chunk(w["keyring"], w["blob_root"], chunk, w["chunk_size"], w["per_dossier"], w["doc_bytes"])
     t1 = time.perf_counter()
     write_blobs(w["blob_root"], blobs)
     with w["conn"].transaction():
         copy_rows(w["conn"], rows)
-    return chunk, t1 - t0, time.perf_counter() - t1
+    return (chunk, t1 - t0, time.perf_counter() - t1, time.process_time() - cpu0,
+            _process_cpu(w["backend"]) - pg0)
 
 
 def done_chunks(db_url: str, chunks: int, chunk_size: int) -> set[int]:
@@ -522,26 +538,37 @@ def fill(db_url: str, var_dir: Path, documents: int, per_dossier: int, doc_bytes
           f"{len(done)} already there, {len(todo)} to do, {processes} processes", flush=True)
     t0 = time.perf_counter()
     load0 = os.getloadavg()
-    build = write = 0.0
+    build = write = cpu = pg_cpu = 0.0
     n = 0
     if todo:
         with mp.get_context("spawn").Pool(processes, _init_worker,
                                           (db_url, str(var_dir), chunk_size, per_dossier, doc_bytes)) as pool:
-            for _, b, w in pool.imap_unordered(_fill_chunk, todo):
+            for _, b, w, c, g in pool.imap_unordered(_fill_chunk, todo):
                 n += 1
                 build += b
                 write += w
+                cpu += c
+                pg_cpu += g
                 if n % max(1, len(todo) // 20) == 0 or n == len(todo):
                     el = time.perf_counter() - t0
                     docs = n * chunk_size * per_dossier
                     print(f"  {n}/{len(todo)} chunks, {docs} documents in {el:.0f} s ({docs / el:.0f} documents/s), "
                           f"load {os.getloadavg()[0]:.1f}", flush=True)
     elapsed = time.perf_counter() - t0
+    missing = set(todo) - done_chunks(db_url, chunks, chunk_size)
+    if missing:
+        raise SystemExit(f"fill: {len(missing)} chunks were written but are not in the database")
     docs = len(todo) * chunk_size * per_dossier
     out = {"documents_added": docs, "dossiers_added": len(todo) * chunk_size, "seconds": round(elapsed, 1),
            "documents_per_s": round(docs / elapsed, 1) if docs else None, "processes": processes,
            "document_bytes": doc_bytes, "documents_per_dossier": per_dossier,
            "build_s": round(build, 1), "write_and_copy_s": round(write, 1),
+           # CPU per document, the figure the machine's other load disturbs least: the filler's processes (user +
+           # system, building, writing the blob files, sending the COPY data) and their PostgreSQL backends (COPY,
+           # index maintenance, commit); what 2 cores can fill at that cost when nothing else runs
+           "filler_cpu_ms_per_document": round(cpu / docs * 1000, 3) if docs else None,
+           "postgresql_cpu_ms_per_document": round(pg_cpu / docs * 1000, 3) if docs else None,
+           "documents_per_s_on_2_idle_cores": round(2 * docs / (cpu + pg_cpu)) if docs and cpu + pg_cpu else None,
            "load_average_1m": [load0[0], os.getloadavg()[0]]}
     print(f"fill: {json.dumps(out)}", flush=True)
     return out
