@@ -1,0 +1,151 @@
+"""The hot requests' plain SQL (:mod:`carnet.db.prepared`, issue 11) gives on PostgreSQL the rows, and the column
+names, of the Core statement it mirrors: the caller, the dossier with the caller's standing (each kind of caller,
+locked or not), the locator and the document of a retrieve, and the page of a search for every visibility the policy
+hands out (:mod:`tests.access.test_policy_sql`'s documents and visibilities). SQLite runs Core alone: nothing to
+compare there."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, String, cast, insert, update
+
+from carnet import context
+from carnet.access.actors import Actor, ActorKind
+from carnet.auth import web
+from carnet.context import Context, run
+from carnet.db import prepared
+from carnet.db.tables import access_grant, document, dossier, shared_link
+from carnet.documents import reading, stored
+from carnet.documents import service as documents
+from carnet.dossier.rights import add_representative
+from tests.access.test_policy_sql import (  # noqa: F401 - db: the module's fixture, used here too
+    NOW,
+    Loaded,
+    db,
+    decided_visibilities,
+    hand_made_visibilities,
+)
+from tests.conftest import World
+from tests.notify.conftest import PDF, docref, pro
+
+
+@pytest.fixture
+def pg_world(world: World) -> World:
+    if world.services.engine.dialect.name != "postgresql":
+        pytest.skip("the prepared statements are PostgreSQL's")
+    return world
+
+
+def same_rows(conn: Connection, core: Any, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Both statements' rows (as tuples, in order) and column names must agree; the rows, for more checks."""
+    result = conn.execute(core, params)
+    names, core_rows = list(result.keys()), [tuple(r) for r in result.all()]
+    raw = prepared.fetch_all(conn, sql, dict(params))
+    assert [tuple(r) for r in raw] == core_rows
+    if raw:
+        assert list(raw[0]._fields) == names
+    return core_rows
+
+
+def test_the_caller_is_read_alike(pg_world: World) -> None:
+    w = pg_world
+    with w.services.engine.begin() as conn:
+        for cid, nid in ((w.client_ids["professional"], w.pros["gp"]), (w.client_ids["professional"], ""),
+                         (w.client_ids["professional"], "899999999999"), (w.client_ids["patient_portal"], ""),
+                         ("no-such-client", w.pros["gp"])):
+            same_rows(conn, web._CALLER, web._CALLER_SQL, {"cid": cid, "nid": nid})  # noqa: SLF001
+        assert same_rows(conn, web._CALLER, web._CALLER_SQL, {"cid": w.client_ids["professional"],  # noqa: SLF001
+                                                              "nid": w.pros["gp"]})[0][2] == w.pros["gp"]
+
+
+def test_the_dossier_and_each_callers_standing_are_read_alike(pg_world: World) -> None:
+    w = pg_world
+    patient = Actor(ActorKind.PATIENT, id=w.ins)
+    rep = run(w.services, patient, lambda ctx: add_representative(ctx, w.dossier, "minor", "Parent", "Alex", "MTH"))
+    link = uuid.uuid4()
+    with w.services.engine.begin() as conn:
+        conn.execute(insert(shared_link).values(
+            dossier_key=w.dossier, link_id=link, kind="link", label="test", contents={"summary": True},
+            sealed=b"\0", wrapped_key=b"\0", key_id="k", expires_at=NOW, max_opens=3, opens=1,
+            created_at=NOW))
+        org = f"ORG{w.n}"
+        conn.execute(insert(access_grant), [  # the organisation's grant, and one revoked
+            {"dossier_key": w.dossier, "grant_id": uuid.uuid4(), "subject_kind": "organisation", "subject_id": org,
+             "relation": "authorized", "created_at": NOW, "created_by": "test"},
+            {"dossier_key": w.dossier, "grant_id": uuid.uuid4(), "subject_kind": "practitioner",
+             "subject_id": w.pros["stranger"], "relation": "authorized", "created_at": NOW, "created_by": "test",
+             "revoked_at": NOW}])
+    cases: list[tuple[Any, str, dict[str, Any]]] = [
+        (context._DOSSIER, context._DOSSIER_SQL, {}),  # noqa: SLF001
+        *((context._DOSSIER_FOR_PROFESSIONAL, context._DOSSIER_FOR_PROFESSIONAL_SQL,  # noqa: SLF001
+           {"subjects": subjects}) for subjects in (
+            [w.pros["gp"]], [w.pros["nurse"], org], [w.pros["blocked"]], [w.pros["stranger"], org], [org])),
+        *((context._DOSSIER_FOR_REPRESENTATIVE, context._DOSSIER_FOR_REPRESENTATIVE_SQL,  # noqa: SLF001
+           {"rep": r}) for r in (rep, uuid.uuid4())),
+        *((context._DOSSIER_FOR_LINK, context._DOSSIER_FOR_LINK_SQL, {"link": k})  # noqa: SLF001
+          for k in (link, uuid.uuid4(), None)),
+    ]
+    with w.services.engine.begin() as conn:
+        seen = []
+        for core, sql, params in cases:
+            for key in (w.dossier, uuid.uuid4()):
+                seen.append(same_rows(conn, core, sql, {**params, "k": key}))
+                same_rows(conn, core.with_for_update(of=dossier), sql + context._LOCK_SQL,  # noqa: SLF001
+                          {**params, "k": key})
+    assert all(rows for rows in seen[::2]) and not any(rows for rows in seen[1::2])  # the dossier; no such one
+    assert any(len(rows) > 1 for rows in seen)  # a professional with grants of their own and of their organisation
+
+
+def test_the_locator_and_the_document_of_a_retrieve_are_read_alike(pg_world: World) -> None:
+    w = pg_world
+    pub = run(w.services, pro(w), lambda ctx: documents.publish(
+        ctx, w.dossier, docref(), documents.Content(PDF, "application/pdf"), "ITI-105"))
+    with w.services.engine.begin() as conn:
+        for rid in (pub.document_id, uuid.uuid4()):
+            same_rows(conn, stored._LOCATE, stored._LOCATE_SQL, {"rid": rid})  # noqa: SLF001
+            for key in (w.dossier, uuid.uuid4()):
+                params = {"k": key, "d": rid}
+                same_rows(conn, stored._DOCUMENT, stored._DOCUMENT_SQL, params)  # noqa: SLF001
+                same_rows(conn, stored._DOCUMENT.with_for_update(), stored._DOCUMENT_SQL + " FOR UPDATE",  # noqa: SLF001
+                          params)
+        assert len(same_rows(conn, stored._DOCUMENT, stored._DOCUMENT_SQL,  # noqa: SLF001
+                             {"k": w.dossier, "d": pub.document_id})) == 1
+
+    def through_context(ctx: Context) -> Any:  # and the functions that run them, as a retrieve does
+        return stored.visible_document(ctx, str(pub.document_id), "ITI-68")[0]
+
+    row = run(w.services, pro(w), through_context)
+    assert (row.dossier_key, row.document_id, row.size) == (w.dossier, pub.document_id, len(PDF))
+    assert isinstance(row.wrapped_key, bytes) and row.sha256 and row.blob_key
+
+
+def test_a_search_page_is_the_same_for_every_visibility(db: Loaded) -> None:  # noqa: F811
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("the prepared statements are PostgreSQL's")
+    with db.engine.begin() as conn:  # each document's stored JSON names it, so that pages compare by document
+        conn.execute(update(document).values(resource=cast(document.c.document_id, String)))
+    visibilities = sorted(decided_visibilities() | set(hand_made_visibilities()), key=repr)
+    assert len(visibilities) > 100
+    some = 0
+    with db.engine.begin() as conn:
+        for vis in visibilities:
+            for desc, offset, count in ((True, 0, 1000), (False, 0, 1000), (True, 7, 25)):
+                q = reading.DocumentQuery(db.dossier_key, [], count, offset, sort_desc=desc)
+                core = reading.page(conn, NOW, q, vis, core=True)
+                assert reading.page(conn, NOW, q, vis) == core, vis
+                some += bool(core)
+            # and the documents it returns are those the policy allows (the page holds them all)
+            assert {uuid.UUID(r) for r in reading.page(conn, NOW, reading.DocumentQuery(db.dossier_key, [], 1000, 0),
+                                                       vis)} == db.allowed(vis)
+    assert some > 100
+    # the request's time is a parameter, not a constant: the same visibility at another time sees other documents
+    later = NOW + dt.timedelta(days=30)
+    patient_view = next(v for v in visibilities if v.hide_invisible_patient and not v.nothing and v.rights is None)
+    with db.engine.begin() as conn:
+        q = reading.DocumentQuery(db.dossier_key, [], 1000, 0)
+        assert reading.page(conn, later, q, patient_view) == reading.page(conn, later, q, patient_view, core=True)
+        assert len(reading.page(conn, later, q, patient_view)) > len(reading.page(conn, NOW, q, patient_view))
