@@ -2,26 +2,39 @@
 names, of the Core statement it mirrors: the caller, the dossier with the caller's standing (each kind of caller,
 locked or not), the locator and the document of a retrieve, and the page of a search for every visibility the policy
 hands out (:mod:`tests.access.test_policy_sql`'s documents and visibilities). SQLite runs Core alone: nothing to
-compare there."""
+compare there. And the publish's statements (the masterIdentifier taken, the document, its locators, tokens and
+submission set inserted, the notification links read) write and read alike."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, String, cast, insert, update
+from sqlalchemy import Connection, String, cast, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from carnet import context
 from carnet.access.actors import Actor, ActorKind
 from carnet.auth import web
 from carnet.context import Context, run
 from carnet.db import prepared
-from carnet.db.tables import access_grant, document, dossier, shared_link
-from carnet.documents import reading, stored
+from carnet.db.tables import (
+    access_grant,
+    document,
+    document_identifier,
+    document_token,
+    dossier,
+    resource_locator,
+    shared_link,
+    submission_set,
+)
+from carnet.documents import publishing, reading, stored, submission_sets
 from carnet.documents import service as documents
 from carnet.dossier.rights import add_representative
+from carnet.notify import outbox
 from tests.access.test_policy_sql import (  # noqa: F401 - db: the module's fixture, used here too
     NOW,
     Loaded,
@@ -30,7 +43,7 @@ from tests.access.test_policy_sql import (  # noqa: F401 - db: the module's fixt
     hand_made_visibilities,
 )
 from tests.conftest import World
-from tests.notify.conftest import PDF, docref, pro
+from tests.notify.conftest import PDF, add_account, docref, pro
 
 
 @pytest.fixture
@@ -149,3 +162,77 @@ def test_a_search_page_is_the_same_for_every_visibility(db: Loaded) -> None:  # 
         q = reading.DocumentQuery(db.dossier_key, [], 1000, 0)
         assert reading.page(conn, later, q, patient_view) == reading.page(conn, later, q, patient_view, core=True)
         assert len(reading.page(conn, later, q, patient_view)) > len(reading.page(conn, NOW, q, patient_view))
+
+
+def written_alike(conn: Connection, table: Any, core: Any, sql: str, rows: list[dict[str, Any]],
+                  raw_params: list[dict[str, Any]], key: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Insert ``rows[0]`` with Core and ``rows[1]`` with the SQL text (``raw_params``: its parameters, when they differ
+    from the row's); both, read back, must be the same but for the ``key`` columns that tell them apart."""
+    conn.execute(core, rows[0])
+    prepared.execute(conn, sql, raw_params[1] if raw_params else rows[1])
+    back = []
+    for row in rows:
+        found = conn.execute(select(table).where(*(table.c[k] == row[k] for k in key))).mappings().one()
+        back.append({k: v for k, v in found.items() if k not in key})
+    assert back[0] == back[1]
+    return back
+
+
+def test_a_publishs_inserts_write_alike(pg_world: World) -> None:
+    w = pg_world
+    pub = run(w.services, pro(w), lambda ctx: documents.publish(
+        ctx, w.dossier, docref(), documents.Content(PDF, "application/pdf"), "ITI-105"))
+    with w.services.engine.connect() as conn, conn.begin() as tx:
+        doc = dict(conn.execute(select(document).where(document.c.document_id == pub.document_id)).mappings().one())
+        a, b = uuid.uuid4(), uuid.uuid4()
+        rows = [{**doc, "document_id": a, "master_identifier": f"urn:uuid:{a}"},
+                {**doc, "document_id": b, "master_identifier": f"urn:uuid:{b}"}]
+        back = written_alike(conn, document, publishing._INSERT_DOCUMENT, publishing._INSERT_DOCUMENT_SQL,  # noqa: SLF001
+                             rows, [], ("document_id", "master_identifier"))
+        assert back[0]["wrapped_key"] == doc["wrapped_key"] and back[0]["date"] == doc["date"]
+
+        core_take = pg_insert(document_identifier).on_conflict_do_nothing().returning(
+            document_identifier.c.document_id)
+        for rid in (a, b):
+            ident = {"master_identifier": f"urn:uuid:{rid}", "dossier_key": w.dossier, "document_id": rid}
+            if rid == a:
+                assert conn.execute(core_take, ident).first() is not None
+            else:
+                assert prepared.fetch_one(conn, publishing._TAKE_IDENTIFIER_SQL, ident) is not None  # noqa: SLF001
+            assert conn.execute(core_take, ident).first() is None  # taken: no row, either way
+            assert prepared.fetch_one(conn, publishing._TAKE_IDENTIFIER_SQL, ident) is None  # noqa: SLF001
+
+        for n in (1, 2, 3):
+            ids = [uuid.uuid4() for _ in range(n)]
+            params: dict[str, Any] = {f"r{i}": r for i, r in enumerate(ids)}
+            prepared.execute(conn, publishing._insert_locators_sql(n), {**params, "k": w.dossier})  # noqa: SLF001
+            assert dict(conn.execute(select(resource_locator.c.resource_id, resource_locator.c.dossier_key).where(
+                resource_locator.c.resource_id.in_(ids))).all()) == dict.fromkeys(ids, w.dossier)
+        tokens = [("type", "http://loinc.org", "11488-4"), ("class", "urn:oid:1.2", "10"), ("event", "s", "c")]
+        for n, d in ((1, a), (3, b)):
+            params = {"k": w.dossier, "d": d}
+            for i, (p, s, c) in enumerate(tokens[:n]):
+                params[f"p{i}"], params[f"s{i}"], params[f"c{i}"] = p, s, c
+            prepared.execute(conn, publishing._insert_tokens_sql(n), params)  # noqa: SLF001
+            assert sorted(conn.execute(select(document_token.c.param, document_token.c.system, document_token.c.code)
+                                       .where(document_token.c.document_id == d)).all()) == sorted(tokens[:n])
+
+        served = {"resourceType": "List", "status": "current"}
+        sets = [{"dossier_key": w.dossier, "list_id": lid, "code": "submissionset", "status": "current",
+                 "source_id": "src", "designation_type": None, "identifiers": [f"urn:uuid:{a}", "é"],
+                 "date": NOW, "author_id": "x", "document_ids": [str(a), str(b)], "last_updated": NOW,
+                 "resource": json.dumps(served)} for lid in (uuid.uuid4(), uuid.uuid4())]
+        raw = {**sets[1], "identifiers": json.dumps(sets[1]["identifiers"], ensure_ascii=False),
+               "document_ids": json.dumps(sets[1]["document_ids"])}
+        back = written_alike(conn, submission_set, submission_sets._INSERT, submission_sets._INSERT_SQL,  # noqa: SLF001
+                             sets, [{}, raw], ("list_id",))
+        assert back[0]["identifiers"] == sets[0]["identifiers"]
+        tx.rollback()
+
+
+def test_a_dossiers_notification_links_are_read_alike(pg_world: World) -> None:
+    w = pg_world
+    add_account(w, email=f"prepared-{w.n}@example.org")
+    with w.services.engine.begin() as conn:
+        assert same_rows(conn, outbox._LINKS, outbox._LINKS_SQL, {"k": w.dossier})  # noqa: SLF001
+        assert same_rows(conn, outbox._LINKS, outbox._LINKS_SQL, {"k": uuid.uuid4()}) == []  # noqa: SLF001
