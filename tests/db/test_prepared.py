@@ -13,11 +13,12 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, String, cast, insert, select, update
+from sqlalchemy import Connection, String, and_, cast, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from carnet import context
 from carnet.access.actors import Actor, ActorKind
+from carnet.access.policy import Visibility
 from carnet.auth import web
 from carnet.context import Context, run
 from carnet.db import prepared
@@ -236,3 +237,25 @@ def test_a_dossiers_notification_links_are_read_alike(pg_world: World) -> None:
     with w.services.engine.begin() as conn:
         assert same_rows(conn, outbox._LINKS, outbox._LINKS_SQL, {"k": w.dossier})  # noqa: SLF001
         assert same_rows(conn, outbox._LINKS, outbox._LINKS_SQL, {"k": uuid.uuid4()}) == []  # noqa: SLF001
+
+
+def test_a_visibility_clause_that_computes_with_the_time_is_not_prepared(db: Loaded,  # noqa: F811
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Were the policy's clause to derive a value from the request's time (or the caller's id), the stand-ins would
+    be baked into the cached text: such a clause is found out when it is compiled, and runs through Core."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("the prepared statements are PostgreSQL's")
+    where = Visibility.where
+
+    def computing(self: Visibility, t: Any, now: dt.datetime) -> Any:
+        return and_(where(self, t, now), t.c.date <= now - dt.timedelta(days=1))
+
+    monkeypatch.setattr(Visibility, "where", computing)
+    monkeypatch.setattr(reading, "_PAGES", {})
+    vis = Visibility(nothing=False)
+    q = reading.DocumentQuery(db.dossier_key, [], 1000, 0)
+    with db.engine.begin() as conn:
+        for now in (NOW, NOW - dt.timedelta(days=40)):  # the documents are 30 days old: all of them, then none
+            assert reading.page(conn, now, q, vis) == reading.page(conn, now, q, vis, core=True)
+        assert reading.page(conn, NOW, q, vis) and not reading.page(conn, NOW - dt.timedelta(days=40), q, vis)
+    assert list(reading._PAGES.values()) == [None]  # noqa: SLF001 - found out, not prepared

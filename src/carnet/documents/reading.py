@@ -94,8 +94,10 @@ def page(conn: Connection, now: dt.datetime, q: DocumentQuery, visibility: Visib
     newest first unless asked otherwise. A search with no other condition than its dossier (the common ITI-67:
     ``patient`` and ``_count``) runs prepared on PostgreSQL, as :data:`_PAGE_SQL`; any other (or ``core``, for the
     tests that compare the two) as the Core statement here."""
-    if not q.conditions and not core and prepared.on_postgres(conn):
-        sql, template, nows, callers = _page_sql(conn, visibility, q.sort_desc)
+    prepared_page = _page_sql(conn, visibility, q.sort_desc) \
+        if not q.conditions and not core and prepared.on_postgres(conn) else None
+    if prepared_page is not None:
+        sql, template, nows, callers = prepared_page
         params = dict(template)
         now = now.astimezone(dt.UTC)
         for name in nows:
@@ -113,29 +115,39 @@ def page(conn: Connection, now: dt.datetime, q: DocumentQuery, visibility: Visib
 # :func:`page`'s Core statement as plain SQL. Its visibility clause is the policy's own (``Visibility.where``, the one
 # rule), compiled once per visibility and order with stand-ins for the request's time and the caller's id (the author
 # who always sees their own documents), which take their values at each request: the compiled text depends only on
-# the caller's profession and standing, so the cache stays small.
+# the caller's profession and standing, so the cache stays small. The clause is compiled twice, with two sets of
+# stand-ins: if anything but the stand-ins' own parameters differs (a clause that would compute with the time or the
+# id, say), the visibility is not prepared and :func:`page` runs Core.
 _PAGE_SQL = ("SELECT document.resource FROM document WHERE document.dossier_key = %(k)s AND ({visible}) "
              "ORDER BY document.date {order}, document.document_id {order} LIMIT %(n)s OFFSET %(o)s")
-_NOW = dt.datetime(1, 1, 2, tzinfo=dt.UTC)
-_CALLER = "carnet:the-caller"
-_PAGES: dict[tuple[Visibility, bool], tuple[str, dict[str, Any], tuple[str, ...], tuple[str, ...]]] = {}
+_STAND_INS = ((dt.datetime(1, 1, 2, tzinfo=dt.UTC), "carnet:the-caller"),
+              (dt.datetime(2, 3, 4, 5, 6, 7, tzinfo=dt.UTC), "carnet:another-caller"))
+PreparedPage = tuple[str, dict[str, Any], tuple[str, ...], tuple[str, ...]]
+_PAGES: dict[tuple[Visibility, bool], PreparedPage | None] = {}
+_UNKNOWN = object()
 
 
-def _page_sql(conn: Connection, visibility: Visibility, desc: bool
-              ) -> tuple[str, dict[str, Any], tuple[str, ...], tuple[str, ...]]:
-    key = (replace(visibility, author_id=None if visibility.author_id is None else _CALLER), desc)
-    found = _PAGES.get(key)
-    if found is None:
-        compiled = key[0].where(document, _NOW).compile(dialect=conn.dialect,
-                                                        compile_kwargs={"render_postcompile": True})
-        params = dict(compiled.params)
-        order = "DESC" if desc else "ASC"
-        found = (_PAGE_SQL.format(visible=compiled.string, order=order), params,
-                 tuple(n for n, v in params.items() if v == _NOW),
-                 tuple(n for n, v in params.items() if v == _CALLER))
-        if len(_PAGES) >= 256:  # never in practice: a few professions and standings
-            _PAGES.clear()
-        _PAGES[key] = found
+def _page_sql(conn: Connection, visibility: Visibility, desc: bool) -> PreparedPage | None:
+    key = (replace(visibility, author_id=None if visibility.author_id is None else _STAND_INS[0][1]), desc)
+    cached = _PAGES.get(key, _UNKNOWN)
+    if cached is not _UNKNOWN:
+        return cached  # type: ignore[return-value]
+    compiled = []
+    for now, caller in _STAND_INS:
+        c = replace(key[0], author_id=key[0].author_id and caller).where(document, now).compile(
+            dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+        compiled.append((c.string, dict(c.params)))
+    (text, params), (text2, params2) = compiled
+    nows = tuple(n for n, v in params.items() if v == _STAND_INS[0][0])
+    callers = tuple(n for n, v in params.items() if v == _STAND_INS[0][1])
+    same = text == text2 and params.keys() == params2.keys() and all(
+        params2[n] == (_STAND_INS[1][0] if n in nows else _STAND_INS[1][1] if n in callers else v)
+        for n, v in params.items())
+    found = (_PAGE_SQL.format(visible=text, order="DESC" if desc else "ASC"), params, nows, callers) if same \
+        else None
+    if len(_PAGES) >= 256:  # never in practice: a few professions and standings
+        _PAGES.clear()
+    _PAGES[key] = found
     return found
 
 
