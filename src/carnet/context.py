@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import Connection, Engine, Row, and_, bindparam, select
+from sqlalchemy import Connection, Engine, and_, bindparam, select
 
 from carnet.access.actors import Actor, ActorKind
 from carnet.access.matrix import Matrix, load_matrix
@@ -34,6 +34,7 @@ from carnet.access.policy import Decision, DossierFacts, LinkFacts, Standing, de
 from carnet.audit import log as audit_log
 from carnet.blobs import BlobStore, BlobStoreError, BlobStoreUnavailable, KeyRing, blobstore_from_url
 from carnet.config import Settings
+from carnet.db import prepared
 from carnet.db.tables import access_grant, dossier, representative, shared_link
 from carnet.errors import FhirError
 from carnet.events import Audited, Subscribers
@@ -107,6 +108,29 @@ _DOSSIER_FOR_LINK = (
         shared_link.c.dossier_key == dossier.c.dossier_key, shared_link.c.link_id == bindparam("link"))))
     .where(dossier.c.dossier_key == bindparam("k")))
 
+# The same four as plain SQL, run prepared on PostgreSQL (carnet.db.prepared; tests/db/test_prepared.py checks that
+# each gives its Core statement's rows); ``lock`` adds :data:`_LOCK_SQL`.
+_D = ", ".join(f"dossier.{c.name}" for c in dossier.c)
+_DOSSIER_SQL = f"SELECT {_D} FROM dossier WHERE dossier.dossier_key = %(k)s"  # noqa: S608 - the table's names
+_DOSSIER_FOR_PROFESSIONAL_SQL = (
+    f"SELECT {_D}, access_grant.subject_kind, access_grant.relation, access_grant.sees_hidden "  # noqa: S608
+    "FROM dossier LEFT OUTER JOIN access_grant ON access_grant.dossier_key = dossier.dossier_key "
+    "AND access_grant.subject_id = ANY(%(subjects)s) AND access_grant.revoked_at IS NULL "
+    "WHERE dossier.dossier_key = %(k)s")
+_DOSSIER_FOR_REPRESENTATIVE_SQL = (
+    f"SELECT {_D}, representative.kind AS rep_kind "  # noqa: S608
+    "FROM dossier LEFT OUTER JOIN representative ON representative.dossier_key = dossier.dossier_key "
+    "AND representative.representative_id = %(rep)s AND representative.ended_at IS NULL "
+    "WHERE dossier.dossier_key = %(k)s")
+_DOSSIER_FOR_LINK_SQL = (
+    f"SELECT {_D}, shared_link.revoked_at AS link_revoked_at, "  # noqa: S608
+    "shared_link.expires_at AS link_expires_at, shared_link.opens AS link_opens, "
+    "shared_link.max_opens AS link_max_opens, shared_link.passcode_failures AS link_passcode_failures "
+    "FROM dossier LEFT OUTER JOIN shared_link ON shared_link.dossier_key = dossier.dossier_key "
+    "AND shared_link.link_id = %(link)s "
+    "WHERE dossier.dossier_key = %(k)s")
+_LOCK_SQL = " FOR UPDATE OF dossier"
+
 
 @dataclass
 class Refusal:
@@ -165,7 +189,7 @@ class Context:
 
     # --- the one way to a dossier -----------------------------------------------------------------------------
     def dossier(self, dossier_key: uuid.UUID, *, lock: bool = False,
-                presented_prescription: bool = False) -> tuple[Row[Any], Decision]:
+                presented_prescription: bool = False) -> tuple[Any, Decision]:
         """Load a dossier and the policy's decision for the caller, in one query (the dossier joined with the
         caller's grants or representative record, on the dossier key). Raises 404 if there is no such dossier.
         ``presented_prescription``: the caller presented one of its prescriptions (:mod:`carnet.prescribing` checked
@@ -174,23 +198,25 @@ class Context:
         params: dict[str, Any]
         rep_id = _uuid_or_none(a.id) if a.kind is ActorKind.REPRESENTATIVE else None
         if a.kind is ActorKind.PROFESSIONAL and a.id:
-            q, params = _DOSSIER_FOR_PROFESSIONAL, {"subjects": [a.id] + ([a.organisation_id] if a.organisation_id
-                                                                            else [])}
+            q, sql = _DOSSIER_FOR_PROFESSIONAL, _DOSSIER_FOR_PROFESSIONAL_SQL
+            params = {"subjects": [a.id] + ([a.organisation_id] if a.organisation_id else [])}
         elif rep_id is not None:
-            q, params = _DOSSIER_FOR_REPRESENTATIVE, {"rep": rep_id}
+            q, sql, params = _DOSSIER_FOR_REPRESENTATIVE, _DOSSIER_FOR_REPRESENTATIVE_SQL, {"rep": rep_id}
         elif a.kind is ActorKind.LINK_RECIPIENT:
-            q, params = _DOSSIER_FOR_LINK, {"link": _uuid_or_none(a.id)}
+            q, sql, params = _DOSSIER_FOR_LINK, _DOSSIER_FOR_LINK_SQL, {"link": _uuid_or_none(a.id)}
         else:
-            q, params = _DOSSIER, {}
-        if lock:
-            q = q.with_for_update(of=dossier)
+            q, sql, params = _DOSSIER, _DOSSIER_SQL, {}
         params["k"] = dossier_key
-        rows = self.conn.execute(q, params).all()
+        rows: list[Any]
+        if prepared.on_postgres(self.conn):  # the same query, prepared (carnet.db.prepared)
+            rows = prepared.fetch_all(self.conn, sql + _LOCK_SQL if lock else sql, params)
+        else:
+            rows = list(self.conn.execute(q.with_for_update(of=dossier) if lock else q, params).all())
         if not rows:
             raise FhirError(404, "not-found", "Patient not found")
-        return rows[0], self._decide(rows[0], list(rows), presented_prescription)
+        return rows[0], self._decide(rows[0], rows, presented_prescription)
 
-    def _decide(self, row: Row[Any], rows: list[Any], presented_prescription: bool = False) -> Decision:
+    def _decide(self, row: Any, rows: list[Any], presented_prescription: bool = False) -> Decision:
         facts = DossierFacts(dossier_key=row.dossier_key, status=row.status, birth_date=row.birth_date,
                              objects_break_glass=row.objects_break_glass, objects_regulation=row.objects_regulation,
                              requires_code=bool(row.requires_code))
@@ -199,7 +225,7 @@ class Context:
             standing = replace(standing, presented_prescription=True)
         return decide(self.actor, facts, standing, self.now.date(), self.services.matrix, self.settings.majority_age)
 
-    def standing(self, row: Row[Any], rows: list[Any]) -> Standing:
+    def standing(self, row: Any, rows: list[Any]) -> Standing:
         """The caller's standing, from the rows :meth:`dossier` joined (grants, or the representative record)."""
         a = self.actor
         if a.kind is ActorKind.PATIENT:

@@ -99,7 +99,7 @@ def test_the_guard_sees_a_join_across_groups() -> None:
               "INSERT INTO audit (dossier_key, seq) SELECT :k, h.seq FROM h "
               "RETURNING (SELECT count(*) FROM s) AS added")
     assert _returning_reads_a_cte(before)
-    assert not _returning_reads_a_cte(log._APPEND_MARK_PG.text)  # noqa: SLF001 - the statement itself
+    assert not _returning_reads_a_cte(log._APPEND_MARK_PG)  # noqa: SLF001 - the statement itself
     assert not _returning_reads_a_cte("INSERT INTO audit_chain (dossier_key) VALUES (:k) RETURNING seq")
 
 

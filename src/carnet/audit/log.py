@@ -18,11 +18,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, text, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from carnet.access.actors import Actor
+from carnet.db import prepared
 from carnet.db.tables import audit, audit_chain, professional_seen
 from carnet.ids import SYSTEM_CHAIN, new_id, system_chain_for
 
@@ -83,45 +84,48 @@ _MOVE_HEAD = (update(audit_chain).where(audit_chain.c.dossier_key == bindparam("
 # On PostgreSQL the whole append is one statement: move the head (the row lock serialises writers on a dossier; the
 # SET expressions see the old values) and insert the record with the same hash as :func:`link`. Every function in the
 # UPDATE is IMMUTABLE (Citus refuses a STABLE one such as convert_to next to column references): the hashed text is
-# ASCII (hex digests and digits), so its cast to bytea gives exactly its UTF-8 bytes.
-_APPEND_PG = text("""
+# ASCII (hex digests and digits), so its cast to bytea gives exactly its UTF-8 bytes. Plain SQL (psycopg's ``%(name)s``
+# parameters), run prepared through the request's own connection (carnet.db.prepared): the append is on every request.
+_APPEND_PG = """
 WITH h AS (
   UPDATE audit_chain SET prev = head, seq = seq + 1,
-         head = encode(sha256(CAST(head || ':' || CAST(seq + 1 AS text) || ':' || :body AS bytea)), 'hex')
-  WHERE dossier_key = :dossier_key
+         head = encode(sha256(CAST(head || ':' || CAST(seq + 1 AS text) || ':' || %(body)s AS bytea)), 'hex')
+  WHERE dossier_key = %(dossier_key)s
   RETURNING seq, prev, head)
 INSERT INTO audit (dossier_key, seq, event_id, recorded, action, event, outcome, actor_kind, actor_id, actor_name,
                    organisation_id, client_id, mode, reason, entity_type, entity_id, detail, prev_hash, hash)
-SELECT :dossier_key, h.seq, :event_id, :recorded, :action, :event, :outcome, :actor_kind, :actor_id, :actor_name,
-       :organisation_id, :client_id, :mode, :reason, :entity_type, :entity_id, CAST(:detail AS jsonb), h.prev, h.head
+SELECT %(dossier_key)s, h.seq, %(event_id)s, %(recorded)s, %(action)s, %(event)s, %(outcome)s, %(actor_kind)s,
+       %(actor_id)s, %(actor_name)s, %(organisation_id)s, %(client_id)s, %(mode)s, %(reason)s, %(entity_type)s,
+       %(entity_id)s, CAST(%(detail)s AS jsonb), h.prev, h.head
 FROM h
-""")
+"""
 # The same append, which also records a first access (``professional_seen``, keyed by the dossier like the chain: one
 # shard on Citus) in the same statement, so that a professional's read costs no extra round trip. The final SELECT
 # says whether the record was appended (no chain head yet: 0) and whether the marker was new (ON CONFLICT DO NOTHING
 # returns no row for one that was there). Every modification is a CTE and the statement a plain SELECT of their
 # counts: Citus moves the CTEs of an ``INSERT … SELECT`` into its SELECT, so a ``RETURNING (SELECT … FROM s)`` on the
 # INSERT would name a CTE the shard never sees ("relation s does not exist", found on Citus 13.2.2: docs/SCALE.md).
-_APPEND_MARK_PG = text("""
+_APPEND_MARK_PG = """
 WITH h AS (
   UPDATE audit_chain SET prev = head, seq = seq + 1,
-         head = encode(sha256(CAST(head || ':' || CAST(seq + 1 AS text) || ':' || :body AS bytea)), 'hex')
-  WHERE dossier_key = :dossier_key
+         head = encode(sha256(CAST(head || ':' || CAST(seq + 1 AS text) || ':' || %(body)s AS bytea)), 'hex')
+  WHERE dossier_key = %(dossier_key)s
   RETURNING seq, prev, head),
 s AS (
   INSERT INTO professional_seen (dossier_key, subject_id, first_at)
-  SELECT :dossier_key, :mark, :recorded FROM h
+  SELECT %(dossier_key)s, %(mark)s, %(recorded)s FROM h
   ON CONFLICT DO NOTHING
   RETURNING 1 AS added),
 a AS (
   INSERT INTO audit (dossier_key, seq, event_id, recorded, action, event, outcome, actor_kind, actor_id, actor_name,
                      organisation_id, client_id, mode, reason, entity_type, entity_id, detail, prev_hash, hash)
-  SELECT :dossier_key, h.seq, :event_id, :recorded, :action, :event, :outcome, :actor_kind, :actor_id, :actor_name,
-         :organisation_id, :client_id, :mode, :reason, :entity_type, :entity_id, CAST(:detail AS jsonb), h.prev, h.head
+  SELECT %(dossier_key)s, h.seq, %(event_id)s, %(recorded)s, %(action)s, %(event)s, %(outcome)s, %(actor_kind)s,
+         %(actor_id)s, %(actor_name)s, %(organisation_id)s, %(client_id)s, %(mode)s, %(reason)s, %(entity_type)s,
+         %(entity_id)s, CAST(%(detail)s AS jsonb), h.prev, h.head
   FROM h
   RETURNING 1 AS appended)
 SELECT (SELECT count(*) FROM a) AS appended, (SELECT count(*) FROM s) AS added
-""")
+"""
 _MARK = (sqlite_insert(professional_seen)
          .values(dossier_key=bindparam("k"), subject_id=bindparam("s"), first_at=bindparam("t"))
          .on_conflict_do_nothing().returning(professional_seen.c.first_at))
@@ -175,15 +179,15 @@ def _append(conn: Connection, *, dossier_key: uuid.UUID, actor: Actor, action: s
         params = {**row, "body": body, "detail": json.dumps(row["detail"], ensure_ascii=False)}
         if mark is not None:
             params["mark"] = mark
-            appended = conn.execute(_APPEND_MARK_PG, params).one()
-            if not appended.appended:  # first record of this chain: create its head, then append
+            appended = prepared.fetch_one(conn, _APPEND_MARK_PG, params)
+            if appended is None or not appended.appended:  # first record of this chain: create its head, append
                 _lock_head(conn, dossier_key)
-                appended = conn.execute(_APPEND_MARK_PG, params).one()
-            return row["event_id"], bool(appended.added)
-        if conn.execute(_APPEND_PG, params).rowcount == 1:
+                appended = prepared.fetch_one(conn, _APPEND_MARK_PG, params)
+            return row["event_id"], appended is not None and bool(appended.added)
+        if prepared.execute(conn, _APPEND_PG, params) == 1:
             return row["event_id"], False
         _lock_head(conn, dossier_key)  # first record of this chain: create its head, then append
-        conn.execute(_APPEND_PG, params)
+        prepared.execute(conn, _APPEND_PG, params)
         return row["event_id"], False
     seq, prev = _lock_head(conn, dossier_key)
     row["seq"] = seq + 1

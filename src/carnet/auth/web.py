@@ -26,6 +26,7 @@ from carnet.auth.errors import TokenError
 from carnet.auth.keys import ServerKey
 from carnet.auth.scopes import negotiate_scopes
 from carnet.context import Services
+from carnet.db import prepared
 from carnet.db.tables import client, practitioner, token_jti
 from carnet.errors import FhirError
 
@@ -188,6 +189,12 @@ _CALLER = (select(client.c.kind, client.c.enabled, _p.c.national_id, _p.c.given,
                   _p.c.organisation_id, _p.c.is_regulator, _p.c.enabled.label("pro_enabled"))
            .select_from(client.outerjoin(_p, _p.c.national_id == bindparam("nid")))
            .where(client.c.client_id == bindparam("cid")))
+# The same, as plain SQL run prepared on PostgreSQL (carnet.db.prepared; tests/db/test_prepared.py compares them).
+_CALLER_SQL = ("SELECT client.kind, client.enabled, practitioner.national_id, practitioner.given, practitioner.family, "
+               "practitioner.profession, practitioner.organisation_id, practitioner.is_regulator, "
+               "practitioner.enabled AS pro_enabled "
+               "FROM client LEFT OUTER JOIN practitioner ON practitioner.national_id = %(nid)s "
+               "WHERE client.client_id = %(cid)s")
 
 
 def resolve_actor(conn: Connection, who: AssertionClaims, acting_link: smart.ActingLinkReader) -> Actor:
@@ -195,7 +202,9 @@ def resolve_actor(conn: Connection, who: AssertionClaims, acting_link: smart.Act
     disabled client or professional stops working at once (both are checked on every request). A patient app's
     grant is checked too: ``acting_link`` (:data:`carnet.auth.smart.ActingLinkReader`) says whether its account still
     acts on the dossier."""
-    row = conn.execute(_CALLER, {"cid": who.client_id, "nid": who.professional_id or ""}).first()
+    params = {"cid": who.client_id, "nid": who.professional_id or ""}
+    row = prepared.fetch_one(conn, _CALLER_SQL, params) if prepared.on_postgres(conn) else \
+        conn.execute(_CALLER, params).first()
     if row is None or not row.enabled:
         raise FhirError(401, "login", "This client is disabled",
                         headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import json
 import uuid
@@ -14,12 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from carnet.access.policy import Decision
 from carnet.blobs import seal_stream
 from carnet.context import Context
+from carnet.db import prepared
 from carnet.db.tables import document, document_identifier, document_token, resource_locator
 from carnet.documents import cda, content_types, fhir_content
 from carnet.documents.lifecycle import supersede
@@ -30,10 +31,61 @@ from carnet.ids import new_id
 
 # Hot statements built once (a statement built per call costs SQLAlchemy its construction and cache key each time).
 _INSERT_DOCUMENT = insert(document)
-_TAKE_IDENTIFIER_PG = pg_insert(document_identifier).on_conflict_do_nothing().returning(
-    document_identifier.c.document_id)
 _TAKE_IDENTIFIER = sqlite_insert(document_identifier).on_conflict_do_nothing().returning(
     document_identifier.c.document_id)
+# The same on PostgreSQL as plain SQL run prepared (carnet.db.prepared; tests/db/test_prepared.py compares them), and
+# the locators and tokens of a document, one statement of n rows each (the text for each n made once).
+_TAKE_IDENTIFIER_SQL = ("INSERT INTO document_identifier (master_identifier, dossier_key, document_id) "
+                        "VALUES (%(master_identifier)s, %(dossier_key)s, %(document_id)s) "
+                        "ON CONFLICT DO NOTHING RETURNING document_identifier.document_id")
+DOCUMENT_COLUMNS = tuple(c.name for c in document.c)
+_INSERT_DOCUMENT_SQL = (f"INSERT INTO document ({', '.join(DOCUMENT_COLUMNS)}) "  # noqa: S608 - the table's names
+                        f"VALUES ({', '.join(f'%({c})s' for c in DOCUMENT_COLUMNS)})")
+
+
+@functools.cache
+def _insert_locators_sql(n: int) -> str:
+    return "INSERT INTO resource_locator (resource_id, dossier_key) VALUES " + ", ".join(  # noqa: S608 - n
+        f"(%(r{i})s, %(k)s)" for i in range(n))
+
+
+@functools.cache
+def _insert_tokens_sql(n: int) -> str:
+    return "INSERT INTO document_token (dossier_key, document_id, param, system, code) VALUES " + ", ".join(  # noqa: S608
+        f"(%(k)s, %(d)s, %(p{i})s, %(s{i})s, %(c{i})s)" for i in range(n))
+
+
+def insert_document(ctx: Context, row: dict[str, Any]) -> None:
+    """Insert the ``document`` row ``row`` (every column of the table)."""
+    if prepared.on_postgres(ctx.conn):
+        prepared.execute(ctx.conn, _INSERT_DOCUMENT_SQL, row)
+    else:
+        ctx.conn.execute(_INSERT_DOCUMENT, row)
+
+
+def insert_locators(ctx: Context, dossier_key: uuid.UUID, resource_ids: tuple[uuid.UUID, ...]) -> None:
+    """Enter the resource ids in ``resource_locator``, each of them in ``dossier_key``: one statement."""
+    if prepared.on_postgres(ctx.conn) and len(resource_ids) <= 8:
+        params: dict[str, Any] = {f"r{i}": rid for i, rid in enumerate(resource_ids)}
+        params["k"] = dossier_key
+        prepared.execute(ctx.conn, _insert_locators_sql(len(resource_ids)), params)
+        return
+    ctx.conn.execute(insert(resource_locator).values(
+        [{"resource_id": rid, "dossier_key": dossier_key} for rid in resource_ids]))
+
+
+def insert_tokens(ctx: Context, dossier_key: uuid.UUID, document_id: uuid.UUID,
+                  tokens: list[tuple[str, str, str]]) -> None:
+    """A document's search tokens (param, system, code), in one statement."""
+    if prepared.on_postgres(ctx.conn) and len(tokens) <= 16:
+        params: dict[str, Any] = {"k": dossier_key, "d": document_id}
+        for i, (p, s, c) in enumerate(tokens):
+            params[f"p{i}"], params[f"s{i}"], params[f"c{i}"] = p, s, c
+        prepared.execute(ctx.conn, _insert_tokens_sql(len(tokens)), params)
+        return
+    ctx.conn.execute(insert(document_token).values([
+        {"dossier_key": dossier_key, "document_id": document_id, "param": p, "system": s, "code": c}
+        for p, s, c in tokens]))
 
 
 @dataclass
@@ -80,9 +132,11 @@ def publish(ctx: Context, dossier_key: uuid.UUID, resource: dict[str, Any], cont
     document_id = new_id()
     # The masterIdentifier taken in one statement (unique across every dossier): none returned, it was already taken
     # (by a committed document, or one being published concurrently, whose commit this waits for).
-    taken = ctx.conn.execute(_TAKE_IDENTIFIER_PG if ctx.conn.dialect.name == "postgresql" else _TAKE_IDENTIFIER,
-                             {"master_identifier": meta.master_identifier, "dossier_key": dossier_key,
-                              "document_id": document_id}).first() is None
+    identifier = {"master_identifier": meta.master_identifier, "dossier_key": dossier_key, "document_id": document_id}
+    if prepared.on_postgres(ctx.conn):
+        taken = prepared.fetch_one(ctx.conn, _TAKE_IDENTIFIER_SQL, identifier) is None
+    else:
+        taken = ctx.conn.execute(_TAKE_IDENTIFIER, identifier).first() is None
     if taken:
         raise conflict("A document with this masterIdentifier already exists", "DocumentReference.masterIdentifier")
 
@@ -107,7 +161,7 @@ def publish(ctx: Context, dossier_key: uuid.UUID, resource: dict[str, Any], cont
                         ensure_ascii=False, separators=(",", ":"))
     invisible_until = now + dt.timedelta(days=ctx.settings.invisible_patient_days) if meta.invisible_patient \
         else None
-    ctx.conn.execute(_INSERT_DOCUMENT, dict(
+    insert_document(ctx, dict(
         dossier_key=dossier_key, document_id=document_id, master_identifier=meta.master_identifier,
         status=meta.status, class_code=meta.class_code, type_system=meta.type_system, type_code=meta.type_code,
         author_id=author, author_given=author_given, author_family=author_family, masked=meta.masked,
@@ -118,12 +172,9 @@ def publish(ctx: Context, dossier_key: uuid.UUID, resource: dict[str, Any], cont
         size=len(content.data), sha256=sha256, title=meta.title, blob_key=blob_key,
         wrapped_key=sealed.wrapped_key, key_id=sealed.key_id, submission_set_id=submission_set_id, version=1,
         last_updated=now, resource=served))
-    ctx.conn.execute(insert(resource_locator).values(
-        [{"resource_id": rid, "dossier_key": dossier_key} for rid in (document_id, *locate)]))
+    insert_locators(ctx, dossier_key, (document_id, *locate))
     if meta.tokens:  # one statement of several rows
-        ctx.conn.execute(insert(document_token).values([
-            {"dossier_key": dossier_key, "document_id": document_id, "param": p, "system": s, "code": c}
-            for p, s, c in sorted(meta.tokens)]))
+        insert_tokens(ctx, dossier_key, document_id, sorted(meta.tokens))
     # the subscribers (notifications) learn the document's visibility here rather than reading it back
     ctx.audit(dossier_key, "C", event, entity_type="DocumentReference", entity_id=str(document_id),
               detail={"class": meta.class_code, "type": meta.type_code, "size": len(content.data)},

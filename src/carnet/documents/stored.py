@@ -17,6 +17,7 @@ from carnet.access.policy import Decision, DocFacts
 from carnet.blobs import IntegrityError, open_any
 from carnet.blobs.stream import DEFAULT_SEGMENT_SIZE
 from carnet.context import Context, Services
+from carnet.db import prepared
 from carnet.db.tables import document, resource_locator
 from carnet.errors import FhirError, not_found
 
@@ -43,6 +44,11 @@ logger = structlog.get_logger("carnet")
 
 _LOCATE = select(resource_locator.c.dossier_key).where(resource_locator.c.resource_id == bindparam("rid"))
 _DOCUMENT = select(document).where(document.c.dossier_key == bindparam("k"), document.c.document_id == bindparam("d"))
+# The same two as plain SQL, run prepared on PostgreSQL (carnet.db.prepared; tests/db/test_prepared.py compares them).
+_LOCATE_SQL = "SELECT dossier_key FROM resource_locator WHERE resource_id = %(rid)s"
+_DOCUMENT_COLUMNS = ", ".join(f"document.{c.name}" for c in document.c)
+_DOCUMENT_SQL = (f"SELECT {_DOCUMENT_COLUMNS} FROM document "  # noqa: S608 - the table's own column names
+                 "WHERE document.dossier_key = %(k)s AND document.document_id = %(d)s")
 
 
 def dossier_of(ctx: Context, resource_id: str) -> uuid.UUID:
@@ -51,7 +57,11 @@ def dossier_of(ctx: Context, resource_id: str) -> uuid.UUID:
         rid = uuid.UUID(resource_id)
     except ValueError:
         raise not_found() from None
-    key = ctx.conn.execute(_LOCATE, {"rid": rid}).scalar()
+    if prepared.on_postgres(ctx.conn):
+        found = prepared.fetch_one(ctx.conn, _LOCATE_SQL, {"rid": rid})
+        key = found[0] if found is not None else None
+    else:
+        key = ctx.conn.execute(_LOCATE, {"rid": rid}).scalar()
     if key is None:
         raise not_found()
     return key
@@ -63,8 +73,11 @@ def visible_document(ctx: Context, resource_id: str, event: str, action: str = "
     ``lock`` takes the row for update (a change follows)."""
     dossier_key = dossier_of(ctx, resource_id)
     _, decision = ctx.dossier(dossier_key)
-    query = _DOCUMENT.with_for_update() if lock else _DOCUMENT
-    row = ctx.conn.execute(query, {"k": dossier_key, "d": uuid.UUID(resource_id)}).first()
+    params = {"k": dossier_key, "d": uuid.UUID(resource_id)}
+    if prepared.on_postgres(ctx.conn):
+        row = prepared.fetch_one(ctx.conn, _DOCUMENT_SQL + " FOR UPDATE" if lock else _DOCUMENT_SQL, params)
+    else:
+        row = ctx.conn.execute(_DOCUMENT.with_for_update() if lock else _DOCUMENT, params).first()
     if row is None or not decision.read or not decision.visibility.allows(doc_facts(row), ctx.now):
         raise ctx.refuse(dossier_key, action, event, not_found(), entity_type="DocumentReference",
                          entity_id=resource_id)

@@ -14,11 +14,18 @@ from typing import Any
 from sqlalchemy import Text, cast, insert, or_
 
 from carnet.context import Context
+from carnet.db import prepared
 from carnet.db.tables import resource_locator, submission_set
 from carnet.documents.service import fhir_instant
 from carnet.errors import FhirError
 
 _INSERT = insert(submission_set)  # built once: a hot statement (every publish records its submission set)
+# The same on PostgreSQL as plain SQL run prepared (carnet.db.prepared; tests/db/test_prepared.py compares them).
+_INSERT_SQL = ("INSERT INTO submission_set (dossier_key, list_id, code, status, source_id, designation_type, "
+               "identifiers, date, author_id, document_ids, last_updated, resource) VALUES (%(dossier_key)s, "
+               "%(list_id)s, %(code)s, %(status)s, %(source_id)s, %(designation_type)s, "
+               "CAST(%(identifiers)s AS jsonb), %(date)s, %(author_id)s, CAST(%(document_ids)s AS jsonb), "
+               "%(last_updated)s, %(resource)s)")
 MHD_LIST_TYPES = "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes"
 DESIGNATION_TYPE = "https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-designationType"
 
@@ -28,11 +35,16 @@ def record_submission_set(ctx: Context, key: uuid.UUID, list_id: uuid.UUID, serv
                           document_ids: list[str], located: bool = False) -> None:
     """Store a SubmissionSet (or folder) List, found later by ITI-66, and its id's dossier (``located``: a document
     of the submission already entered it in ``resource_locator``, see :func:`~carnet.documents.publishing.publish`)."""
-    ctx.conn.execute(_INSERT, dict(
+    row = dict(
         dossier_key=key, list_id=list_id, code=code, status=served.get("status") or "current", source_id=source_id,
         designation_type=designation_of(served),
         identifiers=identifiers, date=date, author_id=ctx.actor.audit_id, document_ids=document_ids,
-        last_updated=ctx.now, resource=json.dumps(served, ensure_ascii=False, separators=(",", ":"))))
+        last_updated=ctx.now, resource=json.dumps(served, ensure_ascii=False, separators=(",", ":")))
+    if prepared.on_postgres(ctx.conn):
+        prepared.execute(ctx.conn, _INSERT_SQL, {**row, "identifiers": json.dumps(identifiers, ensure_ascii=False),
+                                                 "document_ids": json.dumps(document_ids, ensure_ascii=False)})
+    else:
+        ctx.conn.execute(_INSERT, row)
     if not located:
         ctx.conn.execute(insert(resource_locator).values(resource_id=list_id, dossier_key=key))
 

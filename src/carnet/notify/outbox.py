@@ -28,6 +28,7 @@ from carnet.access.actors import Actor, ActorKind
 from carnet.access.policy import DossierFacts, Standing, decide
 from carnet.config import Settings
 from carnet.context import Context
+from carnet.db import prepared
 from carnet.db.tables import account, account_dossier, dossier, outbox, representative
 from carnet.ids import new_id
 
@@ -148,6 +149,11 @@ _ENQUEUED: weakref.WeakKeyDictionary[Context, set[tuple[uuid.UUID, str, uuid.UUI
 _LINKS = select(account_dossier.c.account_id, account_dossier.c.role, account_dossier.c.representative_id,
                 account_dossier.c.notify).where(account_dossier.c.dossier_key == bindparam("k"),
                                                 account_dossier.c.ended_at.is_(None))
+# The same on PostgreSQL as plain SQL run prepared (carnet.db.prepared; tests/db/test_prepared.py compares them): every
+# publish asks it.
+_LINKS_SQL = ("SELECT account_dossier.account_id, account_dossier.role, account_dossier.representative_id, "
+              "account_dossier.notify FROM account_dossier "
+              "WHERE account_dossier.dossier_key = %(k)s AND account_dossier.ended_at IS NULL")
 _ACCOUNTS = select(account.c.account_id, account.c.email, account.c.phone, account.c.lang).where(
     account.c.account_id.in_(bindparam("ids", expanding=True)), account.c.status.in_(LIVE_ACCOUNT_STATUSES))
 _INSERT = insert(outbox)
@@ -199,7 +205,8 @@ def _representatives_still_acting(ctx: Context, dossier_key: uuid.UUID, rep_ids:
 def recipients(ctx: Context, dossier_key: uuid.UUID, *, exclude_representatives: bool = False) -> list[Recipient]:
     """The people told of this dossier's events. Two queries, each routed by its own key (the links by dossier, the
     accounts by account id): ``account`` is not co-located with dossier tables (SCALE.md)."""
-    links = ctx.conn.execute(_LINKS, {"k": dossier_key}).all()
+    links: list[Any] = prepared.fetch_all(ctx.conn, _LINKS_SQL, {"k": dossier_key}) \
+        if prepared.on_postgres(ctx.conn) else list(ctx.conn.execute(_LINKS, {"k": dossier_key}).all())
     if exclude_representatives:
         links = [lk for lk in links if lk.role != "representative"]
     if not links:

@@ -1,0 +1,261 @@
+"""The hot requests' plain SQL (:mod:`carnet.db.prepared`, issue 11) gives on PostgreSQL the rows, and the column
+names, of the Core statement it mirrors: the caller, the dossier with the caller's standing (each kind of caller,
+locked or not), the locator and the document of a retrieve, and the page of a search for every visibility the policy
+hands out (:mod:`tests.access.test_policy_sql`'s documents and visibilities). SQLite runs Core alone: nothing to
+compare there. And the publish's statements (the masterIdentifier taken, the document, its locators, tokens and
+submission set inserted, the notification links read) write and read alike."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, String, and_, cast, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from carnet import context
+from carnet.access.actors import Actor, ActorKind
+from carnet.access.policy import Visibility
+from carnet.auth import web
+from carnet.context import Context, run
+from carnet.db import prepared
+from carnet.db.tables import (
+    access_grant,
+    document,
+    document_identifier,
+    document_token,
+    dossier,
+    resource_locator,
+    shared_link,
+    submission_set,
+)
+from carnet.documents import publishing, reading, stored, submission_sets
+from carnet.documents import service as documents
+from carnet.dossier.rights import add_representative
+from carnet.notify import outbox
+from tests.access.test_policy_sql import (  # noqa: F401 - db: the module's fixture, used here too
+    NOW,
+    Loaded,
+    db,
+    decided_visibilities,
+    hand_made_visibilities,
+)
+from tests.conftest import World
+from tests.notify.conftest import PDF, add_account, docref, pro
+
+
+@pytest.fixture
+def pg_world(world: World) -> World:
+    if world.services.engine.dialect.name != "postgresql":
+        pytest.skip("the prepared statements are PostgreSQL's")
+    return world
+
+
+def same_rows(conn: Connection, core: Any, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Both statements' rows (as tuples, in order) and column names must agree; the rows, for more checks."""
+    result = conn.execute(core, params)
+    names, core_rows = list(result.keys()), [tuple(r) for r in result.all()]
+    raw = prepared.fetch_all(conn, sql, dict(params))
+    assert [tuple(r) for r in raw] == core_rows
+    if raw:
+        assert list(raw[0]._fields) == names
+    return core_rows
+
+
+def test_the_caller_is_read_alike(pg_world: World) -> None:
+    w = pg_world
+    with w.services.engine.begin() as conn:
+        for cid, nid in ((w.client_ids["professional"], w.pros["gp"]), (w.client_ids["professional"], ""),
+                         (w.client_ids["professional"], "899999999999"), (w.client_ids["patient_portal"], ""),
+                         ("no-such-client", w.pros["gp"])):
+            same_rows(conn, web._CALLER, web._CALLER_SQL, {"cid": cid, "nid": nid})  # noqa: SLF001
+        assert same_rows(conn, web._CALLER, web._CALLER_SQL, {"cid": w.client_ids["professional"],  # noqa: SLF001
+                                                              "nid": w.pros["gp"]})[0][2] == w.pros["gp"]
+
+
+def test_the_dossier_and_each_callers_standing_are_read_alike(pg_world: World) -> None:
+    w = pg_world
+    patient = Actor(ActorKind.PATIENT, id=w.ins)
+    rep = run(w.services, patient, lambda ctx: add_representative(ctx, w.dossier, "minor", "Parent", "Alex", "MTH"))
+    link = uuid.uuid4()
+    with w.services.engine.begin() as conn:
+        conn.execute(insert(shared_link).values(
+            dossier_key=w.dossier, link_id=link, kind="link", label="test", contents={"summary": True},
+            sealed=b"\0", wrapped_key=b"\0", key_id="k", expires_at=NOW, max_opens=3, opens=1,
+            created_at=NOW))
+        org = f"ORG{w.n}"
+        conn.execute(insert(access_grant), [  # the organisation's grant, and one revoked
+            {"dossier_key": w.dossier, "grant_id": uuid.uuid4(), "subject_kind": "organisation", "subject_id": org,
+             "relation": "authorized", "created_at": NOW, "created_by": "test"},
+            {"dossier_key": w.dossier, "grant_id": uuid.uuid4(), "subject_kind": "practitioner",
+             "subject_id": w.pros["stranger"], "relation": "authorized", "created_at": NOW, "created_by": "test",
+             "revoked_at": NOW}])
+    cases: list[tuple[Any, str, dict[str, Any]]] = [
+        (context._DOSSIER, context._DOSSIER_SQL, {}),  # noqa: SLF001
+        *((context._DOSSIER_FOR_PROFESSIONAL, context._DOSSIER_FOR_PROFESSIONAL_SQL,  # noqa: SLF001
+           {"subjects": subjects}) for subjects in (
+            [w.pros["gp"]], [w.pros["nurse"], org], [w.pros["blocked"]], [w.pros["stranger"], org], [org])),
+        *((context._DOSSIER_FOR_REPRESENTATIVE, context._DOSSIER_FOR_REPRESENTATIVE_SQL,  # noqa: SLF001
+           {"rep": r}) for r in (rep, uuid.uuid4())),
+        *((context._DOSSIER_FOR_LINK, context._DOSSIER_FOR_LINK_SQL, {"link": k})  # noqa: SLF001
+          for k in (link, uuid.uuid4(), None)),
+    ]
+    with w.services.engine.begin() as conn:
+        seen = []
+        for core, sql, params in cases:
+            for key in (w.dossier, uuid.uuid4()):
+                seen.append(same_rows(conn, core, sql, {**params, "k": key}))
+                same_rows(conn, core.with_for_update(of=dossier), sql + context._LOCK_SQL,  # noqa: SLF001
+                          {**params, "k": key})
+    assert all(rows for rows in seen[::2]) and not any(rows for rows in seen[1::2])  # the dossier; no such one
+    assert any(len(rows) > 1 for rows in seen)  # a professional with grants of their own and of their organisation
+
+
+def test_the_locator_and_the_document_of_a_retrieve_are_read_alike(pg_world: World) -> None:
+    w = pg_world
+    pub = run(w.services, pro(w), lambda ctx: documents.publish(
+        ctx, w.dossier, docref(), documents.Content(PDF, "application/pdf"), "ITI-105"))
+    with w.services.engine.begin() as conn:
+        for rid in (pub.document_id, uuid.uuid4()):
+            same_rows(conn, stored._LOCATE, stored._LOCATE_SQL, {"rid": rid})  # noqa: SLF001
+            for key in (w.dossier, uuid.uuid4()):
+                params = {"k": key, "d": rid}
+                same_rows(conn, stored._DOCUMENT, stored._DOCUMENT_SQL, params)  # noqa: SLF001
+                same_rows(conn, stored._DOCUMENT.with_for_update(), stored._DOCUMENT_SQL + " FOR UPDATE",  # noqa: SLF001
+                          params)
+        assert len(same_rows(conn, stored._DOCUMENT, stored._DOCUMENT_SQL,  # noqa: SLF001
+                             {"k": w.dossier, "d": pub.document_id})) == 1
+
+    def through_context(ctx: Context) -> Any:  # and the functions that run them, as a retrieve does
+        return stored.visible_document(ctx, str(pub.document_id), "ITI-68")[0]
+
+    row = run(w.services, pro(w), through_context)
+    assert (row.dossier_key, row.document_id, row.size) == (w.dossier, pub.document_id, len(PDF))
+    assert isinstance(row.wrapped_key, bytes) and row.sha256 and row.blob_key
+
+
+def test_a_search_page_is_the_same_for_every_visibility(db: Loaded) -> None:  # noqa: F811
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("the prepared statements are PostgreSQL's")
+    with db.engine.begin() as conn:  # each document's stored JSON names it, so that pages compare by document
+        conn.execute(update(document).values(resource=cast(document.c.document_id, String)))
+    visibilities = sorted(decided_visibilities() | set(hand_made_visibilities()), key=repr)
+    assert len(visibilities) > 100
+    some = 0
+    with db.engine.begin() as conn:
+        for vis in visibilities:
+            for desc, offset, count in ((True, 0, 1000), (False, 0, 1000), (True, 7, 25)):
+                q = reading.DocumentQuery(db.dossier_key, [], count, offset, sort_desc=desc)
+                core = reading.page(conn, NOW, q, vis, core=True)
+                assert reading.page(conn, NOW, q, vis) == core, vis
+                some += bool(core)
+            # and the documents it returns are those the policy allows (the page holds them all)
+            assert {uuid.UUID(r) for r in reading.page(conn, NOW, reading.DocumentQuery(db.dossier_key, [], 1000, 0),
+                                                       vis)} == db.allowed(vis)
+    assert some > 100
+    # the request's time is a parameter, not a constant: the same visibility at another time sees other documents
+    later = NOW + dt.timedelta(days=30)
+    patient_view = next(v for v in visibilities if v.hide_invisible_patient and not v.nothing and v.rights is None)
+    with db.engine.begin() as conn:
+        q = reading.DocumentQuery(db.dossier_key, [], 1000, 0)
+        assert reading.page(conn, later, q, patient_view) == reading.page(conn, later, q, patient_view, core=True)
+        assert len(reading.page(conn, later, q, patient_view)) > len(reading.page(conn, NOW, q, patient_view))
+
+
+def written_alike(conn: Connection, table: Any, core: Any, sql: str, rows: list[dict[str, Any]],
+                  raw_params: list[dict[str, Any]], key: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Insert ``rows[0]`` with Core and ``rows[1]`` with the SQL text (``raw_params``: its parameters, when they differ
+    from the row's); both, read back, must be the same but for the ``key`` columns that tell them apart."""
+    conn.execute(core, rows[0])
+    prepared.execute(conn, sql, raw_params[1] if raw_params else rows[1])
+    back = []
+    for row in rows:
+        found = conn.execute(select(table).where(*(table.c[k] == row[k] for k in key))).mappings().one()
+        back.append({k: v for k, v in found.items() if k not in key})
+    assert back[0] == back[1]
+    return back
+
+
+def test_a_publishs_inserts_write_alike(pg_world: World) -> None:
+    w = pg_world
+    pub = run(w.services, pro(w), lambda ctx: documents.publish(
+        ctx, w.dossier, docref(), documents.Content(PDF, "application/pdf"), "ITI-105"))
+    with w.services.engine.connect() as conn, conn.begin() as tx:
+        doc = dict(conn.execute(select(document).where(document.c.document_id == pub.document_id)).mappings().one())
+        a, b = uuid.uuid4(), uuid.uuid4()
+        rows = [{**doc, "document_id": a, "master_identifier": f"urn:uuid:{a}"},
+                {**doc, "document_id": b, "master_identifier": f"urn:uuid:{b}"}]
+        back = written_alike(conn, document, publishing._INSERT_DOCUMENT, publishing._INSERT_DOCUMENT_SQL,  # noqa: SLF001
+                             rows, [], ("document_id", "master_identifier"))
+        assert back[0]["wrapped_key"] == doc["wrapped_key"] and back[0]["date"] == doc["date"]
+
+        core_take = pg_insert(document_identifier).on_conflict_do_nothing().returning(
+            document_identifier.c.document_id)
+        for rid in (a, b):
+            ident = {"master_identifier": f"urn:uuid:{rid}", "dossier_key": w.dossier, "document_id": rid}
+            if rid == a:
+                assert conn.execute(core_take, ident).first() is not None
+            else:
+                assert prepared.fetch_one(conn, publishing._TAKE_IDENTIFIER_SQL, ident) is not None  # noqa: SLF001
+            assert conn.execute(core_take, ident).first() is None  # taken: no row, either way
+            assert prepared.fetch_one(conn, publishing._TAKE_IDENTIFIER_SQL, ident) is None  # noqa: SLF001
+
+        for n in (1, 2, 3):
+            ids = [uuid.uuid4() for _ in range(n)]
+            params: dict[str, Any] = {f"r{i}": r for i, r in enumerate(ids)}
+            prepared.execute(conn, publishing._insert_locators_sql(n), {**params, "k": w.dossier})  # noqa: SLF001
+            assert dict(conn.execute(select(resource_locator.c.resource_id, resource_locator.c.dossier_key).where(
+                resource_locator.c.resource_id.in_(ids))).all()) == dict.fromkeys(ids, w.dossier)
+        tokens = [("type", "http://loinc.org", "11488-4"), ("class", "urn:oid:1.2", "10"), ("event", "s", "c")]
+        for n, d in ((1, a), (3, b)):
+            params = {"k": w.dossier, "d": d}
+            for i, (p, s, c) in enumerate(tokens[:n]):
+                params[f"p{i}"], params[f"s{i}"], params[f"c{i}"] = p, s, c
+            prepared.execute(conn, publishing._insert_tokens_sql(n), params)  # noqa: SLF001
+            assert sorted(conn.execute(select(document_token.c.param, document_token.c.system, document_token.c.code)
+                                       .where(document_token.c.document_id == d)).all()) == sorted(tokens[:n])
+
+        served = {"resourceType": "List", "status": "current"}
+        sets = [{"dossier_key": w.dossier, "list_id": lid, "code": "submissionset", "status": "current",
+                 "source_id": "src", "designation_type": None, "identifiers": [f"urn:uuid:{a}", "é"],
+                 "date": NOW, "author_id": "x", "document_ids": [str(a), str(b)], "last_updated": NOW,
+                 "resource": json.dumps(served)} for lid in (uuid.uuid4(), uuid.uuid4())]
+        raw = {**sets[1], "identifiers": json.dumps(sets[1]["identifiers"], ensure_ascii=False),
+               "document_ids": json.dumps(sets[1]["document_ids"])}
+        back = written_alike(conn, submission_set, submission_sets._INSERT, submission_sets._INSERT_SQL,  # noqa: SLF001
+                             sets, [{}, raw], ("list_id",))
+        assert back[0]["identifiers"] == sets[0]["identifiers"]
+        tx.rollback()
+
+
+def test_a_dossiers_notification_links_are_read_alike(pg_world: World) -> None:
+    w = pg_world
+    add_account(w, email=f"prepared-{w.n}@example.org")
+    with w.services.engine.begin() as conn:
+        assert same_rows(conn, outbox._LINKS, outbox._LINKS_SQL, {"k": w.dossier})  # noqa: SLF001
+        assert same_rows(conn, outbox._LINKS, outbox._LINKS_SQL, {"k": uuid.uuid4()}) == []  # noqa: SLF001
+
+
+def test_a_visibility_clause_that_computes_with_the_time_is_not_prepared(db: Loaded,  # noqa: F811
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Were the policy's clause to derive a value from the request's time (or the caller's id), the stand-ins would
+    be baked into the cached text: such a clause is found out when it is compiled, and runs through Core."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("the prepared statements are PostgreSQL's")
+    where = Visibility.where
+
+    def computing(self: Visibility, t: Any, now: dt.datetime) -> Any:
+        return and_(where(self, t, now), t.c.date <= now - dt.timedelta(days=1))
+
+    monkeypatch.setattr(Visibility, "where", computing)
+    monkeypatch.setattr(reading, "_PAGES", {})
+    vis = Visibility(nothing=False)
+    q = reading.DocumentQuery(db.dossier_key, [], 1000, 0)
+    with db.engine.begin() as conn:
+        for now in (NOW, NOW - dt.timedelta(days=40)):  # the documents are 30 days old: all of them, then none
+            assert reading.page(conn, now, q, vis) == reading.page(conn, now, q, vis, core=True)
+        assert reading.page(conn, NOW, q, vis) and not reading.page(conn, NOW - dt.timedelta(days=40), q, vis)
+    assert list(reading._PAGES.values()) == [None]  # noqa: SLF001 - found out, not prepared
