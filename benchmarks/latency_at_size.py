@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -62,6 +64,31 @@ def summary(paths: list[str]) -> str:
     return "\n".join(lines)
 
 
+def medians(paths: list[str]) -> str:
+    """A markdown table of the medians of the runs in ``paths`` by order of magnitude of the document count and
+    operation (p50, p99 and how many runs), with each size's p99 over the smallest size's: issue 10's goal is the
+    p99 at 10^7 within 1.3x of the p99 at 10^5."""
+    runs: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    for path in paths:
+        report = json.loads(Path(path).read_text())
+        size = round(math.log10(report["data"]["document"]))
+        for r in report["results"]:
+            runs.setdefault((size, r["operation"]), []).append(r)
+    sizes = sorted({size for size, _ in runs})
+    lines = ["| operation | documents | runs | median p50 ms | median p99 ms | p99 ÷ p99 at the smallest size |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for op in dict.fromkeys(op for _, op in sorted(runs, key=lambda k: k[1])):
+        base = None
+        for size in sizes:
+            if (size, op) not in runs:
+                continue
+            rs = runs[size, op]
+            p50, p99 = statistics.median(r["p50_ms"] for r in rs), statistics.median(r["p99_ms"] for r in rs)
+            base = base or p99
+            lines.append(f"| {op} | 10^{size} | {len(rs)} | {p50:.1f} | {p99:.1f} | {p99 / base:.2f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--database", default=FILL_DB, help="the database's name on CARNET_TEST_DATABASE_URL's server")
@@ -77,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.summary:
         print(summary(a.summary))
+        print()
+        print(medians(a.summary))
         return 0
     db_url = a.database_url or load.database_on_server(a.database)
     var_dir = Path(a.var_dir).resolve()
