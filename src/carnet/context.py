@@ -203,7 +203,9 @@ class Context:
         elif rep_id is not None:
             q, sql, params = _DOSSIER_FOR_REPRESENTATIVE, _DOSSIER_FOR_REPRESENTATIVE_SQL, {"rep": rep_id}
         elif a.kind is ActorKind.LINK_RECIPIENT:
-            q, sql, params = _DOSSIER_FOR_LINK, _DOSSIER_FOR_LINK_SQL, {"link": _uuid_or_none(a.id)}
+            # No link has the nil id: a recipient whose id is not a UUID joins no link (and Citus cannot route a join
+            # on `link_id = NULL`, which it folds to a constant).
+            q, sql, params = _DOSSIER_FOR_LINK, _DOSSIER_FOR_LINK_SQL, {"link": _uuid_or_none(a.id) or uuid.UUID(int=0)}
         else:
             q, sql, params = _DOSSIER, _DOSSIER_SQL, {}
         params["k"] = dossier_key

@@ -65,6 +65,15 @@ def same_rows(conn: Connection, core: Any, sql: str, params: dict[str, Any]) -> 
     return core_rows
 
 
+@pytest.mark.parametrize("link_id", ["not-a-uuid", str(uuid.uuid4())])
+def test_a_link_recipient_without_a_link_of_this_dossier_gets_nothing(world: World, link_id: str) -> None:
+    """A recipient whose id is no UUID joins the nil id (no link has it; Citus cannot route ``link_id = NULL``) and,
+    like one whose link does not exist, has no standing: nothing to read, not even the dossier's existence."""
+    who = Actor(ActorKind.LINK_RECIPIENT, id=link_id, display="Dr Ruiz")
+    _row, decision = run(world.services, who, lambda ctx: ctx.dossier(world.dossier))
+    assert not decision.read and not decision.check
+
+
 def test_the_caller_is_read_alike(pg_world: World) -> None:
     w = pg_world
     with w.services.engine.begin() as conn:
@@ -101,7 +110,7 @@ def test_the_dossier_and_each_callers_standing_are_read_alike(pg_world: World) -
         *((context._DOSSIER_FOR_REPRESENTATIVE, context._DOSSIER_FOR_REPRESENTATIVE_SQL,  # noqa: SLF001
            {"rep": r}) for r in (rep, uuid.uuid4())),
         *((context._DOSSIER_FOR_LINK, context._DOSSIER_FOR_LINK_SQL, {"link": k})  # noqa: SLF001
-          for k in (link, uuid.uuid4(), None)),
+          for k in (link, uuid.uuid4(), uuid.UUID(int=0))),  # the nil id: what Context passes for no link
     ]
     with w.services.engine.begin() as conn:
         seen = []
