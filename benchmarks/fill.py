@@ -58,6 +58,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from limits import cpu_seconds  # noqa: E402
 from load import (  # noqa: E402
     PG_ADMIN,
     database_on_server,
@@ -475,20 +476,11 @@ def _init_worker(db_url: str, var_dir: str, chunk_size: int, per_dossier: int, d
     services.engine.dispose()
 
 
-def _process_cpu(pid: int) -> float:
-    """CPU seconds (user + system) a process of this machine has used: the filler's PostgreSQL backend."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _fill_chunk(chunk: int) -> tuple[int, float, float, float, float]:
     """Build, write and commit one chunk; (chunk, seconds building it, seconds writing it, CPU seconds of this
     process, CPU seconds of its PostgreSQL backend)."""
     w = _worker
-    cpu0, pg0 = time.process_time(), _process_cpu(w["backend"])
+    cpu0, pg0 = time.process_time(), (cpu_seconds(w["backend"]) or 0.0)
     t0 = time.perf_counter()
     rows, blobs = build_chunk(w["keyring"], w["blob_root"], chunk, w["chunk_size"], w["per_dossier"], w["doc_bytes"])
     t1 = time.perf_counter()
@@ -496,7 +488,7 @@ def _fill_chunk(chunk: int) -> tuple[int, float, float, float, float]:
     with w["conn"].transaction():
         copy_rows(w["conn"], rows)
     return (chunk, t1 - t0, time.perf_counter() - t1, time.process_time() - cpu0,
-            _process_cpu(w["backend"]) - pg0)
+            (cpu_seconds(w["backend"]) or 0.0) - pg0)
 
 
 def done_chunks(db_url: str, chunks: int, chunk_size: int) -> set[int]:

@@ -128,10 +128,7 @@ class LocalBlobStore(BlobStore):
         """Give the fsync'd temp file its final name, without ever clobbering an existing blob (in either layout)."""
         for older in self._paths(key)[1:]:
             if older.is_file():
-                if not _same_contents(tmp, older, key):
-                    raise BlobConflict(key)
-                with contextlib.suppress(FileNotFoundError):
-                    os.utime(older)
+                _keep_existing(tmp, older, key)
                 return
         try:
             os.link(tmp, final)  # atomic and no-clobber (rename would silently replace)
@@ -145,10 +142,7 @@ class LocalBlobStore(BlobStore):
             if not final.exists():
                 os.replace(tmp, final)
                 return
-        if not _same_contents(tmp, final, key):
-            raise BlobConflict(key)
-        with contextlib.suppress(FileNotFoundError):
-            os.utime(final)  # the grace period of the garbage collector counts from the latest put
+        _keep_existing(tmp, final, key)
 
     def _open(self, key: str) -> BinaryIO:
         for path in self._paths(key):
@@ -188,8 +182,8 @@ class LocalBlobStore(BlobStore):
                 with os.scandir(second) as entries:
                     for e in entries:
                         name = e.name
-                        if is_key(name) and ((name[-2:] == first.name and name[-4:-2] == second.name)
-                                             or (name[0:2] == first.name and name[2:4] == second.name)):
+                        if is_key(name) and f"{first.name}/{second.name}/{name}" in (
+                                relative_path(name), legacy_relative_path(name)):
                             with contextlib.suppress(FileNotFoundError):
                                 yield e.name, _mtime(e.stat(follow_symlinks=False).st_mtime)
 
@@ -221,6 +215,15 @@ def _subdirs(directory: Path) -> Iterator[Path]:
 
 def _mtime(seconds: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(seconds, dt.UTC)
+
+
+def _keep_existing(tmp: Path, existing: Path, key: str) -> None:
+    """A put of a key already stored at ``existing``: the same bytes keep it (its mtime refreshed, since the grace
+    period of the garbage collector counts from the latest put); other bytes are a :class:`BlobConflict`."""
+    if not _same_contents(tmp, existing, key):
+        raise BlobConflict(key)
+    with contextlib.suppress(FileNotFoundError):
+        os.utime(existing)
 
 
 def _same_contents(a: Path, b: Path, key: str) -> bool:
