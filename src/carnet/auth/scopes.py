@@ -10,6 +10,7 @@ are not granted.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -41,8 +42,10 @@ class _ResourceScope:
         return f"{self.context}/{self.resource_type}.{letters}"
 
 
+@functools.lru_cache(maxsize=1024)
 def _parse_scope(scope: str) -> _ResourceScope | None:
-    """A SMART resource scope (v2, or v1 read/write/*), or None for anything else."""
+    """A SMART resource scope (v2, or v1 read/write/*), or None for anything else. Remembered (a pure function of a
+    string; the result is frozen): every API request checks its token's scopes, a few dozen distinct strings."""
     match = _SCOPE.fullmatch(scope)
     if match is None:
         return None
