@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import structlog
 from sqlalchemy import Connection, Engine, and_, bindparam, select
@@ -132,6 +132,51 @@ _DOSSIER_FOR_LINK_SQL = (
 _LOCK_SQL = " FOR UPDATE OF dossier"
 
 
+class Caller(Protocol):
+    """A caller known by its credentials, resolved to an :class:`Actor` inside the transaction when first needed
+    (:class:`carnet.auth.web.TokenCaller` for the API's bearer tokens). For a professional, the first
+    :meth:`Context.dossier` reads the caller's row (client and professional, :data:`_CALLER_COLUMNS`) in the same
+    statement as the dossier and its grants: one round trip fewer (issue 11)."""
+
+    def actor(self, conn: Connection) -> Actor:
+        """The caller, read on ``conn``, or a 401 :class:`FhirError`."""
+
+    def professional(self) -> tuple[str, str, str] | None:
+        """The client id, the professional's national id and the organisation the credentials name (or ""), when
+        they name a professional; None otherwise."""
+
+    def actor_from(self, conn: Connection, row: Any) -> Actor:
+        """The caller from its row (None: no such client), or a 401 :class:`FhirError`."""
+
+
+# The caller's row (client and professional; carnet.auth.web._CALLER_SQL's columns) beside the rows of
+# _DOSSIER_FOR_PROFESSIONAL_SQL, for a professional's first dossier of a request. The dossier drives: its key is the
+# WHERE, so Citus routes the statement to the dossier's shard, where the reference tables client and practitioner are
+# too. No dossier, no row: the caller is then read alone (a disabled caller gets its 401 before the 404).
+_CALLER_COLUMNS = ("kind", "enabled", "national_id", "given", "family", "profession", "organisation_id",
+                   "is_regulator", "pro_enabled")
+_CALLER_AND_DOSSIER_SQL = (
+    f"SELECT {_D}, access_grant.subject_kind, access_grant.relation, access_grant.sees_hidden, "  # noqa: S608
+    "client.kind AS caller_kind, client.enabled AS caller_enabled, practitioner.national_id AS caller_national_id, "
+    "practitioner.given AS caller_given, practitioner.family AS caller_family, "
+    "practitioner.profession AS caller_profession, practitioner.organisation_id AS caller_organisation_id, "
+    "practitioner.is_regulator AS caller_is_regulator, practitioner.enabled AS caller_pro_enabled "
+    "FROM dossier LEFT OUTER JOIN client ON client.client_id = %(cid)s "
+    "LEFT OUTER JOIN practitioner ON practitioner.national_id = %(nid)s "
+    "LEFT OUTER JOIN access_grant ON access_grant.dossier_key = dossier.dossier_key "
+    "AND access_grant.subject_id IN (practitioner.national_id, "
+    "COALESCE(NULLIF(%(org)s, ''), NULLIF(practitioner.organisation_id, ''))) AND access_grant.revoked_at IS NULL "
+    "WHERE dossier.dossier_key = %(k)s")
+
+
+class _CallerRow:
+    """The caller's columns of a :data:`_CALLER_AND_DOSSIER_SQL` row, named as the caller query names them."""
+
+    def __init__(self, row: Any) -> None:
+        for name in _CALLER_COLUMNS:
+            setattr(self, name, getattr(row, f"caller_{name}"))
+
+
 @dataclass
 class Refusal:
     dossier_key: uuid.UUID
@@ -143,15 +188,37 @@ class Refusal:
 
 
 class Context:
-    def __init__(self, services: Services, conn: Connection, actor: Actor, now: dt.datetime) -> None:
+    def __init__(self, services: Services, conn: Connection, actor: Actor | Caller, now: dt.datetime) -> None:
         self.services = services
         self.settings = services.settings
         self.conn = conn
-        self.actor = actor
+        self._actor = actor if isinstance(actor, Actor) else None
+        self._caller = None if isinstance(actor, Actor) else actor
         self.now = now
         self.refusals: list[Refusal] = []
         self.new_blobs: list[str] = []
         self.after_commit_deletes: list[str] = []  # blobs to erase once the transaction has committed
+
+    @property
+    def actor(self) -> Actor:
+        """Who acts: resolved at the first use (a :class:`Caller`), and in any case before the commit
+        (:func:`run`)."""
+        if self._actor is None:
+            assert self._caller is not None
+            self._actor = self._caller.actor(self.conn)
+        return self._actor
+
+    def refused_actor(self, conn: Connection) -> Actor | None:
+        """Who the refusals are recorded against, after the rollback (``conn``: the refusals' own transaction): the
+        actor, resolved there if it was not yet; None for a caller that is not (or no longer) allowed to call, who
+        gets the 401 and leaves no record."""
+        if self._actor is not None:
+            return self._actor
+        assert self._caller is not None
+        try:
+            return self._caller.actor(conn)
+        except FhirError:
+            return None
 
     # --- audit ------------------------------------------------------------------------------------------------
     def audit(self, dossier_key: uuid.UUID, action: str, event: str, *, entity_type: str | None = None,
@@ -194,6 +261,10 @@ class Context:
         caller's grants or representative record, on the dossier key). Raises 404 if there is no such dossier.
         ``presented_prescription``: the caller presented one of its prescriptions (:mod:`carnet.prescribing` checked
         the number with the INS or the 2D code); the policy decides what that gives (``Decision.dispense``)."""
+        if self._actor is None and self._caller is not None and not lock and prepared.on_postgres(self.conn):
+            joined = self._caller_and_dossier(self._caller, dossier_key)
+            if joined:
+                return joined[0], self._decide(joined[0], joined, presented_prescription)
         a = self.actor
         params: dict[str, Any]
         rep_id = _uuid_or_none(a.id) if a.kind is ActorKind.REPRESENTATIVE else None
@@ -217,6 +288,25 @@ class Context:
         if not rows:
             raise FhirError(404, "not-found", "Patient not found")
         return rows[0], self._decide(rows[0], rows, presented_prescription)
+
+    def _caller_and_dossier(self, caller: Caller, dossier_key: uuid.UUID) -> list[Any] | None:
+        """Resolve the caller, and for a professional read it with the dossier and its grants in one statement: the
+        rows :meth:`dossier` decides on, or None when the caller is no professional or there is no such dossier (then
+        :meth:`dossier` reads as for any caller, and answers 404)."""
+        named = caller.professional()
+        if named is None:
+            self._actor = caller.actor(self.conn)
+            return None
+        cid, nid, org = named
+        rows = prepared.fetch_all(self.conn, _CALLER_AND_DOSSIER_SQL, {"cid": cid, "nid": nid, "org": org,
+                                                                     "k": dossier_key})
+        if not rows:
+            self._actor = caller.actor(self.conn)  # a 401 for a disabled caller before the 404
+            return None
+        self._actor = caller.actor_from(self.conn, _CallerRow(rows[0]) if rows[0].caller_kind is not None else None)
+        if self._actor.kind is not ActorKind.PROFESSIONAL or not self._actor.id:
+            return None  # the grants joined were a professional's: this caller's own are read as usual
+        return rows
 
     def _decide(self, row: Any, rows: list[Any], presented_prescription: bool = False) -> Decision:
         facts = DossierFacts(dossier_key=row.dossier_key, status=row.status, birth_date=row.birth_date,
@@ -269,18 +359,21 @@ def _uuid_or_none(value: str | None) -> uuid.UUID | None:
         return None
 
 
-def run(services: Services, actor: Actor | Callable[[Connection], Actor], work: Callable[[Context], T]) -> T:
+def run(services: Services, actor: Actor | Caller | Callable[[Connection], Actor], work: Callable[[Context], T]) -> T:
     """Run ``work`` in one transaction bound to ``actor``; see the module docstring for failures. ``actor`` may be a
-    function that resolves the caller inside that same transaction (the API does so from its token's claims)."""
+    function that resolves the caller inside that same transaction, first thing, or a :class:`Caller` resolved when
+    first needed (the API does so from its token's claims) and before the commit at the latest: a disabled client
+    never commits anything."""
     now = services.clock()
     started = time.monotonic()
     ctx: Context | None = None
     try:
         with services.engine.begin() as conn:
-            if not isinstance(actor, Actor):
+            if not isinstance(actor, Actor) and callable(actor):
                 actor = actor(conn)
             ctx = Context(services, conn, actor, now)
             result = work(ctx)
+            ctx.actor  # noqa: B018 - a caller not resolved yet is resolved (and checked) before the commit
             if ctx.new_blobs and time.monotonic() - started > services.settings.transaction_seconds:
                 raise FhirError(503, "transient", "Storing the document took too long; nothing was saved. "
                                 "Please try again.")
@@ -293,8 +386,11 @@ def run(services: Services, actor: Actor | Callable[[Connection], Actor], work: 
                     logger.warning("blob.cleanup_failed")
             if isinstance(exc, FhirError) and ctx.refusals:
                 with services.engine.begin() as conn:
+                    refused = ctx.refused_actor(conn)
                     for r in ctx.refusals:
-                        audit_log.record(conn, dossier_key=r.dossier_key, actor=ctx.actor, action=r.action,
+                        if refused is None:
+                            break
+                        audit_log.record(conn, dossier_key=r.dossier_key, actor=refused, action=r.action,
                                          event=r.event, now=now, outcome=audit_log.OUTCOME_REFUSED,
                                          entity_type=r.entity_type, entity_id=r.entity_id, detail=r.detail)
         if isinstance(exc, BlobStoreUnavailable):

@@ -123,6 +123,78 @@ def test_the_dossier_and_each_callers_standing_are_read_alike(pg_world: World) -
     assert any(len(rows) > 1 for rows in seen)  # a professional with grants of their own and of their organisation
 
 
+def _decided(services: Any, caller: Any, key: uuid.UUID) -> Any:
+    """What a request's first dossier read gives ``caller``: the actor, the dossier's columns and the decision; or the
+    refusal (its status, OperationOutcome and headers)."""
+    from carnet.errors import FhirError
+
+    def work(ctx: Context) -> Any:
+        row, decision = ctx.dossier(key)
+        return ctx.actor, tuple(getattr(row, c.name) for c in dossier.c), decision
+
+    try:
+        return run(services, caller, work)
+    except FhirError as exc:
+        return exc.status, exc.outcome(), exc.headers
+
+
+def test_the_caller_read_with_the_dossier_is_the_caller_read_first(pg_world: World) -> None:
+    """The hot reads' caller (:class:`carnet.auth.web.TokenCaller`) is read in the statement of the first dossier
+    (:data:`carnet.context._CALLER_AND_DOSSIER_SQL`): for every kind of caller and dossier, the actor, the dossier and
+    the policy's decision are those of the caller read first (:func:`carnet.auth.web.resolve_actor`), and a caller
+    that may not call gets the same refusal, before any 404."""
+    from carnet import admin
+    from carnet.auth.claims import AssertionClaims
+    from carnet.db.tables import client, practitioner
+
+    w = pg_world
+    org = f"ORG{w.n}"
+    disabled_pro = w.add_pro("10")
+    with w.services.engine.begin() as conn:
+        conn.execute(insert(access_grant), [  # the organisation's grant, and a revoked one
+            {"dossier_key": w.dossier, "grant_id": uuid.uuid4(), "subject_kind": "organisation", "subject_id": org,
+             "relation": "authorized", "created_at": NOW, "created_by": "test"},
+            {"dossier_key": w.dossier, "grant_id": uuid.uuid4(), "subject_kind": "practitioner",
+             "subject_id": w.pros["regulator"], "relation": "authorized", "created_at": NOW, "created_by": "test",
+             "revoked_at": NOW}])
+        conn.execute(update(practitioner).where(practitioner.c.national_id == disabled_pro).values(enabled=False))
+        off = f"test-off-{w.n}"
+        admin.add_client(conn, client_id=off, name=off, kind="professional",
+                         jwks={"keys": [w.key.as_dict(private=False)]})
+        conn.execute(update(client).where(client.c.client_id == off).values(enabled=False))
+    pro_client, portal = w.client_ids["professional"], w.client_ids["patient_portal"]
+    callers = [(pro_client, w.pros[role], o) for role in w.pros for o in (None, org, "ORG-OTHER")]
+    callers += [(pro_client, disabled_pro, None), (pro_client, "899999999999", None), (off, w.pros["gp"], None),
+                ("no-such-client", w.pros["gp"], None), (portal, w.pros["gp"], None),
+                (w.client_ids["assurance_maladie"], w.pros["gp"], None)]
+    joined = 0
+    for cid, nid, organisation in callers:
+        who = AssertionClaims(client_id=cid, jti="t", exp=0, professional_id=nid, organisation_id=organisation,
+                              patient_ins=w.ins if cid == portal else None)
+        for key in (w.dossier, uuid.uuid4()):
+            first = _decided(w.services, lambda conn, who=who: web.resolve_actor(conn, who, lambda *a: True), key)
+            lazy = _decided(w.services, web.TokenCaller(who, lambda *a: True), key)
+            assert lazy == first, (cid, nid, organisation, key == w.dossier)
+            joined += isinstance(lazy[0], Actor) and lazy[0].kind is ActorKind.PROFESSIONAL
+    assert joined >= 3 * len(w.pros)  # every professional, with the organisation of the token or their own
+    from sqlalchemy import event
+
+    sent: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(statement)
+
+    event.listen(w.services.engine, "before_cursor_execute", count)
+    try:
+        who = AssertionClaims(client_id=pro_client, jti="t", exp=0, professional_id=w.pros["nurse"])
+        _decided(w.services, lambda conn: web.resolve_actor(conn, who, lambda *a: True), w.dossier)
+        first, sent[:] = list(sent), []
+        _decided(w.services, web.TokenCaller(who, lambda *a: True), w.dossier)
+    finally:
+        event.remove(w.services.engine, "before_cursor_execute", count)
+    assert len(sent) == len(first) - 1 and sent[0] == context._CALLER_AND_DOSSIER_SQL  # noqa: SLF001 - one trip
+
+
 def test_the_locator_and_the_document_of_a_retrieve_are_read_alike(pg_world: World) -> None:
     w = pg_world
     pub = run(w.services, pro(w), lambda ctx: documents.publish(

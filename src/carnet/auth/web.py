@@ -205,6 +205,31 @@ def resolve_actor(conn: Connection, who: AssertionClaims, acting_link: smart.Act
     params = {"cid": who.client_id, "nid": who.professional_id or ""}
     row = prepared.fetch_one(conn, _CALLER_SQL, params) if prepared.on_postgres(conn) else \
         conn.execute(_CALLER, params).first()
+    return _caller_actor(conn, row, who, acting_link)
+
+
+class TokenCaller:
+    """The caller of an API request, from its verified token's claims: a :class:`carnet.context.Caller`, resolved by
+    :func:`resolve_actor`; for a professional, the context may read the caller's row together with the first dossier
+    the request reads (the columns of :data:`_CALLER_SQL`), and build the actor from it here."""
+
+    def __init__(self, who: AssertionClaims, acting_link: smart.ActingLinkReader) -> None:
+        self.who = who
+        self.acting_link = acting_link
+
+    def actor(self, conn: Connection) -> Actor:
+        return resolve_actor(conn, self.who, self.acting_link)
+
+    def professional(self) -> tuple[str, str, str] | None:
+        who = self.who
+        return (who.client_id, who.professional_id, who.organisation_id or "") if who.professional_id else None
+
+    def actor_from(self, conn: Connection, row: Any) -> Actor:
+        return _caller_actor(conn, row, self.who, self.acting_link)
+
+
+def _caller_actor(conn: Connection, row: Any, who: AssertionClaims, acting_link: smart.ActingLinkReader) -> Actor:
+    """The Actor of a :data:`_CALLER_SQL` row (None: no such client), or a 401."""
     if row is None or not row.enabled:
         raise FhirError(401, "login", "This client is disabled",
                         headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})

@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from carnet.accounts.service import acting_link
 from carnet.auth.claims import AssertionClaims
-from carnet.auth.web import resolve_actor
+from carnet.auth.web import TokenCaller, resolve_actor
 from carnet.context import Context, Services, run
 from carnet.documents.validate import validate
 from carnet.errors import FhirError, invalid, not_found
@@ -73,8 +73,14 @@ class Call:
     def base(self) -> str:
         return f"{self.services.settings.base_url}/fhir"
 
-    def run(self, work: Callable[[Context], Any]) -> Awaitable[Any]:
+    def run(self, work: Callable[[Context], Any], *, caller_with_dossier: bool = False) -> Awaitable[Any]:
+        """Run ``work`` in one transaction with the caller's context. The caller is resolved first thing; with
+        ``caller_with_dossier`` (the hot reads, issue 11) at the first :meth:`Context.dossier` instead, in the same
+        statement as that dossier for a professional on PostgreSQL (:class:`carnet.auth.web.TokenCaller`), and before
+        the commit at the latest."""
         claims = self.claims
+        if caller_with_dossier:
+            return run_in_threadpool(run, self.services, TokenCaller(claims, acting_link), work)
         return run_in_threadpool(run, self.services, lambda conn: resolve_actor(conn, claims, acting_link), work)
 
     @property

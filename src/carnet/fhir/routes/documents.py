@@ -101,7 +101,7 @@ async def _document_search(call: Call, params: list[tuple[str, str]]) -> Respons
         rows, total = documents.search(ctx, q, "ITI-67", text)
         return rows, total, _included(ctx, call, key, rows)
 
-    rows, total, included = await call.run(work)
+    rows, total, included = await call.run(work, caller_with_dossier=True)
     return call.searchset("DocumentReference", rows, total, params, count, offset, included)
 
 
@@ -157,7 +157,7 @@ async def docref_search_post(call: Call) -> Response:
 
 
 async def docref_read(call: Call, id: str) -> Response:
-    text = await call.run(lambda ctx: documents.read(ctx, id))
+    text = await call.run(lambda ctx: documents.read(ctx, id), caller_with_dossier=True)
     version = json.loads(text)["meta"]["versionId"]
     return FhirResponse(text, headers={"ETag": f'W/"{version}"'})
 
@@ -238,9 +238,10 @@ async def binary_read(call: Call, id: str) -> Response:
     accept = call.request.headers.get("accept", "")
     as_fhir = FHIR_JSON in accept or "application/json" in accept.split(",")[0]
     if as_fhir:  # base64 inside JSON: the whole document in any case
-        data, ctype, row = await call.run(lambda ctx: documents.retrieve(ctx, id))
+        data, ctype, row = await call.run(lambda ctx: documents.retrieve(ctx, id), caller_with_dossier=True)
     else:
-        data, ctype, row = await call.run(lambda ctx: documents.retrieve_or_stream(ctx, id, STREAM_ABOVE))
+        data, ctype, row = await call.run(lambda ctx: documents.retrieve_or_stream(ctx, id, STREAM_ABOVE),
+                                          caller_with_dossier=True)
     headers = {"ETag": f'"{row.sha256}"', "Content-Disposition": "inline", "Cache-Control": "no-store"}
     if data is None:  # a large document: decided and audited above, streamed now, never whole in memory
         body = await run_in_threadpool(documents.content_stream, call.services, row)
