@@ -118,7 +118,7 @@ _COLUMNS = {
     "audit": ("dossier_key", "seq", "event_id", "recorded", "action", "event", "outcome", "actor_kind", "actor_id",
               "actor_name", "organisation_id", "client_id", "mode", "reason", "entity_type", "entity_id", "detail",
               "prev_hash", "hash"),
-    "audit_chain": ("dossier_key", "seq", "head", "prev"),
+    "audit_chain": ("dossier_key", "seq", "head", "prev", "moved"),
 }
 
 
@@ -417,7 +417,7 @@ def build_chunk(keyring: Any, blob_root: Path, chunk: int, chunk_size: int, per_
             tokens.append(tpl.token_copy(key_s, doc_s, master))
             chain.add(event_s, copy_now, "C", "ITI-105", "DocumentReference", doc_s, tpl.detail_copy,
                       tpl.audit_body(key_s, event_s, doc_s, audit_now))
-        rows["audit_chain"].append(copy_line((key, chain.seq, chain.head, chain.prev)))
+        rows["audit_chain"].append(copy_line((key, chain.seq, chain.head, chain.prev, chain.seq > 0)))
     return rows, blobs
 
 

@@ -55,6 +55,35 @@ def test_each_checkpoint_commits_to_the_heads_that_moved_and_links_to_the_one_be
     assert problems(own, anchor) == []
 
 
+def test_a_head_that_moves_while_its_checkpoint_is_written_stays_for_the_next(own: Services,
+                                                                              monkeypatch: Any) -> None:
+    """``moved`` (the flag that keeps a head in the partial index, set by every append: migration 0024) is cleared
+    only for the head a checkpoint committed: a record appended between the checkpointer's read and its mark keeps
+    the chain for the next checkpoint, which commits the new head."""
+    anchor = from_settings(own.settings)
+    a, b = uuid.uuid4(), uuid.uuid4()
+    fill(own, a, 2)
+    fill(own, b, 2)
+    put = anchor.store.put
+
+    def put_then_append(key: str, data: bytes) -> None:  # the checkpoint is durable; b moves before the mark
+        put(key, data)
+        fill(own, b, 1)
+
+    monkeypatch.setattr(anchor.store, "put", put_then_append)
+    assert checkpoint(own.engine, anchor, clock(10)) == [1]
+    monkeypatch.setattr(anchor.store, "put", put)
+    with own.engine.connect() as conn:
+        chains = select(audit_chain).where(audit_chain.c.dossier_key.in_([a, b]))
+        rows = {r.dossier_key: r for r in conn.execute(chains)}
+    assert (rows[a].seq, rows[a].anchored_seq, rows[a].moved) == (2, 2, False)
+    assert (rows[b].seq, rows[b].anchored_seq, rows[b].moved) == (3, 2, True)
+    assert checkpoint(own.engine, anchor, clock(11)) == [2]
+    assert anchor.get(2)["tree_size"] == 1 and anchor.get(2)["heads"][0][:2] == [str(b), 3]
+    assert checkpoint(own.engine, anchor, clock(12)) == []
+    assert problems(own, anchor) == []
+
+
 def test_a_first_checkpoint_over_many_chains_is_cut_into_several(own: Services) -> None:
     anchor = from_settings(own.settings)
     for _ in range(5):

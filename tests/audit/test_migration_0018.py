@@ -43,8 +43,11 @@ def test_migration_0018_keeps_every_chain_whole_both_ways(kind: str, tmp_path: A
         engine = make_engine(url, pool_size=1)
         key, actor = uuid.uuid4(), Actor(ActorKind.PROFESSIONAL, id="810001045367", profession="10")
         with engine.begin() as conn:  # the statement of 0017's schema (the key without recorded)
+            # today's append also sets audit_chain.moved (0024): the column lent for the records' time only
+            conn.execute(text("ALTER TABLE audit_chain ADD COLUMN moved BOOLEAN NOT NULL DEFAULT FALSE"))
             for when in (_at(dt.date(2025, 11, 1)), _at(MARCH), _at(MARCH, 11)):
                 record(conn, dossier_key=key, actor=actor, action="R", event="ITI-68", now=when)
+            conn.execute(text("ALTER TABLE audit_chain DROP COLUMN moved"))
         with engine.connect() as conn:
             before = conn.execute(select(audit.c.seq, audit.c.hash).order_by(audit.c.seq)).all()
         engine.dispose()

@@ -10,10 +10,11 @@ blob store's no-overwrite put (local: O_EXCL temp file, fsync, hard link that ca
 ``If-None-Match: *``). Two nodes that race for number ``n`` cannot both write it: the loser gets
 :class:`~carnet.blobs.BlobConflict`, reads the winner's and tries ``n+1``, so the log never forks.
 
-Which heads moved: ``audit_chain.seq <> anchored_seq``, through a partial index that holds only those chains (no scan
-of millions of chains; the append path is unchanged: moving ``seq`` is what puts a chain in the index). Once a
-checkpoint is durable the checkpointer sets ``anchored_seq``/``anchored_in`` for the heads it committed (never
-backwards); a crash in between only makes the next checkpoint commit them again.
+Which heads moved: ``audit_chain.seq <> anchored_seq``, flagged by ``moved`` (set by every append) and found through a
+partial index on that flag, which holds only those chains (no scan of millions of chains; a flag rather than a
+predicate on ``seq``, so that an append updates its head in place: migration 0024). Once a checkpoint is durable the
+checkpointer sets ``anchored_seq``/``anchored_in`` for the heads it committed (never backwards) and clears ``moved``
+unless the head moved again since; a crash in between only makes the next checkpoint commit them again.
 
 :mod:`carnet.audit.anchor_verify` checks the chains against the checkpoints; :func:`receipt` gives a dossier's
 receipt for the complete copy.
@@ -147,11 +148,14 @@ def _same_place(a: str, b: str) -> bool:
 
 
 _CHANGED = (select(audit_chain.c.dossier_key, audit_chain.c.seq, audit_chain.c.head)
-            .where(audit_chain.c.seq != audit_chain.c.anchored_seq)
+            .where(audit_chain.c.moved, audit_chain.c.seq != audit_chain.c.anchored_seq)
             .order_by(audit_chain.c.dossier_key).limit(bindparam("n")))
+# ``moved`` cleared only if the head is still the one committed (the row is locked: an append either came before and
+# keeps it set, or comes after and sets it again)
 _MARK = (update(audit_chain)
          .where(audit_chain.c.dossier_key == bindparam("k"), audit_chain.c.anchored_seq < bindparam("s"))
-         .values(anchored_seq=bindparam("s"), anchored_in=bindparam("cp")))
+         .values(anchored_seq=bindparam("s"), anchored_in=bindparam("cp"),
+                 moved=audit_chain.c.seq != bindparam("s")))
 
 
 def checkpoint(engine: Engine, anchor: Anchor, clock: Callable[[], dt.datetime], *, max_heads: int = MAX_HEADS,

@@ -79,7 +79,7 @@ _LOCK_HEAD = (select(audit_chain.c.seq, audit_chain.c.head)
               .where(audit_chain.c.dossier_key == bindparam("k")).with_for_update())
 _INSERT = insert(audit)
 _MOVE_HEAD = (update(audit_chain).where(audit_chain.c.dossier_key == bindparam("k"))
-              .values(seq=bindparam("new_seq"), head=bindparam("new_head"), prev=bindparam("old_head")))
+              .values(seq=bindparam("new_seq"), head=bindparam("new_head"), prev=bindparam("old_head"), moved=True))
 
 # On PostgreSQL the whole append is one statement: move the head (the row lock serialises writers on a dossier; the
 # SET expressions see the old values) and insert the record with the same hash as :func:`link`. Every function in the
@@ -88,7 +88,7 @@ _MOVE_HEAD = (update(audit_chain).where(audit_chain.c.dossier_key == bindparam("
 # parameters), run prepared through the request's own connection (carnet.db.prepared): the append is on every request.
 _APPEND_PG = """
 WITH h AS (
-  UPDATE audit_chain SET prev = head, seq = seq + 1,
+  UPDATE audit_chain SET prev = head, seq = seq + 1, moved = true,
          head = encode(sha256(CAST(head || ':' || CAST(seq + 1 AS text) || ':' || %(body)s AS bytea)), 'hex')
   WHERE dossier_key = %(dossier_key)s
   RETURNING seq, prev, head)
@@ -107,7 +107,7 @@ FROM h
 # INSERT would name a CTE the shard never sees ("relation s does not exist", found on Citus 13.2.2: docs/SCALE.md).
 _APPEND_MARK_PG = """
 WITH h AS (
-  UPDATE audit_chain SET prev = head, seq = seq + 1,
+  UPDATE audit_chain SET prev = head, seq = seq + 1, moved = true,
          head = encode(sha256(CAST(head || ':' || CAST(seq + 1 AS text) || ':' || %(body)s AS bytea)), 'hex')
   WHERE dossier_key = %(dossier_key)s
   RETURNING seq, prev, head),
@@ -344,7 +344,7 @@ _LOCK_HEADS = (select(audit_chain.c.dossier_key, audit_chain.c.seq, audit_chain.
 _LOCK_HEAD_PG = "SELECT dossier_key, seq, head FROM audit_chain WHERE dossier_key = %s FOR UPDATE"
 _NEW_HEAD_PG = ("INSERT INTO audit_chain (dossier_key, seq, head) VALUES (%s, 0, %s) "
                 "ON CONFLICT (dossier_key) DO NOTHING")
-_MOVE_HEAD_PG = "UPDATE audit_chain SET seq = %s, head = %s, prev = %s WHERE dossier_key = %s"
+_MOVE_HEAD_PG = "UPDATE audit_chain SET seq = %s, head = %s, prev = %s, moved = true WHERE dossier_key = %s"
 
 
 def _lock_heads(conn: Connection, keys: list[uuid.UUID]) -> dict[uuid.UUID, tuple[int, str]]:

@@ -275,11 +275,16 @@ audit_chain = Table(
     Column("head", String(64), nullable=False),
     Column("prev", String(64)),  # the head before the last append (lets PostgreSQL append in one statement)
     # the last seq a signed checkpoint outside the database commits to, and that checkpoint's number (written by the
-    # checkpointer only, carnet.audit.anchor); the partial index holds just the chains that moved since
+    # checkpointer only, carnet.audit.anchor)
     Column("anchored_seq", Integer, nullable=False, server_default="0"),
     Column("anchored_in", BigInteger),
-    Index("ix_audit_chain_unanchored", "dossier_key", postgresql_where=text("seq <> anchored_seq"),
-          sqlite_where=text("seq <> anchored_seq")),
+    # whether the head moved since that checkpoint (seq <> anchored_seq): set by every append, cleared by the
+    # checkpointer; the partial index holds just those chains. A flag, not the predicate on seq: an append that finds
+    # it set changes no indexed value, so PostgreSQL updates the head in place (a HOT update, no index entry), which
+    # the fill factor leaves room for (migration 0024, issue 11)
+    Column("moved", Boolean, nullable=False, server_default=false()),
+    Index("ix_audit_chain_moved", "dossier_key", postgresql_where=text("moved"), sqlite_where=text("moved")),
+    postgresql_with={"fillfactor": 80},
 )
 
 audit = Table(
