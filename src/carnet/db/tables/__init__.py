@@ -278,10 +278,7 @@ audit_chain = Table(
     # checkpointer only, carnet.audit.anchor)
     Column("anchored_seq", Integer, nullable=False, server_default="0"),
     Column("anchored_in", BigInteger),
-    # whether the head moved since that checkpoint (seq <> anchored_seq): set by every append, cleared by the
-    # checkpointer; the partial index holds just those chains. A flag, not the predicate on seq: an append that finds
-    # it set changes no indexed value, so PostgreSQL updates the head in place (a HOT update, no index entry), which
-    # the fill factor leaves room for (migration 0024, issue 11)
+    # the head moved since (seq <> anchored_seq), for the partial index; a flag so that appends update in place (0024)
     Column("moved", Boolean, nullable=False, server_default=false()),
     Index("ix_audit_chain_moved", "dossier_key", postgresql_where=text("moved"), sqlite_where=text("moved")),
     postgresql_with={"fillfactor": 80},
