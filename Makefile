@@ -33,9 +33,7 @@ lint: install
 # databases, var/ and ports; docs/CONTRIBUTING.md, "What a run costs"); WORKERS=0 runs in one process. A pre-created
 # database (CARNET_TEST_PG_URL) holds one session's data: then the run is one process whatever WORKERS says.
 WORKERS ?= 3
-# --dist worksteal: a worker that runs out of tests takes some of another's, so the longest tests do not leave one
-# worker finishing alone at the end
-XDIST = $(if $(CARNET_TEST_PG_URL),,$(if $(filter-out 0,$(WORKERS)),-n $(WORKERS) --dist worksteal))
+XDIST = $(if $(CARNET_TEST_PG_URL),,$(if $(filter-out 0,$(WORKERS)),-n $(WORKERS)))
 
 test: install lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(XDIST)
