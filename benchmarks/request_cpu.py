@@ -165,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--modes", default="thread,inline", help="thread (as served), inline (experiment), or both")
     p.add_argument("--output", type=Path, help="write every round as JSON here")
+    p.add_argument("--show-statements", action="store_true",
+                   help="print the statements of one request of each operation (their text, not their values), "
+                        "then measure")
     a = p.parse_args(argv)
     import logging
 
@@ -177,7 +180,19 @@ def main(argv: list[str] | None = None) -> int:
     @event.listens_for(ctx["services"].engine, "before_cursor_execute", retval=True)
     def count(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> Any:
         counter[0] += 1
+        if shown is not None:
+            shown.append(" ".join(statement.split()))
         return statement, params
+
+    shown: list[str] | None = None
+    if a.show_statements:
+        for op in [o.strip() for o in a.ops.split(",") if o.strip()]:
+            shown = []
+            asyncio.run(_run(op, 1, ctx, 10**6))
+            print(f"{op}: {len(shown)} statements")
+            for i, text in enumerate(shown, 1):
+                print(f"  {i}. {text[:400]}")
+        shown = None
 
     sys.stdout.flush()
     devnull = os.open(os.devnull, os.O_WRONLY)

@@ -233,6 +233,16 @@ def test_a_search_page_is_the_same_for_every_visibility(db: Loaded) -> None:  # 
                 core = reading.page(conn, NOW, q, vis, core=True)
                 assert reading.page(conn, NOW, q, vis) == core, vis
                 some += bool(core)
+            # the page with the search's total, in one statement: the same pages and totals as Core's two, the page
+            # past the last one included
+            everything = {desc: reading.page(conn, NOW, reading.DocumentQuery(db.dossier_key, [], 1000, 0, desc), vis,
+                                             core=True) for desc in (True, False)}
+            for desc, offset, count in ((True, 0, 1000), (True, 0, 3), (False, 2, 5), (True, 7, 25), (True, 999, 5),
+                                         (True, 0, 0), (True, 3, 0)):
+                q = reading.DocumentQuery(db.dossier_key, [], count, offset, sort_desc=desc)
+                rows, total = reading.counted_page(conn, NOW, q, vis)
+                assert (rows, total) == reading.counted_page(conn, NOW, q, vis, core=True), vis
+                assert (rows, total) == (everything[desc][offset:offset + count], len(everything[desc])), vis
             # and the documents it returns are those the policy allows (the page holds them all)
             assert {uuid.UUID(r) for r in reading.page(conn, NOW, reading.DocumentQuery(db.dossier_key, [], 1000, 0),
                                                        vis)} == db.allowed(vis)

@@ -73,12 +73,7 @@ def search(ctx: Context, q: DocumentQuery, event: str = "ITI-67", query_text: st
     _, decision = ctx.dossier(q.dossier_key)
     if not decision.read:
         raise ctx.refuse(q.dossier_key, "E", event, forbidden(decision.refusal), detail={"query": query_text})
-    rows = page(ctx.conn, ctx.now, q, decision.visibility)
-    if q.offset == 0 and len(rows) < q.count:
-        total = len(rows)
-    else:
-        total = ctx.conn.execute(select(func.count()).select_from(document).where(
-            _where(ctx.now, q, decision.visibility))).scalar_one()
+    rows, total = counted_page(ctx.conn, ctx.now, q, decision.visibility)
     ctx.audit(q.dossier_key, "E", event, entity_type="Patient", entity_id=str(q.dossier_key),
               detail={"query": query_text, "returned": len(rows)})
     return list(rows), total
@@ -86,6 +81,27 @@ def search(ctx: Context, q: DocumentQuery, event: str = "ITI-67", query_text: st
 
 def _where(now: dt.datetime, q: DocumentQuery, visibility: Visibility) -> Any:
     return and_(document.c.dossier_key == q.dossier_key, visibility.where(document, now), *q.conditions)
+
+
+def counted_page(conn: Connection, now: dt.datetime, q: DocumentQuery, visibility: Visibility, core: bool = False
+                 ) -> tuple[list[str], int]:
+    """:func:`page` and the number of documents of the whole search (the searchset's ``total``). Where the page is
+    prepared, one statement gives both (:data:`_COUNTED_PAGE_SQL`: the count is an uncorrelated subquery, which
+    PostgreSQL evaluates once, when the first row is returned); an empty page past the first, or of ``_count=0``,
+    counts apart. Elsewhere the count is a second statement, run only when the page does not already tell it."""
+    prepared_page = _page_sql(conn, visibility, q.sort_desc) \
+        if not q.conditions and not core and prepared.on_postgres(conn) else None
+    if prepared_page is not None:
+        found = prepared.fetch_all(conn, prepared_page.counted, _page_params(prepared_page, now, q, visibility))
+        if found or (q.offset == 0 and q.count > 0):
+            return [r[0] for r in found], (int(found[0][1]) if found else 0)
+        rows: list[str] = []
+    else:
+        rows = page(conn, now, q, visibility, core=True)
+        if q.offset == 0 and len(rows) < q.count:
+            return rows, len(rows)
+    total = conn.execute(select(func.count()).select_from(document).where(_where(now, q, visibility))).scalar_one()
+    return rows, int(total)
 
 
 def page(conn: Connection, now: dt.datetime, q: DocumentQuery, visibility: Visibility, core: bool = False
@@ -97,15 +113,8 @@ def page(conn: Connection, now: dt.datetime, q: DocumentQuery, visibility: Visib
     prepared_page = _page_sql(conn, visibility, q.sort_desc) \
         if not q.conditions and not core and prepared.on_postgres(conn) else None
     if prepared_page is not None:
-        sql, template, nows, callers = prepared_page
-        params = dict(template)
-        now = now.astimezone(dt.UTC)
-        for name in nows:
-            params[name] = now
-        for name in callers:
-            params[name] = visibility.author_id
-        params["k"], params["n"], params["o"] = q.dossier_key, q.count, q.offset
-        return [r[0] for r in prepared.fetch_all(conn, sql, params)]
+        return [r[0] for r in prepared.fetch_all(conn, prepared_page.sql,
+                                                 _page_params(prepared_page, now, q, visibility))]
     order = (document.c.date.desc(), document.c.document_id.desc()) if q.sort_desc else \
         (document.c.date.asc(), document.c.document_id.asc())
     return list(conn.execute(select(document.c.resource).where(_where(now, q, visibility)).order_by(*order)
@@ -120,9 +129,36 @@ def page(conn: Connection, now: dt.datetime, q: DocumentQuery, visibility: Visib
 # id, say), the visibility is not prepared and :func:`page` runs Core.
 _PAGE_SQL = ("SELECT document.resource FROM document WHERE document.dossier_key = %(k)s AND ({visible}) "
              "ORDER BY document.date {order}, document.document_id {order} LIMIT %(n)s OFFSET %(o)s")
+# The same page with the search's total beside each row (:func:`counted_page`): the subquery names no column of the
+# outer query, so it runs once.
+_COUNTED_PAGE_SQL = _PAGE_SQL.replace(
+    "SELECT document.resource FROM", "SELECT document.resource, (SELECT count(*) FROM document WHERE "
+    "document.dossier_key = %(k)s AND ({visible})) AS total FROM", 1)
 _STAND_INS = ((dt.datetime(1, 1, 2, tzinfo=dt.UTC), "carnet:the-caller"),
               (dt.datetime(2, 3, 4, 5, 6, 7, tzinfo=dt.UTC), "carnet:another-caller"))
-PreparedPage = tuple[str, dict[str, Any], tuple[str, ...], tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class PreparedPage:
+    sql: str  # _PAGE_SQL
+    counted: str  # _COUNTED_PAGE_SQL
+    params: dict[str, Any]  # the clause's own parameters
+    nows: tuple[str, ...]  # the parameters that take the request's time
+    callers: tuple[str, ...]  # and those that take the caller's id
+
+
+def _page_params(prepared_page: PreparedPage, now: dt.datetime, q: DocumentQuery, visibility: Visibility
+                 ) -> dict[str, Any]:
+    params = dict(prepared_page.params)
+    now = now.astimezone(dt.UTC)
+    for name in prepared_page.nows:
+        params[name] = now
+    for name in prepared_page.callers:
+        params[name] = visibility.author_id
+    params["k"], params["n"], params["o"] = q.dossier_key, q.count, q.offset
+    return params
+
+
 _PAGES: dict[tuple[Visibility, bool], PreparedPage | None] = {}
 _UNKNOWN = object()
 
@@ -143,8 +179,9 @@ def _page_sql(conn: Connection, visibility: Visibility, desc: bool) -> PreparedP
     same = text == text2 and params.keys() == params2.keys() and all(
         params2[n] == (_STAND_INS[1][0] if n in nows else _STAND_INS[1][1] if n in callers else v)
         for n, v in params.items())
-    found = (_PAGE_SQL.format(visible=text, order="DESC" if desc else "ASC"), params, nows, callers) if same \
-        else None
+    order = "DESC" if desc else "ASC"
+    found = PreparedPage(_PAGE_SQL.format(visible=text, order=order),
+                         _COUNTED_PAGE_SQL.format(visible=text, order=order), params, nows, callers) if same else None
     if len(_PAGES) >= 256:  # never in practice: a few professions and standings
         _PAGES.clear()
     _PAGES[key] = found
