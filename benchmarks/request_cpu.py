@@ -181,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     def count(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> Any:
         counter[0] += 1
         if shown is not None:
-            shown.append(" ".join(statement.split()))
+            # prepared (carnet.db.prepared, which passes no execution context) or through SQLAlchemy Core
+            shown.append(("prepared: " if context is None else "Core: ") + " ".join(statement.split()))
         return statement, params
 
     shown: list[str] | None = None

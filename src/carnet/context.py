@@ -200,6 +200,10 @@ class Context:
         self.after_commit_deletes: list[str] = []  # blobs to erase once the transaction has committed
 
     @property
+    def caller_unresolved(self) -> bool:
+        return self._actor is None
+
+    @property
     def actor(self) -> Actor:
         """Who acts: resolved at the first use (a :class:`Caller`), and in any case before the commit
         (:func:`run`)."""
@@ -207,6 +211,13 @@ class Context:
             assert self._caller is not None
             self._actor = self._caller.actor(self.conn)
         return self._actor
+
+    def check_caller(self, conn: Connection) -> None:
+        """After a failure that came before the caller was resolved (a :class:`Caller` is resolved at the first
+        dossier): resolve it on ``conn``, the failure's own transaction, so that a caller who may not call gets its
+        401 rather than the request's own error, as when the caller is resolved first thing."""
+        if self._actor is None and self._caller is not None:
+            self._actor = self._caller.actor(conn)
 
     def refused_actor(self, conn: Connection) -> Actor | None:
         """Who the refusals are recorded against, after the rollback (``conn``: the refusals' own transaction): the
@@ -384,8 +395,9 @@ def run(services: Services, actor: Actor | Caller | Callable[[Connection], Actor
                     services.blobs.delete(key)
                 except (OSError, BlobStoreError):  # the garbage collector removes it later
                     logger.warning("blob.cleanup_failed")
-            if isinstance(exc, FhirError) and ctx.refusals:
+            if isinstance(exc, FhirError) and (ctx.refusals or ctx.caller_unresolved):
                 with services.engine.begin() as conn:
+                    ctx.check_caller(conn)  # a caller who may not call: its 401 instead
                     refused = ctx.refused_actor(conn)
                     for r in ctx.refusals:
                         if refused is None:

@@ -24,6 +24,7 @@ from carnet.context import Context, run
 from carnet.db import prepared
 from carnet.db.tables import (
     access_grant,
+    account,
     document,
     document_identifier,
     document_token,
@@ -324,10 +325,23 @@ def test_a_publishs_inserts_write_alike(pg_world: World) -> None:
 
 def test_a_dossiers_notification_links_are_read_alike(pg_world: World) -> None:
     w = pg_world
-    add_account(w, email=f"prepared-{w.n}@example.org")
+    email = f"prepared-{w.n}@example.org"
+    add_account(w, email=email)
     with w.services.engine.begin() as conn:
         assert same_rows(conn, outbox._LINKS, outbox._LINKS_SQL, {"k": w.dossier})  # noqa: SLF001
         assert same_rows(conn, outbox._LINKS, outbox._LINKS_SQL, {"k": uuid.uuid4()}) == []  # noqa: SLF001
+        # and the one account's row, for each status an account may have, and for no such account
+        account_id = conn.execute(select(account.c.account_id).where(account.c.email == email)).scalar_one()
+        live = 0
+        for status in ("invited", "active", "disabled", "closed"):
+            conn.execute(update(account).where(account.c.account_id == account_id).values(status=status))
+            core = [tuple(r) for r in conn.execute(outbox._ACCOUNTS, {"ids": [account_id]})]  # noqa: SLF001
+            raw = prepared.fetch_all(conn, outbox._ACCOUNT_SQL, {"id": account_id})  # noqa: SLF001
+            assert [tuple(r) for r in raw] == core and (not raw or raw[0]._fields == (
+                "account_id", "email", "phone", "lang")), status
+            live += bool(core)
+        assert live == 2
+        assert prepared.fetch_all(conn, outbox._ACCOUNT_SQL, {"id": uuid.uuid4()}) == []  # noqa: SLF001
 
 
 def test_a_visibility_clause_that_computes_with_the_time_is_not_prepared(db: Loaded,  # noqa: F811

@@ -156,6 +156,11 @@ _LINKS_SQL = ("SELECT account_dossier.account_id, account_dossier.role, account_
               "WHERE account_dossier.dossier_key = %(k)s AND account_dossier.ended_at IS NULL")
 _ACCOUNTS = select(account.c.account_id, account.c.email, account.c.phone, account.c.lang).where(
     account.c.account_id.in_(bindparam("ids", expanding=True)), account.c.status.in_(LIVE_ACCOUNT_STATUSES))
+# _ACCOUNTS for one account (a dossier's links are most often its patient's alone), prepared on PostgreSQL: the
+# account's key in the WHERE, so Citus routes it to one shard (tests/db/test_prepared.py compares them).
+_ACCOUNT_SQL = ("SELECT account.account_id, account.email, account.phone, account.lang FROM account "  # noqa: S608
+                "WHERE account.account_id = %(id)s AND account.status IN ("  # the constant statuses above
+                + ", ".join(f"'{s}'" for s in LIVE_ACCOUNT_STATUSES) + ")")
 _INSERT = insert(outbox)
 
 
@@ -216,7 +221,10 @@ def recipients(ctx: Context, dossier_key: uuid.UUID, *, exclude_representatives:
     links = [lk for lk in links if lk.role != "representative" or lk.representative_id in acting]
     if not links:
         return []
-    accounts = {a.account_id: a for a in ctx.conn.execute(_ACCOUNTS, {"ids": [lk.account_id for lk in links]})}
+    ids = list(dict.fromkeys(lk.account_id for lk in links))
+    found = prepared.fetch_all(ctx.conn, _ACCOUNT_SQL, {"id": ids[0]}) \
+        if len(ids) == 1 and prepared.on_postgres(ctx.conn) else ctx.conn.execute(_ACCOUNTS, {"ids": ids})
+    accounts = {a.account_id: a for a in found}
     out = []
     for lk in links:
         a = accounts.get(lk.account_id)

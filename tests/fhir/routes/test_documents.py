@@ -354,3 +354,50 @@ def test_a_submission_set_lists_only_the_documents_the_caller_sees(world: World)
         lists = world.client.get("/fhir/List", params={"patient": str(world.dossier)}, headers=world.headers(role))
         shown[role] = max((len(e["resource"]["entry"]) for e in lists.json()["entry"]), default=0)
     assert shown == {"gp": 2, "doctor": 1}
+
+
+def test_a_disabled_caller_publishing_gets_401_first_and_leaves_nothing(world: World) -> None:
+    """The publishes read the caller with the dossier (issue 11): a professional or a client disabled since the token
+    was issued gets its 401 whatever else the request did wrong (a patient that does not exist, a subject that is no
+    patient, a bundle refused), and nothing is written."""
+    from sqlalchemy import func, update
+
+    from carnet import admin
+    from carnet.db.tables import client
+    from tests.conftest import provide_bundle
+
+    def bodies() -> list[tuple[str, dict[str, Any]]]:
+        out = []
+        for subject in (f"Patient/{world.dossier}", f"Patient/{uuid.uuid4()}", "Practitioner/x"):
+            doc = docref(world)
+            doc["subject"] = {"reference": subject}
+            out.append(("/fhir/DocumentReference", doc))
+            doc = docref(world)
+            doc["subject"] = {"reference": subject}
+            out.append(("/fhir", provide_bundle(doc, PDF)))
+        return out
+
+    def counts() -> tuple[int, int]:
+        with world.services.engine.begin() as conn:
+            return (conn.execute(select(func.count()).select_from(document)).scalar_one(),
+                    conn.execute(select(func.count()).select_from(audit)).scalar_one())
+
+    h = world.headers("doctor")
+    answered = [world.client.post(path, json=body, headers=h).status_code for path, body in bodies()]
+    assert answered == [201, 200, 404, 404, 422, 422]  # the same requests, by a caller who may call
+    for disable, enable in (
+            (lambda conn: admin.set_practitioner_enabled(conn, world.pros["doctor"], False),
+             lambda conn: admin.set_practitioner_enabled(conn, world.pros["doctor"], True)),
+            (lambda conn: conn.execute(update(client).where(client.c.client_id == world.client_ids["professional"])
+                                       .values(enabled=False)),
+             lambda conn: conn.execute(update(client).where(client.c.client_id == world.client_ids["professional"])
+                                       .values(enabled=True)))):
+        with world.services.engine.begin() as conn:
+            disable(conn)
+        before = counts()
+        for path, body in bodies():
+            r = world.client.post(path, json=body, headers=h)
+            assert r.status_code == 401 and r.json()["resourceType"] == "OperationOutcome", (path, r.text)
+        assert counts() == before
+        with world.services.engine.begin() as conn:
+            enable(conn)

@@ -75,9 +75,10 @@ class Call:
 
     def run(self, work: Callable[[Context], Any], *, caller_with_dossier: bool = False) -> Awaitable[Any]:
         """Run ``work`` in one transaction with the caller's context. The caller is resolved first thing; with
-        ``caller_with_dossier`` (the hot reads, issue 11) at the first :meth:`Context.dossier` instead, in the same
-        statement as that dossier for a professional on PostgreSQL (:class:`carnet.auth.web.TokenCaller`), and before
-        the commit at the latest."""
+        ``caller_with_dossier`` (the hot reads and the publishes, issue 11) at the first :meth:`Context.dossier`
+        instead, in the same statement as that dossier for a professional on PostgreSQL
+        (:class:`carnet.auth.web.TokenCaller`), and before the commit or the error at the latest (a caller who may
+        not call gets its 401 whatever else the request did wrong)."""
         claims = self.claims
         if caller_with_dossier:
             return run_in_threadpool(run, self.services, TokenCaller(claims, acting_link), work)

@@ -40,7 +40,7 @@ async def transaction(call: Call) -> Response:
     if not scope_allows(call.scopes, "DocumentReference", "c"):
         raise FhirError(403, "forbidden", "The access token's scopes do not cover this interaction",
                         headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'})
-    result = await call.run(lambda ctx: provide_bundle(ctx, body))
+    result = await call.run(lambda ctx: provide_bundle(ctx, body), caller_with_dossier=True)
     return FhirResponse(result, 200)
 
 
@@ -188,7 +188,7 @@ async def docref_create(call: Call) -> Response:
         implicit_submission_set(ctx, key, pub.document_id, list_id, located=True)
         return pub
 
-    pub = await call.run(work)
+    pub = await call.run(work, caller_with_dossier=True)
     return created(pub.resource, f"{call.base}/DocumentReference/{pub.document_id}/_history/1")
 
 
