@@ -364,3 +364,23 @@ def test_a_visibility_clause_that_computes_with_the_time_is_not_prepared(db: Loa
             assert reading.page(conn, now, q, vis) == reading.page(conn, now, q, vis, core=True)
         assert reading.page(conn, NOW, q, vis) and not reading.page(conn, NOW - dt.timedelta(days=40), q, vis)
     assert list(reading._PAGES.values()) == [None]  # noqa: SLF001 - found out, not prepared
+
+
+def test_the_page_index_carries_every_column_the_visibility_clause_reads() -> None:
+    """ix_document_page carries (INCLUDE) the columns the policy's clause reads, so that PostgreSQL counts a search's
+    documents from the index alone (migration 0025): a policy that reads another column must add it there."""
+    from sqlalchemy import Column
+    from sqlalchemy.sql import visitors
+
+    from carnet.db.tables import PAGE_INCLUDE
+
+    index = next(i for i in document.indexes if i.name == "ix_document_page")
+    assert [c.name for c in index.columns] == ["dossier_key", "date", "document_id"]
+    assert index.dialect_options["postgresql"]["include"] == PAGE_INCLUDE
+    read: set[str] = set()
+    for vis in sorted(decided_visibilities() | set(hand_made_visibilities()), key=repr):
+        for now in (NOW, NOW - dt.timedelta(days=400)):
+            read |= {c.name for c in visitors.iterate(vis.where(document, now))
+                     if isinstance(c, Column) and c.table is document}
+    assert read <= set(PAGE_INCLUDE), read - set(PAGE_INCLUDE)
+    assert read == set(PAGE_INCLUDE)  # and it carries nothing the clause does not read

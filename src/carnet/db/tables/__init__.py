@@ -33,7 +33,7 @@ from sqlalchemy import (
     text,
 )
 
-from carnet.db.tables.base import TS, Json
+from carnet.db.tables.base import PAGE_INCLUDE, TS, Json
 from carnet.db.tables.base import metadata as metadata
 from carnet.db.tables.counters import rate_limit as rate_limit
 from carnet.db.tables.counters import sign_in_failure as sign_in_failure
@@ -236,7 +236,7 @@ document = Table(
     Column("last_updated", TS, nullable=False),
     Column("resource", Text, nullable=False),
     ForeignKeyConstraint(["dossier_key"], ["dossier.dossier_key"]),
-    Index(None, "dossier_key", "date"),
+    Index("ix_document_page", "dossier_key", "date", "document_id", postgresql_include=PAGE_INCLUDE),  # migration 0025
     Index(None, "blob_key"),  # the blob garbage collector's lookups (carnet.documents.blob_refs)
 )
 

@@ -16,3 +16,9 @@ metadata = MetaData(
 
 Json = JSON().with_variant(JSONB(), "postgresql")
 TS = DateTime(timezone=True)
+
+# The columns of ``document`` that the policy's visibility clause reads (carnet.access.policy.Visibility.where),
+# carried in the index a search pages on (ix_document_page, migration 0025): PostgreSQL counts a dossier's visible
+# documents from the index alone, and pages newest first in the index's order without reading the others.
+PAGE_INCLUDE = ["deleted", "masked", "author_id", "class_code", "type_code", "invisible_patient",
+                "invisible_patient_until", "invisible_representatives"]
