@@ -9,7 +9,8 @@ request's transaction thread included, user and system), the wall time, and the 
 request (counted by a ``before_cursor_execute`` listener, BEGIN and COMMIT not included: psycopg sends them itself).
 
 Operations: ``search`` (ITI-67, ``patient`` and ``_count=20``), ``retrieve`` (ITI-68, the document's bytes),
-``publish`` (ITI-105, a 20 KiB document; each adds a document to the database), and ``live`` (``/health/live``: the
+``publish`` (ITI-105, a 20 KiB document; each adds a document to the database), ``provide`` (ITI-65, the same
+document in a transaction Bundle with its SubmissionSet, as ``load.py`` sends it), and ``live`` (``/health/live``: the
 ASGI stack with no database, a floor). ``--inline`` runs the request's transaction on the event loop's thread
 instead of a worker thread (an experiment measuring the thread hop: a served Carnet never does this, since a
 transaction waiting on the database would stall every other request of its process).
@@ -35,7 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-OPS = ("live", "search", "retrieve", "publish")
+OPS = ("live", "search", "retrieve", "publish", "provide")
 
 
 def _prepare(db_url: str, var_dir: Path) -> dict[str, Any]:
@@ -84,7 +85,7 @@ def _prepare(db_url: str, var_dir: Path) -> dict[str, Any]:
         token = r.json()["access_token"]
     body = json.dumps(load.docref("__MI__", subject="Patient/__PATIENT__", data=load.pdf_bytes("request-cpu")))
     return {"services": services, "app": quiet(app), "token": token, "dossiers": dossiers, "docs": docs,
-            "body": body}
+            "body": body, "pdf": load.pdf_bytes("request-cpu")}
 
 
 def _request(op: str, i: int, ctx: dict[str, Any]) -> tuple[dict[str, Any], bytes, int]:
@@ -96,6 +97,11 @@ def _request(op: str, i: int, ctx: dict[str, Any]) -> tuple[dict[str, Any], byte
         path, query = "/fhir/DocumentReference", f"patient={ctx['dossiers'][i % len(ctx['dossiers'])]}&_count=20"
     elif op == "retrieve":
         path, accept = f"/fhir/Binary/{ctx['docs'][i % len(ctx['docs'])]}", "application/pdf"
+    elif op == "provide":
+        import load
+
+        method, path = "POST", "/fhir"
+        body = json.dumps(load.iti65_bundle(ctx["dossiers"][i % len(ctx["dossiers"])], ctx["pdf"])).encode()
     else:
         method, path, status = "POST", "/fhir/DocumentReference", 201
         mi = f"urn:oid:1.2.250.1.999.{int(time.time())}.{os.getpid()}.{uuid.uuid4().int % 10**12}"
