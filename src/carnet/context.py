@@ -21,12 +21,14 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
+from collections import namedtuple
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Protocol, TypeVar
 
 import structlog
-from sqlalchemy import Connection, Engine, and_, bindparam, select
+from sqlalchemy import Connection, Engine, Table, and_, bindparam, select
 
 from carnet.access.actors import Actor, ActorKind
 from carnet.access.matrix import Matrix, load_matrix
@@ -155,18 +157,53 @@ class Caller(Protocol):
 # too. No dossier, no row: the caller is then read alone (a disabled caller gets its 401 before the 404).
 _CALLER_COLUMNS = ("kind", "enabled", "national_id", "given", "family", "profession", "organisation_id",
                    "is_regulator", "pro_enabled")
-_CALLER_AND_DOSSIER_SQL = (
-    f"SELECT {_D}, access_grant.subject_kind, access_grant.relation, access_grant.sees_hidden, "  # noqa: S608
+_CALLER_AND_DOSSIER_COLUMNS = (
+    f"SELECT {_D}, access_grant.subject_kind, access_grant.relation, access_grant.sees_hidden, "
     "client.kind AS caller_kind, client.enabled AS caller_enabled, practitioner.national_id AS caller_national_id, "
     "practitioner.given AS caller_given, practitioner.family AS caller_family, "
     "practitioner.profession AS caller_profession, practitioner.organisation_id AS caller_organisation_id, "
-    "practitioner.is_regulator AS caller_is_regulator, practitioner.enabled AS caller_pro_enabled "
-    "FROM dossier LEFT OUTER JOIN client ON client.client_id = %(cid)s "
+    "practitioner.is_regulator AS caller_is_regulator, practitioner.enabled AS caller_pro_enabled")
+_CALLER_AND_DOSSIER_FROM = (
+    " FROM dossier LEFT OUTER JOIN client ON client.client_id = %(cid)s "
     "LEFT OUTER JOIN practitioner ON practitioner.national_id = %(nid)s "
     "LEFT OUTER JOIN access_grant ON access_grant.dossier_key = dossier.dossier_key "
     "AND access_grant.subject_id IN (practitioner.national_id, "
-    "COALESCE(NULLIF(%(org)s, ''), NULLIF(practitioner.organisation_id, ''))) AND access_grant.revoked_at IS NULL "
-    "WHERE dossier.dossier_key = %(k)s")
+    "COALESCE(NULLIF(%(org)s, ''), NULLIF(practitioner.organisation_id, ''))) AND access_grant.revoked_at IS NULL")
+_CALLER_AND_DOSSIER_WHERE = " WHERE dossier.dossier_key = %(k)s"
+_CALLER_AND_DOSSIER_SQL = _CALLER_AND_DOSSIER_COLUMNS + _CALLER_AND_DOSSIER_FROM + _CALLER_AND_DOSSIER_WHERE
+
+
+@dataclass(frozen=True)
+class Joined:
+    """A row of a table co-located with the dossier (its key ``dossier_key`` and ``id_column``), to read in the
+    same statement as the dossier when the caller is read with it (:meth:`Context.dossier_and_row`): the document a
+    retrieve opens, say."""
+
+    table: Table
+    id_column: str
+
+    @cached_property
+    def sql(self) -> str:
+        """:data:`_CALLER_AND_DOSSIER_SQL` with the row's columns last, joined on its key."""
+        name = self.table.name
+        columns = ", ".join(f"{name}.{c.name} AS joined_{c.name}" for c in self.table.c)
+        return (f"{_CALLER_AND_DOSSIER_COLUMNS}, {columns}{_CALLER_AND_DOSSIER_FROM} "  # noqa: S608 - table names
+                f"LEFT OUTER JOIN {name} ON {name}.dossier_key = dossier.dossier_key "
+                f"AND {name}.{self.id_column} = %(joined)s{_CALLER_AND_DOSSIER_WHERE}")
+
+    @cached_property
+    def row_type(self) -> Any:
+        """The joined row as the table's own select would give it: a named tuple of its columns, in order."""
+        return namedtuple(f"{self.table.name}_row", [c.name for c in self.table.c])  # noqa: PYI024
+
+    def row(self, joined_row: Any) -> Any | None:
+        n = len(self.table.c)
+        values = tuple(joined_row)[-n:]
+        return None if getattr(joined_row, f"joined_{self.id_column}") is None else self.row_type(*values)
+
+
+#: What :meth:`Context.dossier_and_row` returns for the row when it was not read with the dossier.
+NOT_JOINED: Any = object()
 
 
 class _CallerRow:
@@ -300,7 +337,19 @@ class Context:
             raise FhirError(404, "not-found", "Patient not found")
         return rows[0], self._decide(rows[0], rows, presented_prescription)
 
-    def _caller_and_dossier(self, caller: Caller, dossier_key: uuid.UUID) -> list[Any] | None:
+    def dossier_and_row(self, dossier_key: uuid.UUID, joined: Joined, row_id: Any) -> tuple[Any, Decision, Any]:
+        """:meth:`dossier` (not locked), and the row of ``joined`` whose id is ``row_id`` (None if the dossier has no
+        such row) when it could be read in the same statement: a professional's first dossier on PostgreSQL, the
+        caller read with it. Otherwise the row is :data:`NOT_JOINED`, and the caller reads it."""
+        if self._actor is None and self._caller is not None and prepared.on_postgres(self.conn):
+            rows = self._caller_and_dossier(self._caller, dossier_key, (joined, row_id))
+            if rows:
+                return rows[0], self._decide(rows[0], rows), joined.row(rows[0])
+        row, decision = self.dossier(dossier_key)
+        return row, decision, NOT_JOINED
+
+    def _caller_and_dossier(self, caller: Caller, dossier_key: uuid.UUID,
+                            joined: tuple[Joined, Any] | None = None) -> list[Any] | None:
         """Resolve the caller, and for a professional read it with the dossier and its grants in one statement: the
         rows :meth:`dossier` decides on, or None when the caller is no professional or there is no such dossier (then
         :meth:`dossier` reads as for any caller, and answers 404)."""
@@ -309,8 +358,10 @@ class Context:
             self._actor = caller.actor(self.conn)
             return None
         cid, nid, org = named
-        rows = prepared.fetch_all(self.conn, _CALLER_AND_DOSSIER_SQL, {"cid": cid, "nid": nid, "org": org,
-                                                                     "k": dossier_key})
+        params = {"cid": cid, "nid": nid, "org": org, "k": dossier_key}
+        if joined is not None:
+            params["joined"] = joined[1]
+        rows = prepared.fetch_all(self.conn, _CALLER_AND_DOSSIER_SQL if joined is None else joined[0].sql, params)
         if not rows:
             self._actor = caller.actor(self.conn)  # a 401 for a disabled caller before the 404
             return None

@@ -196,6 +196,76 @@ def test_the_caller_read_with_the_dossier_is_the_caller_read_first(pg_world: Wor
     assert len(sent) == len(first) - 1 and sent[0] == context._CALLER_AND_DOSSIER_SQL  # noqa: SLF001 - one trip
 
 
+def test_the_document_read_with_its_dossier_is_the_document_read_apart(pg_world: World) -> None:
+    """A professional's retrieve reads the document in the statement of its dossier and the caller
+    (:class:`carnet.context.Joined`): for every professional (with the token's organisation or not), a disabled one and
+    a disabled client, and for a document they see, a masked one, one the patient does not see yet, an id of the
+    dossier that is no document and an id of nothing, the row, the decision and the refusal are those of the document
+    read apart, and the retrieve sends one statement fewer."""
+    from sqlalchemy import event
+
+    from carnet import admin
+    from carnet.auth.claims import AssertionClaims
+    from carnet.db.tables import client, practitioner
+    from carnet.errors import FhirError
+
+    w = pg_world
+    org = f"ORG{w.n}"
+    disabled_pro = w.add_pro("10")
+    ids = []
+    for labels in ([], ["MASQUE_PS"], ["INVISIBLE_PATIENT"]):
+        list_id = uuid.uuid4()
+        pub = run(w.services, pro(w), lambda ctx, labels=labels, list_id=list_id: documents.publish(
+            ctx, w.dossier, docref(labels), documents.Content(PDF, "application/pdf"), "ITI-105",
+            submission_set_id=list_id, locate=(list_id,)))
+        ids += [str(pub.document_id)]
+    ids += [str(list_id), str(uuid.uuid4())]  # a submission set's id (located in the dossier), nothing
+    with w.services.engine.begin() as conn:
+        conn.execute(update(practitioner).where(practitioner.c.national_id == disabled_pro).values(enabled=False))
+        off = f"test-doc-off-{w.n}"
+        admin.add_client(conn, client_id=off, name=off, kind="professional",
+                         jwks={"keys": [w.key.as_dict(private=False)]})
+        conn.execute(update(client).where(client.c.client_id == off).values(enabled=False))
+    pro_client = w.client_ids["professional"]
+    callers = [(pro_client, w.pros[role], o) for role in w.pros for o in (None, org)]
+    callers += [(pro_client, disabled_pro, None), (off, w.pros["gp"], None)]
+
+    def read(caller: Any, resource_id: str) -> Any:
+        def work(ctx: Context) -> Any:
+            row, decision = stored.visible_document(ctx, resource_id, "ITI-68")
+            return ctx.actor, tuple(row), row._fields, decision
+        try:
+            return run(w.services, caller, work)
+        except FhirError as exc:
+            return exc.status, exc.outcome(), exc.headers
+
+    seen, refused = 0, 0
+    for cid, nid, organisation in callers:
+        who = AssertionClaims(client_id=cid, jti="t", exp=0, professional_id=nid, organisation_id=organisation)
+        for rid in ids:
+            apart = read(lambda conn, who=who: web.resolve_actor(conn, who, lambda *a: True), rid)
+            joined = read(web.TokenCaller(who, lambda *a: True), rid)
+            assert joined == apart, (cid, nid, organisation, rid)
+            seen += isinstance(joined[0], Actor)
+            refused += joined[0] == 404
+    assert seen >= len(w.pros) and refused >= 2 * len(callers)  # documents seen, and refusals of every kind
+
+    sent: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(statement)
+
+    who = AssertionClaims(client_id=pro_client, jti="t", exp=0, professional_id=w.pros["gp"])
+    event.listen(w.services.engine, "before_cursor_execute", count)
+    try:
+        read(lambda conn: web.resolve_actor(conn, who, lambda *a: True), ids[0])
+        first, sent[:] = list(sent), []
+        read(web.TokenCaller(who, lambda *a: True), ids[0])
+    finally:
+        event.remove(w.services.engine, "before_cursor_execute", count)
+    assert len(sent) == len(first) - 2 and stored._JOINED.sql in sent  # noqa: SLF001 - the caller's and the row's
+
+
 def test_the_locator_and_the_document_of_a_retrieve_are_read_alike(pg_world: World) -> None:
     w = pg_world
     pub = run(w.services, pro(w), lambda ctx: documents.publish(

@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, select
 from carnet.access.policy import Decision, DocFacts
 from carnet.blobs import IntegrityError, open_any
 from carnet.blobs.stream import DEFAULT_SEGMENT_SIZE
-from carnet.context import Context, Services
+from carnet.context import NOT_JOINED, Context, Joined, Services
 from carnet.db import prepared
 from carnet.db.tables import document, resource_locator
 from carnet.errors import FhirError, not_found
@@ -49,6 +49,8 @@ _LOCATE_SQL = "SELECT dossier_key FROM resource_locator WHERE resource_id = %(ri
 _DOCUMENT_COLUMNS = ", ".join(f"document.{c.name}" for c in document.c)
 _DOCUMENT_SQL = (f"SELECT {_DOCUMENT_COLUMNS} FROM document "  # noqa: S608 - the table's own column names
                  "WHERE document.dossier_key = %(k)s AND document.document_id = %(d)s")
+# The same row read with its dossier and the caller, in one statement (carnet.context.Joined).
+_JOINED = Joined(document, "document_id")
 
 
 def dossier_of(ctx: Context, resource_id: str) -> uuid.UUID:
@@ -72,11 +74,15 @@ def visible_document(ctx: Context, resource_id: str, event: str, action: str = "
     """A document the caller may see, or 404 (forbidden looks like not found); a refused read is audited.
     ``lock`` takes the row for update (a change follows)."""
     dossier_key = dossier_of(ctx, resource_id)
-    _, decision = ctx.dossier(dossier_key)
     params = {"k": dossier_key, "d": uuid.UUID(resource_id)}
-    if prepared.on_postgres(ctx.conn):
+    if lock:
+        _, decision = ctx.dossier(dossier_key)
+        row = NOT_JOINED
+    else:  # the document in the dossier's statement when the caller is read with it (a professional's retrieve)
+        _, decision, row = ctx.dossier_and_row(dossier_key, _JOINED, params["d"])
+    if row is NOT_JOINED and prepared.on_postgres(ctx.conn):
         row = prepared.fetch_one(ctx.conn, _DOCUMENT_SQL + " FOR UPDATE" if lock else _DOCUMENT_SQL, params)
-    else:
+    elif row is NOT_JOINED:
         row = ctx.conn.execute(_DOCUMENT.with_for_update() if lock else _DOCUMENT, params).first()
     if row is None or not decision.read or not decision.visibility.allows(doc_facts(row), ctx.now):
         raise ctx.refuse(dossier_key, action, event, not_found(), entity_type="DocumentReference",
