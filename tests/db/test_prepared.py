@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, String, and_, cast, insert, select, update
+from sqlalchemy import Connection, String, and_, cast, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from carnet import context
@@ -454,3 +454,25 @@ def test_the_page_index_carries_every_column_the_visibility_clause_reads() -> No
                      if isinstance(c, Column) and c.table is document}
     assert read <= set(PAGE_INCLUDE), read - set(PAGE_INCLUDE)
     assert read == set(PAGE_INCLUDE)  # and it carries nothing the clause does not read
+
+
+def test_the_first_page_of_a_search_is_planned_once(db: Loaded) -> None:  # noqa: F811
+    """The first page's statement has no OFFSET, so PostgreSQL keeps the generic plan of the prepared statement
+    instead of planning it at every search (docs/PERFORMANCE.md, "Stage 4"); later pages keep the parameter."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("the prepared statements are PostgreSQL's")
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    vis = Visibility(nothing=False)
+    fresh = create_engine(db.engine.url, poolclass=NullPool)  # a session of its own: its prepared statements only
+    with fresh.begin() as conn:
+        for i in range(12):
+            reading.counted_page(conn, NOW, reading.DocumentQuery(db.dossier_key, [], 1 + i % 3, 0), vis)
+            reading.counted_page(conn, NOW, reading.DocumentQuery(db.dossier_key, [], 2, 1 + i % 2), vis)
+        plans = {("OFFSET" in r.statement): (r.generic_plans, r.custom_plans) for r in conn.execute(text(
+            "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE "
+            "'%AS total FROM document%'"))}
+    fresh.dispose()
+    assert set(plans) == {False, True}
+    assert plans[False][0] >= 6, plans  # the first page: generic after the first executions

@@ -92,7 +92,8 @@ def counted_page(conn: Connection, now: dt.datetime, q: DocumentQuery, visibilit
     prepared_page = _page_sql(conn, visibility, q.sort_desc) \
         if not q.conditions and not core and prepared.on_postgres(conn) else None
     if prepared_page is not None:
-        found = prepared.fetch_all(conn, prepared_page.counted, _page_params(prepared_page, now, q, visibility))
+        found = prepared.fetch_all(conn, prepared_page.counted if q.offset else prepared_page.counted_first,
+                                   _page_params(prepared_page, now, q, visibility))
         if found or (q.offset == 0 and q.count > 0):
             return [r[0] for r in found], (int(found[0][1]) if found else 0)
         rows: list[str] = []
@@ -113,7 +114,7 @@ def page(conn: Connection, now: dt.datetime, q: DocumentQuery, visibility: Visib
     prepared_page = _page_sql(conn, visibility, q.sort_desc) \
         if not q.conditions and not core and prepared.on_postgres(conn) else None
     if prepared_page is not None:
-        return [r[0] for r in prepared.fetch_all(conn, prepared_page.sql,
+        return [r[0] for r in prepared.fetch_all(conn, prepared_page.sql if q.offset else prepared_page.first,
                                                  _page_params(prepared_page, now, q, visibility))]
     order = (document.c.date.desc(), document.c.document_id.desc()) if q.sort_desc else \
         (document.c.date.asc(), document.c.document_id.asc())
@@ -127,8 +128,14 @@ def page(conn: Connection, now: dt.datetime, q: DocumentQuery, visibility: Visib
 # the caller's profession and standing, so the cache stays small. The clause is compiled twice, with two sets of
 # stand-ins: if anything but the stand-ins' own parameters differs (a clause that would compute with the time or the
 # id, say), the visibility is not prepared and :func:`page` runs Core.
+#
+# The first page has no OFFSET clause: with ``OFFSET %(o)s`` PostgreSQL never chooses the generic plan of the prepared
+# statement (its estimate of an unknown offset makes it dearer than the custom plans it compares it with) and plans
+# the statement again at each execution, which cost a search 100 µs of PostgreSQL's CPU (docs/PERFORMANCE.md,
+# "Stage 4"); without it, it takes the generic plan after five executions. Later pages keep the parameter.
 _PAGE_SQL = ("SELECT document.resource FROM document WHERE document.dossier_key = %(k)s AND ({visible}) "
-             "ORDER BY document.date {order}, document.document_id {order} LIMIT %(n)s OFFSET %(o)s")
+             "ORDER BY document.date {order}, document.document_id {order} LIMIT %(n)s{offset}")
+_OFFSET = " OFFSET %(o)s"
 # The same page with the search's total beside each row (:func:`counted_page`): the subquery names no column of the
 # outer query, so it runs once.
 _COUNTED_PAGE_SQL = _PAGE_SQL.replace(
@@ -142,6 +149,8 @@ _STAND_INS = ((dt.datetime(1, 1, 2, tzinfo=dt.UTC), "carnet:the-caller"),
 class PreparedPage:
     sql: str  # _PAGE_SQL
     counted: str  # _COUNTED_PAGE_SQL
+    first: str  # _PAGE_SQL without OFFSET
+    counted_first: str  # _COUNTED_PAGE_SQL without OFFSET
     params: dict[str, Any]  # the clause's own parameters
     nows: tuple[str, ...]  # the parameters that take the request's time
     callers: tuple[str, ...]  # and those that take the caller's id
@@ -155,7 +164,9 @@ def _page_params(prepared_page: PreparedPage, now: dt.datetime, q: DocumentQuery
         params[name] = now
     for name in prepared_page.callers:
         params[name] = visibility.author_id
-    params["k"], params["n"], params["o"] = q.dossier_key, q.count, q.offset
+    params["k"], params["n"] = q.dossier_key, q.count
+    if q.offset:
+        params["o"] = q.offset
     return params
 
 
@@ -180,8 +191,11 @@ def _page_sql(conn: Connection, visibility: Visibility, desc: bool) -> PreparedP
         params2[n] == (_STAND_INS[1][0] if n in nows else _STAND_INS[1][1] if n in callers else v)
         for n, v in params.items())
     order = "DESC" if desc else "ASC"
-    found = PreparedPage(_PAGE_SQL.format(visible=text, order=order),
-                         _COUNTED_PAGE_SQL.format(visible=text, order=order), params, nows, callers) if same else None
+    def sql(template: str, offset: str) -> str:
+        return template.format(visible=text, order=order, offset=offset)
+
+    found = PreparedPage(sql(_PAGE_SQL, _OFFSET), sql(_COUNTED_PAGE_SQL, _OFFSET), sql(_PAGE_SQL, ""),
+                         sql(_COUNTED_PAGE_SQL, ""), params, nows, callers) if same else None
     if len(_PAGES) >= 256:  # never in practice: a few professions and standings
         _PAGES.clear()
     _PAGES[key] = found
