@@ -249,24 +249,15 @@ class Context:
             self._actor = self._caller.actor(self.conn)
         return self._actor
 
-    def check_caller(self, conn: Connection) -> None:
-        """After a failure that came before the caller was resolved (a :class:`Caller` is resolved at the first
-        dossier): resolve it on ``conn``, the failure's own transaction, so that a caller who may not call gets its
-        401 rather than the request's own error, as when the caller is resolved first thing."""
-        if self._actor is None and self._caller is not None:
-            self._actor = self._caller.actor(conn)
-
-    def refused_actor(self, conn: Connection) -> Actor | None:
+    def refused_actor(self, conn: Connection) -> Actor:
         """Who the refusals are recorded against, after the rollback (``conn``: the refusals' own transaction): the
-        actor, resolved there if it was not yet; None for a caller that is not (or no longer) allowed to call, who
-        gets the 401 and leaves no record."""
-        if self._actor is not None:
-            return self._actor
-        assert self._caller is not None
-        try:
-            return self._caller.actor(conn)
-        except FhirError:
-            return None
+        actor, resolved there if the failure came before it was (a :class:`Caller` is resolved at the first dossier).
+        A caller who may not call gets its 401 instead of the request's own error, as when the caller is resolved
+        first thing, and leaves no record."""
+        if self._actor is None:
+            assert self._caller is not None
+            self._actor = self._caller.actor(conn)
+        return self._actor
 
     # --- audit ------------------------------------------------------------------------------------------------
     def audit(self, dossier_key: uuid.UUID, action: str, event: str, *, entity_type: str | None = None,
@@ -448,11 +439,8 @@ def run(services: Services, actor: Actor | Caller | Callable[[Connection], Actor
                     logger.warning("blob.cleanup_failed")
             if isinstance(exc, FhirError) and (ctx.refusals or ctx.caller_unresolved):
                 with services.engine.begin() as conn:
-                    ctx.check_caller(conn)  # a caller who may not call: its 401 instead
-                    refused = ctx.refused_actor(conn)
+                    refused = ctx.refused_actor(conn)  # a caller who may not call: its 401 instead
                     for r in ctx.refusals:
-                        if refused is None:
-                            break
                         audit_log.record(conn, dossier_key=r.dossier_key, actor=refused, action=r.action,
                                          event=r.event, now=now, outcome=audit_log.OUTCOME_REFUSED,
                                          entity_type=r.entity_type, entity_id=r.entity_id, detail=r.detail)
