@@ -301,13 +301,13 @@ def test_a_search_page_is_the_same_for_every_visibility(db: Loaded) -> None:  # 
         for vis in visibilities:
             for desc, offset, count in ((True, 0, 1000), (False, 0, 1000), (True, 7, 25)):
                 q = reading.DocumentQuery(db.dossier_key, [], count, offset, sort_desc=desc)
-                core = reading.page(conn, NOW, q, vis, core=True)
-                assert reading.page(conn, NOW, q, vis) == core, vis
+                core = reading.page(conn, NOW, q, vis)
+                assert reading.counted_page(conn, NOW, q, vis)[0] == core, vis
                 some += bool(core)
             # the page with the search's total, in one statement: the same pages and totals as Core's two, the page
             # past the last one included
-            everything = {desc: reading.page(conn, NOW, reading.DocumentQuery(db.dossier_key, [], 1000, 0, desc), vis,
-                                             core=True) for desc in (True, False)}
+            everything = {desc: reading.page(conn, NOW, reading.DocumentQuery(db.dossier_key, [], 1000, 0, desc), vis)
+                          for desc in (True, False)}
             for desc, offset, count in ((True, 0, 1000), (True, 0, 3), (False, 2, 5), (True, 7, 25), (True, 999, 5),
                                          (True, 0, 0), (True, 3, 0)):
                 q = reading.DocumentQuery(db.dossier_key, [], count, offset, sort_desc=desc)
@@ -315,16 +315,17 @@ def test_a_search_page_is_the_same_for_every_visibility(db: Loaded) -> None:  # 
                 assert (rows, total) == reading.counted_page(conn, NOW, q, vis, core=True), vis
                 assert (rows, total) == (everything[desc][offset:offset + count], len(everything[desc])), vis
             # and the documents it returns are those the policy allows (the page holds them all)
-            assert {uuid.UUID(r) for r in reading.page(conn, NOW, reading.DocumentQuery(db.dossier_key, [], 1000, 0),
-                                                       vis)} == db.allowed(vis)
+            assert {uuid.UUID(r) for r in reading.counted_page(
+                conn, NOW, reading.DocumentQuery(db.dossier_key, [], 1000, 0), vis)[0]} == db.allowed(vis)
     assert some > 100
     # the request's time is a parameter, not a constant: the same visibility at another time sees other documents
     later = NOW + dt.timedelta(days=30)
     patient_view = next(v for v in visibilities if v.hide_invisible_patient and not v.nothing and v.rights is None)
     with db.engine.begin() as conn:
         q = reading.DocumentQuery(db.dossier_key, [], 1000, 0)
-        assert reading.page(conn, later, q, patient_view) == reading.page(conn, later, q, patient_view, core=True)
-        assert len(reading.page(conn, later, q, patient_view)) > len(reading.page(conn, NOW, q, patient_view))
+        assert reading.counted_page(conn, later, q, patient_view)[0] == reading.page(conn, later, q, patient_view)
+        assert len(reading.counted_page(conn, later, q, patient_view)[0]) > len(
+            reading.counted_page(conn, NOW, q, patient_view)[0])
 
 
 def written_alike(conn: Connection, table: Any, core: Any, sql: str, rows: list[dict[str, Any]],
@@ -431,8 +432,9 @@ def test_a_visibility_clause_that_computes_with_the_time_is_not_prepared(db: Loa
     q = reading.DocumentQuery(db.dossier_key, [], 1000, 0)
     with db.engine.begin() as conn:
         for now in (NOW, NOW - dt.timedelta(days=40)):  # the documents are 30 days old: all of them, then none
-            assert reading.page(conn, now, q, vis) == reading.page(conn, now, q, vis, core=True)
-        assert reading.page(conn, NOW, q, vis) and not reading.page(conn, NOW - dt.timedelta(days=40), q, vis)
+            assert reading.counted_page(conn, now, q, vis)[0] == reading.page(conn, now, q, vis)
+        assert reading.counted_page(conn, NOW, q, vis)[0] and not reading.counted_page(
+            conn, NOW - dt.timedelta(days=40), q, vis)[0]
     assert list(reading._PAGES.values()) == [None]  # noqa: SLF001 - found out, not prepared
 
 

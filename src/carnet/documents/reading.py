@@ -86,61 +86,51 @@ def _where(now: dt.datetime, q: DocumentQuery, visibility: Visibility) -> Any:
 def counted_page(conn: Connection, now: dt.datetime, q: DocumentQuery, visibility: Visibility, core: bool = False
                  ) -> tuple[list[str], int]:
     """:func:`page` and the number of documents of the whole search (the searchset's ``total``). Where the page is
-    prepared, one statement gives both (:data:`_COUNTED_PAGE_SQL`: the count is an uncorrelated subquery, which
+    prepared, one statement gives both (:data:`_PAGE_SQL`: the count is an uncorrelated subquery, which
     PostgreSQL evaluates once, when the first row is returned); an empty page past the first, or of ``_count=0``,
     counts apart. Elsewhere the count is a second statement, run only when the page does not already tell it."""
     prepared_page = _page_sql(conn, visibility, q.sort_desc) \
         if not q.conditions and not core and prepared.on_postgres(conn) else None
     if prepared_page is not None:
-        found = prepared.fetch_all(conn, prepared_page.counted if q.offset else prepared_page.counted_first,
+        found = prepared.fetch_all(conn, prepared_page.sql if q.offset else prepared_page.first,
                                    _page_params(prepared_page, now, q, visibility))
         if found or (q.offset == 0 and q.count > 0):
             return [r[0] for r in found], (int(found[0][1]) if found else 0)
         rows: list[str] = []
     else:
-        rows = page(conn, now, q, visibility, core=True)
+        rows = page(conn, now, q, visibility)
         if q.offset == 0 and len(rows) < q.count:
             return rows, len(rows)
     total = conn.execute(select(func.count()).select_from(document).where(_where(now, q, visibility))).scalar_one()
     return rows, int(total)
 
 
-def page(conn: Connection, now: dt.datetime, q: DocumentQuery, visibility: Visibility, core: bool = False
-         ) -> list[str]:
+def page(conn: Connection, now: dt.datetime, q: DocumentQuery, visibility: Visibility) -> list[str]:
     """The page of documents of a search (their stored JSON) that ``visibility`` lets the caller see at ``now``,
-    newest first unless asked otherwise. A search with no other condition than its dossier (the common ITI-67:
-    ``patient`` and ``_count``) runs prepared on PostgreSQL, as :data:`_PAGE_SQL`; any other (or ``core``, for the
-    tests that compare the two) as the Core statement here."""
-    prepared_page = _page_sql(conn, visibility, q.sort_desc) \
-        if not q.conditions and not core and prepared.on_postgres(conn) else None
-    if prepared_page is not None:
-        return [r[0] for r in prepared.fetch_all(conn, prepared_page.sql if q.offset else prepared_page.first,
-                                                 _page_params(prepared_page, now, q, visibility))]
+    newest first unless asked otherwise, through Core: :func:`counted_page`'s statement where it is not prepared, and
+    what the tests compare the prepared one with."""
     order = (document.c.date.desc(), document.c.document_id.desc()) if q.sort_desc else \
         (document.c.date.asc(), document.c.document_id.asc())
     return list(conn.execute(select(document.c.resource).where(_where(now, q, visibility)).order_by(*order)
                              .limit(q.count).offset(q.offset)).scalars().all())
 
 
-# :func:`page`'s Core statement as plain SQL. Its visibility clause is the policy's own (``Visibility.where``, the one
-# rule), compiled once per visibility and order with stand-ins for the request's time and the caller's id (the author
-# who always sees their own documents), which take their values at each request: the compiled text depends only on
-# the caller's profession and standing, so the cache stays small. The clause is compiled twice, with two sets of
-# stand-ins: if anything but the stand-ins' own parameters differs (a clause that would compute with the time or the
-# id, say), the visibility is not prepared and :func:`page` runs Core.
+# :func:`page`'s Core statement as plain SQL, with the search's total beside each row (:func:`counted_page`; the
+# subquery names no column of the outer query, so it runs once). Its visibility clause is the policy's own
+# (``Visibility.where``, the one rule), compiled once per visibility and order with stand-ins for the request's time
+# and the caller's id (the author who always sees their own documents), which take their values at each request: the
+# compiled text depends only on the caller's profession and standing, so the cache stays small. The clause is
+# compiled twice, with two sets of stand-ins: if anything but the stand-ins' own parameters differs (a clause that
+# would compute with the time or the id, say), the visibility is not prepared and :func:`counted_page` runs Core.
 #
 # The first page has no OFFSET clause: with ``OFFSET %(o)s`` PostgreSQL never chooses the generic plan of the prepared
 # statement (its estimate of an unknown offset makes it dearer than the custom plans it compares it with) and plans
 # the statement again at each execution, which cost a search 100 µs of PostgreSQL's CPU (docs/PERFORMANCE.md,
 # "Stage 4"); without it, it takes the generic plan after five executions. Later pages keep the parameter.
-_PAGE_SQL = ("SELECT document.resource FROM document WHERE document.dossier_key = %(k)s AND ({visible}) "
+_PAGE_SQL = ("SELECT document.resource, (SELECT count(*) FROM document WHERE document.dossier_key = %(k)s "
+             "AND ({visible})) AS total FROM document WHERE document.dossier_key = %(k)s AND ({visible}) "
              "ORDER BY document.date {order}, document.document_id {order} LIMIT %(n)s{offset}")
 _OFFSET = " OFFSET %(o)s"
-# The same page with the search's total beside each row (:func:`counted_page`): the subquery names no column of the
-# outer query, so it runs once.
-_COUNTED_PAGE_SQL = _PAGE_SQL.replace(
-    "SELECT document.resource FROM", "SELECT document.resource, (SELECT count(*) FROM document WHERE "
-    "document.dossier_key = %(k)s AND ({visible})) AS total FROM", 1)
 _STAND_INS = ((dt.datetime(1, 1, 2, tzinfo=dt.UTC), "carnet:the-caller"),
               (dt.datetime(2, 3, 4, 5, 6, 7, tzinfo=dt.UTC), "carnet:another-caller"))
 
@@ -148,9 +138,7 @@ _STAND_INS = ((dt.datetime(1, 1, 2, tzinfo=dt.UTC), "carnet:the-caller"),
 @dataclass(frozen=True)
 class PreparedPage:
     sql: str  # _PAGE_SQL
-    counted: str  # _COUNTED_PAGE_SQL
     first: str  # _PAGE_SQL without OFFSET
-    counted_first: str  # _COUNTED_PAGE_SQL without OFFSET
     params: dict[str, Any]  # the clause's own parameters
     nows: tuple[str, ...]  # the parameters that take the request's time
     callers: tuple[str, ...]  # and those that take the caller's id
@@ -191,11 +179,9 @@ def _page_sql(conn: Connection, visibility: Visibility, desc: bool) -> PreparedP
         params2[n] == (_STAND_INS[1][0] if n in nows else _STAND_INS[1][1] if n in callers else v)
         for n, v in params.items())
     order = "DESC" if desc else "ASC"
-    def sql(template: str, offset: str) -> str:
-        return template.format(visible=text, order=order, offset=offset)
-
-    found = PreparedPage(sql(_PAGE_SQL, _OFFSET), sql(_COUNTED_PAGE_SQL, _OFFSET), sql(_PAGE_SQL, ""),
-                         sql(_COUNTED_PAGE_SQL, ""), params, nows, callers) if same else None
+    found = PreparedPage(_PAGE_SQL.format(visible=text, order=order, offset=_OFFSET),
+                         _PAGE_SQL.format(visible=text, order=order, offset=""), params, nows, callers) if same \
+        else None
     if len(_PAGES) >= 256:  # never in practice: a few professions and standings
         _PAGES.clear()
     _PAGES[key] = found
