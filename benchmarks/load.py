@@ -456,6 +456,8 @@ def measure(db_url: str, var_dir: Path, configs: list[tuple[str, int]], blob_url
     def limits() -> None:
         """The raw limits, ``repeat`` times each; measured before and after Carnet's phases (a shared machine's load
         moves), every run kept, the median reported."""
+        if raw_processes:
+            settle(dsn)
         for kind in raw_runs if raw_processes else ():
             print(f"{kind}: {concurrency} connections in {raw_processes} client processes", flush=True)
             raw_runs[kind].extend(raw_phase(kind, dsn, dossier_ids, concurrency, duration, DOC_BYTES, raw_processes,
@@ -484,6 +486,7 @@ def measure(db_url: str, var_dir: Path, configs: list[tuple[str, int]], blob_url
     try:
         for op in ops:
             make, expect = table[op]
+            settle(dsn)
             for store, nodes in configs:
                 if running != (store, nodes):  # one configuration only: one cluster for every operation
                     if cluster is not None:
@@ -517,6 +520,20 @@ def measure(db_url: str, var_dir: Path, configs: list[tuple[str, int]], blob_url
     return with_limits(results)
 
 
+def settle(dsn: str) -> None:
+    """``VACUUM ANALYZE`` and ``CHECKPOINT`` before an operation's runs: the publishes of earlier phases add thousands
+    of documents, and a machine whose autovacuum is off (this one's is) would plan the next phase's statements on
+    statistics that still count the fill alone (the search's page then read its dossier through the wrong index:
+    224 µs instead of 59, docs/PERFORMANCE.md "Stage 5"). Production runs autovacuum, which keeps up."""
+    import psycopg
+
+    started = time.perf_counter()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+        conn.execute("CHECKPOINT")
+    print(f"settled (VACUUM ANALYZE, CHECKPOINT) in {time.perf_counter() - started:.1f} s", flush=True)
+
+
 def compare_code(ops: list[str], config: tuple[str, int], other_src: str, db_url: str, var_dir: Path,
                  blob_urls: dict[str, str], s3_env: dict[str, str], workers: int, concurrency: int, duration: float,
                  generator: str, repeat: int, key: Any, pro_id: str, dossier_ids: list[str], doc_ids: list[str],
@@ -532,6 +549,7 @@ def compare_code(ops: list[str], config: tuple[str, int], other_src: str, db_url
                                             {**(s3_env if store == "s3" else {}), "PYTHONPATH": src}, name=label)
         for op in ops:
             make, expect = table[op]
+            settle(dsn)
             runs: dict[str, list[dict[str, Any]]] = {label: [] for label in codes}
             for r in range(max(1, repeat)):
                 for label in (list(codes) if r % 2 == 0 else list(reversed(codes))):
