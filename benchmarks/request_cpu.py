@@ -148,7 +148,7 @@ def _set_inline(inline: bool) -> None:
     async def on_loop(fn: Any, *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
 
-    base.in_thread = on_loop if inline else in_thread  # type: ignore[assignment]
+    base.in_thread = on_loop if inline else in_thread
 
 
 def measure(ctx: dict[str, Any], op: str, n: int, inline: bool, counter: list[int], offset: int) -> dict[str, float]:

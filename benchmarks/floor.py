@@ -1,0 +1,235 @@
+"""The floor under a served search (issue 11): Carnet's own statements, replayed by the thinnest Python server.
+
+``load.py`` puts Carnet's ITI-67 search beside the raw-read limit (a plain client selecting 10 rows and inserting one
+audit row). Between the two lies everything a served search does besides: HTTP, the framework, the hop to a thread,
+SQLAlchemy, the policy, the audit record built in Python, and statements that do more than the limit's. This script
+measures the point in between that says which of these the design could shed: **a server doing nothing but Carnet's
+own statements**, with the same HTTP server (uvicorn, httptools, uvloop, one process per ``--workers``, the port
+shared with ``SO_REUSEPORT`` as ``carnet serve`` shares it) and async psycopg on the event loop (no thread), each
+request one transaction.
+
+1. **Capture.** In this process, Carnet's ASGI application (as ``request_cpu.py`` builds it) answers ``--captures``
+   searches of different dossiers; a ``before_cursor_execute`` listener keeps each search's statements with their
+   parameters (every one, the prepared ones included) and the response's body.
+2. **Replay.** The floor server answers ``GET /floor/<i>`` by running capture ``i``'s statements in one transaction
+   (prepared on the server, each result read) and sending capture ``i``'s body: the same round trips, the same rows,
+   the same audit append (the hash chain's head moves in SQL as in Carnet; the records repeat the captured ones'
+   content) and the same bytes on the wire. What it leaves out is exactly what Carnet's Python adds: checking the
+   token, the framework, the thread, the policy's decision, the audit record's canonical JSON and hash, building the
+   searchset.
+3. **Measure**, in one run, alternating: the raw-read limit, Carnet's ITI-67 and the floor (ABBA over ``--repeat``),
+   wrk with the same connections, the CPU per request of each server's processes and of PostgreSQL.
+
+    python benchmarks/floor.py --database-url postgresql://postgres@127.0.0.1:5432/carnet_bench_hot \\
+        --var-dir /tmp/carnet-bench-hot --duration 8 --repeat 2
+
+The database is one ``load.py --fill-only`` filled. The replayed audit records go into the dossiers' real chains (a
+benchmark database only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import pickle
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+def capture(db_url: str, var_dir: Path, n: int) -> tuple[list[tuple[list[tuple[str, Any]], bytes]], list[str]]:
+    """``n`` searches answered by Carnet in this process: each one's statements (text, parameters) and body; and the
+    dossiers searched, in order (``request_cpu.py``'s, search ``i`` of dossier ``i`` modulo their number)."""
+    import request_cpu
+    from sqlalchemy import event
+
+    ctx = request_cpu._prepare(db_url, var_dir)  # noqa: SLF001 - the same application request_cpu measures
+    engine = ctx["services"].engine
+    statements: list[tuple[str, Any]] = []
+
+    def grab(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> tuple[str, Any]:
+        statements.append((statement, parameters))
+        return statement, parameters
+
+    event.listen(engine, "before_cursor_execute", grab, retval=True)
+    out: list[tuple[list[tuple[str, Any]], bytes]] = []
+
+    async def one(i: int) -> None:
+        scope, body, expected = request_cpu._request("search", i, ctx)  # noqa: SLF001
+        chunks: list[bytes] = []
+        status: list[int] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        statements.clear()
+        await ctx["app"](scope, receive, send)
+        if status != [expected]:
+            raise SystemExit(f"capture {i}: status {status}")
+        out.append((list(statements), b"".join(chunks)))
+
+    async def all_of() -> None:
+        for i in range(n):
+            await one(i)
+
+    asyncio.run(all_of())
+    event.remove(engine, "before_cursor_execute", grab)
+    ctx["services"].engine.dispose()
+    return out, [ctx["dossiers"][i % len(ctx["dossiers"])] for i in range(n)]
+
+
+def _serve(port: int, dsn: str, captures_file: str, connections: int) -> None:
+    """One floor process: uvicorn on the shared port, ``connections`` async psycopg connections."""
+    import psycopg
+    import uvicorn
+
+    with open(captures_file, "rb") as f:
+        captures = pickle.load(f)  # noqa: S301 - written by this script's parent, a moment ago
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(2048)
+    pool: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if pool.empty() and not getattr(app, "opened", False):
+            app.opened = True  # type: ignore[attr-defined]
+            for _ in range(connections):
+                pool.put_nowait(await psycopg.AsyncConnection.connect(dsn))
+        statements, body = captures[int(scope["path"].rsplit("/", 1)[1]) % len(captures)]
+        conn = await pool.get()
+        try:
+            for sql, params in statements:
+                cur = await conn.execute(sql, params, prepare=True)
+                if cur.description is not None:
+                    await cur.fetchall()
+            await conn.commit()
+        except BaseException:
+            await conn.rollback()
+            raise
+        finally:
+            pool.put_nowait(conn)
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"application/fhir+json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def start_floor(dsn: str, captures_file: str, workers: int, connections: int) -> tuple[str, list[Any]]:
+    import httpx
+    from cluster import free_port
+
+    port = free_port()
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_serve, args=(port, dsn, captures_file, connections), daemon=True)
+             for _ in range(workers)]
+    for p in procs:
+        p.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{base}/floor/0", timeout=2).status_code == 200:
+                return base, procs
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("the floor server did not answer")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import load
+    from limits import CpuMeter, raw_phase
+    from sqlalchemy.engine import make_url
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--database-url", required=True)
+    p.add_argument("--var-dir", required=True, type=Path)
+    p.add_argument("--captures", type=int, default=200, help="searches captured (different dossiers)")
+    p.add_argument("--workers", type=int, default=4, help="server processes of Carnet and of the floor")
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--duration", type=float, default=8)
+    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--raw-processes", type=int, default=2)
+    p.add_argument("--output", type=Path)
+    a = p.parse_args(argv)
+    db_url, var_dir = a.database_url, a.var_dir.resolve()
+    dsn = db_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    database = make_url(db_url).database or ""
+    captures, searched = capture(db_url, var_dir, a.captures)
+    per_search = {len(s) for s, _ in captures}
+    print(f"captured {len(captures)} searches, {sorted(per_search)} statements each", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        captures_file = str(Path(tmp) / "captures.pickle")
+        with open(captures_file, "wb") as f:
+            pickle.dump(captures, f)
+        floor_base, floor_procs = start_floor(dsn, captures_file, a.workers, max(2, a.concurrency // a.workers + 2))
+        cluster = load.start_cluster(db_url, var_dir, 1, a.workers, str(var_dir / "blobs"))
+        results: dict[str, list[dict[str, Any]]] = {"raw-read": [], "ITI-67": [], "floor": []}
+        try:
+            services = load.make_services(db_url, var_dir, "http://127.0.0.1:8000")
+            pro_id, key = load.ensure_reference_data(services), load.register_client(services)
+            services.engine.dispose()
+            load.settle(dsn)
+            results["raw-read"].append(raw_phase("raw-read", dsn, searched, a.concurrency, a.duration,
+                                                 load.DOC_BYTES, a.raw_processes, CpuMeter(dsn, database)))
+            for r in range(max(1, a.repeat)):
+                for which in (("ITI-67", "floor") if r % 2 == 0 else ("floor", "ITI-67")):
+                    if which == "ITI-67":
+                        meter = CpuMeter(dsn, database, [q.pid for q in cluster.procs])
+                        results[which].append(load.wrk_phase("ITI-67", cluster, key, pro_id, a.concurrency,
+                                                             a.duration, searched, [], b"", meter))
+                    else:
+                        meter = CpuMeter(dsn, database, [q.pid for q in floor_procs])
+                        results[which].append(load.run_phase_wrk(
+                            "floor", floor_base, "-", a.concurrency, a.duration, "GET",
+                            [f"/floor/{i}" for i in range(len(captures))], None, "/floor", meter))
+            results["raw-read"].append(raw_phase("raw-read", dsn, searched, a.concurrency, a.duration,
+                                                 load.DOC_BYTES, a.raw_processes, CpuMeter(dsn, database)))
+        finally:
+            cluster.stop()
+            for q in floor_procs:
+                q.terminate()
+                q.join(10)
+    limit = sorted(x["throughput_per_s"] for x in results["raw-read"])[len(results["raw-read"]) // 2]
+    print()
+    print("| | ok/s of each run | ÷ raw-read limit (median run) | server CPU ms/req | PostgreSQL CPU ms/req | p99 ms |")
+    print("|---|---|---:|---:|---:|---:|")
+    summary = {}
+    for name, runs in results.items():
+        ordered = sorted(runs, key=lambda x: x["throughput_per_s"])
+        med = ordered[len(ordered) // 2]
+        server = med.get("server_cpu_ms_per_request") or med.get("client_cpu_ms_per_request")
+        summary[name] = {"runs": runs, "median_ok_per_s": med["throughput_per_s"],
+                         "ratio": round(med["throughput_per_s"] / limit, 3)}
+        print(f"| {name} | {', '.join(str(x['throughput_per_s']) for x in runs)} | {summary[name]['ratio']} | "
+              f"{server} | {med['postgres_cpu_ms_per_request']} | {med['p99_ms']} |")
+    if a.output:
+        a.output.write_text(json.dumps({"command": sys.argv, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                        "machine": load.machine(), "concurrency": a.concurrency,
+                                        "duration_s": a.duration, "workers": a.workers,
+                                        "statements_per_search": sorted(per_search), "results": summary}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
