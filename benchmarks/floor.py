@@ -11,14 +11,19 @@ request one transaction.
 1. **Capture.** In this process, Carnet's ASGI application (as ``request_cpu.py`` builds it) answers ``--captures``
    searches of different dossiers; a ``before_cursor_execute`` listener keeps each search's statements with their
    parameters (every one, the prepared ones included) and the response's body.
-2. **Replay.** The floor server answers ``GET /floor/<i>`` by running capture ``i``'s statements in one transaction
+2. **Replay.** The floor server answers ``GET /carnet/<i>`` by running capture ``i``'s statements in one transaction
    (prepared on the server, each result read) and sending capture ``i``'s body: the same round trips, the same rows,
    the same audit append (the hash chain's head moves in SQL as in Carnet; the records repeat the captured ones'
    content) and the same bytes on the wire. What it leaves out is exactly what Carnet's Python adds: checking the
    token, the framework, the thread, the policy's decision, the audit record's canonical JSON and hash, building the
-   searchset.
-3. **Measure**, in one run, alternating: the raw-read limit, Carnet's ITI-67 and the floor (ABBA over ``--repeat``),
-   wrk with the same connections, the CPU per request of each server's processes and of PostgreSQL.
+   searchset. Two more answers of the same server split the rest: ``/limit/<i>`` runs the raw-read limit's own
+   transaction (``limits.py``: 20 rows selected, one audit row inserted, on capture ``i``'s dossier) and ``/http/<i>``
+   none, each sending the same body: HTTP in Python alone, and the limit served over HTTP; ``/carnet-thread/<i>``
+   replays capture ``i`` as Carnet runs its transactions, with synchronous psycopg on a worker thread
+   (:func:`carnet.threads.in_thread`) instead of asynchronous psycopg on the loop.
+3. **Measure**, in one run: the raw-read limit before and after, and between them Carnet's ITI-67 and the floor's
+   three answers, in turn (ABBA over ``--repeat``), wrk with the same connections, the CPU per request of each
+   server's processes and of PostgreSQL.
 
     python benchmarks/floor.py --database-url postgresql://postgres@127.0.0.1:5432/carnet_bench_hot \\
         --var-dir /tmp/carnet-bench-hot --duration 8 --repeat 2
@@ -31,15 +36,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import itertools
 import json
 import multiprocessing as mp
 import pickle
+import queue
 import socket
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
+
+GENESIS = "0" * 64
+VARIANTS = ("ITI-67", "carnet", "carnet-thread", "limit", "http")  # Carnet itself, then the floor server's answers
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -91,13 +103,35 @@ def capture(db_url: str, var_dir: Path, n: int) -> tuple[list[tuple[list[tuple[s
     return out, [ctx["dossiers"][i % len(ctx["dossiers"])] for i in range(n)]
 
 
-def _serve(port: int, dsn: str, captures_file: str, connections: int) -> None:
-    """One floor process: uvicorn on the shared port, ``connections`` async psycopg connections."""
+def _serve(port: int, dsn: str, captures_file: str, connections: int, first_seq: int) -> None:
+    """One floor process: uvicorn on the shared port, ``connections`` async psycopg connections. ``GET
+    /carnet/<i>`` replays capture ``i``'s statements, ``/limit/<i>`` runs the raw-read limit's transaction on capture
+    ``i``'s dossier, ``/http/<i>`` none; each answers capture ``i``'s body."""
     import psycopg
     import uvicorn
+    from limits import INSERT_AUDIT, SELECT_DOCS
+
+    from carnet.threads import in_thread
 
     with open(captures_file, "rb") as f:
-        captures = pickle.load(f)  # noqa: S301 - written by this script's parent, a moment ago
+        captures, searched = pickle.load(f)  # noqa: S301 - written by this script's parent, a moment ago
+    dossiers = [uuid.UUID(d) for d in searched]
+    sync_pool: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    for _ in range(connections):
+        sync_pool.put(psycopg.connect(dsn))
+
+    def replay(conn: Any, statements: list[tuple[str, Any]]) -> None:
+        try:
+            for sql, params in statements:
+                cur = conn.execute(sql, params, prepare=True)
+                if cur.description is not None:
+                    cur.fetchall()
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+
+    seq = itertools.count(first_seq)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -112,19 +146,33 @@ def _serve(port: int, dsn: str, captures_file: str, connections: int) -> None:
             app.opened = True  # type: ignore[attr-defined]
             for _ in range(connections):
                 pool.put_nowait(await psycopg.AsyncConnection.connect(dsn))
-        statements, body = captures[int(scope["path"].rsplit("/", 1)[1]) % len(captures)]
-        conn = await pool.get()
-        try:
-            for sql, params in statements:
-                cur = await conn.execute(sql, params, prepare=True)
-                if cur.description is not None:
-                    await cur.fetchall()
-            await conn.commit()
-        except BaseException:
-            await conn.rollback()
-            raise
-        finally:
-            pool.put_nowait(conn)
+        _, variant, index = scope["path"].split("/")
+        i = int(index) % len(captures)
+        statements, body = captures[i]
+        if variant == "limit":  # the raw-read limit's own transaction, as benchmarks/limits.py runs it
+            entity = uuid.uuid4()
+            statements = [(SELECT_DOCS, (dossiers[i],)), (INSERT_AUDIT, (
+                dossiers[i], next(seq), uuid.uuid4(), "R", "ITI-67", "8bench", str(entity),
+                json.dumps({"returned": 10}), GENESIS, hashlib.sha256(f"{GENESIS}:{entity}".encode()).hexdigest()))]
+        if variant == "carnet-thread":  # the same, as Carnet runs it: sync psycopg on a worker thread
+            conn = sync_pool.get()
+            try:
+                await in_thread(replay, conn, statements)
+            finally:
+                sync_pool.put(conn)
+        elif variant != "http":
+            conn = await pool.get()
+            try:
+                for sql, params in statements:
+                    cur = await conn.execute(sql, params, prepare=True)
+                    if cur.description is not None:
+                        await cur.fetchall()
+                await conn.commit()
+            except BaseException:
+                await conn.rollback()
+                raise
+            finally:
+                pool.put_nowait(conn)
         await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-type", b"application/fhir+json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
@@ -139,15 +187,15 @@ def start_floor(dsn: str, captures_file: str, workers: int, connections: int) ->
 
     port = free_port()
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_serve, args=(port, dsn, captures_file, connections), daemon=True)
-             for _ in range(workers)]
+    procs = [ctx.Process(target=_serve, args=(port, dsn, captures_file, connections, k * 10**8 + 1), daemon=True)
+             for k in range(workers)]
     for p in procs:
         p.start()
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 30
     while time.time() < deadline:
         try:
-            if httpx.get(f"{base}/floor/0", timeout=2).status_code == 200:
+            if httpx.get(f"{base}/carnet/0", timeout=2).status_code == 200:
                 return base, procs
         except httpx.HTTPError:
             pass
@@ -181,10 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         captures_file = str(Path(tmp) / "captures.pickle")
         with open(captures_file, "wb") as f:
-            pickle.dump(captures, f)
+            pickle.dump((captures, searched), f)
         floor_base, floor_procs = start_floor(dsn, captures_file, a.workers, max(2, a.concurrency // a.workers + 2))
         cluster = load.start_cluster(db_url, var_dir, 1, a.workers, str(var_dir / "blobs"))
-        results: dict[str, list[dict[str, Any]]] = {"raw-read": [], "ITI-67": [], "floor": []}
+        results: dict[str, list[dict[str, Any]]] = {"raw-read": [], **{v: [] for v in VARIANTS}}
         try:
             services = load.make_services(db_url, var_dir, "http://127.0.0.1:8000")
             pro_id, key = load.ensure_reference_data(services), load.register_client(services)
@@ -193,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             results["raw-read"].append(raw_phase("raw-read", dsn, searched, a.concurrency, a.duration,
                                                  load.DOC_BYTES, a.raw_processes, CpuMeter(dsn, database)))
             for r in range(max(1, a.repeat)):
-                for which in (("ITI-67", "floor") if r % 2 == 0 else ("floor", "ITI-67")):
+                for which in (VARIANTS if r % 2 == 0 else tuple(reversed(VARIANTS))):
                     if which == "ITI-67":
                         meter = CpuMeter(dsn, database, [q.pid for q in cluster.procs])
                         results[which].append(load.wrk_phase("ITI-67", cluster, key, pro_id, a.concurrency,
@@ -201,8 +249,8 @@ def main(argv: list[str] | None = None) -> int:
                     else:
                         meter = CpuMeter(dsn, database, [q.pid for q in floor_procs])
                         results[which].append(load.run_phase_wrk(
-                            "floor", floor_base, "-", a.concurrency, a.duration, "GET",
-                            [f"/floor/{i}" for i in range(len(captures))], None, "/floor", meter))
+                            f"floor {which}", floor_base, "-", a.concurrency, a.duration, "GET",
+                            [f"/{which}/{i}" for i in range(len(captures))], None, f"/{which}", meter))
             results["raw-read"].append(raw_phase("raw-read", dsn, searched, a.concurrency, a.duration,
                                                  load.DOC_BYTES, a.raw_processes, CpuMeter(dsn, database)))
         finally:
