@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -41,7 +42,6 @@ from carnet.logs import configure as configure_logs
 from carnet.portal import app as portal_app
 from carnet.pro import app as pro_app
 from carnet.text import holdable
-from carnet.threads import in_thread
 
 logger = structlog.get_logger("carnet")
 
@@ -134,13 +134,13 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
     @app.post("/oauth/token")
     async def token(request: Request) -> Response:
         address = throttle.client_address(request.scope, settings.trusted_proxies)
-        wait = await in_thread(throttle.hit, services, "token", address)
+        wait = await run_in_threadpool(throttle.hit, services, "token", address)
         if wait:  # before the form is even read (CARNET_RATE_TOKEN per client address, shared by every node)
             logger.warning("throttle.refused", status=429, route="/oauth/token")
             return JSONResponse(auth_web.slow_down(wait), status_code=429,
                                 headers={"Retry-After": str(wait), "Cache-Control": "no-store", "Pragma": "no-cache"})
         form = await request.form()
-        return await in_thread(auth_web.token_endpoint, services, server_key,
+        return await run_in_threadpool(auth_web.token_endpoint, services, server_key,
                                        {k: str(v) for k, v in form.items()}, accounts.acting_link)
 
     @app.post("/oauth/revoke")
@@ -148,13 +148,13 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
         """RFC 7009 token revocation for patient apps (:func:`carnet.auth.smart.revocation_endpoint`), limited like
         the token endpoint."""
         address = throttle.client_address(request.scope, settings.trusted_proxies)
-        wait = await in_thread(throttle.hit, services, "token", address)
+        wait = await run_in_threadpool(throttle.hit, services, "token", address)
         if wait:
             logger.warning("throttle.refused", status=429, route="/oauth/revoke")
             return JSONResponse(auth_web.slow_down(wait), status_code=429,
                                 headers={"Retry-After": str(wait), "Cache-Control": "no-store", "Pragma": "no-cache"})
         form = await request.form()
-        return await in_thread(smart_auth.revocation_endpoint, services,
+        return await run_in_threadpool(smart_auth.revocation_endpoint, services,
                                        {k: str(v) for k, v in form.items()})
 
     @app.get("/.well-known/smart-configuration")

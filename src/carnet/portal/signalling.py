@@ -26,6 +26,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from carnet import teleconsult
@@ -33,7 +34,6 @@ from carnet.access.actors import Actor
 from carnet.context import Services, run
 from carnet.errors import FhirError
 from carnet.portal import i18n
-from carnet.threads import in_thread
 
 logger = structlog.get_logger("carnet")
 REFUSED = 4403  # the handshake is refused: not this person's visit, no session, another origin
@@ -60,7 +60,7 @@ async def serve(ws: WebSocket, services: Services, key: uuid.UUID, cid: uuid.UUI
         await ws.close(code=REFUSED)
         return
     try:
-        joined = await in_thread(run, services, resolve, lambda ctx: teleconsult.join(ctx, key, cid, side))
+        joined = await run_in_threadpool(run, services, resolve, lambda ctx: teleconsult.join(ctx, key, cid, side))
     except FhirError as exc:
         await ws.close(code={404: GONE, 409: ENDED}.get(exc.status, REFUSED))
         return
@@ -79,7 +79,7 @@ async def serve(ws: WebSocket, services: Services, key: uuid.UUID, cid: uuid.UUI
         pause = max(20, services.settings.signal_poll_ms) / 1000
         while True:
             try:
-                rows = await in_thread(teleconsult.poll, services, key, cid, side, conn_id, after)
+                rows = await run_in_threadpool(teleconsult.poll, services, key, cid, side, conn_id, after)
             except SQLAlchemyError as exc:  # a busy or restarting database: try again at the next tick
                 logger.warning("teleconsult.poll_failed", error_type=type(exc).__name__)
                 await asyncio.sleep(pause)
@@ -137,7 +137,7 @@ async def serve(ws: WebSocket, services: Services, key: uuid.UUID, cid: uuid.UUI
                 logger.warning("teleconsult.leave_failed", error_type=type(exc).__name__)
 
         try:
-            await in_thread(leave)
+            await run_in_threadpool(leave)
         except asyncio.CancelledError:  # the server is cancelling this handler: the other side is told all the same
             threading.Thread(target=leave, name="teleconsult-leave", daemon=True).start()
             raise
@@ -154,19 +154,19 @@ async def _handle(ws: WebSocket, services: Services, key: uuid.UUID, cid: uuid.U
     kind = message.get("type")
     try:
         if kind in ("offer", "answer", "ice"):
-            return await in_thread(teleconsult.relay, services, key, cid, side, conn_id, message)
+            return await run_in_threadpool(teleconsult.relay, services, key, cid, side, conn_id, message)
         if kind == "show":
             doc = message.get("document")
             doc_id = str(doc) if doc else None
-            await in_thread(run, services, resolve,
+            await run_in_threadpool(run, services, resolve,
                                     lambda ctx: teleconsult.show(ctx, key, cid, conn_id, doc_id, 1))
         elif kind == "page":
             page, doc = message.get("page"), message.get("document")
             if isinstance(page, int) and not isinstance(page, bool) and isinstance(doc, str):
-                await in_thread(run, services, resolve,
+                await run_in_threadpool(run, services, resolve,
                                         lambda ctx: teleconsult.show(ctx, key, cid, conn_id, doc, page))
         elif kind == "end" and side == "clinician":
-            await in_thread(run, services, resolve, lambda ctx: teleconsult.end(ctx, key, cid))
+            await run_in_threadpool(run, services, resolve, lambda ctx: teleconsult.end(ctx, key, cid))
         return True
     except FhirError as exc:
         if exc.status == 409:

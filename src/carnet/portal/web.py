@@ -25,6 +25,7 @@ from urllib.parse import quote
 import structlog
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
@@ -41,7 +42,6 @@ from carnet.errors import FhirError
 from carnet.ids import new_id
 from carnet.portal import i18n
 from carnet.text import holdable
-from carnet.threads import in_thread
 
 T = TypeVar("T")
 logger = structlog.get_logger("carnet")
@@ -136,7 +136,7 @@ class Page:
         def resolve(conn: Connection) -> Actor:
             return sessions.actor(conn, current)
 
-        return await in_thread(run, self.services, resolve, work)
+        return await run_in_threadpool(run, self.services, resolve, work)
 
     async def db(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` on the account tables (sign-in, sessions, preferences), in one transaction. Never for
@@ -152,7 +152,7 @@ class Page:
                 except AccountError as err:
                     refused = err
             raise refused
-        return await in_thread(go)
+        return await run_in_threadpool(go)
 
     # --- output ---------------------------------------------------------------------------------------------------
     def render(self, template: str, status: int = 200, **values: Any) -> Response:
@@ -228,7 +228,7 @@ def _endpoint(route: PageRoute, services: Services) -> Callable[[Request], Await
     async def endpoint(request: Request) -> Response:
         if route.limit is not None:  # before any other work: a flood costs one statement per request
             address = throttle.client_address(request.scope, services.settings.trusted_proxies)
-            wait = await in_thread(throttle.hit, services, route.limit, address)
+            wait = await run_in_threadpool(throttle.hit, services, route.limit, address)
             if wait:
                 code = i18n.negotiate(request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"), None)
                 return Page(request, services, None, i18n.language(code), route=route.path).slow_down(wait)
@@ -239,7 +239,7 @@ def _endpoint(route: PageRoute, services: Services) -> Callable[[Request], Await
             with services.engine.begin() as conn:
                 return sessions.load(conn, token, now, services.settings)
 
-        current = await in_thread(load) if token else None
+        current = await run_in_threadpool(load) if token else None
         code = i18n.negotiate(request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"),
                               current.lang if current else None)
         p = Page(request, services, current, i18n.language(code, services.settings.display_timezone), route=route.path)

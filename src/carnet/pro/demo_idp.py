@@ -30,6 +30,7 @@ from typing import Any
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -43,7 +44,6 @@ from carnet.portal import web as portal_web
 from carnet.portal.pages.documents import profession_label
 from carnet.pro import oidc
 from carnet.pro.web import ProPage, pro_page
-from carnet.threads import in_thread
 
 CODE_SECONDS = 120
 FORM_SECONDS = 600  # how long the authorize page's CSRF token is good for
@@ -130,7 +130,7 @@ async def authorize_form(p: ProPage) -> Response:
     def load() -> list[Any]:
         with p.services.engine.connect() as conn:  # a directory with many professionals: by id or family name
             return practitioners.find(conn, find, limit=100)
-    people = await in_thread(load)
+    people = await run_in_threadpool(load)
     return p.render("pro/demo_idp.html", title=p._("Demo identity provider"), people=people, params=params,
                     find=find, idp_field=FORM_FIELD, idp_csrf=form_token(p.settings, params),
                     profession=lambda code: profession_label(p, code))
@@ -152,7 +152,7 @@ async def authorize(p: ProPage) -> Response:
     def enabled() -> bool:
         with p.services.engine.connect() as conn:
             return practitioners.enabled(conn, national_id)
-    if not await in_thread(enabled):
+    if not await run_in_threadpool(enabled):
         return p.render("pro/error.html", status=403, status_code=403,
                         message=p._("This professional is not, or no longer, allowed to use Carnet."))
     now = int(time.time())
@@ -217,7 +217,7 @@ def routes(services: Services) -> list[Route]:
 
     async def token_endpoint(request: Request) -> Response:
         form = await request.form()
-        return await in_thread(token, services, {k: str(v) for k, v in form.items()})
+        return await run_in_threadpool(token, services, {k: str(v) for k, v in form.items()})
 
     return [Route(f"{oidc.DEMO_PATH}/.well-known/openid-configuration", discovery, methods=["GET"]),
             Route(f"{oidc.DEMO_PATH}/jwks", jwks, methods=["GET"]),

@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import structlog
 from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
@@ -26,7 +27,6 @@ from carnet.ids import new_id
 from carnet.notify import notices
 from carnet.portal import i18n
 from carnet.portal import web as portal_web
-from carnet.threads import in_thread
 from carnet.trends import alerts as trend_alerts
 
 T = TypeVar("T")
@@ -47,7 +47,7 @@ class ProPage(portal_web.Page):
         def resolve(conn: Connection) -> Actor:
             return sessions.actor(conn, current)
 
-        return await in_thread(run, self.services, resolve, work)
+        return await run_in_threadpool(run, self.services, resolve, work)
 
     def render(self, template: str, status: int = 200, **values: Any) -> Response:
         env = portal_web.environment()
@@ -85,7 +85,7 @@ def endpoint(handler: ProHandler, public: bool, services: Services) -> Callable[
                 return (loaded, notices.unread_notices(conn, loaded.national_id),
                         trend_alerts.unacknowledged(conn, loaded.national_id))
 
-        current, unread, open_alerts = await in_thread(load) if token else (None, 0, 0)
+        current, unread, open_alerts = await run_in_threadpool(load) if token else (None, 0, 0)
         code = i18n.negotiate(request.cookies.get(portal_web.LANG_COOKIE), request.headers.get("accept-language"))
         lang = i18n.language(code, services.settings.display_timezone)
         p = ProPage(request, services, None, lang, pro=current, unread_notices=unread, open_alerts=open_alerts)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -28,7 +29,6 @@ from starlette.staticfiles import StaticFiles
 from carnet import sharing, throttle
 from carnet.context import Services
 from carnet.errors import FhirError
-from carnet.threads import in_thread
 
 HERE = Path(__file__).parent
 MAX_BODY = 16 * 1024
@@ -53,7 +53,7 @@ def routes(services: Services) -> list[Route | Mount]:
     async def limited(request: Request) -> Response | None:
         """The per-address limit on the link endpoints, counted in the table every node shares (carnet.throttle)."""
         address = throttle.client_address(request.scope, services.settings.trusted_proxies)
-        wait = await in_thread(throttle.hit, services, "shl", address)
+        wait = await run_in_threadpool(throttle.hit, services, "shl", address)
         if wait:
             return _json({"error": "Too many requests: wait before trying again."}, 429, {"Retry-After": str(wait)})
         return None
@@ -70,7 +70,7 @@ def routes(services: Services) -> list[Route | Mount]:
         except orjson.JSONDecodeError:
             return _json({"error": "The body must be JSON."}, 400)
         try:
-            result = await in_thread(sharing.open_manifest, services, request.path_params["id"], body)
+            result = await run_in_threadpool(sharing.open_manifest, services, request.path_params["id"], body)
         except FhirError as exc:
             return _error(exc)
         if isinstance(result, sharing.WrongPasscode):
@@ -83,7 +83,7 @@ def routes(services: Services) -> list[Route | Mount]:
             return refused
         try:
             index = int(request.path_params["n"])
-            jwe = await in_thread(sharing.open_file, services, request.path_params["id"], index,
+            jwe = await run_in_threadpool(sharing.open_file, services, request.path_params["id"], index,
                                           request.query_params.get("ticket", ""),
                                           request.query_params.get("recipient"))
         except (FhirError, ValueError) as exc:

@@ -62,9 +62,9 @@ async def redeem_code(call: Call, id: str) -> Response:
         raise FhirError(400, "required", "code: required (the access code the patient gave)",
                         "Parameters.parameter[code]")
     address = throttle.client_address(call.request.scope, call.services.settings.trusted_proxies)
-    from carnet.threads import in_thread
+    from starlette.concurrency import run_in_threadpool
 
-    await in_thread(codes.check_rate, call.services, address)
+    await run_in_threadpool(codes.check_rate, call.services, address)
     done = await call.run(lambda ctx: codes.redeem(ctx, key, typed))
     if isinstance(done, codes.WrongCode):
         if done.frozen:

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -19,7 +20,6 @@ from carnet.context import Context, Services, run
 from carnet.documents.validate import validate
 from carnet.errors import FhirError, invalid, not_found
 from carnet.fhir.http import FhirResponse, json_body, searchset
-from carnet.threads import in_thread
 
 Handler = Callable[..., Awaitable[Response]]
 
@@ -81,8 +81,8 @@ class Call:
         not call gets its 401 whatever else the request did wrong)."""
         claims = self.claims
         if caller_with_dossier:
-            return in_thread(run, self.services, TokenCaller(claims, acting_link), work)
-        return in_thread(run, self.services, lambda conn: resolve_actor(conn, claims, acting_link), work)
+            return run_in_threadpool(run, self.services, TokenCaller(claims, acting_link), work)
+        return run_in_threadpool(run, self.services, lambda conn: resolve_actor(conn, claims, acting_link), work)
 
     @property
     def lenient(self) -> bool:

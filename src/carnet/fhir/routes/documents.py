@@ -10,6 +10,7 @@ import json
 import uuid
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from carnet import directory
@@ -28,7 +29,6 @@ from carnet.fhir.routes.base import Call, Route, created
 from carnet.fhir.transaction import provide_bundle, resolve_patient
 from carnet.ids import SYSTEM_CHAIN, new_id
 from carnet.measures import phd
-from carnet.threads import in_thread
 
 
 async def transaction(call: Call) -> Response:
@@ -244,7 +244,7 @@ async def binary_read(call: Call, id: str) -> Response:
                                           caller_with_dossier=True)
     headers = {"ETag": f'"{row.sha256}"', "Content-Disposition": "inline", "Cache-Control": "no-store"}
     if data is None:  # a large document: decided and audited above, streamed now, never whole in memory
-        body = await in_thread(documents.content_stream, call.services, row)
+        body = await run_in_threadpool(documents.content_stream, call.services, row)
         return StreamingResponse(body, media_type=ctype, headers={**headers, "Content-Length": str(row.size)})
     if as_fhir:
         return FhirResponse({"resourceType": "Binary", "id": id, "contentType": ctype,

@@ -9,6 +9,7 @@ from urllib.parse import quote
 import structlog
 from sqlalchemy import Connection
 from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from carnet.accounts import preferences, sessions
@@ -17,7 +18,6 @@ from carnet.ids import parse_id
 from carnet.portal import i18n
 from carnet.portal.i18n import N_
 from carnet.portal.web import LANG_COOKIE, Page, page
-from carnet.threads import in_thread
 
 logger = structlog.get_logger("carnet")
 # Messages a redirect may ask the sign-in page to show (a key, never text from the URL).
@@ -53,7 +53,7 @@ def _send_later(p: Page, response: Response, sent: accounts.CodeSent | None, pur
 
 async def _send(p: Page, sent: accounts.CodeSent, purpose: str) -> bool:
     try:
-        await in_thread(accounts.send, p.services, sent, purpose)
+        await run_in_threadpool(accounts.send, p.services, sent, purpose)
     except Exception as exc:  # noqa: BLE001 - a failed delivery is shown, never crashes the page
         logger.warning("code.delivery_failed", error_type=type(exc).__name__, channel=sent.channel)
         return False

@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.responses import JSONResponse, Response
 
@@ -29,7 +30,6 @@ from carnet.measures import service as measures
 from carnet.measures.catalogue import BY_NAME, Measure, Spec
 from carnet.portal.i18n import N_
 from carnet.portal.web import Page, page
-from carnet.threads import in_thread
 
 BY_HAND = ("weight", "blood-pressure", "glucose", "temperature")
 UNITS = {"weight": [("kg", "kg"), ("[lb_av]", "lb")], "blood-pressure": [("mm[Hg]", "mmHg")],
@@ -189,7 +189,7 @@ async def start_import(p: Page) -> Response:
             shutil.copyfileobj(upload.file, tmp, 1024 * 1024)
 
     try:
-        await in_thread(copy)
+        await run_in_threadpool(copy)
         size = Path(tmp.name).stat().st_size
         key = p.dossier_key
         job_id = await p.run(lambda ctx: imports.start(ctx, key, size))

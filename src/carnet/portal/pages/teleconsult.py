@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
@@ -19,7 +20,6 @@ from carnet.errors import FhirError
 from carnet.portal import i18n, signalling
 from carnet.portal.i18n import N_
 from carnet.portal.web import LANG_COOKIE, Page, page
-from carnet.threads import in_thread
 
 STATUS = {"planned": N_("Booked"), "in-progress": N_("Under way"), "finished": N_("Held"),
           "cancelled": N_("Cancelled")}
@@ -64,7 +64,7 @@ async def _socket(ws: WebSocket, services: Services) -> None:
         with services.engine.begin() as conn:
             return sessions.load(conn, token, now, services.settings)
 
-    current = await in_thread(load) if token else None
+    current = await run_in_threadpool(load) if token else None
     if current is None or not current.signed_in or current.dossier_key is None:
         await ws.close(code=signalling.REFUSED)
         return

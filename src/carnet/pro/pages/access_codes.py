@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from carnet import codes, throttle
 from carnet.errors import FhirError
 from carnet.ids import parse_id
 from carnet.pro.web import ProPage, pro_page
-from carnet.threads import in_thread
 
 
 @pro_page("POST", "/pro/access-code")
@@ -28,7 +28,7 @@ async def redeem(p: ProPage) -> Response:
     if not typed.strip():
         return p.redirect(f"/pro/?{urlencode({**back, 'code': 'missing'})}#access-code")
     address = throttle.client_address(p.request.scope, p.settings.trusted_proxies)
-    await in_thread(codes.check_rate, p.services, address)
+    await run_in_threadpool(codes.check_rate, p.services, address)
     try:
         done = await p.run(lambda ctx: codes.redeem(ctx, key, typed))
     except FhirError as exc:

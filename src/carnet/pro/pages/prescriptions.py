@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
@@ -16,7 +17,6 @@ from carnet import prescribing
 from carnet.errors import FhirError
 from carnet.pro.pages import teleconsult
 from carnet.pro.web import ProPage, pro_page
-from carnet.threads import in_thread
 
 # During a teleconsultation the prescription is written from the room's side panel (issue 12: "during or after a
 # consultation"), linked to the visit's Encounter.
@@ -120,7 +120,7 @@ def _pharmacy(p: ProPage, status: int = 200, error: str = "", shown: prescribing
 
 async def _count(p: ProPage) -> None:
     if p.pro is not None:
-        await in_thread(prescribing.check_rate, p.services, p.pro.national_id)
+        await run_in_threadpool(prescribing.check_rate, p.services, p.pro.national_id)
 
 
 @pro_page("GET", "/pro/pharmacy")

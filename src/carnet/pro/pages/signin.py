@@ -3,6 +3,7 @@ breaking the glass for the rest of the session."""
 
 from __future__ import annotations
 
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from carnet.access.actors import Mode
@@ -11,7 +12,6 @@ from carnet.portal import i18n
 from carnet.portal.web import LANG_COOKIE
 from carnet.pro import oidc
 from carnet.pro.web import ProPage, pro_page
-from carnet.threads import in_thread
 
 LOGIN_COOKIE = "carnet_pro_login"
 
@@ -63,7 +63,7 @@ async def callback(p: ProPage) -> Response:
     def open_() -> str:
         with p.services.engine.begin() as conn:
             return sessions.open_session(conn, identity.national_id, identity.acr, now, p.settings)
-    token = await in_thread(open_)
+    token = await run_in_threadpool(open_)
     p.set_cookie(sessions.COOKIE, token)
     return p.redirect("/pro/")
 
@@ -76,7 +76,7 @@ async def sign_out(p: ProPage) -> Response:
     def work() -> None:
         with p.services.engine.begin() as conn:
             sessions.revoke(conn, current.session_hash, now)
-    await in_thread(work)
+    await run_in_threadpool(work)
     p.set_cookie(sessions.COOKIE, "")
     return p.redirect("/pro/sign-in")
 
@@ -123,5 +123,5 @@ async def emergency(p: ProPage) -> Response:
     def work() -> None:
         with p.services.engine.begin() as conn:
             sessions.set_mode(conn, current.session_hash, mode, reason)
-    await in_thread(work)
+    await run_in_threadpool(work)
     return p.redirect(nxt)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
@@ -26,7 +27,6 @@ from carnet.portal import i18n, signalling
 from carnet.portal.pages.teleconsult import STATUS
 from carnet.portal.web import LANG_COOKIE
 from carnet.pro.web import ProPage, pro_page
-from carnet.threads import in_thread
 
 SIDE_PANELS: list[str] = ["pro/teleconsult/_dossier_panel.html"]
 
@@ -141,7 +141,7 @@ def sockets(services: Services) -> list[WebSocketRoute]:
             with services.engine.begin() as conn:
                 return sessions.load(conn, token, now, services.settings)
 
-        current = await in_thread(load) if token else None
+        current = await run_in_threadpool(load) if token else None
         try:
             key, cid = uuid.UUID(str(ws.path_params.get("key"))), uuid.UUID(str(ws.path_params.get("id")))
         except ValueError:
