@@ -20,7 +20,7 @@ request one transaction.
    transaction (``limits.py``: 20 rows selected, one audit row inserted, on capture ``i``'s dossier) and ``/http/<i>``
    none, each sending the same body: HTTP in Python alone, and the limit served over HTTP; ``/carnet-thread/<i>``
    replays capture ``i`` as Carnet runs its transactions, with synchronous psycopg on a worker thread
-   (:func:`carnet.threads.in_thread`) instead of asynchronous psycopg on the loop.
+   (Starlette's ``run_in_threadpool``) instead of asynchronous psycopg on the loop.
 3. **Measure**, in one run: the raw-read limit before and after, and between them Carnet's ITI-67 and the floor's
    three answers, in turn (ABBA over ``--repeat``), wrk with the same connections, the CPU per request of each
    server's processes and of PostgreSQL.
@@ -110,8 +110,7 @@ def _serve(port: int, dsn: str, captures_file: str, connections: int, first_seq:
     import psycopg
     import uvicorn
     from limits import INSERT_AUDIT, SELECT_DOCS
-
-    from carnet.threads import in_thread
+    from starlette.concurrency import run_in_threadpool
 
     with open(captures_file, "rb") as f:
         captures, searched = pickle.load(f)  # noqa: S301 - written by this script's parent, a moment ago
@@ -157,7 +156,7 @@ def _serve(port: int, dsn: str, captures_file: str, connections: int, first_seq:
         if variant == "carnet-thread":  # the same, as Carnet runs it: sync psycopg on a worker thread
             conn = sync_pool.get()
             try:
-                await in_thread(replay, conn, statements)
+                await run_in_threadpool(replay, conn, statements)
             finally:
                 sync_pool.put(conn)
         elif variant != "http":
@@ -251,13 +250,15 @@ def main(argv: list[str] | None = None) -> int:
                         results[which].append(load.run_phase_wrk(
                             f"floor {which}", floor_base, "-", a.concurrency, a.duration, "GET",
                             [f"/{which}/{i}" for i in range(len(captures))], None, f"/{which}", meter))
-            results["raw-read"].append(raw_phase("raw-read", dsn, searched, a.concurrency, a.duration,
-                                                 load.DOC_BYTES, a.raw_processes, CpuMeter(dsn, database)))
-        finally:
+        finally:  # both servers stopped before the last limit: their connections would leave it too few
             cluster.stop()
             for q in floor_procs:
                 q.terminate()
                 q.join(10)
+                if q.is_alive():
+                    q.kill()
+        results["raw-read"].append(raw_phase("raw-read", dsn, searched, a.concurrency, a.duration,
+                                             load.DOC_BYTES, a.raw_processes, CpuMeter(dsn, database)))
     limit = sorted(x["throughput_per_s"] for x in results["raw-read"])[len(results["raw-read"]) // 2]
     print()
     print("| | ok/s of each run | ÷ raw-read limit (median run) | server CPU ms/req | PostgreSQL CPU ms/req | p99 ms |")

@@ -142,13 +142,14 @@ async def _run(op: str, n: int, ctx: dict[str, Any], start: int) -> None:
 
 def _set_inline(inline: bool) -> None:
     """Run :meth:`carnet.fhir.routes.base.Call.run`'s work on the event loop's thread (True) or a worker thread."""
+    from starlette.concurrency import run_in_threadpool
+
     import carnet.fhir.routes.base as base
-    from carnet.threads import in_thread
 
     async def on_loop(fn: Any, *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
 
-    base.in_thread = on_loop if inline else in_thread
+    base.run_in_threadpool = on_loop if inline else run_in_threadpool  # type: ignore[assignment]
 
 
 def measure(ctx: dict[str, Any], op: str, n: int, inline: bool, counter: list[int], offset: int) -> dict[str, float]:
