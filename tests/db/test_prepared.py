@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -314,6 +315,12 @@ def test_a_search_page_is_the_same_for_every_visibility(db: Loaded) -> None:  # 
                 rows, total = reading.counted_page(conn, NOW, q, vis)
                 assert (rows, total) == reading.counted_page(conn, NOW, q, vis, core=True), vis
                 assert (rows, total) == (everything[desc][offset:offset + count], len(everything[desc])), vis
+                # uncounted (_total=none): the same page, and in place of the total the page's end, one more when a
+                # document follows it (what the next link needs)
+                rows, end = reading.counted_page(conn, NOW, replace(q, total=False), vis)
+                assert (rows, end) == reading.counted_page(conn, NOW, replace(q, total=False), vis, core=True), vis
+                assert rows == everything[desc][offset:offset + count], vis
+                assert end == offset + len(rows) + (len(everything[desc]) > offset + count), vis
             # and the documents it returns are those the policy allows (the page holds them all)
             assert {uuid.UUID(r) for r in reading.counted_page(
                 conn, NOW, reading.DocumentQuery(db.dossier_key, [], 1000, 0), vis)[0]} == db.allowed(vis)

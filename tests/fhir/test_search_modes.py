@@ -9,7 +9,7 @@ import base64
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from carnet.db.tables import audit
 from carnet.documents.codes import TRE_A07
@@ -96,6 +96,37 @@ def test_total_none_leaves_the_total_out_and_accurate_keeps_it(world: World) -> 
     assert "_total=none" in self_link(none)
     accurate = get(world, "/fhir/DocumentReference", {"patient": str(world.dossier), "_total": "accurate"}).json()
     assert accurate["total"] == 2
+
+
+def test_total_none_counts_nothing_and_pages_as_the_counted_search_does(world: World) -> None:
+    """``_total=none`` spares the count (no statement counts, on either database), and its pages are those of the
+    counted search: the same entries, a ``next`` link exactly when another page follows."""
+    publish(world, 5)
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement.lower())
+
+    def pages(total: str) -> list[tuple[list[str], bool]]:
+        out = []
+        for offset in (0, 2, 4, 5):
+            body = get(world, "/fhir/DocumentReference", {"patient": str(world.dossier), "_count": "2",
+                                                          "_offset": str(offset), "_total": total}).json()
+            assert ("total" in body) == (total == "accurate"), body
+            out.append(([e["resource"]["id"] for e in body.get("entry", [])],
+                        any(lk["relation"] == "next" for lk in body["link"])))
+        return out
+
+    event.listen(world.services.engine, "before_cursor_execute", seen)
+    try:
+        uncounted = pages("none")
+    finally:
+        event.remove(world.services.engine, "before_cursor_execute", seen)
+    assert [s for s in statements if "from document" in s]
+    assert not [s for s in statements if "count(" in s and "from document" in s]  # (the audit append counts its CTEs)
+    assert uncounted == pages("accurate")
+    assert [len(ids) for ids, _ in uncounted] == [2, 2, 1, 0]
+    assert [more for _, more in uncounted] == [True, True, False, False]
 
 
 def test_a_bad_total_or_summary_is_refused_naming_it_even_when_lenient(world: World) -> None:

@@ -55,6 +55,7 @@ class DocumentQuery:
     count: int
     offset: int
     sort_desc: bool = True
+    total: bool = True  # False (``_total=none``): nothing counted, see :func:`counted_page`
 
 
 def token_condition(param: str, values: list[tuple[str | None, str]]) -> Any:
@@ -88,9 +89,20 @@ def counted_page(conn: Connection, now: dt.datetime, q: DocumentQuery, visibilit
     """:func:`page` and the number of documents of the whole search (the searchset's ``total``). Where the page is
     prepared, one statement gives both (:data:`_PAGE_SQL`: the count is an uncorrelated subquery, which
     PostgreSQL evaluates once, when the first row is returned); an empty page past the first, or of ``_count=0``,
-    counts apart. Elsewhere the count is a second statement, run only when the page does not already tell it."""
+    counts apart. Elsewhere the count is a second statement, run only when the page does not already tell it.
+
+    A query that needs no total (``q.total`` false: ``_total=none``) counts nothing: the page is read with one document
+    more, which says whether another follows, and the number returned in place of the total is the page's end (its
+    offset plus its documents), one more when a document follows it: what the searchset's ``next`` link needs, and
+    no more."""
     prepared_page = _page_sql(conn, visibility, q.sort_desc) \
         if not q.conditions and not core and prepared.on_postgres(conn) else None
+    if not q.total:
+        longer = replace(q, count=q.count + 1)
+        one_more = page(conn, now, longer, visibility) if prepared_page is None else [r[0] for r in prepared.fetch_all(
+            conn, prepared_page.bare if q.offset else prepared_page.bare_first,
+            _page_params(prepared_page, now, longer, visibility))]
+        return one_more[:q.count], q.offset + len(one_more)
     if prepared_page is not None:
         found = prepared.fetch_all(conn, prepared_page.sql if q.offset else prepared_page.first,
                                    _page_params(prepared_page, now, q, visibility))
@@ -127,9 +139,9 @@ def page(conn: Connection, now: dt.datetime, q: DocumentQuery, visibility: Visib
 # statement (its estimate of an unknown offset makes it dearer than the custom plans it compares it with) and plans
 # the statement again at each execution, which cost a search 100 µs of PostgreSQL's CPU (docs/PERFORMANCE.md,
 # "Stage 4"); without it, it takes the generic plan after five executions. Later pages keep the parameter.
-_PAGE_SQL = ("SELECT document.resource, (SELECT count(*) FROM document WHERE document.dossier_key = %(k)s "
-             "AND ({visible})) AS total FROM document WHERE document.dossier_key = %(k)s AND ({visible}) "
+_PAGE_SQL = ("SELECT document.resource{total} FROM document WHERE document.dossier_key = %(k)s AND ({visible}) "
              "ORDER BY document.date {order}, document.document_id {order} LIMIT %(n)s{offset}")
+_TOTAL = ", (SELECT count(*) FROM document WHERE document.dossier_key = %(k)s AND ({visible})) AS total"
 _OFFSET = " OFFSET %(o)s"
 _STAND_INS = ((dt.datetime(1, 1, 2, tzinfo=dt.UTC), "carnet:the-caller"),
               (dt.datetime(2, 3, 4, 5, 6, 7, tzinfo=dt.UTC), "carnet:another-caller"))
@@ -139,6 +151,8 @@ _STAND_INS = ((dt.datetime(1, 1, 2, tzinfo=dt.UTC), "carnet:the-caller"),
 class PreparedPage:
     sql: str  # _PAGE_SQL
     first: str  # _PAGE_SQL without OFFSET
+    bare: str  # _PAGE_SQL without the total (``_total=none``)
+    bare_first: str  # and without OFFSET
     params: dict[str, Any]  # the clause's own parameters
     nows: tuple[str, ...]  # the parameters that take the request's time
     callers: tuple[str, ...]  # and those that take the caller's id
@@ -179,9 +193,13 @@ def _page_sql(conn: Connection, visibility: Visibility, desc: bool) -> PreparedP
         params2[n] == (_STAND_INS[1][0] if n in nows else _STAND_INS[1][1] if n in callers else v)
         for n, v in params.items())
     order = "DESC" if desc else "ASC"
-    found = PreparedPage(_PAGE_SQL.format(visible=text, order=order, offset=_OFFSET),
-                         _PAGE_SQL.format(visible=text, order=order, offset=""), params, nows, callers) if same \
-        else None
+    total = _TOTAL.format(visible=text)
+
+    def sql(with_total: bool, offset: str) -> str:
+        return _PAGE_SQL.format(visible=text, order=order, total=total if with_total else "", offset=offset)
+
+    found = PreparedPage(sql(True, _OFFSET), sql(True, ""), sql(False, _OFFSET), sql(False, ""), params, nows,
+                         callers) if same else None
     if len(_PAGES) >= 256:  # never in practice: a few professions and standings
         _PAGES.clear()
     _PAGES[key] = found

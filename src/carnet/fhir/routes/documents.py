@@ -92,12 +92,14 @@ async def _document_search(call: Call, params: list[tuple[str, str]]) -> Respons
     text = "&".join(sorted({k for k, _ in params}))
 
     _check_include_scopes(call)
+    # _total=none: the searchset shows no total, so none is counted (the page says whether another follows)
+    counted = call.modes.get("_total") != "none" or call.modes.get("_summary") == "count"
 
     def work(ctx: Context) -> tuple[list[str], int, list[tuple[str, str]]]:
         key = _patient_key(ctx, call, params)
         if key is None:
             return [], 0, []
-        q = documents.DocumentQuery(key, conds, count, offset, sort_desc=sort == "-date")
+        q = documents.DocumentQuery(key, conds, count, offset, sort_desc=sort == "-date", total=counted)
         rows, total = documents.search(ctx, q, "ITI-67", text)
         return rows, total, _included(ctx, call, key, rows)
 
