@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from sqlalchemy import select
 
 from carnet.context import Services, run
@@ -48,9 +49,20 @@ def feed(world: World, services: Services) -> None:
     run(services, trends.EVALUATOR, lambda ctx: trends.evaluate(ctx, world.dossier))
 
 
+FITS = ("() => { const c = document.querySelector('#trend-chart canvas');"
+        " return c !== null && c.getBoundingClientRect().width > 0"
+        " && c.getBoundingClientRect().width <= window.innerWidth; }")
+
+
 def drawn(page: Any) -> None:
-    """The chart is drawn (the script marks it) and fits the viewport."""
+    """The chart is drawn (the script marks it) and fits the viewport. The script redraws it at the animation frame
+    after a resize (the accessibility check has just gone through every width): it must fit within a few seconds, not
+    at the very instant the viewport changed back."""
     page.wait_for_selector("html[data-charts-drawn='1']")
+    try:
+        page.wait_for_function(FITS, timeout=5000)
+    except PlaywrightTimeout:
+        pass  # the assertion below says how wide it stayed
     width = page.evaluate("document.querySelector('#trend-chart canvas').getBoundingClientRect().width")
     assert 0 < width <= page.viewport_size["width"], width
 
