@@ -42,7 +42,6 @@ import json
 import multiprocessing as mp
 import pickle
 import queue
-import socket
 import sys
 import tempfile
 import time
@@ -112,6 +111,8 @@ def _serve(port: int, dsn: str, captures_file: str, connections: int, first_seq:
     from limits import INSERT_AUDIT, SELECT_DOCS
     from starlette.concurrency import run_in_threadpool
 
+    from carnet.server import _bind
+
     with open(captures_file, "rb") as f:
         captures, searched = pickle.load(f)  # noqa: S301 - written by this script's parent, a moment ago
     dossiers = [uuid.UUID(d) for d in searched]
@@ -131,18 +132,15 @@ def _serve(port: int, dsn: str, captures_file: str, connections: int, first_seq:
             raise
 
     seq = itertools.count(first_seq)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(("127.0.0.1", port))
-    sock.listen(2048)
     pool: asyncio.Queue[Any] = asyncio.Queue()
+    opened = False
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        nonlocal opened
         if scope["type"] != "http":
             return
-        if pool.empty() and not getattr(app, "opened", False):
-            app.opened = True  # type: ignore[attr-defined]
+        if not opened:  # on the server's own loop, at the first request (no lifespan)
+            opened = True
             for _ in range(connections):
                 pool.put_nowait(await psycopg.AsyncConnection.connect(dsn))
         _, variant, index = scope["path"].split("/")
@@ -177,7 +175,7 @@ def _serve(port: int, dsn: str, captures_file: str, connections: int, first_seq:
         await send({"type": "http.response.body", "body": body})
 
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-    uvicorn.Server(config).run(sockets=[sock])
+    uvicorn.Server(config).run(sockets=[_bind("127.0.0.1", port)])  # a socket of its own on the port, as carnet serve
 
 
 def start_floor(dsn: str, captures_file: str, workers: int, connections: int) -> tuple[str, list[Any]]:
