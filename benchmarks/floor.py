@@ -20,7 +20,13 @@ request one transaction.
    transaction (``limits.py``: 20 rows selected, one audit row inserted, on capture ``i``'s dossier) and ``/http/<i>``
    none, each sending the same body: HTTP in Python alone, and the limit served over HTTP; ``/carnet-thread/<i>``
    replays capture ``i`` as Carnet runs its transactions, with synchronous psycopg on a worker thread
-   (Starlette's ``run_in_threadpool``) instead of asynchronous psycopg on the loop.
+   (Starlette's ``run_in_threadpool``) instead of asynchronous psycopg on the loop. Four more, asked for with
+   ``--variants``, replay the same statements on the worker thread in **fewer round trips** than Carnet's five
+   (``BEGIN``, the caller with the dossier, the page, the audit append, ``COMMIT``): ``/pipelined-4/<i>`` sends
+   ``BEGIN`` with the first read and ``/pipelined-3/<i>`` also the audit append with ``COMMIT``, every statement
+   prepared as Carnet prepares them (psycopg's pipeline mode); ``/merged-3/<i>`` and ``/merged-2/<i>`` bind on the
+   client (psycopg's ``ClientCursor``) and send multi-statement simple queries, where nothing is prepared, in three
+   round trips (as ``pipelined-3``) or in two (the page, the audit append and ``COMMIT`` together).
 3. **Measure**, in one run: the raw-read limit before and after, and between them Carnet's ITI-67 and the floor's
    three answers, in turn (ABBA over ``--repeat``), wrk with the same connections, the CPU per request of each
    server's processes and of PostgreSQL.
@@ -51,6 +57,8 @@ from typing import Any
 
 GENESIS = "0" * 64
 VARIANTS = ("ITI-67", "carnet", "carnet-thread", "limit", "http")  # Carnet itself, then the floor server's answers
+# Carnet's statements in fewer round trips (--variants; merged())
+MERGED = ("merged-3", "merged-2", "pipelined-3", "pipelined-4")
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -131,6 +139,62 @@ def _serve(port: int, dsn: str, captures_file: str, connections: int, first_seq:
             conn.rollback()
             raise
 
+    def pooled(connections: queue.SimpleQueue[Any], work: Any, *args: Any) -> None:
+        """``work`` on a connection of the pool, taken and given back on the worker thread: a thread waiting for
+        one blocks nothing else (taken on the event loop, as Carnet never does, the wait would stop the loop
+        that the connection's return needs, and the process would hang)."""
+        conn = connections.get()
+        try:
+            work(conn, *args)
+        finally:
+            connections.put(conn)
+
+    auto_pool: queue.SimpleQueue[Any] = queue.SimpleQueue()  # the merged variants': they send BEGIN and COMMIT
+    for _ in range(connections):
+        auto_pool.put(psycopg.connect(dsn, autocommit=True))
+
+    def merged(conn: Any, statements: list[tuple[str, Any]], round_trips: int) -> None:
+        """The search's three statements (the caller and dossier, the page, the audit append) in ``round_trips``
+        round trips, each result read."""
+        (dossier_sql, dossier_params), (page_sql, page_params), (audit_sql, audit_params) = statements
+        if round_trips in (0, 4):  # pipelined: prepared, three syncs (or BEGIN only with the first read)
+            try:
+                with conn.pipeline() as pipeline:
+                    conn.execute("BEGIN")
+                    first = conn.execute(dossier_sql, dossier_params, prepare=True)
+                    pipeline.sync()
+                    first.fetchall()
+                    if round_trips == 0:
+                        conn.execute(page_sql, page_params, prepare=True).fetchall()
+                        conn.execute(audit_sql, audit_params, prepare=True)
+                        conn.execute("COMMIT")
+                if round_trips == 4:
+                    conn.execute(page_sql, page_params, prepare=True).fetchall()
+                    conn.execute(audit_sql, audit_params, prepare=True).fetchall()
+                    conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return
+        cur = psycopg.ClientCursor(conn)
+        try:
+            cur.execute("BEGIN; " + cur.mogrify(dossier_sql, dossier_params))
+            cur.nextset()
+            cur.fetchall()
+            if round_trips == 3:
+                conn.execute(page_sql, page_params, prepare=True).fetchall()
+                cur.execute(cur.mogrify(audit_sql, audit_params) + "; COMMIT")
+                cur.fetchall()
+            else:
+                cur.execute(cur.mogrify(page_sql, page_params) + "; " + cur.mogrify(audit_sql, audit_params)
+                            + "; COMMIT")
+                cur.fetchall()
+                cur.nextset()
+                cur.fetchall()
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
     seq = itertools.count(first_seq)
     pool: asyncio.Queue[Any] = asyncio.Queue()
     opened = False
@@ -151,12 +215,11 @@ def _serve(port: int, dsn: str, captures_file: str, connections: int, first_seq:
             statements = [(SELECT_DOCS, (dossiers[i],)), (INSERT_AUDIT, (
                 dossiers[i], next(seq), uuid.uuid4(), "R", "ITI-67", "8bench", str(entity),
                 json.dumps({"returned": 10}), GENESIS, hashlib.sha256(f"{GENESIS}:{entity}".encode()).hexdigest()))]
-        if variant == "carnet-thread":  # the same, as Carnet runs it: sync psycopg on a worker thread
-            conn = sync_pool.get()
-            try:
-                await run_in_threadpool(replay, conn, statements)
-            finally:
-                sync_pool.put(conn)
+        if variant in MERGED:
+            await run_in_threadpool(pooled, auto_pool, merged, statements,
+                                    {"pipelined-3": 0}.get(variant, int(variant[-1])))
+        elif variant == "carnet-thread":  # the same, as Carnet runs it: sync psycopg on a worker thread
+            await run_in_threadpool(pooled, sync_pool, replay, statements)
         elif variant != "http":
             conn = await pool.get()
             try:
@@ -200,6 +263,12 @@ def start_floor(dsn: str, captures_file: str, workers: int, connections: int) ->
     raise SystemExit("the floor server did not answer")
 
 
+def in_flight(runs: list[dict[str, Any]]) -> str:
+    """Requests in flight in each run (Little's law: ok/s × mean latency): each should be near the connections'
+    number; a run far below it had connections standing idle, and its CPU per request is not comparable."""
+    return ", ".join(f"{x['throughput_per_s'] * x['mean_ms'] / 1000:.1f}" if x.get("mean_ms") else "-" for x in runs)
+
+
 def main(argv: list[str] | None = None) -> int:
     import load
     from limits import CpuMeter, raw_phase
@@ -215,21 +284,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=8)
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--raw-processes", type=int, default=2)
+    p.add_argument("--variants", default=",".join(VARIANTS),
+                   help=f"what to measure, in order: {', '.join(VARIANTS + MERGED)}")
     p.add_argument("--output", type=Path)
     a = p.parse_args(argv)
+    variants = tuple(v for v in a.variants.split(",") if v)
+    if not variants or set(variants) - set(VARIANTS + MERGED):
+        p.error(f"--variants: choose among {', '.join(VARIANTS + MERGED)}")
     db_url, var_dir = a.database_url, a.var_dir.resolve()
     dsn = db_url.replace("postgresql+psycopg://", "postgresql://", 1)
     database = make_url(db_url).database or ""
     captures, searched = capture(db_url, var_dir, a.captures)
     per_search = {len(s) for s, _ in captures}
     print(f"captured {len(captures)} searches, {sorted(per_search)} statements each", flush=True)
+    if set(variants) & set(MERGED) and per_search != {3}:
+        raise SystemExit("the merged variants replay searches of three statements (the caller and dossier, the page, "
+                         "the audit append)")
     with tempfile.TemporaryDirectory() as tmp:
         captures_file = str(Path(tmp) / "captures.pickle")
         with open(captures_file, "wb") as f:
             pickle.dump((captures, searched), f)
         floor_base, floor_procs = start_floor(dsn, captures_file, a.workers, max(2, a.concurrency // a.workers + 2))
         cluster = load.start_cluster(db_url, var_dir, 1, a.workers, str(var_dir / "blobs"))
-        results: dict[str, list[dict[str, Any]]] = {"raw-read": [], **{v: [] for v in VARIANTS}}
+        results: dict[str, list[dict[str, Any]]] = {"raw-read": [], **{v: [] for v in variants}}
         try:
             services = load.make_services(db_url, var_dir, "http://127.0.0.1:8000")
             pro_id, key = load.ensure_reference_data(services), load.register_client(services)
@@ -238,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             results["raw-read"].append(raw_phase("raw-read", dsn, searched, a.concurrency, a.duration,
                                                  load.DOC_BYTES, a.raw_processes, CpuMeter(dsn, database)))
             for r in range(max(1, a.repeat)):
-                for which in (VARIANTS if r % 2 == 0 else tuple(reversed(VARIANTS))):
+                for which in (variants if r % 2 == 0 else tuple(reversed(variants))):
                     if which == "ITI-67":
                         meter = CpuMeter(dsn, database, [q.pid for q in cluster.procs])
                         results[which].append(load.wrk_phase("ITI-67", cluster, key, pro_id, a.concurrency,
@@ -259,8 +336,9 @@ def main(argv: list[str] | None = None) -> int:
                                              load.DOC_BYTES, a.raw_processes, CpuMeter(dsn, database)))
     limit = sorted(x["throughput_per_s"] for x in results["raw-read"])[len(results["raw-read"]) // 2]
     print()
-    print("| | ok/s of each run | ÷ raw-read limit (median run) | server CPU ms/req | PostgreSQL CPU ms/req | p99 ms |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| | ok/s of each run | ÷ raw-read limit (median run) | server CPU ms/req | PostgreSQL CPU ms/req | p99 ms "
+          "| in flight |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     summary = {}
     for name, runs in results.items():
         ordered = sorted(runs, key=lambda x: x["throughput_per_s"])
@@ -269,11 +347,11 @@ def main(argv: list[str] | None = None) -> int:
         summary[name] = {"runs": runs, "median_ok_per_s": med["throughput_per_s"],
                          "ratio": round(med["throughput_per_s"] / limit, 3)}
         print(f"| {name} | {', '.join(str(x['throughput_per_s']) for x in runs)} | {summary[name]['ratio']} | "
-              f"{server} | {med['postgres_cpu_ms_per_request']} | {med['p99_ms']} |")
+              f"{server} | {med['postgres_cpu_ms_per_request']} | {med['p99_ms']} | {in_flight(runs)} |")
     if a.output:
         a.output.write_text(json.dumps({"command": sys.argv, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                         "machine": load.machine(), "concurrency": a.concurrency,
-                                        "duration_s": a.duration, "workers": a.workers,
+                                        "duration_s": a.duration, "workers": a.workers, "variants": variants,
                                         "statements_per_search": sorted(per_search), "results": summary}, indent=1))
     return 0
 
