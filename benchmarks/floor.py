@@ -57,7 +57,7 @@ from typing import Any
 
 GENESIS = "0" * 64
 VARIANTS = ("ITI-67", "carnet", "carnet-thread", "limit", "http")  # Carnet itself, then the floor server's answers
-# Carnet's statements in fewer round trips (--variants; merged())
+# Carnet's statements in fewer round trips (--variants; pipelined(), merged())
 MERGED = ("merged-3", "merged-2", "pipelined-3", "pipelined-4")
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -139,43 +139,47 @@ def _serve(port: int, dsn: str, captures_file: str, connections: int, first_seq:
             conn.rollback()
             raise
 
-    def pooled(connections: queue.SimpleQueue[Any], work: Any, *args: Any) -> None:
-        """``work`` on a connection of the pool, taken and given back on the worker thread: a thread waiting for
-        one blocks nothing else (taken on the event loop, as Carnet never does, the wait would stop the loop
+    def pooled(idle: queue.SimpleQueue[Any], work: Any, *args: Any) -> None:
+        """``work`` on a connection of the pool ``idle``, taken and given back on the worker thread: a thread waiting
+        for one blocks nothing else (taken on the event loop, as Carnet never does, the wait would stop the loop
         that the connection's return needs, and the process would hang)."""
-        conn = connections.get()
+        conn = idle.get()
         try:
             work(conn, *args)
         finally:
-            connections.put(conn)
+            idle.put(conn)
 
-    auto_pool: queue.SimpleQueue[Any] = queue.SimpleQueue()  # the merged variants': they send BEGIN and COMMIT
+    auto_pool: queue.SimpleQueue[Any] = queue.SimpleQueue()  # the MERGED variants': they send BEGIN and COMMIT
     for _ in range(connections):
         auto_pool.put(psycopg.connect(dsn, autocommit=True))
 
-    def merged(conn: Any, statements: list[tuple[str, Any]], round_trips: int) -> None:
-        """The search's three statements (the caller and dossier, the page, the audit append) in ``round_trips``
-        round trips, each result read."""
+    def pipelined(conn: Any, statements: list[tuple[str, Any]], with_commit: bool) -> None:
+        """The search's three statements (the caller and dossier, the page, the audit append) prepared, in psycopg's
+        pipeline mode: ``BEGIN`` sent with the first read, and with ``with_commit`` the audit append with ``COMMIT``
+        (three round trips; else four); each result read."""
         (dossier_sql, dossier_params), (page_sql, page_params), (audit_sql, audit_params) = statements
-        if round_trips in (0, 4):  # pipelined: prepared, three syncs (or BEGIN only with the first read)
-            try:
-                with conn.pipeline() as pipeline:
-                    conn.execute("BEGIN")
-                    first = conn.execute(dossier_sql, dossier_params, prepare=True)
-                    pipeline.sync()
-                    first.fetchall()
-                    if round_trips == 0:
-                        conn.execute(page_sql, page_params, prepare=True).fetchall()
-                        conn.execute(audit_sql, audit_params, prepare=True)
-                        conn.execute("COMMIT")
-                if round_trips == 4:
+        try:
+            with conn.pipeline() as pipeline:
+                conn.execute("BEGIN")
+                first = conn.execute(dossier_sql, dossier_params, prepare=True)
+                pipeline.sync()
+                first.fetchall()
+                if with_commit:
                     conn.execute(page_sql, page_params, prepare=True).fetchall()
-                    conn.execute(audit_sql, audit_params, prepare=True).fetchall()
+                    conn.execute(audit_sql, audit_params, prepare=True)
                     conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            return
+            if not with_commit:
+                conn.execute(page_sql, page_params, prepare=True).fetchall()
+                conn.execute(audit_sql, audit_params, prepare=True).fetchall()
+                conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def merged(conn: Any, statements: list[tuple[str, Any]], round_trips: int) -> None:
+        """The same three statements bound on the client and sent as multi-statement simple queries (nothing
+        prepared but the page in three round trips), in ``round_trips`` (3 or 2); each result read."""
+        (dossier_sql, dossier_params), (page_sql, page_params), (audit_sql, audit_params) = statements
         cur = psycopg.ClientCursor(conn)
         try:
             cur.execute("BEGIN; " + cur.mogrify(dossier_sql, dossier_params))
@@ -215,9 +219,10 @@ def _serve(port: int, dsn: str, captures_file: str, connections: int, first_seq:
             statements = [(SELECT_DOCS, (dossiers[i],)), (INSERT_AUDIT, (
                 dossiers[i], next(seq), uuid.uuid4(), "R", "ITI-67", "8bench", str(entity),
                 json.dumps({"returned": 10}), GENESIS, hashlib.sha256(f"{GENESIS}:{entity}".encode()).hexdigest()))]
-        if variant in MERGED:
-            await run_in_threadpool(pooled, auto_pool, merged, statements,
-                                    {"pipelined-3": 0}.get(variant, int(variant[-1])))
+        if variant.startswith("pipelined-"):
+            await run_in_threadpool(pooled, auto_pool, pipelined, statements, variant == "pipelined-3")
+        elif variant.startswith("merged-"):
+            await run_in_threadpool(pooled, auto_pool, merged, statements, int(variant[-1]))
         elif variant == "carnet-thread":  # the same, as Carnet runs it: sync psycopg on a worker thread
             await run_in_threadpool(pooled, sync_pool, replay, statements)
         elif variant != "http":
